@@ -1,0 +1,35 @@
+package conformance
+
+import (
+	"testing"
+	"time"
+
+	"github.com/relock-go/relock/driver"
+)
+
+// Harness tells the suite how to reach the backend under test. Only NewConn
+// is required; a nil hook skips, by name, the subtests that need it.
+type Harness struct {
+	// NewConn returns a driver connection to the backend under test. The
+	// suite calls it at least once per subtest and closes what it gets
+	// back through relock.Client.Close or Conn.Close; register anything
+	// else to clean up with t.Cleanup. Connections made for one subtest
+	// must reach the same data, so that two of them contend for a key.
+	// The suite uses keys under a random prefix, so a shared server works.
+	NewConn func(t *testing.T) driver.Conn
+
+	// Advance moves the backend's clock forward by d, so that keys with a
+	// TTL of d or less expire. Nil means real time: the suite sleeps,
+	// which suits a real Redis server. A backend whose keys do not expire
+	// in real time (miniredis) must set it.
+	Advance func(t *testing.T, d time.Duration)
+
+	// FlushScripts empties the server's script cache, as SCRIPT FLUSH does,
+	// so that the next EVALSHA gets NOSCRIPT. Nil skips the subtests named
+	// NoScript.
+	FlushScripts func(t *testing.T)
+
+	// SetWrongType stores a value that is not a string (a hash, say) at
+	// key. Nil skips the subtests named WrongType.
+	SetWrongType func(t *testing.T, key string)
+}

@@ -1,0 +1,141 @@
+// Package driver defines the contract between relock and a Redis backend.
+//
+// The relock package holds the lock algorithm once; it talks to Redis only
+// through the interfaces here, in the manner of database/sql/driver. Most users
+// never touch this package: they pick an adapter (adapters/goredis,
+// adapters/redigo, adapters/rueidis). Authors of custom backends implement it
+// and prove their work with the conformance package.
+//
+// # What a driver must implement
+//
+// Every driver implements [Conn]: SET NX PX, GET and Close. It must also
+// implement at least one of the two ways to change a key only if it still
+// holds a given value:
+//
+//   - [Scripter]: EVAL and EVALSHA. relock then acquires, releases, refreshes
+//     and reads the TTL of a lock with one Lua script call each.
+//   - [Watcher]: WATCH, commands and MULTI/EXEC on one pinned connection.
+//     relock then releases with WATCH/GET/MULTI/DEL/EXEC, retried when EXEC
+//     aborts, and acquires with SET NX PX followed by GET.
+//
+// A driver should implement Scripter where its backend runs Lua: it saves a
+// round trip in every contended acquire and every release. A driver with
+// both lets relock use scripts; the conformance suite checks that both paths
+// give the same answers. relock.New rejects a Conn with neither.
+//
+// # Concurrency
+//
+// A Conn, despite its name, stands for a whole client (usually a pool): it
+// must be safe for concurrent use by many goroutines, and every method call
+// may use any connection of the pool, except the calls made through a [Tx],
+// which all run on the one connection that Watch pinned.
+//
+// # Replies
+//
+// A missing key is never an error: Get reports it with ok == false. Replies
+// of Eval, EvalSha and Tx.Exec map from RESP to Go values as follows, whatever
+// the client library returns natively:
+//
+//	nil bulk string, nil array, Lua false -> nil
+//	integer                               -> int64
+//	bulk string, simple status ("OK")     -> string
+//	array                                 -> []any of these values
+//
+// # Errors
+//
+// A driver must translate two server errors into the sentinels below, so
+// that errors.Is finds them (wrapping is fine and keeps the server's text):
+// a NOSCRIPT reply to EvalSha becomes [ErrNoScript], and a WRONGTYPE reply
+// (from any call, including a script that touched a key of another type)
+// becomes [ErrWrongType]. A transaction whose EXEC was aborted because a
+// watched key changed returns [ErrTxAborted]. Every other error (network,
+// timeouts, a cancelled context) is returned as the client reports it; the
+// context's error should stay visible through errors.Is.
+package driver
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors a driver must return, wrapped or not, for the situations
+// they name.
+var (
+	// ErrNoScript reports that EvalSha named a script the server does not
+	// have in its cache (a NOSCRIPT reply). relock then calls Eval.
+	ErrNoScript = errors.New("relock/driver: NOSCRIPT no matching script")
+
+	// ErrWrongType reports a WRONGTYPE reply: the key holds a value that is
+	// not a string.
+	ErrWrongType = errors.New("relock/driver: WRONGTYPE key holds a value that is not a string")
+
+	// ErrTxAborted reports that EXEC returned a nil reply because a watched
+	// key changed after WATCH.
+	ErrTxAborted = errors.New("relock/driver: transaction aborted, a watched key changed")
+)
+
+// Driver opens connections from a data source name. Adapters register one
+// with relock.Register in an init function, like database/sql drivers.
+type Driver interface {
+	// Open returns a new Conn for dsn, a redis:// or rediss:// URL parsed
+	// by the client library's own URL parser. The Conn owns the client it
+	// made: its Close closes that client.
+	Open(dsn string) (Conn, error)
+}
+
+// Conn is the interface every driver implements. See the package doc for
+// the rules on concurrency, replies and errors.
+type Conn interface {
+	// SetNX runs SET key value NX PX ttl, with ttl in whole milliseconds
+	// (relock never passes less than 1 ms). It reports whether the key was
+	// set: false, nil means the key existed.
+	SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error)
+
+	// Get runs GET key. ok is false, and err nil, when the key does not exist.
+	Get(ctx context.Context, key string) (value string, ok bool, err error)
+
+	// Close releases what the Conn owns. A Conn that wraps a client the
+	// user built and handed over must not close that client: the user owns
+	// it. Close must be safe to call more than once.
+	Close() error
+}
+
+// Scripter is implemented by drivers whose backend runs Lua scripts.
+//
+// Fallback: without Scripter, relock uses Watcher.
+type Scripter interface {
+	// Eval runs EVAL script numkeys keys... args....
+	Eval(ctx context.Context, script string, keys []string, args ...string) (any, error)
+
+	// EvalSha runs EVALSHA sha1 numkeys keys... args.... It returns an error
+	// matching ErrNoScript when the server does not know the script; relock
+	// then calls Eval, which loads it.
+	EvalSha(ctx context.Context, sha1 string, keys []string, args ...string) (any, error)
+}
+
+// Watcher is implemented by drivers that can run an optimistic transaction
+// on one pinned connection.
+//
+// Fallback: without Watcher, relock uses Scripter.
+type Watcher interface {
+	// Watch pins one connection, runs WATCH keys... on it and calls fn with
+	// a Tx bound to that connection. It returns fn's error. When fn
+	// returns, the connection must be left without a watch (UNWATCH, or
+	// the EXEC that fn ran) before it goes back to a pool.
+	Watch(ctx context.Context, keys []string, fn func(Tx) error) error
+}
+
+// Tx runs commands on the connection that Watcher.Watch pinned.
+type Tx interface {
+	// Get runs GET key on the pinned connection, with the same reply rules
+	// as Conn.Get.
+	Get(ctx context.Context, key string) (value string, ok bool, err error)
+
+	// Exec runs MULTI, the given commands (each one a command name and its
+	// arguments, for example {"DEL", key}) and EXEC on the pinned
+	// connection, and returns the replies of the commands in order, mapped
+	// as the package doc says. When EXEC returns a nil reply because a
+	// watched key changed, Exec returns an error matching ErrTxAborted.
+	Exec(ctx context.Context, cmds ...[]string) ([]any, error)
+}

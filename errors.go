@@ -1,0 +1,56 @@
+package relock
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/relock-go/relock/driver"
+)
+
+// Errors returned by relock, checked with errors.Is. Errors are wrapped with
+// the operation and key, so compare with errors.Is, never with ==.
+var (
+	// ErrNotObtained reports that a lock could not be obtained because
+	// another owner holds it and the retry strategy or the wait budget ran
+	// out. When the caller's context ended the wait instead, the error
+	// matches both ErrNotObtained and the context's error
+	// (context.Canceled or context.DeadlineExceeded), so "I gave up" can be
+	// told from "it is taken".
+	ErrNotObtained = errors.New("relock: lock not obtained")
+
+	// ErrNotHeld reports that Release, Refresh or TTL found the lock no
+	// longer ours: it expired, was released, or another owner took it.
+	// Nothing was changed in Redis.
+	ErrNotHeld = errors.New("relock: lock not held")
+
+	// ErrInvalidArgument reports bad input: an empty or over-long key, a TTL
+	// out of range, a nil client or lock, a negative wait. Nothing was sent.
+	ErrInvalidArgument = errors.New("relock: invalid argument")
+
+	// ErrWrongType reports that the lock's key holds a Redis value that is
+	// not a string (a hash, a list, ...), so it cannot be a lock. Obtain
+	// returns it at once instead of waiting for ever.
+	ErrWrongType = errors.New("relock: key holds a value that is not a string")
+
+	// ErrClosed reports a call on a Client, or on a Lock of a Client, after
+	// Client.Close.
+	ErrClosed = errors.New("relock: client is closed")
+
+	// ErrUnsupported reports a driver that implements neither
+	// driver.Scripter nor driver.Watcher, so no owner-checked release is
+	// possible.
+	ErrUnsupported = errors.New("relock: driver implements neither driver.Scripter nor driver.Watcher")
+)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}
+
+// opError wraps err with the operation and key. A driver's WRONGTYPE error
+// also matches ErrWrongType.
+func opError(op, key string, err error) error {
+	if errors.Is(err, driver.ErrWrongType) && !errors.Is(err, ErrWrongType) {
+		return fmt.Errorf("relock: %s %q: %w: %w", op, key, ErrWrongType, err)
+	}
+	return fmt.Errorf("relock: %s %q: %w", op, key, err)
+}

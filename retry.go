@@ -1,0 +1,82 @@
+package relock
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// RetryStrategy decides how long Obtain waits between tries while the lock
+// is taken. Implementations must be safe for concurrent use: one strategy
+// value may serve many Obtain calls at once, so it should keep no state
+// between calls.
+//
+// However long the strategy says, Obtain never sleeps past the holder's
+// remaining TTL when the driver reports it (the key is gone by then), nor
+// past the caller's wait budget or context.
+type RetryStrategy interface {
+	// Backoff returns how long to wait before retry number n (1 for the
+	// first retry, after the first try failed), or false to stop retrying.
+	Backoff(n int) (wait time.Duration, ok bool)
+}
+
+// RetryFunc adapts a function to a RetryStrategy.
+type RetryFunc func(n int) (time.Duration, bool)
+
+// Backoff calls f(n).
+func (f RetryFunc) Backoff(n int) (time.Duration, bool) { return f(n) }
+
+// NoRetry tries once and never waits. It is what TryObtain uses.
+func NoRetry() RetryStrategy {
+	return RetryFunc(func(int) (time.Duration, bool) { return 0, false })
+}
+
+// FixedRetry waits d between tries, without end (bound it with LimitRetry,
+// WithMaxWait or the context). A d below zero counts as zero.
+func FixedRetry(d time.Duration) RetryStrategy {
+	d = max(d, 0)
+	return RetryFunc(func(int) (time.Duration, bool) { return d, true })
+}
+
+// ExponentialRetry waits about min, 2*min, 4*min, ... up to max between
+// tries, without end, each wait drawn at random from its upper half so that
+// waiters that failed together do not retry together. min below 1 ms counts
+// as 1 ms; max below min counts as min.
+func ExponentialRetry(min, max time.Duration) RetryStrategy {
+	lo, hi := min, max
+	if lo < time.Millisecond {
+		lo = time.Millisecond
+	}
+	if hi < lo {
+		hi = lo
+	}
+	return RetryFunc(func(n int) (time.Duration, bool) {
+		d := hi
+		if n < 1 {
+			n = 1
+		}
+		if n <= 40 {
+			if step := lo << (n - 1); step > 0 && step < hi {
+				d = step
+			}
+		}
+		half := d / 2
+		return half + rand.N(d-half+1), true
+	})
+}
+
+// LimitRetry stops s after at most n retries (n+1 tries in all). n below
+// zero counts as zero.
+func LimitRetry(s RetryStrategy, n int) RetryStrategy {
+	return RetryFunc(func(i int) (time.Duration, bool) {
+		if i > n {
+			return 0, false
+		}
+		return s.Backoff(i)
+	})
+}
+
+// DefaultRetry is the strategy a Client uses unless told otherwise:
+// ExponentialRetry(2ms, 100ms), until the context ends.
+func DefaultRetry() RetryStrategy {
+	return ExponentialRetry(2*time.Millisecond, 100*time.Millisecond)
+}
