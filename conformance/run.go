@@ -1,12 +1,192 @@
 package conformance
 
-import "testing"
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"testing"
+	"time"
 
-// Run runs the suite against the backend h reaches. (Being written: the
-// subtests land in this file.)
+	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/driver"
+)
+
+// Run runs the suite against the backend that h reaches. Its subtests:
+//
+//   - Driver: the raw driver methods, reply mapping and error translation,
+//     including Driver/Scripter and Driver/Watcher for the optional
+//     capabilities.
+//   - Obtain, Release, Refresh, TTL, NoScript, WrongType, Contention,
+//     Closed, BadInput: the portable relock API over the driver. Each leaf
+//     runs once per path, as .../Script (driver.Scripter) and .../Watch
+//     (driver.Watcher); a path the driver lacks is skipped by name.
+//   - Paths/SameAnswers: where a driver has both paths, one scenario gives
+//     the same answers through each.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.NewConn == nil {
 		t.Fatal("conformance: Harness.NewConn is nil")
 	}
+	t.Run("Driver", func(t *testing.T) { testDriver(t, h) })
+	t.Run("Obtain", func(t *testing.T) { testObtain(t, h) })
+	t.Run("Release", func(t *testing.T) { testRelease(t, h) })
+	t.Run("Refresh", func(t *testing.T) { testRefresh(t, h) })
+	t.Run("TTL", func(t *testing.T) { testTTL(t, h) })
+	t.Run("NoScript", paths(h, testNoScript))
+	t.Run("WrongType", paths(h, testWrongType))
+	t.Run("Contention", paths(h, testContention))
+	t.Run("Closed", paths(h, testClosed))
+	t.Run("BadInput", paths(h, testBadInput))
+	t.Run("Paths", func(t *testing.T) {
+		t.Run("SameAnswers", func(t *testing.T) { testSameAnswers(t, h) })
+	})
 }
+
+// env is one subtest's view of the backend: fresh keys, the hooks.
+type env struct {
+	t      *testing.T
+	h      Harness
+	prefix string
+}
+
+func newEnv(t *testing.T, h Harness) *env {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &env{t: t, h: h, prefix: "relock-conformance:" + hex.EncodeToString(b[:]) + ":"}
+}
+
+func (e *env) key(name string) string { return e.prefix + name }
+
+// conn returns a new connection from the harness, closed when the test ends.
+func (e *env) conn() driver.Conn {
+	e.t.Helper()
+	c := e.h.NewConn(e.t)
+	if c == nil {
+		e.t.Fatal("conformance: Harness.NewConn returned nil")
+	}
+	e.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// advance lets d pass for the backend's TTLs.
+func (e *env) advance(d time.Duration) {
+	e.t.Helper()
+	if e.h.Advance != nil {
+		e.h.Advance(e.t, d)
+		return
+	}
+	time.Sleep(d)
+}
+
+// setup is a portable subtest: one path, one probe-wrapped connection and a
+// client over it.
+type setup struct {
+	*env
+	path   string
+	probe  *probe
+	client *relock.Client
+}
+
+// paths returns a test that runs fn once per path, as subtests named
+// Script and Watch.
+func paths(h Harness, fn func(t *testing.T, s *setup)) func(*testing.T) {
+	return func(t *testing.T) {
+		for _, path := range []string{pathScript, pathWatch} {
+			t.Run(path, func(t *testing.T) {
+				s := newSetup(t, h, path)
+				fn(t, s)
+			})
+		}
+	}
+}
+
+func newSetup(t *testing.T, h Harness, path string) *setup {
+	t.Helper()
+	e := newEnv(t, h)
+	p := newProbe(e.conn())
+	if !p.has(path) {
+		if path == pathScript {
+			t.Skip("driver does not implement driver.Scripter: the script path is not tested")
+		}
+		t.Skip("driver does not implement driver.Watcher: the WATCH/MULTI/EXEC path is not tested")
+	}
+	c, err := relock.New(p.view(path))
+	if err != nil {
+		t.Fatalf("relock.New over the %s path: %v", path, err)
+	}
+	return &setup{env: e, path: path, probe: p, client: c}
+}
+
+// other returns a client of another owner, on a connection of its own, over
+// the same path.
+func (s *setup) other(opts ...relock.Option) (*relock.Client, *probe) {
+	s.t.Helper()
+	p := newProbe(s.conn())
+	c, err := relock.New(p.view(s.path), opts...)
+	if err != nil {
+		s.t.Fatalf("relock.New: %v", err)
+	}
+	return c, p
+}
+
+// get reads key through the raw driver, bypassing the probe.
+func (s *setup) get(key string) (string, bool) {
+	s.t.Helper()
+	v, ok, err := s.probe.conn.Get(context.Background(), key)
+	if err != nil {
+		s.t.Fatalf("Get(%q): %v", key, err)
+	}
+	return v, ok
+}
+
+// wantHolder fails unless key holds token.
+func (s *setup) wantHolder(key, token, why string) {
+	s.t.Helper()
+	v, ok := s.get(key)
+	switch {
+	case !ok:
+		s.t.Fatalf("%s: key %q is gone, want it to hold %q", why, key, token)
+	case v != token:
+		s.t.Fatalf("%s: key %q holds %q, want %q", why, key, v, token)
+	}
+}
+
+// wantGone fails unless key does not exist.
+func (s *setup) wantGone(key, why string) {
+	s.t.Helper()
+	if v, ok := s.get(key); ok {
+		s.t.Fatalf("%s: key %q still holds %q, want it gone", why, key, v)
+	}
+}
+
+func (s *setup) mustObtain(c *relock.Client, key string, ttl time.Duration) *relock.Lock {
+	s.t.Helper()
+	l, err := c.TryObtain(context.Background(), key, ttl)
+	if err != nil {
+		s.t.Fatalf("TryObtain(%q, %v): %v", key, ttl, err)
+	}
+	return l
+}
+
+// wantIs fails unless err matches every target.
+func wantIs(t *testing.T, what string, err error, targets ...error) {
+	t.Helper()
+	for _, target := range targets {
+		if !errors.Is(err, target) {
+			t.Fatalf("%s: got error %v, want one matching %v", what, err, target)
+		}
+	}
+}
+
+// wantNotIs fails if err matches any target.
+func wantNotIs(t *testing.T, what string, err error, targets ...error) {
+	t.Helper()
+	for _, target := range targets {
+		if errors.Is(err, target) {
+			t.Fatalf("%s: got error %v, which must not match %v", what, err, target)
+		}
+	}
+}
+
+func bg() context.Context { return context.Background() }

@@ -50,7 +50,14 @@
 // becomes [ErrWrongType]. A transaction whose EXEC was aborted because a
 // watched key changed returns [ErrTxAborted]. Every other error (network,
 // timeouts, a cancelled context) is returned as the client reports it; the
-// context's error should stay visible through errors.Is.
+// context's error should stay visible through errors.Is. After Close, calls
+// should fail with an error rather than panic.
+//
+// # Time
+//
+// relock passes TTLs of at least 1 ms, in whole milliseconds. A key whose
+// deadline has passed must read as missing, and, as in Redis 7, a watched
+// key that expires between WATCH and EXEC should abort the transaction.
 package driver
 
 import (
@@ -126,7 +133,8 @@ type Watcher interface {
 	Watch(ctx context.Context, keys []string, fn func(Tx) error) error
 }
 
-// Tx runs commands on the connection that Watcher.Watch pinned.
+// Tx runs commands on the connection that Watcher.Watch pinned. It is valid
+// only while the fn given to Watch runs.
 type Tx interface {
 	// Get runs GET key on the pinned connection, with the same reply rules
 	// as Conn.Get.
@@ -137,5 +145,9 @@ type Tx interface {
 	// connection, and returns the replies of the commands in order, mapped
 	// as the package doc says. When EXEC returns a nil reply because a
 	// watched key changed, Exec returns an error matching ErrTxAborted.
+	// When a queued command fails (EXECABORT, or an error reply inside
+	// EXEC's array), Exec returns an error that does not match
+	// ErrTxAborted. Exec must pass any command through; relock sends GET,
+	// DEL, PEXPIRE and PTTL today.
 	Exec(ctx context.Context, cmds ...[]string) ([]any, error)
 }
