@@ -1,0 +1,450 @@
+// Package goredis is the relock driver for go-redis v9
+// (github.com/redis/go-redis/v9).
+//
+// Wrap a client you built yourself with [New]; it works with every
+// redis.UniversalClient (a single-node *redis.Client, a failover client, a
+// *redis.ClusterClient or a *redis.Ring):
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+//	defer rdb.Close()
+//
+//	locker, err := relock.New(goredis.New(rdb))
+//	if err != nil {
+//		return err
+//	}
+//	lock, err := locker.Obtain(ctx, "report:42", 10*time.Second)
+//	if err != nil {
+//		return err // errors.Is(err, relock.ErrNotObtained) when it is taken
+//	}
+//	defer lock.Release(ctx)
+//
+// Closing the relock.Client leaves rdb open: you built it, you close it.
+//
+// Importing the package also registers the driver under the name "goredis",
+// so that relock.Open can build a client from a redis:// or rediss:// URL
+// (parsed by redis.ParseURL). That relock.Client owns its go-redis client and
+// closes it on Close:
+//
+//	import _ "github.com/relock-go/relock/adapters/goredis"
+//
+//	locker, err := relock.Open("goredis", "redis://127.0.0.1:6379/0")
+//
+// # Behaviour
+//
+// [Conn] implements driver.Conn, driver.Scripter and driver.Watcher, so
+// relock uses Lua scripts. SetNX sends exactly SET key value NX PX ms: unlike
+// go-redis's own SetNX, which switches to EX for whole seconds, it always
+// keeps millisecond precision.
+//
+// go-redis v9 speaks RESP3 by default, and a script may then produce RESP3
+// types: booleans (after redis.setresp(3)), doubles, maps, sets, big numbers
+// and verbatim strings. Replies are normalised to the types the driver
+// package allows, as a RESP2 connection would see them: false becomes nil,
+// true becomes int64(1), a double becomes its decimal text (as %.17g), a big
+// number its decimal text, a map an array of keys and values (sorted by key,
+// since go-redis hands maps over unordered) and a set an array. An error
+// reply nested inside an array fails the whole call with that error.
+//
+// Errors keep the server's text. NOSCRIPT replies match driver.ErrNoScript
+// and WRONGTYPE replies match driver.ErrWrongType through errors.Is, both
+// for plain commands and when a script's redis.call raised WRONGTYPE (Redis 7
+// reports that as "WRONGTYPE ... script: ...", older Redis and miniredis as
+// "ERR Error ... script ...: WRONGTYPE ..."). The go-redis error stays
+// reachable with errors.As, and context errors stay visible to errors.Is.
+package goredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/driver"
+)
+
+func init() { relock.Register("goredis", Driver{}) }
+
+var (
+	_ driver.Driver   = Driver{}
+	_ driver.Conn     = (*Conn)(nil)
+	_ driver.Scripter = (*Conn)(nil)
+	_ driver.Watcher  = (*Conn)(nil)
+	_ driver.Tx       = (*tx)(nil)
+)
+
+// Driver opens go-redis connections from URLs. It is registered with relock
+// under the name "goredis"; most programs use it through relock.Open.
+type Driver struct{}
+
+// Open parses dsn, a redis:// or rediss:// URL, with redis.ParseURL (so
+// every query option go-redis knows, such as protocol=2 or dial_timeout=3s,
+// works), builds a *redis.Client from it and returns a Conn that owns the
+// client: the Conn's Close closes it. Open does not contact the server.
+func (Driver) Open(dsn string) (driver.Conn, error) {
+	opt, err := redis.ParseURL(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("goredis: %w", err)
+	}
+	return &Conn{rdb: redis.NewClient(opt), owned: true}, nil
+}
+
+// Conn adapts a go-redis client to relock's driver interfaces. It is safe for
+// concurrent use by many goroutines, as the client is.
+type Conn struct {
+	rdb    redis.UniversalClient
+	owned  bool
+	closed atomic.Bool
+}
+
+// Errors a Conn returns for misuse, checked with errors.Is.
+var (
+	// ErrNilClient reports a call on a Conn that New made from a nil
+	// client (including a typed nil such as (*redis.Client)(nil)).
+	ErrNilClient = errors.New("goredis: nil client")
+
+	// ErrClosed reports a call on a Conn after its Close.
+	ErrClosed = errors.New("goredis: connection is closed")
+)
+
+// New returns a Conn over rdb, a client the caller built and keeps owning:
+// closing the Conn (or the relock.Client over it) leaves rdb open. When rdb
+// is nil, every method of the Conn but Close fails with ErrNilClient.
+func New(rdb redis.UniversalClient) *Conn {
+	if isNil(rdb) {
+		rdb = nil
+	}
+	return &Conn{rdb: rdb}
+}
+
+// isNil reports whether v is nil or an interface holding a nil pointer.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// client returns the client, or why it may not be used.
+func (c *Conn) client() (redis.UniversalClient, error) {
+	switch {
+	case c.closed.Load():
+		return nil, ErrClosed
+	case c.rdb == nil:
+		return nil, ErrNilClient
+	}
+	return c.rdb, nil
+}
+
+// Close closes the go-redis client if this Conn made it (Driver.Open), and
+// does nothing to a client handed to New. Only the first call does anything;
+// later calls return nil.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) || !c.owned || c.rdb == nil {
+		return nil
+	}
+	return c.rdb.Close()
+}
+
+// SetNX runs SET key value NX PX ms, with ttl in whole milliseconds. It
+// reports false, nil when the key already existed.
+func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
+	rdb, err := c.client()
+	if err != nil {
+		return false, err
+	}
+	r, err := rdb.Do(ctx, "set", key, value, "nx", "px", ttl.Milliseconds()).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err)
+	}
+	if s, ok := r.(string); ok && s == "OK" {
+		return true, nil
+	}
+	return false, fmt.Errorf("goredis: unexpected reply %T (%v) to SET NX PX", r, r)
+}
+
+// Get runs GET key. ok is false, and err nil, when the key does not exist.
+func (c *Conn) Get(ctx context.Context, key string) (string, bool, error) {
+	rdb, err := c.client()
+	if err != nil {
+		return "", false, err
+	}
+	return get(ctx, rdb, key)
+}
+
+// Eval runs EVAL script numkeys keys... args... and returns the reply
+// mapped as the driver package says.
+func (c *Conn) Eval(ctx context.Context, script string, keys []string, args ...string) (any, error) {
+	rdb, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return reply(rdb.Eval(ctx, script, keys, anys(args)...).Result())
+}
+
+// EvalSha runs EVALSHA sha1 numkeys keys... args.... A script unknown to the
+// server gives an error matching driver.ErrNoScript.
+func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...string) (any, error) {
+	rdb, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return reply(rdb.EvalSha(ctx, sha1, keys, anys(args)...).Result())
+}
+
+// Watch runs fn inside go-redis's own Watch, which pins one connection and
+// sends WATCH keys... on it. When fn returns without a transaction having
+// run EXEC (or with an EXEC that failed to reach the server), go-redis sends
+// UNWATCH before the connection goes back to the pool, even when ctx is
+// already done; a connection broken meanwhile is dropped, not pooled. The Tx given to fn must not be used after
+// fn returns.
+func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
+	rdb, err := c.client()
+	if err != nil {
+		return err
+	}
+	var fnErr error
+	called := false
+	err = rdb.Watch(ctx, func(t *redis.Tx) error {
+		called = true
+		fnErr = fn(&tx{t: t})
+		return fnErr
+	}, keys...)
+	if called && fnErr != nil {
+		return fnErr
+	}
+	return translate(err)
+}
+
+// tx is the driver.Tx over a go-redis Tx, alive during one Watch callback.
+type tx struct {
+	t *redis.Tx
+}
+
+// Get runs GET key on the pinned connection. Like every call through a Tx,
+// it does nothing and returns ctx's error when ctx is already done: the
+// pinned connection, unlike the pool, does not look at ctx by itself.
+func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return "", false, err
+	}
+	return get(ctx, t.t, key)
+}
+
+// Exec runs MULTI, cmds and EXEC in one round trip through TxPipelined.
+func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(cmds) == 0 {
+		return nil, errors.New("goredis: Exec of a transaction with no commands")
+	}
+	for i, c := range cmds {
+		if len(c) == 0 {
+			return nil, fmt.Errorf("goredis: Exec: command %d is empty", i)
+		}
+	}
+	done, err := t.t.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, c := range cmds {
+			p.Do(ctx, anys(c)...)
+		}
+		return nil
+	})
+	if errors.Is(err, redis.TxFailedErr) {
+		return nil, &serverError{kind: driver.ErrTxAborted, err: err}
+	}
+	if len(done) != len(cmds) {
+		if err == nil {
+			err = fmt.Errorf("goredis: %d replies to a transaction of %d commands", len(done), len(cmds))
+		}
+		return nil, translate(err)
+	}
+	out := make([]any, len(done))
+	for i, d := range done {
+		cmd, ok := d.(*redis.Cmd)
+		if !ok {
+			return nil, fmt.Errorf("goredis: unexpected command type %T in a transaction", d)
+		}
+		v, cerr := reply(cmd.Result())
+		if cerr != nil {
+			return nil, cerr
+		}
+		out[i] = v
+	}
+	// Every command has its reply, yet the pipeline failed: only possible
+	// for an error that concerns the whole transaction.
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, translate(err)
+	}
+	return out, nil
+}
+
+// getter is what Conn.Get and tx.Get need: a *redis.Tx or any client.
+type getter interface {
+	Get(ctx context.Context, key string) *redis.StringCmd
+}
+
+func get(ctx context.Context, g getter, key string) (string, bool, error) {
+	v, err := g.Get(ctx, key).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", false, nil
+	case err != nil:
+		return "", false, translate(err)
+	}
+	return v, true, nil
+}
+
+func anys(ss []string) []any {
+	a := make([]any, len(ss))
+	for i, s := range ss {
+		a[i] = s
+	}
+	return a
+}
+
+// reply maps the result of a go-redis *Cmd to the driver's reply types.
+func reply(v any, err error) (any, error) {
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, translate(err)
+	}
+	return normalize(v)
+}
+
+// normalize maps a value that go-redis decoded from RESP2 or RESP3 to nil,
+// int64, string or []any, the way a RESP2 connection would see it.
+func normalize(v any) (any, error) {
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case int64:
+		return v, nil
+	case string:
+		return v, nil
+	case []byte:
+		return string(v), nil
+	case int:
+		return int64(v), nil
+	case bool: // RESP3 boolean: Lua false/true after redis.setresp(3)
+		if v {
+			return int64(1), nil
+		}
+		return nil, nil
+	case float64: // RESP3 double
+		return formatDouble(v), nil
+	case *big.Int: // RESP3 big number
+		return v.String(), nil
+	case []any: // array, RESP3 set
+		out := make([]any, len(v))
+		for i, e := range v {
+			n, err := normalize(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	case map[any]any: // RESP3 map
+		type pair struct {
+			sortKey string
+			k, v    any
+		}
+		pairs := make([]pair, 0, len(v))
+		for k, e := range v {
+			nk, err := normalize(k)
+			if err != nil {
+				return nil, err
+			}
+			ne, err := normalize(e)
+			if err != nil {
+				return nil, err
+			}
+			pairs = append(pairs, pair{fmt.Sprint(nk), nk, ne})
+		}
+		sort.Slice(pairs, func(i, j int) bool { return pairs[i].sortKey < pairs[j].sortKey })
+		out := make([]any, 0, 2*len(pairs))
+		for _, p := range pairs {
+			out = append(out, p.k, p.v)
+		}
+		return out, nil
+	case error: // an error reply nested in an array
+		return nil, translate(v)
+	}
+	return nil, fmt.Errorf("goredis: unexpected reply type %T (%v)", v, v)
+}
+
+// formatDouble renders f as Redis renders a double for RESP2 (%.17g).
+func formatDouble(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	case math.IsNaN(f):
+		return "nan"
+	}
+	return strconv.FormatFloat(f, 'g', 17, 64)
+}
+
+// serverError is a server error reply that matches one of the driver's
+// sentinels. Its text is the server's; errors.Is finds both the sentinel
+// and the go-redis error, and errors.As the latter.
+type serverError struct {
+	kind error // driver.ErrNoScript, driver.ErrWrongType or driver.ErrTxAborted
+	err  error
+}
+
+func (e *serverError) Error() string   { return e.err.Error() }
+func (e *serverError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// translate is the one place where go-redis errors become driver errors:
+// NOSCRIPT and WRONGTYPE server replies get their sentinel, everything else
+// (network errors, timeouts, context errors, other replies) passes through
+// unchanged. It is idempotent.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var done *serverError
+	if errors.As(err, &done) {
+		return err
+	}
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return err
+	}
+	msg := re.Error()
+	switch {
+	case strings.HasPrefix(msg, "NOSCRIPT"):
+		return &serverError{kind: driver.ErrNoScript, err: err}
+	case isWrongType(msg):
+		return &serverError{kind: driver.ErrWrongType, err: err}
+	}
+	return err
+}
+
+// isWrongType recognises a WRONGTYPE reply: "WRONGTYPE Operation against
+// ..." from a command, or from a script on Redis 7 ("WRONGTYPE ... script:
+// <sha>, on @user_script:1."); "ERR Error running script (call to f_<sha>):
+// @user_script:1: WRONGTYPE ..." from a script on Redis 6 and older; "ERR
+// Error compiling script (new function): :1: WRONGTYPE ..." from miniredis.
+func isWrongType(msg string) bool {
+	return strings.HasPrefix(msg, "WRONGTYPE") ||
+		(strings.HasPrefix(msg, "ERR ") && strings.Contains(msg, ": WRONGTYPE "))
+}
