@@ -1,0 +1,401 @@
+// Package rueidisadapter is the relock driver for github.com/redis/rueidis.
+//
+// The directory is adapters/rueidis, but the package is named
+// rueidisadapter so that it can be imported next to rueidis itself without
+// an alias:
+//
+//	import (
+//		"github.com/redis/rueidis"
+//		"github.com/relock-go/relock"
+//		rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
+//	)
+//
+//	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
+//	if err != nil { ... }
+//	defer c.Close()
+//	locks, err := relock.New(rueidisadapter.New(c))
+//	if err != nil { ... }
+//	lock, err := locks.Obtain(ctx, "report:42", 10*time.Second)
+//	if err != nil { ... }
+//	defer lock.Release(ctx)
+//
+// (The explicit name in the import is optional: the package name already is
+// rueidisadapter.) Importing the package also registers the driver
+// "rueidis" with relock.Register, so that
+//
+//	locks, err := relock.Open("rueidis", "redis://127.0.0.1:6379/0")
+//
+// opens a client that relock owns and closes.
+//
+// # What the adapter does
+//
+// [Conn] implements driver.Conn, driver.Scripter and driver.Watcher. Every
+// command is built with the rueidis command builder (Client.B()). Scripts run
+// as plain EVALSHA and EVAL: unlike rueidis.Lua.Exec, EvalSha reports
+// NOSCRIPT (as driver.ErrNoScript) and leaves the fallback to relock. Watch
+// pins one connection with Client.Dedicate, runs WATCH on it, and sends
+// MULTI, the commands and EXEC in one DoMulti round trip; a connection that
+// fn leaves without EXEC gets UNWATCH before it goes back to the pool.
+//
+// # Replies
+//
+// rueidis speaks RESP3 when the server does (HELLO 3), so a script that
+// opted into RESP3 with redis.setresp(3) can return types RESP2 lacks. The
+// adapter maps every reply to what the same command gives a RESP2 client,
+// so the result does not depend on the protocol:
+//
+//	nil, Lua false                 -> nil
+//	integer, Lua true (1)          -> int64
+//	bulk, status, verbatim string  -> string (verbatim without its "txt:" prefix)
+//	big number, double             -> string, the decimal text the server sent
+//	RESP3 boolean                  -> int64 1 or 0 (what RESP2 clients get)
+//	array, set                     -> []any
+//	map                            -> []any{k1, v1, k2, v2, ...}, keys sorted
+//
+// RESP2 sends a map as a flat array in the server's order; rueidis hands a
+// RESP3 map over only as a Go map, so the adapter sorts the keys to stay
+// deterministic. An error reply nested in an array (a script returning
+// {1, {err="x"}}, or a command that failed inside EXEC) makes the whole call
+// return that error.
+//
+// # Errors
+//
+// Error replies come back as rueidis reports them (*rueidis.RedisError,
+// whose text drops a leading "ERR "), except that NOSCRIPT replies also match
+// driver.ErrNoScript and WRONGTYPE replies driver.ErrWrongType under
+// errors.Is, with the server's text kept. Real Redis 7 answers a script that
+// touches a hash with "WRONGTYPE Operation against a key holding the wrong
+// kind of value script: <sha>, on @user_script:1."; miniredis answers "ERR
+// Error compiling script (new function): :1: WRONGTYPE Operation against
+// ..."; both are recognised. A cancelled or expired context gives
+// context.Canceled or context.DeadlineExceeded, unwrapped, as rueidis does.
+//
+// # Retries and caching
+//
+// rueidis retries, by default, only read-only commands (here GET) after a
+// network error; SET NX PX, EVAL, EVALSHA and transactions are sent at most
+// once per call, so a lost reply surfaces as an error and relock's clean-up
+// takes over. The adapter never reads through the client-side cache.
+// Clients built by [Driver.Open] therefore set ClientOption.DisableCache, so
+// they do not need CLIENT TRACKING on the server. Servers without CLIENT
+// TRACKING, such as miniredis, need DisableCache: true in a client you build
+// yourself, or rueidis.NewClient fails; miniredis also answers CLUSTER SLOTS,
+// so set ForceSingleClient: true to get a plain single-node client.
+package rueidisadapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/driver"
+)
+
+func init() { relock.Register("rueidis", Driver{}) }
+
+// Compile-time checks of the capabilities relock looks for.
+var (
+	_ driver.Conn     = (*Conn)(nil)
+	_ driver.Scripter = (*Conn)(nil)
+	_ driver.Watcher  = (*Conn)(nil)
+	_ driver.Driver   = Driver{}
+)
+
+var (
+	errNilClient = errors.New("rueidisadapter: nil rueidis.Client")
+	errClosed    = fmt.Errorf("rueidisadapter: use of closed Conn: %w", net.ErrClosed)
+)
+
+// unwatchTimeout bounds the UNWATCH sent when a Watch callback returns
+// without EXEC. It runs even when the caller's context is over.
+const unwatchTimeout = time.Second
+
+// Conn is a relock driver connection over a rueidis.Client. It implements
+// driver.Conn, driver.Scripter and driver.Watcher, and is safe for
+// concurrent use, as the rueidis.Client it wraps is.
+type Conn struct {
+	client rueidis.Client
+	owned  bool // Close closes client
+	closed atomic.Bool
+}
+
+// New returns a Conn over c. The caller keeps ownership of c: Conn.Close
+// leaves it open, and the caller closes it after the last use. A nil c gives
+// a Conn whose methods return an error.
+func New(c rueidis.Client) *Conn {
+	return &Conn{client: c}
+}
+
+// Driver opens Conns from redis:// and rediss:// URLs. It is registered with
+// relock under the name "rueidis".
+type Driver struct{}
+
+// Open parses dsn with rueidis.ParseURL (so the query parameters rueidis
+// knows, such as db, protocol=2 or dial_timeout, work), turns off the
+// client-side cache, which relock never reads, and builds a client with
+// rueidis.NewClient. The returned Conn owns that client: its Close closes it.
+func (Driver) Open(dsn string) (driver.Conn, error) {
+	opt, err := rueidis.ParseURL(dsn)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, password included
+		}
+		return nil, fmt.Errorf("rueidisadapter: invalid DSN: %w", err)
+	}
+	opt.DisableCache = true
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("rueidisadapter: connect to %v: %w", opt.InitAddress, err)
+	}
+	return &Conn{client: c, owned: true}, nil
+}
+
+// use returns the client to send commands with, or why there is none.
+func (c *Conn) use() (rueidis.Client, error) {
+	switch {
+	case c == nil || c.client == nil:
+		return nil, errNilClient
+	case c.closed.Load():
+		return nil, errClosed
+	}
+	return c.client, nil
+}
+
+// Close marks the Conn closed, so that later calls fail, and closes the
+// rueidis client if the Conn owns it (Driver.Open made it). A client handed
+// to New stays open. Close is safe to call more than once.
+func (c *Conn) Close() error {
+	if c == nil || c.closed.Swap(true) {
+		return nil
+	}
+	if c.owned && c.client != nil {
+		c.client.Close()
+	}
+	return nil
+}
+
+// SetNX runs SET key value NX PX ms, ttl rounded down to whole milliseconds.
+// It reports true on "OK" and false on a nil reply (the key existed).
+func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
+	cl, err := c.use()
+	if err != nil {
+		return false, err
+	}
+	cmd := cl.B().Set().Key(key).Value(value).Nx().PxMilliseconds(ttl.Milliseconds()).Build()
+	return setReply(cl.Do(ctx, cmd))
+}
+
+func setReply(r rueidis.RedisResult) (bool, error) {
+	s, err := r.ToString()
+	switch {
+	case rueidis.IsRedisNil(err):
+		return false, nil
+	case err != nil:
+		return false, translate(err)
+	case s != "OK":
+		return false, fmt.Errorf("rueidisadapter: SET NX replied %q", s)
+	}
+	return true, nil
+}
+
+// Get runs GET key. A missing key gives ok == false and a nil error.
+func (c *Conn) Get(ctx context.Context, key string) (string, bool, error) {
+	cl, err := c.use()
+	if err != nil {
+		return "", false, err
+	}
+	return getReply(cl.Do(ctx, cl.B().Get().Key(key).Build()))
+}
+
+func getReply(r rueidis.RedisResult) (string, bool, error) {
+	s, err := r.ToString()
+	switch {
+	case rueidis.IsRedisNil(err):
+		return "", false, nil
+	case err != nil:
+		return "", false, translate(err)
+	}
+	return s, true, nil
+}
+
+// Eval runs EVAL script numkeys keys... args... and maps the reply as the
+// package doc says.
+func (c *Conn) Eval(ctx context.Context, script string, keys []string, args ...string) (any, error) {
+	cl, err := c.use()
+	if err != nil {
+		return nil, err
+	}
+	cmd, err := build(func() rueidis.Completed {
+		return cl.B().Eval().Script(script).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result(cl.Do(ctx, cmd))
+}
+
+// EvalSha runs EVALSHA sha1 numkeys keys... args.... When the server does
+// not know the script the error matches driver.ErrNoScript; EvalSha never
+// falls back to EVAL itself.
+func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...string) (any, error) {
+	cl, err := c.use()
+	if err != nil {
+		return nil, err
+	}
+	cmd, err := build(func() rueidis.Completed {
+		return cl.B().Evalsha().Sha1(sha1).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result(cl.Do(ctx, cmd))
+}
+
+// Watch pins one connection of the pool (rueidis Client.Dedicate), runs
+// WATCH keys... on it and calls fn with a Tx bound to it. It returns fn's
+// error, or the error of WATCH itself. Unless fn ran EXEC, the connection
+// gets UNWATCH before it goes back to the pool, even when ctx is over or fn
+// panics.
+func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
+	cl, err := c.use()
+	if err != nil {
+		return err
+	}
+	switch {
+	case fn == nil:
+		return errors.New("rueidisadapter: Watch with a nil function")
+	case len(keys) == 0:
+		return errors.New("rueidisadapter: Watch needs at least one key")
+	}
+	if err := ctx.Err(); err != nil {
+		return err // Dedicate waits for a connection without a context
+	}
+	watch, err := build(func() rueidis.Completed { return cl.B().Watch().Key(keys...).Build() })
+	if err != nil {
+		return err
+	}
+	dc, release := cl.Dedicate()
+	defer release()
+	tx := &tx{dc: dc}
+	defer tx.finish(ctx)
+	if err := dc.Do(ctx, watch).Error(); err != nil {
+		return translate(err)
+	}
+	return fn(tx)
+}
+
+// tx is the driver.Tx of one Watch call.
+type tx struct {
+	dc    rueidis.DedicatedClient
+	execd bool // EXEC was answered, so the server dropped the watch
+	done  bool // Watch returned
+}
+
+var errTxDone = errors.New("rueidisadapter: Tx used after its Watch returned")
+
+// finish leaves the connection without a watch, unless EXEC already did.
+func (t *tx) finish(ctx context.Context) {
+	t.done = true
+	if t.execd {
+		return
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unwatchTimeout)
+	defer cancel()
+	// Either UNWATCH reaches the server before anything else sent on this
+	// connection, or the connection broke and rueidis closes it instead of
+	// putting it back in the pool.
+	_ = t.dc.Do(uctx, t.dc.B().Unwatch().Build()).Error()
+}
+
+// Get runs GET key on the pinned connection.
+func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
+	if t.done {
+		return "", false, errTxDone
+	}
+	return getReply(t.dc.Do(ctx, t.dc.B().Get().Key(key).Build()))
+}
+
+// Exec sends MULTI, cmds and EXEC in one round trip on the pinned
+// connection and returns the replies of cmds.
+func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
+	if t.done {
+		return nil, errTxDone
+	}
+	for i, cmd := range cmds {
+		if len(cmd) == 0 || cmd[0] == "" {
+			return nil, fmt.Errorf("rueidisadapter: Exec: command %d is empty", i)
+		}
+	}
+	multi, err := build(func() []rueidis.Completed {
+		multi := make([]rueidis.Completed, 0, len(cmds)+2)
+		multi = append(multi, t.dc.B().Multi().Build())
+		for _, cmd := range cmds {
+			multi = append(multi, t.dc.B().Arbitrary(cmd[0]).Args(cmd[1:]...).Build())
+		}
+		return append(multi, t.dc.B().Exec().Build())
+	})
+	if err != nil {
+		return nil, err
+	}
+	resps := t.dc.DoMulti(ctx, multi...)
+	for _, r := range resps {
+		if err := r.NonRedisError(); err != nil {
+			return nil, err // not sent, or the connection broke
+		}
+	}
+	if err := resps[0].Error(); err != nil {
+		return nil, fmt.Errorf("rueidisadapter: MULTI: %w", translate(err))
+	}
+	var queueErr error
+	for i, r := range resps[1 : len(resps)-1] {
+		if err := r.Error(); err != nil && queueErr == nil {
+			queueErr = fmt.Errorf("rueidisadapter: %s (command %d) rejected, transaction discarded: %w", cmds[i][0], i, translate(err))
+		}
+	}
+	execMsg, err := resps[len(resps)-1].ToMessage()
+	if err == nil || rueidis.IsRedisNil(err) {
+		t.execd = true // EXEC ran: the server dropped the watch
+	}
+	switch {
+	case rueidis.IsRedisNil(err):
+		return nil, driver.ErrTxAborted
+	case queueErr != nil:
+		return nil, queueErr
+	case err != nil:
+		return nil, fmt.Errorf("rueidisadapter: EXEC: %w", translate(err))
+	}
+	elems, err := execMsg.ToArray()
+	if err != nil {
+		return nil, fmt.Errorf("rueidisadapter: EXEC: %w", err)
+	}
+	if len(elems) != len(cmds) {
+		return nil, fmt.Errorf("rueidisadapter: EXEC returned %d replies to %d commands", len(elems), len(cmds))
+	}
+	out := make([]any, len(elems))
+	for i := range elems {
+		if out[i], err = convert(&elems[i]); err != nil {
+			return nil, fmt.Errorf("rueidisadapter: %s (command %d) in EXEC: %w", cmds[i][0], i, err)
+		}
+	}
+	return out, nil
+}
+
+// build runs f, turning a panic of the rueidis command builder (keys of
+// different cluster slots in one command, an Arbitrary SUBSCRIBE) into an
+// error.
+func build[T any](f func() T) (cmd T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("rueidisadapter: cannot build command: %v", p)
+		}
+	}()
+	return f(), nil
+}
