@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,11 @@ type Client struct {
 	path     path
 	defaults settings
 	closed   atomic.Bool
+
+	mu         sync.Mutex      // orders starting a refresher against Close
+	life       context.Context // cancelled by Close: auto-refresh stops
+	shutdown   context.CancelFunc
+	refreshers sync.WaitGroup // the auto-refresh goroutines
 }
 
 // New returns a Client over conn, usually an adapter wrapping a client the
@@ -43,13 +50,15 @@ func New(conn driver.Conn, opts ...Option) (*Client, error) {
 		return nil, invalid("nil driver connection")
 	}
 	c := &Client{conn: conn, defaults: defaultSettings()}
+	c.life, c.shutdown = context.WithCancel(context.Background())
 	switch {
 	case asScripter(conn) != nil:
-		c.path = scriptPath{conn: conn, s: asScripter(conn)}
+		w, _ := conn.(driver.ReplicaWaiter)
+		c.path = scriptPath{s: asScripter(conn), w: w}
 	case asWatcher(conn) != nil:
 		c.path = watchPath{conn: conn, w: asWatcher(conn)}
 	default:
-		return nil, fmt.Errorf("%w (got %T)", ErrUnsupported, conn)
+		return nil, fmt.Errorf("%w: %T implements neither driver.Scripter nor driver.Watcher", ErrUnsupported, conn)
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -120,16 +129,23 @@ func Open(driverName, dsn string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the driver connection. A connection made by an adapter from a
-// client the caller built leaves that client open. Locks still held stay
-// in Redis until they expire; calls after Close return ErrClosed.
+// Close stops the auto-refresh of the Client's locks (they are lost, with
+// ErrClosed, and their goroutines are gone when Close returns) and closes
+// the driver connection. A connection made by an adapter from a client the
+// caller built leaves that client open. Locks still held stay in Redis
+// until they expire; calls after Close return ErrClosed.
 func (c *Client) Close() error {
 	if c == nil {
 		return invalid("nil client")
 	}
+	c.mu.Lock()
 	if c.closed.Swap(true) {
+		c.mu.Unlock()
 		return nil
 	}
+	c.shutdown()
+	c.mu.Unlock()
+	c.refreshers.Wait()
 	return c.conn.Close()
 }
 
@@ -163,8 +179,9 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 			o.apply(&st)
 		}
 	}
-	if st.maxWait < 0 {
-		return nil, invalid("negative wait budget %v", st.maxWait)
+	req := &obtainReq{key: key, ttl: ttl}
+	if err := c.checkSettings(&st, req); err != nil {
+		return nil, err
 	}
 	if c.closed.Load() {
 		return nil, ErrClosed
@@ -178,7 +195,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	if st.maxWait > 0 {
 		budgetEnd = start.Add(st.maxWait)
 	}
-	token := newToken()
+	req.token = newToken()
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -187,24 +204,28 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	}()
 	for n := 1; ; n++ {
 		tryStart := time.Now()
-		ok, holder, err := c.path.obtain(ctx, key, token, ttl)
+		res, err := c.path.obtain(ctx, req)
 		if err != nil {
-			c.cleanUp(ctx, key, token, ttl, err)
+			c.cleanUp(ctx, key, req.token, ttl, err)
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, ctx.Err())
 			}
 			return nil, opError("obtain", key, err)
 		}
-		if ok {
-			return &Lock{client: c, key: key, token: token, obtainedAt: tryStart}, nil
+		if res.ok {
+			if w := req.wait; w != nil && res.acked < w.n {
+				c.cleanUp(ctx, key, req.token, ttl, nil)
+				return nil, fmt.Errorf("relock: obtain %q: %w: %d of %d within %v; released", key, ErrTooFewReplicas, res.acked, w.n, w.timeout)
+			}
+			return c.newLock(req, res.fence, tryStart, &st)
 		}
 
 		wait, more := st.retry.Backoff(n)
 		if !more {
 			return nil, fmt.Errorf("relock: obtain %q: %w", key, ErrNotObtained)
 		}
-		if holder >= 0 && wait > holder {
-			wait = holder // the holder's key is gone by then
+		if res.holder >= 0 && wait > res.holder {
+			wait = res.holder // the holder's key is gone by then
 		}
 		if !budgetEnd.IsZero() {
 			left := time.Until(budgetEnd)
@@ -232,6 +253,44 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	}
 }
 
+// checkSettings validates the options of one Obtain and fills req from them.
+func (c *Client) checkSettings(st *settings, req *obtainReq) error {
+	if st.maxWait < 0 {
+		return invalid("negative wait budget %v", st.maxWait)
+	}
+	if w := st.replicas; w != nil {
+		if w.n < 1 || w.timeout < time.Millisecond {
+			return invalid("WithReplicas(%d, %v): want at least 1 replica and 1ms", w.n, w.timeout)
+		}
+		if !c.path.canWait() {
+			return fmt.Errorf("%w: WithReplicas needs a driver.ReplicaWaiter with driver.Scripter", ErrUnsupported)
+		}
+		req.wait = w
+	}
+	if st.fencing {
+		fk, err := fenceKey(req.key)
+		if err != nil {
+			return err
+		}
+		req.fenceKey = fk
+	}
+	return nil
+}
+
+// fenceKey names the fencing counter of key, in key's hash slot: key's own
+// hash tag with a suffix, or key itself made the tag.
+func fenceKey(key string) (string, error) {
+	if open := strings.IndexByte(key, '{'); open >= 0 {
+		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
+			return key + ":fence", nil // key has a hash tag: keep it
+		}
+	}
+	if strings.IndexByte(key, '}') >= 0 {
+		return "", invalid("key %q contains '}' but no hash tag, so its fencing counter cannot share its hash slot; use a tag like {name}", key)
+	}
+	return "{" + key + "}:fence", nil
+}
+
 // TryObtain tries once to take the lock and never waits: it is Obtain with
 // NoRetry. A taken lock gives ErrNotObtained.
 func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration) (*Lock, error) {
@@ -243,7 +302,7 @@ func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration) (
 // may be over, bounded by the lock's own lifetime (after which Redis drops
 // the key anyway) and one second.
 func (c *Client) cleanUp(ctx context.Context, key, token string, ttl time.Duration, cause error) {
-	if errorsIsWrongType(cause) {
+	if errors.Is(cause, driver.ErrWrongType) {
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(ttl, time.Second))

@@ -36,10 +36,24 @@ var (
 	// Client.Close.
 	ErrClosed = errors.New("relock: client is closed")
 
+	// ErrLost is the reason Lock.Err gives, and Done signals, when a lock
+	// stopped being ours before Release: a refresh found the key gone or
+	// another owner's (the error also matches ErrNotHeld), or the lock's
+	// validity ran out without a successful refresh.
+	ErrLost = errors.New("relock: lock lost")
+
+	// ErrReleased is what Lock.Err returns after Release.
+	ErrReleased = errors.New("relock: lock released")
+
+	// ErrTooFewReplicas reports that fewer replicas than WithReplicas asked
+	// for acknowledged the lock's write in time. The lock was released.
+	ErrTooFewReplicas = errors.New("relock: too few replicas acknowledged the lock")
+
 	// ErrUnsupported reports a driver that implements neither
 	// driver.Scripter nor driver.Watcher, so no owner-checked release is
-	// possible.
-	ErrUnsupported = errors.New("relock: driver implements neither driver.Scripter nor driver.Watcher")
+	// possible, or an option the driver cannot serve (WithReplicas without
+	// driver.ReplicaWaiter); nothing was sent.
+	ErrUnsupported = errors.New("relock: not supported by the driver")
 )
 
 func invalid(format string, args ...any) error {

@@ -2,25 +2,87 @@ package relock
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/relock-go/relock/driver"
 )
 
 // A Lock is one obtained lock: a key that holds our random token until it
-// expires or is released. Its methods are safe for concurrent use. A Lock
-// whose Release succeeded, or that was found not held, stays not held.
+// expires or is released. Its methods are safe for concurrent use.
+//
+// A Lock knows how long it is valid: its TTL counted from the moment the
+// winning try was sent, less a drift margin (TTL/100 + 2ms) for clock rate
+// differences, and extended by each successful Refresh. Done closes, and
+// Err tells why, when the lock ends: released, found lost by a refresh, or
+// past its validity without a successful refresh, whether or not Redis
+// answers.
 type Lock struct {
 	client     *Client
 	key        string
 	token      string
+	ttl        time.Duration
+	fence      int64
 	obtainedAt time.Time
+	wait       *replicaWait
 
-	mu       sync.Mutex
-	released bool
+	life context.Context // ends when the lock does; its cause says why
+	end  context.CancelCauseFunc
+
+	mu         sync.Mutex
+	released   bool        // Release ran, or the key was found not ours
+	validUntil time.Time   // when the lock stops being safe to rely on
+	expiry     *time.Timer // ends life at validUntil
+	stopAuto   context.CancelFunc // stops the refresher, if any
+	autoDone   chan struct{}      // closed when the refresher is gone
+}
+
+// drift is the margin taken off a lock's validity for clock drift between
+// this process and Redis, as the Redlock algorithm does.
+func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
+
+func (c *Client) newLock(req *obtainReq, fence int64, at time.Time, st *settings) (*Lock, error) {
+	l := &Lock{
+		client: c, key: req.key, token: req.token, ttl: req.ttl,
+		fence: fence, obtainedAt: at, wait: req.wait,
+	}
+	l.life, l.end = context.WithCancelCause(context.Background())
+	l.mu.Lock()
+	l.extendLocked(at, req.ttl)
+	l.mu.Unlock()
+	if st.autoRefresh {
+		if !c.startAutoRefresh(l) {
+			l.finish(ErrClosed)
+			c.cleanUp(context.Background(), l.key, l.token, l.ttl, nil)
+			return nil, ErrClosed
+		}
+	}
+	return l, nil
+}
+
+// extendLocked sets the validity to at+ttl-drift. l.mu must be held.
+func (l *Lock) extendLocked(at time.Time, ttl time.Duration) {
+	until := at.Add(ttl - drift(ttl))
+	if until.After(l.validUntil) || l.validUntil.IsZero() {
+		l.validUntil = until
+	}
+	d := time.Until(l.validUntil)
+	if l.expiry == nil {
+		l.expiry = time.AfterFunc(d, func() {
+			l.end(fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.key, ErrLost))
+		})
+		return
+	}
+	l.expiry.Reset(d)
+}
+
+// finish ends the lock's life with cause and stops its expiry timer.
+func (l *Lock) finish(cause error) {
+	l.end(cause)
+	l.mu.Lock()
+	if l.expiry != nil {
+		l.expiry.Stop()
+	}
+	l.mu.Unlock()
 }
 
 // Key returns the lock's Redis key.
@@ -34,6 +96,36 @@ func (l *Lock) Token() string { return l.token }
 // lock's lifetime counts from no earlier than this moment, so
 // ObtainedAt().Add(ttl) bounds, from below, when it may expire.
 func (l *Lock) ObtainedAt() time.Time { return l.obtainedAt }
+
+// Fence returns the lock's fencing number when it was obtained with
+// WithFencing, and 0 otherwise. Numbers strictly increase across all the
+// holders of a key: pass it with every write to storage that should reject
+// a holder whose lock has since expired.
+func (l *Lock) Fence() int64 { return l.fence }
+
+// ValidUntil returns the moment until which the lock can be relied on if
+// nothing else is heard from Redis: its TTL from the last successful obtain
+// or refresh, less the drift margin.
+func (l *Lock) ValidUntil() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.validUntil
+}
+
+// Done returns a channel that is closed when the lock ends: released, found
+// lost, or past its validity. It never closes while the lock is safely held.
+func (l *Lock) Done() <-chan struct{} { return l.life.Done() }
+
+// Err returns nil while the lock is held, and after Done closes the reason:
+// ErrReleased, an error matching ErrLost (and ErrNotHeld when a refresh
+// found the key gone or another owner's), or ErrClosed when the Client was
+// closed under an auto-refreshed lock.
+func (l *Lock) Err() error {
+	if l.life.Err() == nil {
+		return nil
+	}
+	return context.Cause(l.life)
+}
 
 func (l *Lock) check(ctx context.Context, op string) error {
 	if l == nil || l.client == nil {
@@ -57,32 +149,48 @@ func (l *Lock) check(ctx context.Context, op string) error {
 	return nil
 }
 
-func (l *Lock) markReleased() {
+// notHeld records that the key was found not ours and returns the error.
+func (l *Lock) notHeld(op string) error {
 	l.mu.Lock()
 	l.released = true
 	l.mu.Unlock()
+	err := fmt.Errorf("relock: %s %q: %w", op, l.key, ErrNotHeld)
+	l.finish(fmt.Errorf("%w: %w", ErrLost, err))
+	return err
 }
 
-// Release deletes the lock's key if it still holds our token. It returns
-// ErrNotHeld when the lock had expired or belongs to another owner (whose
-// key is left alone) and for a lock already released.
+// Release stops the lock's auto-refresh, if any, and deletes the key if it
+// still holds our token. It returns ErrNotHeld when the lock had expired or
+// belongs to another owner (whose key is left alone), and for a lock
+// already released.
 func (l *Lock) Release(ctx context.Context) error {
 	if err := l.check(ctx, "release"); err != nil {
 		return err
 	}
+	l.stopAutoRefresh()
+	return l.release(ctx)
+}
+
+// release deletes the key if it holds our token and ends the lock.
+func (l *Lock) release(ctx context.Context) error {
 	ok, err := l.client.path.release(ctx, l.key, l.token)
 	if err != nil {
 		return opError("release", l.key, err)
 	}
-	l.markReleased()
 	if !ok {
-		return fmt.Errorf("relock: release %q: %w", l.key, ErrNotHeld)
+		return l.notHeld("release")
 	}
+	l.mu.Lock()
+	l.released = true
+	l.mu.Unlock()
+	l.finish(ErrReleased)
 	return nil
 }
 
 // Refresh sets the lock's remaining lifetime to ttl if the key still holds
-// our token, and returns ErrNotHeld otherwise.
+// our token, extending its validity, and returns ErrNotHeld otherwise (the
+// lock is then lost). With WithReplicas, it also waits for the replicas,
+// and releases the lock when too few acknowledge.
 func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	if err := checkTTL(ttl); err != nil {
 		return err
@@ -90,14 +198,27 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	if err := l.check(ctx, "refresh"); err != nil {
 		return err
 	}
-	ok, err := l.client.path.refresh(ctx, l.key, l.token, ttl)
+	return l.refresh(ctx, ttl)
+}
+
+func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
+	at := time.Now()
+	ok, acked, err := l.client.path.refresh(ctx, l.key, l.token, ttl, l.wait)
 	if err != nil {
 		return opError("refresh", l.key, err)
 	}
 	if !ok {
-		l.markReleased()
-		return fmt.Errorf("relock: refresh %q: %w", l.key, ErrNotHeld)
+		return l.notHeld("refresh")
 	}
+	if w := l.wait; w != nil && acked < w.n {
+		_ = l.release(context.WithoutCancel(ctx))
+		return fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.key, ErrTooFewReplicas, acked, w.n, w.timeout)
+	}
+	l.mu.Lock()
+	if l.life.Err() == nil {
+		l.extendLocked(at, ttl)
+	}
+	l.mu.Unlock()
 	return nil
 }
 
@@ -113,10 +234,7 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 		return 0, opError("ttl", l.key, err)
 	}
 	if !ok {
-		l.markReleased()
-		return 0, fmt.Errorf("relock: ttl %q: %w", l.key, ErrNotHeld)
+		return 0, l.notHeld("ttl")
 	}
 	return d, nil
 }
-
-func errorsIsWrongType(err error) bool { return errors.Is(err, driver.ErrWrongType) }

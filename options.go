@@ -13,8 +13,11 @@ type optionFunc func(*settings)
 func (f optionFunc) apply(s *settings) { f(s) }
 
 type settings struct {
-	retry   RetryStrategy
-	maxWait time.Duration // 0: until the context ends
+	retry       RetryStrategy
+	maxWait     time.Duration // 0: until the context ends
+	autoRefresh bool
+	fencing     bool
+	replicas    *replicaWait
 }
 
 func defaultSettings() settings {
@@ -39,4 +42,44 @@ func WithRetry(s RetryStrategy) Option {
 // Obtain fail with ErrInvalidArgument.
 func WithMaxWait(d time.Duration) Option {
 	return optionFunc(func(st *settings) { st.maxWait = d })
+}
+
+// WithAutoRefresh keeps an obtained lock alive: a goroutine refreshes it to
+// its full TTL every TTL/3 until Release, loss, or Client.Close, and is gone
+// when they return. If a refresh finds the lock taken or gone, or no refresh
+// succeeds before the lock's validity runs out, the lock is lost: its Done
+// channel closes and Err says why. Use it with Obtain; Client.Do turns it on
+// by itself.
+func WithAutoRefresh() Option {
+	return optionFunc(func(st *settings) { st.autoRefresh = true })
+}
+
+// WithFencing makes Obtain also draw a fencing number: a counter, kept in
+// Redis next to the lock key (in the same hash slot), that the obtain
+// increments atomically, so the numbers strictly increase across all the
+// holders of a key. Lock.Fence returns it. Storage that records the highest
+// number it has seen and rejects writes with a lower one turns away a
+// holder whose lock expired while it was paused.
+//
+// The counter never expires: one small key per lock name. A key that
+// contains '}' must use a hash tag ("{...}") to be fenced, so that the
+// counter can share its slot in a Redis Cluster.
+func WithFencing() Option {
+	return optionFunc(func(st *settings) { st.fencing = true })
+}
+
+// WithReplicas makes Obtain, and Refresh of the lock it returns, wait
+// until n replicas have acknowledged the write, for at most timeout, with
+// WAIT sent on the same connection right after the write. When fewer
+// acknowledge, the lock is released and the call fails with an error
+// matching ErrTooFewReplicas.
+//
+// It narrows, not closes, the window in which a failover to a replica that
+// missed the write lets a second holder in: Redis replication stays
+// asynchronous. The driver must implement driver.ReplicaWaiter (all
+// adapters do, but the go-redis cluster client), else Obtain fails with
+// ErrUnsupported before sending anything. n must be at least 1 and timeout
+// at least 1 ms.
+func WithReplicas(n int, timeout time.Duration) Option {
+	return optionFunc(func(st *settings) { st.replicas = &replicaWait{n: n, timeout: timeout} })
 }

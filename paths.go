@@ -11,19 +11,41 @@ import (
 	"github.com/relock-go/relock/internal/scripts"
 )
 
+// replicaWait asks for WAIT after a write: n replicas within timeout.
+type replicaWait struct {
+	n       int
+	timeout time.Duration
+}
+
+// obtainReq is one obtain try.
+type obtainReq struct {
+	key, token string
+	fenceKey   string // "" without fencing
+	ttl        time.Duration
+	wait       *replicaWait // nil: no WAIT
+}
+
+// obtainRes is what one try found.
+type obtainRes struct {
+	ok     bool          // the key holds our token
+	holder time.Duration // the other holder's remaining TTL, or -1 when unknown
+	fence  int64         // the fencing number, when asked for and ok
+	acked  int           // replicas that acknowledged, when asked for
+}
+
 // path is one way to run the owner-checked operations: Lua scripts, or
 // WATCH/MULTI/EXEC. A Client picks one in New.
 type path interface {
-	// obtain tries once. ok is true when the key holds token afterwards.
-	// holder is the remaining TTL of the current holder when known and the
-	// key is someone else's, else -1.
-	obtain(ctx context.Context, key, token string, ttl time.Duration) (ok bool, holder time.Duration, err error)
+	obtain(ctx context.Context, r *obtainReq) (obtainRes, error)
 	// release deletes the key if it holds token.
 	release(ctx context.Context, key, token string) (bool, error)
-	// refresh sets the key's TTL if it holds token.
-	refresh(ctx context.Context, key, token string, ttl time.Duration) (bool, error)
+	// refresh sets the key's TTL if it holds token; with w, it then waits
+	// for replicas and reports how many acknowledged.
+	refresh(ctx context.Context, key, token string, ttl time.Duration, w *replicaWait) (ok bool, acked int, err error)
 	// pttl returns the key's remaining TTL (-1: none) if it holds token.
 	pttl(ctx context.Context, key, token string) (time.Duration, bool, error)
+	// canWait reports whether the path can wait for replicas.
+	canWait() bool
 }
 
 func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -36,48 +58,79 @@ func asInt64(v any) (int64, error) {
 	return n, nil
 }
 
+func asDuration(ms int64) time.Duration {
+	if ms < 0 {
+		return -1
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
 // scriptPath runs each operation as one Lua script call: EVALSHA, then EVAL
 // when the server answers NOSCRIPT.
 type scriptPath struct {
-	conn driver.Conn
-	s    driver.Scripter
+	s driver.Scripter
+	w driver.ReplicaWaiter // nil when the driver cannot WAIT
 }
 
-func (p scriptPath) run(ctx context.Context, sc *scripts.Script, key string, args ...string) (any, error) {
-	keys := []string{key}
-	r, err := p.s.EvalSha(ctx, sc.SHA1, keys, args...)
+func (p scriptPath) canWait() bool { return p.w != nil }
+
+// run calls sc; with w, WAIT follows on the same connection.
+func (p scriptPath) run(ctx context.Context, sc *scripts.Script, keys []string, w *replicaWait, args ...string) (r any, acked int, err error) {
+	if w == nil {
+		r, err = p.s.EvalSha(ctx, sc.SHA1, keys, args...)
+		if err != nil && errors.Is(err, driver.ErrNoScript) {
+			r, err = p.s.Eval(ctx, sc.Src, keys, args...)
+		}
+		return r, 0, err
+	}
+	r, acked, err = p.w.EvalShaWait(ctx, sc.SHA1, keys, args, w.n, w.timeout)
 	if err != nil && errors.Is(err, driver.ErrNoScript) {
-		r, err = p.s.Eval(ctx, sc.Src, keys, args...)
+		r, acked, err = p.w.EvalWait(ctx, sc.Src, keys, args, w.n, w.timeout)
 	}
-	return r, err
+	return r, acked, err
 }
 
-func (p scriptPath) obtain(ctx context.Context, key, token string, ttl time.Duration) (bool, time.Duration, error) {
-	r, err := p.run(ctx, scripts.Obtain, key, token, millis(ttl))
-	if err != nil {
-		return false, -1, err
+func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
+	res := obtainRes{holder: -1}
+	keys := []string{q.key}
+	if q.fenceKey != "" {
+		keys = append(keys, q.fenceKey)
 	}
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl))
+	if err != nil {
+		return res, err
+	}
+	res.acked = acked
 	a, ok := r.([]any)
-	if !ok || len(a) != 2 {
-		return false, -1, fmt.Errorf("relock: driver replied %T (%v) to the obtain script where a two-integer array was due", r, r)
+	want := 2
+	if q.fenceKey != "" {
+		want = 3
 	}
-	got, err := asInt64(a[0])
-	if err != nil {
-		return false, -1, err
+	if !ok || len(a) < 2 || len(a) > want {
+		return res, fmt.Errorf("relock: driver replied %T (%v) to the obtain script where an array of %d integers was due", r, r, want)
 	}
-	ms, err := asInt64(a[1])
-	if err != nil {
-		return false, -1, err
+	var n [3]int64
+	for i, v := range a {
+		if n[i], err = asInt64(v); err != nil {
+			return res, err
+		}
 	}
-	holder := time.Duration(-1)
-	if ms >= 0 {
-		holder = time.Duration(ms) * time.Millisecond
+	res.ok = n[0] == 1
+	if !res.ok {
+		res.holder = asDuration(n[1])
+		return res, nil
 	}
-	return got == 1, holder, nil
+	if q.fenceKey != "" {
+		if len(a) != 3 {
+			return res, fmt.Errorf("relock: driver replied %v to the obtain script, without the fencing number", a)
+		}
+		res.fence = n[2]
+	}
+	return res, nil
 }
 
 func (p scriptPath) release(ctx context.Context, key, token string) (bool, error) {
-	r, err := p.run(ctx, scripts.Release, key, token)
+	r, _, err := p.run(ctx, scripts.Release, []string{key}, nil, token)
 	if err != nil {
 		return false, err
 	}
@@ -85,17 +138,17 @@ func (p scriptPath) release(ctx context.Context, key, token string) (bool, error
 	return n == 1, err
 }
 
-func (p scriptPath) refresh(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
-	r, err := p.run(ctx, scripts.Refresh, key, token, millis(ttl))
+func (p scriptPath) refresh(ctx context.Context, key, token string, ttl time.Duration, w *replicaWait) (bool, int, error) {
+	r, acked, err := p.run(ctx, scripts.Refresh, []string{key}, w, token, millis(ttl))
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	n, err := asInt64(r)
-	return n == 1, err
+	return n == 1, acked, err
 }
 
 func (p scriptPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
-	r, err := p.run(ctx, scripts.PTTL, key, token)
+	r, _, err := p.run(ctx, scripts.PTTL, []string{key}, nil, token)
 	if err != nil {
 		return 0, false, err
 	}
@@ -103,19 +156,18 @@ func (p scriptPath) pttl(ctx context.Context, key, token string) (time.Duration,
 	if err != nil || n == -3 || n == -2 {
 		return 0, false, err
 	}
-	if n < 0 {
-		return -1, true, nil
-	}
-	return time.Duration(n) * time.Millisecond, true, nil
+	return asDuration(n), true, nil
 }
 
 // watchPath checks ownership with GET under WATCH and changes the key in
 // MULTI/EXEC, trying again when EXEC aborts. Obtain is SET NX PX, then GET to
-// recognise our own token.
+// recognise our own token; with fencing, it is a transaction too.
 type watchPath struct {
 	conn driver.Conn
 	w    driver.Watcher
 }
+
+func (watchPath) canWait() bool { return false }
 
 // maxTxTries bounds the WATCH loop. EXEC aborts only when the lock's key
 // changed between WATCH and EXEC, and the next GET sees the change, so a
@@ -124,48 +176,100 @@ const maxTxTries = 16
 
 var errTxContention = errors.New("relock: the key kept changing under WATCH")
 
-// owned runs fn under WATCH key if the key holds token; it reports whether
-// the key held token and fn's EXEC ran.
-func (p watchPath) owned(ctx context.Context, key, token string, cmds ...[]string) (held bool, replies []any, err error) {
+// tx runs fn under WATCH keys, again while EXEC aborts.
+func (p watchPath) tx(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
 	for range maxTxTries {
-		held, replies = false, nil
-		err = p.w.Watch(ctx, []string{key}, func(tx driver.Tx) error {
-			v, ok, err := tx.Get(ctx, key)
-			if err != nil || !ok || v != token {
-				return err
-			}
-			held = true
-			replies, err = tx.Exec(ctx, cmds...)
-			if err == nil && len(replies) != len(cmds) {
-				err = fmt.Errorf("relock: driver returned %d replies to a transaction of %d commands", len(replies), len(cmds))
-			}
+		err := p.w.Watch(ctx, keys, fn)
+		if !errors.Is(err, driver.ErrTxAborted) || ctx.Err() != nil {
 			return err
-		})
-		if !errors.Is(err, driver.ErrTxAborted) {
-			return held, replies, err
-		}
-		if ctx.Err() != nil {
-			return false, nil, err
 		}
 	}
-	return false, nil, errTxContention
+	return errTxContention
 }
 
-func (p watchPath) obtain(ctx context.Context, key, token string, ttl time.Duration) (bool, time.Duration, error) {
-	set, err := p.conn.SetNX(ctx, key, token, ttl)
+// owned runs cmds in MULTI/EXEC under WATCH key if the key holds token; it
+// reports whether the key held token and the commands ran.
+func (p watchPath) owned(ctx context.Context, key, token string, cmds ...[]string) (held bool, replies []any, err error) {
+	err = p.tx(ctx, []string{key}, func(tx driver.Tx) error {
+		held, replies = false, nil
+		v, ok, err := tx.Get(ctx, key)
+		if err != nil || !ok || v != token {
+			return err
+		}
+		held = true
+		replies, err = exec(ctx, tx, cmds...)
+		return err
+	})
+	if err != nil {
+		return false, nil, err
+	}
+	return held, replies, nil
+}
+
+// exec runs tx.Exec and checks that every command got a reply.
+func exec(ctx context.Context, tx driver.Tx, cmds ...[]string) ([]any, error) {
+	r, err := tx.Exec(ctx, cmds...)
+	if err == nil && len(r) != len(cmds) {
+		err = fmt.Errorf("relock: driver returned %d replies to a transaction of %d commands", len(r), len(cmds))
+	}
+	return r, err
+}
+
+func (p watchPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
+	if q.fenceKey != "" {
+		return p.obtainFenced(ctx, q)
+	}
+	res := obtainRes{holder: -1}
+	set, err := p.conn.SetNX(ctx, q.key, q.token, q.ttl)
 	if err != nil || set {
-		return set, -1, err
+		res.ok = set
+		return res, err
 	}
 	// The key existed. It may hold our own token: a client that retried a
 	// SET NX whose reply was lost sees its own first write.
-	v, ok, err := p.conn.Get(ctx, key)
+	v, ok, err := p.conn.Get(ctx, q.key)
 	if err != nil {
-		return false, -1, err
+		return res, err
 	}
 	if !ok {
-		return false, 0, nil // released in between: try again at once
+		res.holder = 0 // released in between: try again at once
+		return res, nil
 	}
-	return v == token, -1, nil
+	res.ok = v == q.token
+	return res, nil
+}
+
+// obtainFenced sets the key and increments the fencing counter in one
+// transaction.
+func (p watchPath) obtainFenced(ctx context.Context, q *obtainReq) (obtainRes, error) {
+	var res obtainRes
+	err := p.tx(ctx, []string{q.key}, func(tx driver.Tx) error {
+		res = obtainRes{holder: -1}
+		v, ok, err := tx.Get(ctx, q.key)
+		if err != nil {
+			return err
+		}
+		var r []any
+		switch {
+		case !ok:
+			r, err = exec(ctx, tx, []string{"INCR", q.fenceKey}, []string{"SET", q.key, q.token, "PX", millis(q.ttl)})
+		case v == q.token:
+			r, err = exec(ctx, tx, []string{"GET", q.fenceKey})
+			if err == nil {
+				s, _ := r[0].(string)
+				r[0], err = strconv.ParseInt(s, 10, 64)
+			}
+		default:
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		res.ok = true
+		res.fence, err = asInt64(r[0])
+		return err
+	})
+	return res, err
 }
 
 func (p watchPath) release(ctx context.Context, key, token string) (bool, error) {
@@ -177,13 +281,13 @@ func (p watchPath) release(ctx context.Context, key, token string) (bool, error)
 	return n == 1, err
 }
 
-func (p watchPath) refresh(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+func (p watchPath) refresh(ctx context.Context, key, token string, ttl time.Duration, _ *replicaWait) (bool, int, error) {
 	held, r, err := p.owned(ctx, key, token, []string{"PEXPIRE", key, millis(ttl)})
 	if err != nil || !held {
-		return false, err
+		return false, 0, err
 	}
 	n, err := asInt64(r[0])
-	return n == 1, err
+	return n == 1, 0, err
 }
 
 func (p watchPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
@@ -195,8 +299,5 @@ func (p watchPath) pttl(ctx context.Context, key, token string) (time.Duration, 
 	if err != nil || n == -2 {
 		return 0, false, err
 	}
-	if n < 0 {
-		return -1, true, nil
-	}
-	return time.Duration(n) * time.Millisecond, true, nil
+	return asDuration(n), true, nil
 }

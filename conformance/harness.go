@@ -32,4 +32,24 @@ type Harness struct {
 	// SetWrongType stores a value that is not a string (a hash, say) at
 	// key. Nil skips the subtests named WrongType.
 	SetWrongType func(t *testing.T, key string)
+
+	// Delete removes key behind the lock holder's back, as DEL does. Nil
+	// skips the subtests named LostOnDelete.
+	Delete func(t *testing.T, key string)
+
+	// FlushAll empties the whole backend, as FLUSHALL does. Nil skips the
+	// subtests named LostOnFlushAll. Give it only on a backend the test
+	// owns: it deletes every key, the fencing counters included.
+	FlushAll func(t *testing.T)
+
+	// PauseWrites stalls every write for d, as CLIENT PAUSE d WRITE does,
+	// and returns at once. Nil skips the subtests named LostOnStall. Give
+	// it only on a backend the test owns.
+	PauseWrites func(t *testing.T, d time.Duration)
+
+	// Replicas is how many replicas acknowledge the backend's writes
+	// (WAIT's answer when all is well). The replica subtests ask for more
+	// than this to see a failure, and for exactly this many, when it is
+	// above zero, to see a success.
+	Replicas int
 }

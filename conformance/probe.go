@@ -37,6 +37,7 @@ type probe struct {
 	conn driver.Conn
 	s    driver.Scripter
 	w    driver.Watcher
+	rw   driver.ReplicaWaiter
 
 	mu     sync.Mutex
 	calls  map[string]int
@@ -48,6 +49,7 @@ func newProbe(conn driver.Conn) *probe {
 	p := &probe{conn: conn, calls: map[string]int{}}
 	p.s, _ = conn.(driver.Scripter)
 	p.w, _ = conn.(driver.Watcher)
+	p.rw, _ = conn.(driver.ReplicaWaiter)
 	return p
 }
 
@@ -84,7 +86,7 @@ func (p *probe) total(names ...string) int {
 }
 
 // allCalls is every method name the probe counts.
-var allCalls = []string{"SetNX", "Get", "Eval", "EvalSha", "Watch"}
+var allCalls = []string{"SetNX", "Get", "Eval", "EvalSha", "Watch", "EvalShaWait", "EvalWait"}
 
 // write runs op under the armed fault.
 func write[T any](p *probe, ctx context.Context, op func(context.Context) (T, error)) (T, error) {
@@ -146,11 +148,26 @@ func (p *probe) Watch(ctx context.Context, keys []string, fn func(driver.Tx) err
 	return p.w.Watch(ctx, keys, fn)
 }
 
+func (p *probe) EvalShaWait(ctx context.Context, sha1 string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	p.count("EvalShaWait")
+	return p.rw.EvalShaWait(ctx, sha1, keys, args, replicas, timeout)
+}
+
+func (p *probe) EvalWait(ctx context.Context, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	p.count("EvalWait")
+	return p.rw.EvalWait(ctx, script, keys, args, replicas, timeout)
+}
+
 // Views expose one path's capabilities of a probe to relock.
 type (
 	scriptView struct {
 		driver.Conn
 		driver.Scripter
+	}
+	scriptWaitView struct {
+		driver.Conn
+		driver.Scripter
+		driver.ReplicaWaiter
 	}
 	watchView struct {
 		driver.Conn
@@ -166,6 +183,9 @@ const (
 
 func (p *probe) view(path string) driver.Conn {
 	if path == pathScript {
+		if p.rw != nil {
+			return scriptWaitView{p, p, p}
+		}
 		return scriptView{p, p}
 	}
 	return watchView{p, p}

@@ -21,6 +21,9 @@ import (
 //     Closed, BadInput: the portable relock API over the driver. Each leaf
 //     runs once per path, as .../Script (driver.Scripter) and .../Watch
 //     (driver.Watcher); a path the driver lacks is skipped by name.
+//   - Lease: validity, auto-refresh and the lost-lock signal (LostOnDelete,
+//     LostOnFlushAll, LostOnStall need the Harness hooks of those names),
+//     Client.Do, fencing numbers and replica acknowledgement.
 //   - Paths/SameAnswers: where a driver has both paths, one scenario gives
 //     the same answers through each.
 func Run(t *testing.T, h Harness) {
@@ -38,6 +41,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Contention", paths(h, testContention))
 	t.Run("Closed", paths(h, testClosed))
 	t.Run("BadInput", paths(h, testBadInput))
+	t.Run("Lease", func(t *testing.T) { testLease(t, h) })
 	t.Run("Paths", func(t *testing.T) {
 		t.Run("SameAnswers", func(t *testing.T) { testSameAnswers(t, h) })
 	})

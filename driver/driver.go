@@ -148,6 +148,27 @@ type Tx interface {
 	// When a queued command fails (EXECABORT, or an error reply inside
 	// EXEC's array), Exec returns an error that does not match
 	// ErrTxAborted. Exec must pass any command through; relock sends GET,
-	// DEL, PEXPIRE and PTTL today.
+	// SET (with PX), DEL, PEXPIRE, PTTL and INCR today.
 	Exec(ctx context.Context, cmds ...[]string) ([]any, error)
+}
+
+// ReplicaWaiter is implemented by drivers that can follow a script call
+// with WAIT on the same connection. WAIT counts only the writes made on the
+// connection it is sent on, so the script and the WAIT must share one
+// connection; drivers should pipeline the two (one round trip).
+//
+// relock uses it when a caller asks for replica acknowledgement
+// (relock.WithReplicas). Fallback: none; without ReplicaWaiter such a call
+// fails with relock.ErrUnsupported and nothing is sent.
+type ReplicaWaiter interface {
+	// EvalShaWait sends EVALSHA sha1 numkeys keys... args... and then
+	// WAIT replicas timeout-in-ms on the same connection. It returns the
+	// script's reply (mapped as the package doc says) and WAIT's reply,
+	// the number of replicas that acknowledged the connection's writes.
+	// A NOSCRIPT reply to EVALSHA gives an error matching ErrNoScript,
+	// whatever WAIT answered.
+	EvalShaWait(ctx context.Context, sha1 string, keys, args []string, replicas int, timeout time.Duration) (reply any, acked int, err error)
+
+	// EvalWait is EvalShaWait with EVAL script instead of EVALSHA.
+	EvalWait(ctx context.Context, script string, keys, args []string, replicas int, timeout time.Duration) (reply any, acked int, err error)
 }

@@ -407,6 +407,7 @@ var arity = map[string]int{
 	"EXISTS":  -2,
 	"PEXPIRE": -3,
 	"PTTL":    2,
+	"INCR":    2,
 }
 
 // checkQueued is the check Redis makes when it queues a command in MULTI.
@@ -457,6 +458,21 @@ func (s *Store) run(cmd []string, now time.Time) (any, error) {
 		return n, nil
 	case "PEXPIRE":
 		return s.pexpire(args, now)
+	case "INCR":
+		e := s.entry(args[0], now)
+		var n int64
+		if e.exists {
+			if e.kind != kindString {
+				return nil, errWrongType()
+			}
+			var err error
+			if n, err = strconv.ParseInt(e.val, 10, 64); err != nil || n == math.MaxInt64 {
+				return nil, errNotInt
+			}
+		}
+		n++
+		s.write(e, kindString, strconv.FormatInt(n, 10), e.deadline)
+		return n, nil
 	case "PTTL":
 		e := s.lookup(args[0], now)
 		switch {

@@ -33,7 +33,8 @@ var (
 
 // The scripts. Each takes the lock key as KEYS[1] and the token as ARGV[1].
 var (
-	// Obtain: ARGV[2] ttl ms. Returns {1, pttl} when ours, {0, pttl} when taken.
+	// Obtain: KEYS[2] optional fencing counter; ARGV[2] ttl ms. Returns
+	// {1, pttl[, fence]} when ours, {0, pttl} when taken.
 	Obtain = newScript("obtain", obtainSrc)
 	// Release: returns 1 when deleted, 0 when not ours.
 	Release = newScript("release", releaseSrc)

@@ -1,0 +1,71 @@
+package relock
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// startAutoRefresh starts l's refresher unless the Client is closed.
+func (c *Client) startAutoRefresh(l *Lock) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	ctx, cancel := context.WithCancel(c.life)
+	l.mu.Lock()
+	l.stopAuto, l.autoDone = cancel, make(chan struct{})
+	l.mu.Unlock()
+	c.refreshers.Add(1)
+	go l.autoRefresh(ctx, l.ttl/3, l.autoDone)
+	return true
+}
+
+// stopAutoRefresh stops the refresher, if any, and waits until it is gone:
+// no refresh runs after it returns.
+func (l *Lock) stopAutoRefresh() {
+	l.mu.Lock()
+	stop, done := l.stopAuto, l.autoDone
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+// autoRefresh refreshes l to its full TTL every interval until ctx ends
+// (Release or Client.Close) or the lock ends. A refresh that fails for a
+// reason other than loss is tried again sooner; each try is bounded by the
+// lock's validity, whose timer signals the loss if no try gets through.
+func (l *Lock) autoRefresh(ctx context.Context, every time.Duration, done chan struct{}) {
+	defer l.client.refreshers.Done()
+	defer close(done)
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if l.client.life.Err() != nil {
+				l.finish(ErrClosed)
+			}
+			return
+		case <-l.life.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithDeadline(ctx, l.ValidUntil())
+		err := l.refresh(rctx, l.ttl)
+		cancel()
+		wait := every
+		switch {
+		case errors.Is(err, ErrNotHeld), errors.Is(err, ErrTooFewReplicas):
+			return // the refresh ended the lock
+		case err != nil:
+			// Redis failed or did not answer in time: try again soon, while
+			// the validity lasts; its timer ends the lock otherwise.
+			wait = max(every/4, time.Millisecond)
+		}
+		t.Reset(wait)
+	}
+}
