@@ -29,9 +29,9 @@ type Lock struct {
 	end  context.CancelCauseFunc
 
 	mu         sync.Mutex
-	released   bool        // Release ran, or the key was found not ours
-	validUntil time.Time   // when the lock stops being safe to rely on
-	expiry     *time.Timer // ends life at validUntil
+	released   bool               // Release ran, or the key was found not ours
+	validUntil time.Time          // when the lock stops being safe to rely on
+	expiry     *time.Timer        // ends life at validUntil
 	stopAuto   context.CancelFunc // stops the refresher, if any
 	autoDone   chan struct{}      // closed when the refresher is gone
 }
