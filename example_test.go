@@ -143,3 +143,83 @@ func ExampleOpen() {
 	_ = lock.Release(context.Background())
 	// Output: 32 hex digits of token
 }
+
+func ExampleClient_Do() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	locker, _ := relock.New(goredis.New(rdb))
+
+	// Do obtains the lock, keeps it refreshed while fn runs, cancels fn's
+	// context if the lock is lost, and releases it afterwards.
+	err := locker.Do(context.Background(), "invoice:7", 10*time.Second, func(ctx context.Context) error {
+		fmt.Println("working under the lock")
+		return nil // pass ctx to every call, so work stops if the lock is lost
+	})
+	fmt.Println("err:", err)
+	// Output:
+	// working under the lock
+	// err: <nil>
+}
+
+func ExampleLock_Done() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	locker, _ := relock.New(goredis.New(rdb))
+	ctx := context.Background()
+
+	lock, _ := locker.Obtain(ctx, "job", 10*time.Second, relock.WithAutoRefresh())
+	select {
+	case <-lock.Done(): // the lock was lost: stop working
+		fmt.Println("lost:", lock.Err())
+	default:
+		fmt.Println("held until", lock.ValidUntil().After(time.Now()))
+	}
+	_ = lock.Release(ctx)
+	<-lock.Done()
+	fmt.Println(lock.Err())
+	// Output:
+	// held until true
+	// relock: lock released
+}
+
+// fencedStore stands for storage that remembers the highest fencing number
+// it has seen and rejects writes carrying a lower one.
+type fencedStore struct {
+	highest int64
+	value   string
+}
+
+var errStaleHolder = errors.New("store: write from a stale lock holder")
+
+func (s *fencedStore) Write(fence int64, v string) error {
+	if fence < s.highest {
+		return errStaleHolder
+	}
+	s.highest, s.value = fence, v
+	return nil
+}
+
+func ExampleWithFencing() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	locker, _ := relock.New(goredis.New(rdb))
+	ctx := context.Background()
+	store := &fencedStore{}
+
+	// A first holder obtains the lock, then stalls (a GC pause, say) past
+	// its TTL...
+	slow, _ := locker.Obtain(ctx, "account:9", time.Second, relock.WithFencing())
+	_ = rdb.Del(ctx, "account:9") // stands for the expiry during the stall
+
+	// ...while a second holder takes the lock over and writes.
+	fast, _ := locker.Obtain(ctx, "account:9", time.Second, relock.WithFencing())
+	fmt.Println(store.Write(fast.Fence(), "from the new holder"))
+
+	// The first holder wakes up and writes: the store turns it away.
+	fmt.Println(store.Write(slow.Fence(), "from the stale holder"))
+	fmt.Println(slow.Fence() < fast.Fence(), store.value)
+	// Output:
+	// <nil>
+	// store: write from a stale lock holder
+	// true from the new holder
+}
