@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +31,7 @@ const (
 type Client struct {
 	conn     driver.Conn
 	path     path
+	notifier *notifier // nil: waiters poll
 	defaults settings
 	closed   atomic.Bool
 
@@ -55,6 +55,9 @@ func New(conn driver.Conn, opts ...Option) (*Client, error) {
 	case asScripter(conn) != nil:
 		w, _ := conn.(driver.ReplicaWaiter)
 		c.path = scriptPath{s: asScripter(conn), w: w}
+		if sub, ok := conn.(driver.Subscriber); ok {
+			c.notifier = newNotifier(sub)
+		}
 	case asWatcher(conn) != nil:
 		c.path = watchPath{conn: conn, w: asWatcher(conn)}
 	default:
@@ -146,7 +149,11 @@ func (c *Client) Close() error {
 	c.shutdown()
 	c.mu.Unlock()
 	c.refreshers.Wait()
-	return c.conn.Close()
+	var nerr error
+	if c.notifier != nil {
+		nerr = c.notifier.close()
+	}
+	return errors.Join(nerr, c.conn.Close())
 }
 
 // Obtain takes the lock named key for ttl, waiting while another owner
@@ -179,7 +186,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 			o.apply(&st)
 		}
 	}
-	req := &obtainReq{key: key, ttl: ttl}
+	req := &obtainReq{key: key, keys: keysFor(key), ttl: ttl}
 	if err := c.checkSettings(&st, req); err != nil {
 		return nil, err
 	}
@@ -189,42 +196,82 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, err)
 	}
+	req.token = newToken()
+	o := obtainer{c: c, ctx: ctx, req: req, st: &st}
+	defer o.done()
+	return o.run()
+}
 
+// obtainer is one Obtain call in progress.
+type obtainer struct {
+	c   *Client
+	ctx context.Context
+	req *obtainReq
+	st  *settings
+
+	timer  *time.Timer
+	notify bool          // this call may wait for a hand-over
+	handed <-chan string // set once registered with the notifier
+	queued bool          // a try may have put us in the waiter queue
+	// A try that queued us ran at local time sent or later, at server time
+	// serverAt: the pair maps server times to lower bounds in local time.
+	sent     time.Time
+	serverAt int64
+}
+
+func (o *obtainer) run() (*Lock, error) {
+	c, req, st, key := o.c, o.req, o.st, o.req.key
 	start := time.Now()
 	var budgetEnd time.Time
 	if st.maxWait > 0 {
 		budgetEnd = start.Add(st.maxWait)
 	}
-	req.token = newToken()
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	o.notify = c.notifier != nil && req.keys.queue != "" && req.wait == nil
+	if o.notify && c.notifier.subscribed(req.keys.channel) {
+		o.register()
+	}
 	for n := 1; ; n++ {
+		req.enqueue = o.handed != nil
+		o.queued = o.queued || req.enqueue
 		tryStart := time.Now()
-		res, err := c.path.obtain(ctx, req)
+		res, err := c.path.obtain(o.ctx, req)
 		if err != nil {
-			c.cleanUp(ctx, key, req.token, ttl, err)
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, ctx.Err())
+			c.cleanUp(o.ctx, req, err)
+			o.queued = false
+			if o.ctx.Err() != nil {
+				return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, o.ctx.Err())
 			}
 			return nil, opError("obtain", key, err)
 		}
 		if res.ok {
+			o.queued = false
 			if w := req.wait; w != nil && res.acked < w.n {
-				c.cleanUp(ctx, key, req.token, ttl, nil)
+				c.cleanUp(o.ctx, req, nil)
 				return nil, fmt.Errorf("relock: obtain %q: %w: %d of %d within %v; released", key, ErrTooFewReplicas, res.acked, w.n, w.timeout)
 			}
-			return c.newLock(req, res.fence, tryStart, &st)
+			return c.newLock(req, res.fence, tryStart, st)
+		}
+		if res.queued {
+			o.sent, o.serverAt = tryStart, res.serverTime
 		}
 
 		wait, more := st.retry.Backoff(n)
 		if !more {
 			return nil, fmt.Errorf("relock: obtain %q: %w", key, ErrNotObtained)
 		}
-		if res.holder >= 0 && wait > res.holder {
+		if o.notify && o.handed == nil {
+			if o.register() {
+				continue // now subscribed: join the queue at once
+			}
+		}
+		switch {
+		case o.handed != nil && res.holder >= 0:
+			// A release wakes us; poll only when the holder's key expires
+			// and to renew our place in the queue.
+			wait = min(res.holder, waiterLease/3)
+		case o.handed != nil:
+			wait = min(wait, waiterLease/3)
+		case res.holder >= 0 && wait > res.holder:
 			wait = res.holder // the holder's key is gone by then
 		}
 		if !budgetEnd.IsZero() {
@@ -235,21 +282,69 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 			wait = min(wait, left)
 		}
 		if wait <= 0 {
-			if err := ctx.Err(); err != nil {
+			if err := o.ctx.Err(); err != nil {
 				return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, err)
 			}
 			continue
 		}
-		if timer == nil {
-			timer = time.NewTimer(wait)
+		if o.timer == nil {
+			o.timer = time.NewTimer(wait)
 		} else {
-			timer.Reset(wait)
+			o.timer.Reset(wait)
 		}
 		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, ctx.Err())
-		case <-timer.C:
+		case <-o.ctx.Done():
+			return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, o.ctx.Err())
+		case <-c.life.Done():
+			return nil, fmt.Errorf("relock: obtain %q: %w", key, ErrClosed)
+		case payload := <-o.handed:
+			if l, ok := o.takeOver(payload); ok {
+				return l, nil
+			}
+		case <-o.timer.C:
 		}
+	}
+}
+
+// register joins the notifier for the lock's channel; false means this
+// call polls instead.
+func (o *obtainer) register() bool {
+	ch, err := o.c.notifier.join(o.ctx, o.req.token, o.req.keys.channel)
+	if err != nil {
+		o.notify = false
+		return false
+	}
+	o.handed = ch
+	return true
+}
+
+// takeOver builds the lock a release handed to us.
+func (o *obtainer) takeOver(payload string) (*Lock, bool) {
+	h, ok := parseHandover(payload)
+	if !ok || o.serverAt == 0 {
+		return nil, false // unreadable: the next poll finds the lock ours
+	}
+	// The release ran (h.serverTime - o.serverAt) after the try that
+	// queued us, which ran no earlier than o.sent.
+	at := o.sent.Add(time.Duration(h.serverTime-o.serverAt) * time.Microsecond)
+	l, err := o.c.newLock(o.req, h.fence, at, o.st)
+	if err != nil {
+		return nil, false
+	}
+	o.queued = false
+	return l, true
+}
+
+// done leaves the queue, if a try may have put us there, and the notifier.
+func (o *obtainer) done() {
+	if o.timer != nil {
+		o.timer.Stop()
+	}
+	if o.queued {
+		o.c.cleanUp(o.ctx, o.req, nil)
+	}
+	if o.handed != nil {
+		o.c.notifier.leave(o.ctx, o.req.token, o.req.keys.channel)
 	}
 }
 
@@ -268,27 +363,12 @@ func (c *Client) checkSettings(st *settings, req *obtainReq) error {
 		req.wait = w
 	}
 	if st.fencing {
-		fk, err := fenceKey(req.key)
-		if err != nil {
-			return err
+		if req.keys.fence == "" {
+			return invalid("key %q contains '}' but no hash tag, so its fencing counter cannot share its hash slot; use a tag like {name}", req.key)
 		}
-		req.fenceKey = fk
+		req.fenced = true
 	}
 	return nil
-}
-
-// fenceKey names the fencing counter of key, in key's hash slot: key's own
-// hash tag with a suffix, or key itself made the tag.
-func fenceKey(key string) (string, error) {
-	if open := strings.IndexByte(key, '{'); open >= 0 {
-		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
-			return key + ":fence", nil // key has a hash tag: keep it
-		}
-	}
-	if strings.IndexByte(key, '}') >= 0 {
-		return "", invalid("key %q contains '}' but no hash tag, so its fencing counter cannot share its hash slot; use a tag like {name}", key)
-	}
-	return "{" + key + "}:fence", nil
 }
 
 // TryObtain tries once to take the lock and never waits: it is Obtain with
@@ -297,17 +377,18 @@ func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration) (
 	return c.Obtain(ctx, key, ttl, WithRetry(NoRetry()))
 }
 
-// cleanUp deletes key if a failed try left our token in it. A try that
-// failed with WRONGTYPE wrote nothing. The clean-up runs even though ctx
-// may be over, bounded by the lock's own lifetime (after which Redis drops
-// the key anyway) and one second.
-func (c *Client) cleanUp(ctx context.Context, key, token string, ttl time.Duration, cause error) {
+// cleanUp deletes the key, or hands it on, if a failed try left our token
+// in it, and takes us out of the waiter queue. A try that failed with
+// WRONGTYPE wrote nothing. The clean-up runs even though ctx may be over,
+// bounded by the lock's own lifetime (after which Redis drops the key
+// anyway, but not always the queue entry) and one second.
+func (c *Client) cleanUp(ctx context.Context, req *obtainReq, cause error) {
 	if errors.Is(cause, driver.ErrWrongType) {
 		return
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(ttl, time.Second))
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(min(req.ttl, time.Second), 100*time.Millisecond))
 	defer cancel()
-	_, _ = c.path.release(cctx, key, token)
+	_, _ = c.path.release(cctx, req.keys, req.token, true)
 }
 
 func checkKey(key string) error {

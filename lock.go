@@ -19,6 +19,7 @@ import (
 type Lock struct {
 	client     *Client
 	key        string
+	keys       lockKeys
 	token      string
 	ttl        time.Duration
 	fence      int64
@@ -42,7 +43,7 @@ func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecon
 
 func (c *Client) newLock(req *obtainReq, fence int64, at time.Time, st *settings) (*Lock, error) {
 	l := &Lock{
-		client: c, key: req.key, token: req.token, ttl: req.ttl,
+		client: c, key: req.key, keys: req.keys, token: req.token, ttl: req.ttl,
 		fence: fence, obtainedAt: at, wait: req.wait,
 	}
 	l.life, l.end = context.WithCancelCause(context.Background())
@@ -52,7 +53,7 @@ func (c *Client) newLock(req *obtainReq, fence int64, at time.Time, st *settings
 	if st.autoRefresh {
 		if !c.startAutoRefresh(l) {
 			l.finish(ErrClosed)
-			c.cleanUp(context.Background(), l.key, l.token, l.ttl, nil)
+			c.cleanUp(context.Background(), req, nil)
 			return nil, ErrClosed
 		}
 	}
@@ -173,7 +174,7 @@ func (l *Lock) Release(ctx context.Context) error {
 
 // release deletes the key if it holds our token and ends the lock.
 func (l *Lock) release(ctx context.Context) error {
-	ok, err := l.client.path.release(ctx, l.key, l.token)
+	ok, err := l.client.path.release(ctx, l.keys, l.token, false)
 	if err != nil {
 		return opError("release", l.key, err)
 	}

@@ -20,10 +20,16 @@ type replicaWait struct {
 // obtainReq is one obtain try.
 type obtainReq struct {
 	key, token string
-	fenceKey   string // "" without fencing
+	keys       lockKeys
+	fenced     bool // draw a fencing number
+	enqueue    bool // join the waiter queue when the lock is taken
 	ttl        time.Duration
 	wait       *replicaWait // nil: no WAIT
 }
+
+// waiterLease is how long a queued waiter keeps its place without renewing
+// it; a waiter renews it at least every waiterLease/3.
+const waiterLease = 3 * time.Second
 
 // obtainRes is what one try found.
 type obtainRes struct {
@@ -31,14 +37,18 @@ type obtainRes struct {
 	holder time.Duration // the other holder's remaining TTL, or -1 when unknown
 	fence  int64         // the fencing number, when asked for and ok
 	acked  int           // replicas that acknowledged, when asked for
+	queued bool          // we are in the waiter queue; serverTime is set
+	// serverTime is the server's clock, in microseconds, when the try ran.
+	serverTime int64
 }
 
 // path is one way to run the owner-checked operations: Lua scripts, or
 // WATCH/MULTI/EXEC. A Client picks one in New.
 type path interface {
 	obtain(ctx context.Context, r *obtainReq) (obtainRes, error)
-	// release deletes the key if it holds token.
-	release(ctx context.Context, key, token string) (bool, error)
+	// release deletes the key if it holds token, or hands it to the next
+	// waiter; with leave, it first takes token out of the waiter queue.
+	release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error)
 	// refresh sets the key's TTL if it holds token; with w, it then waits
 	// for replicas and reports how many acknowledged.
 	refresh(ctx context.Context, key, token string, ttl time.Duration, w *replicaWait) (ok bool, acked int, err error)
@@ -93,44 +103,77 @@ func (p scriptPath) run(ctx context.Context, sc *scripts.Script, keys []string, 
 func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
 	res := obtainRes{holder: -1}
 	keys := []string{q.key}
-	if q.fenceKey != "" {
-		keys = append(keys, q.fenceKey)
+	if q.keys.queue != "" {
+		keys = append(keys, q.keys.queue)
+		if q.fenced {
+			keys = append(keys, q.keys.fence)
+		}
 	}
-	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl))
+	enqueue := "0"
+	if q.enqueue {
+		enqueue = "1"
+	}
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), enqueue, q.keys.waiter, millis(waiterLease))
 	if err != nil {
 		return res, err
 	}
 	res.acked = acked
 	a, ok := r.([]any)
-	want := 2
-	if q.fenceKey != "" {
-		want = 3
+	if !ok || len(a) < 2 || len(a) > 4 {
+		return res, fmt.Errorf("relock: driver replied %T (%v) to the obtain script where an array of 2 to 4 values was due", r, r)
 	}
-	if !ok || len(a) < 2 || len(a) > want {
-		return res, fmt.Errorf("relock: driver replied %T (%v) to the obtain script where an array of %d integers was due", r, r, want)
+	got, err := asInt64(a[0])
+	if err != nil {
+		return res, err
 	}
-	var n [3]int64
-	for i, v := range a {
-		if n[i], err = asInt64(v); err != nil {
-			return res, err
-		}
+	ms, err := asInt64(a[1])
+	if err != nil {
+		return res, err
 	}
-	res.ok = n[0] == 1
+	res.ok = got == 1
 	if !res.ok {
-		res.holder = asDuration(n[1])
-		return res, nil
+		res.holder = asDuration(ms)
+		if len(a) == 4 {
+			res.queued = true
+			res.serverTime, err = micros(a[2], a[3])
+		}
+		return res, err
 	}
-	if q.fenceKey != "" {
+	if q.fenced {
 		if len(a) != 3 {
 			return res, fmt.Errorf("relock: driver replied %v to the obtain script, without the fencing number", a)
 		}
-		res.fence = n[2]
+		res.fence, err = asInt64(a[2])
 	}
-	return res, nil
+	return res, err
 }
 
-func (p scriptPath) release(ctx context.Context, key, token string) (bool, error) {
-	r, _, err := p.run(ctx, scripts.Release, []string{key}, nil, token)
+// micros turns TIME's seconds and microseconds, as strings, into
+// microseconds.
+func micros(sec, usec any) (int64, error) {
+	s, ok1 := sec.(string)
+	u, ok2 := usec.(string)
+	if !ok1 || !ok2 {
+		return 0, fmt.Errorf("relock: driver replied %T, %T where the server time's strings were due", sec, usec)
+	}
+	si, err1 := strconv.ParseInt(s, 10, 64)
+	ui, err2 := strconv.ParseInt(u, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("relock: bad server time %q %q", s, u)
+	}
+	return si*1e6 + ui, nil
+}
+
+func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error) {
+	keys := []string{k.lock}
+	if k.queue != "" {
+		keys = append(keys, k.queue, k.fence)
+	}
+	mode := ""
+	if leave {
+		mode = "leave"
+	}
+	r, _, err := p.run(ctx, scripts.Release, keys, nil, token, k.waiter, k.channel, mode)
 	if err != nil {
 		return false, err
 	}
@@ -216,7 +259,7 @@ func exec(ctx context.Context, tx driver.Tx, cmds ...[]string) ([]any, error) {
 }
 
 func (p watchPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
-	if q.fenceKey != "" {
+	if q.fenced {
 		return p.obtainFenced(ctx, q)
 	}
 	res := obtainRes{holder: -1}
@@ -252,9 +295,9 @@ func (p watchPath) obtainFenced(ctx context.Context, q *obtainReq) (obtainRes, e
 		var r []any
 		switch {
 		case !ok:
-			r, err = exec(ctx, tx, []string{"INCR", q.fenceKey}, []string{"SET", q.key, q.token, "PX", millis(q.ttl)})
+			r, err = exec(ctx, tx, []string{"INCR", q.keys.fence}, []string{"SET", q.key, q.token, "PX", millis(q.ttl)})
 		case v == q.token:
-			r, err = exec(ctx, tx, []string{"GET", q.fenceKey})
+			r, err = exec(ctx, tx, []string{"GET", q.keys.fence})
 			if err == nil {
 				s, _ := r[0].(string)
 				r[0], err = strconv.ParseInt(s, 10, 64)
@@ -272,8 +315,8 @@ func (p watchPath) obtainFenced(ctx context.Context, q *obtainReq) (obtainRes, e
 	return res, err
 }
 
-func (p watchPath) release(ctx context.Context, key, token string) (bool, error) {
-	held, r, err := p.owned(ctx, key, token, []string{"DEL", key})
+func (p watchPath) release(ctx context.Context, k lockKeys, token string, _ bool) (bool, error) {
+	held, r, err := p.owned(ctx, k.lock, token, []string{"DEL", k.lock})
 	if err != nil || !held {
 		return false, err
 	}

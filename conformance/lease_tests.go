@@ -150,6 +150,8 @@ func testLease(t *testing.T, h Harness) {
 			stall := 2500 * time.Millisecond
 			s.h.PauseWrites(t, stall)
 			stalled := time.Now()
+			// Let the stall end before the next subtest uses the server.
+			defer func() { time.Sleep(time.Until(stalled.Add(stall + 100*time.Millisecond))) }()
 			waitDone(t, l, 5*time.Second, "a lock whose refreshes stall")
 			if took := time.Since(stalled); took >= stall {
 				t.Fatalf("the loss was signalled %v into a %v stall: after the stall, not at the validity deadline", took, stall)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/relock-go/relock/driver"
@@ -38,6 +39,10 @@ type probe struct {
 	s    driver.Scripter
 	w    driver.Watcher
 	rw   driver.ReplicaWaiter
+	sub  driver.Subscriber
+
+	dropping atomic.Bool  // drop hand-over messages instead of passing them on
+	subs     atomic.Int32 // subscriptions open
 
 	mu     sync.Mutex
 	calls  map[string]int
@@ -50,6 +55,7 @@ func newProbe(conn driver.Conn) *probe {
 	p.s, _ = conn.(driver.Scripter)
 	p.w, _ = conn.(driver.Watcher)
 	p.rw, _ = conn.(driver.ReplicaWaiter)
+	p.sub, _ = conn.(driver.Subscriber)
 	return p
 }
 
@@ -86,7 +92,7 @@ func (p *probe) total(names ...string) int {
 }
 
 // allCalls is every method name the probe counts.
-var allCalls = []string{"SetNX", "Get", "Eval", "EvalSha", "Watch", "EvalShaWait", "EvalWait"}
+var allCalls = []string{"SetNX", "Get", "Eval", "EvalSha", "Watch", "EvalShaWait", "EvalWait", "Subscribe"}
 
 // write runs op under the armed fault.
 func write[T any](p *probe, ctx context.Context, op func(context.Context) (T, error)) (T, error) {
@@ -132,6 +138,7 @@ func (p *probe) Eval(ctx context.Context, script string, keys []string, args ...
 
 func (p *probe) EvalSha(ctx context.Context, sha1 string, keys []string, args ...string) (any, error) {
 	p.count("EvalSha")
+	defer p.count("EvalSha returned")
 	f, cancel := p.take()
 	r, err := p.s.EvalSha(ctx, sha1, keys, args...)
 	if f == faultNone || err != nil {
@@ -158,6 +165,33 @@ func (p *probe) EvalWait(ctx context.Context, script string, keys, args []string
 	return p.rw.EvalWait(ctx, script, keys, args, replicas, timeout)
 }
 
+func (p *probe) Subscribe(ctx context.Context, onMessage func(channel, payload string)) (driver.Subscription, error) {
+	p.count("Subscribe")
+	s, err := p.sub.Subscribe(ctx, func(channel, payload string) {
+		if !p.dropping.Load() {
+			onMessage(channel, payload)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.subs.Add(1)
+	return &probeSub{Subscription: s, p: p}, nil
+}
+
+type probeSub struct {
+	driver.Subscription
+	p      *probe
+	closed atomic.Bool
+}
+
+func (s *probeSub) Close() error {
+	if !s.closed.Swap(true) {
+		s.p.subs.Add(-1)
+	}
+	return s.Subscription.Close()
+}
+
 // Views expose one path's capabilities of a probe to relock.
 type (
 	scriptView struct {
@@ -168,6 +202,17 @@ type (
 		driver.Conn
 		driver.Scripter
 		driver.ReplicaWaiter
+	}
+	scriptSubView struct {
+		driver.Conn
+		driver.Scripter
+		driver.Subscriber
+	}
+	scriptWaitSubView struct {
+		driver.Conn
+		driver.Scripter
+		driver.ReplicaWaiter
+		driver.Subscriber
 	}
 	watchView struct {
 		driver.Conn
@@ -183,8 +228,13 @@ const (
 
 func (p *probe) view(path string) driver.Conn {
 	if path == pathScript {
-		if p.rw != nil {
+		switch {
+		case p.rw != nil && p.sub != nil:
+			return scriptWaitSubView{p, p, p, p}
+		case p.rw != nil:
 			return scriptWaitView{p, p, p}
+		case p.sub != nil:
+			return scriptSubView{p, p, p}
 		}
 		return scriptView{p, p}
 	}

@@ -24,6 +24,9 @@ import (
 //   - Lease: validity, auto-refresh and the lost-lock signal (LostOnDelete,
 //     LostOnFlushAll, LostOnStall need the Harness hooks of those names),
 //     Client.Do, fencing numbers and replica acknowledgement.
+//   - Wake: waiters woken by a hand-over on release (driver.Subscriber),
+//     the fallback when a notification is lost, FIFO order, and no
+//     subscription left after Close.
 //   - Paths/SameAnswers: where a driver has both paths, one scenario gives
 //     the same answers through each.
 func Run(t *testing.T, h Harness) {
@@ -42,6 +45,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Closed", paths(h, testClosed))
 	t.Run("BadInput", paths(h, testBadInput))
 	t.Run("Lease", func(t *testing.T) { testLease(t, h) })
+	t.Run("Wake", func(t *testing.T) { testWake(t, h) })
 	t.Run("Paths", func(t *testing.T) {
 		t.Run("SameAnswers", func(t *testing.T) { testSameAnswers(t, h) })
 	})

@@ -172,3 +172,36 @@ type ReplicaWaiter interface {
 	// EvalWait is EvalShaWait with EVAL script instead of EVALSHA.
 	EvalWait(ctx context.Context, script string, keys, args []string, replicas int, timeout time.Duration) (reply any, acked int, err error)
 }
+
+// Subscriber is implemented by drivers that can receive pub/sub messages.
+// relock uses it to wake a waiter the moment a lock is handed over to it,
+// instead of polling.
+//
+// Fallback: without Subscriber (or without Scripter, which the hand-over
+// needs), waiters poll as the retry strategy says.
+type Subscriber interface {
+	// Subscribe opens one subscription connection, separate from the
+	// connections that run commands, and calls onMessage for every message
+	// published on the channels later added to it, in the order received,
+	// from one goroutine at a time. onMessage must not block for long; relock's
+	// does not. The subscription should reconnect and subscribe again
+	// after a broken connection; messages published meanwhile may be lost.
+	Subscribe(ctx context.Context, onMessage func(channel, payload string)) (Subscription, error)
+}
+
+// Subscription is one subscription connection opened by Subscriber.
+// Its methods are safe for concurrent use.
+type Subscription interface {
+	// Add subscribes to channels (SUBSCRIBE) and returns only after the
+	// server has confirmed every one of them, so that a message published
+	// after Add returns is delivered.
+	Add(ctx context.Context, channels ...string) error
+
+	// Remove unsubscribes from channels (UNSUBSCRIBE).
+	Remove(ctx context.Context, channels ...string) error
+
+	// Close ends the subscription. When it returns, onMessage is not
+	// running and will not be called again, and every goroutine the
+	// subscription started has exited.
+	Close() error
+}

@@ -33,10 +33,11 @@ var (
 
 // The scripts. Each takes the lock key as KEYS[1] and the token as ARGV[1].
 var (
-	// Obtain: KEYS[2] optional fencing counter; ARGV[2] ttl ms. Returns
-	// {1, pttl[, fence]} when ours, {0, pttl} when taken.
+	// Obtain: see obtain.lua. KEYS lock[, queue[, fence]]; ARGV token,
+	// ttl ms, join the queue ("1"), waiter key prefix, waiter key ms.
 	Obtain = newScript("obtain", obtainSrc)
-	// Release: returns 1 when deleted, 0 when not ours.
+	// Release: see release.lua. KEYS lock[, queue, fence]; ARGV token,
+	// waiter key prefix, channel, "leave". Returns 1 when it was ours.
 	Release = newScript("release", releaseSrc)
 	// Refresh: ARGV[2] ttl ms. Returns 1 when extended, 0 when not ours.
 	Refresh = newScript("refresh", refreshSrc)
