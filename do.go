@@ -24,7 +24,7 @@ func (c *Client) Do(ctx context.Context, key string, ttl time.Duration, fn func(
 		return err
 	}
 	fctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(l.life, func() { cancel(l.Err()) })
+	stop := context.AfterFunc(l.lifeCtx(), func() { cancel(l.Err()) })
 	defer func() {
 		stop()
 		cancel(nil)

@@ -22,10 +22,13 @@ func keysFor(key string) lockKeys {
 	if !ok {
 		return k
 	}
-	k.queue = base + ":q"
-	k.fence = base + ":fence"
-	k.waiter = base + ":w:"
-	k.channel = base + ":ch"
+	// One allocation for the four names, sliced out of it.
+	all := base + ":q" + base + ":fence" + base + ":w:" + base + ":ch"
+	n := len(base)
+	k.queue, all = all[:n+2], all[n+2:]
+	k.fence, all = all[:n+6], all[n+6:]
+	k.waiter, all = all[:n+3], all[n+3:]
+	k.channel = all
 	return k
 }
 

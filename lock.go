@@ -26,10 +26,13 @@ type Lock struct {
 	obtainedAt time.Time
 	wait       *replicaWait
 
-	life context.Context // ends when the lock does; its cause says why
-	end  context.CancelCauseFunc
-
-	mu         sync.Mutex
+	mu sync.Mutex
+	// life ends when the lock does; its cause says why. It and the expiry
+	// timer are made on first use (Done, Err, auto-refresh): until then
+	// endCause records an end.
+	life       context.Context
+	end        context.CancelCauseFunc
+	endCause   error
 	released   bool               // Release ran, or the key was found not ours
 	validUntil time.Time          // when the lock stops being safe to rely on
 	expiry     *time.Timer        // ends life at validUntil
@@ -46,10 +49,7 @@ func (c *Client) newLock(req *obtainReq, fence int64, at time.Time, st *settings
 		client: c, key: req.key, keys: req.keys, token: req.token, ttl: req.ttl,
 		fence: fence, obtainedAt: at, wait: req.wait,
 	}
-	l.life, l.end = context.WithCancelCause(context.Background())
-	l.mu.Lock()
-	l.extendLocked(at, req.ttl)
-	l.mu.Unlock()
+	l.validUntil = at.Add(req.ttl - drift(req.ttl))
 	if st.autoRefresh {
 		if !c.startAutoRefresh(l) {
 			l.finish(ErrClosed)
@@ -60,30 +60,60 @@ func (c *Client) newLock(req *obtainReq, fence int64, at time.Time, st *settings
 	return l, nil
 }
 
-// extendLocked sets the validity to at+ttl-drift. l.mu must be held.
+// extendLocked moves the validity to at+ttl-drift, if that is later. l.mu
+// must be held.
 func (l *Lock) extendLocked(at time.Time, ttl time.Duration) {
-	until := at.Add(ttl - drift(ttl))
-	if until.After(l.validUntil) || l.validUntil.IsZero() {
+	if until := at.Add(ttl - drift(ttl)); until.After(l.validUntil) {
 		l.validUntil = until
+		if l.expiry != nil {
+			l.expiry.Reset(time.Until(until))
+		}
 	}
-	d := time.Until(l.validUntil)
-	if l.expiry == nil {
-		l.expiry = time.AfterFunc(d, func() {
-			l.end(fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.key, ErrLost))
-		})
-		return
-	}
-	l.expiry.Reset(d)
 }
 
-// finish ends the lock's life with cause and stops its expiry timer.
-func (l *Lock) finish(cause error) {
-	l.end(cause)
-	l.mu.Lock()
-	if l.expiry != nil {
-		l.expiry.Stop()
+// lifeLocked returns the lock's life context, making it and the expiry
+// timer on first use. l.mu must be held.
+func (l *Lock) lifeLocked() context.Context {
+	if l.life != nil {
+		return l.life
 	}
-	l.mu.Unlock()
+	l.life, l.end = context.WithCancelCause(context.Background())
+	if l.endCause != nil {
+		l.end(l.endCause)
+		return l.life
+	}
+	end := l.end
+	expired := fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.key, ErrLost)
+	l.expiry = time.AfterFunc(time.Until(l.validUntil), func() { end(expired) })
+	return l.life
+}
+
+func (l *Lock) lifeCtx() context.Context {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lifeLocked()
+}
+
+// ended reports whether the lock has ended. l.mu must be held.
+func (l *Lock) endedLocked() bool {
+	if l.life != nil {
+		return l.life.Err() != nil
+	}
+	return l.endCause != nil
+}
+
+// finish ends the lock with cause, unless it ended already.
+func (l *Lock) finish(cause error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.life == nil {
+		if l.endCause == nil {
+			l.endCause = cause
+		}
+		return
+	}
+	l.end(cause)
+	l.expiry.Stop()
 }
 
 // Key returns the lock's Redis key.
@@ -115,17 +145,18 @@ func (l *Lock) ValidUntil() time.Time {
 
 // Done returns a channel that is closed when the lock ends: released, found
 // lost, or past its validity. It never closes while the lock is safely held.
-func (l *Lock) Done() <-chan struct{} { return l.life.Done() }
+func (l *Lock) Done() <-chan struct{} { return l.lifeCtx().Done() }
 
 // Err returns nil while the lock is held, and after Done closes the reason:
 // ErrReleased, an error matching ErrLost (and ErrNotHeld when a refresh
 // found the key gone or another owner's), or ErrClosed when the Client was
 // closed under an auto-refreshed lock.
 func (l *Lock) Err() error {
-	if l.life.Err() == nil {
+	life := l.lifeCtx()
+	if life.Err() == nil {
 		return nil
 	}
-	return context.Cause(l.life)
+	return context.Cause(life)
 }
 
 func (l *Lock) check(ctx context.Context, op string) error {
@@ -216,7 +247,7 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 		return fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.key, ErrTooFewReplicas, acked, w.n, w.timeout)
 	}
 	l.mu.Lock()
-	if l.life.Err() == nil {
+	if !l.endedLocked() {
 		l.extendLocked(at, ttl)
 	}
 	l.mu.Unlock()

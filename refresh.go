@@ -41,6 +41,7 @@ func (l *Lock) stopAutoRefresh() {
 func (l *Lock) autoRefresh(ctx context.Context, every time.Duration, done chan struct{}) {
 	defer l.client.refreshers.Done()
 	defer close(done)
+	life := l.lifeCtx()
 	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
@@ -50,7 +51,7 @@ func (l *Lock) autoRefresh(ctx context.Context, every time.Duration, done chan s
 				l.finish(ErrClosed)
 			}
 			return
-		case <-l.life.Done():
+		case <-life.Done():
 			return
 		case <-t.C:
 		}
