@@ -264,14 +264,16 @@ func (o *obtainer) run() (*Lock, error) {
 				continue // now subscribed: join the queue at once
 			}
 		}
-		switch {
-		case o.handed != nil && res.holder >= 0:
-			// A release wakes us; poll only when the holder's key expires
-			// and to renew our place in the queue.
-			wait = min(res.holder, waiterLease/3)
-		case o.handed != nil:
+		if o.handed != nil {
+			// A release wakes us. The default strategy then polls only to
+			// renew our place in the queue; any strategy stops short of
+			// that.
+			if _, ok := st.retry.(wakeAware); ok {
+				wait = waiterLease / 3
+			}
 			wait = min(wait, waiterLease/3)
-		case res.holder >= 0 && wait > res.holder:
+		}
+		if res.holder >= 0 && wait > res.holder {
 			wait = res.holder // the holder's key is gone by then
 		}
 		if !budgetEnd.IsZero() {

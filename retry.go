@@ -76,7 +76,20 @@ func LimitRetry(s RetryStrategy, n int) RetryStrategy {
 }
 
 // DefaultRetry is the strategy a Client uses unless told otherwise:
-// ExponentialRetry(2ms, 100ms), until the context ends.
+// ExponentialRetry(2ms, 100ms), until the context ends. When the driver
+// wakes waiters on release (driver.Subscriber with driver.Scripter), a
+// waiter on the default strategy does not poll at all: it sleeps until a
+// release hands it the lock, checking again only when the holder's TTL runs
+// out and every second, in case a notification was lost. Any other
+// strategy is followed as given.
 func DefaultRetry() RetryStrategy {
-	return ExponentialRetry(2*time.Millisecond, 100*time.Millisecond)
+	return defaultRetry{ExponentialRetry(2*time.Millisecond, 100*time.Millisecond)}
 }
+
+type defaultRetry struct{ RetryStrategy }
+
+// wakeAware marks strategies that leave the waiting to hand-over
+// notifications where the driver has them.
+type wakeAware interface{ wakeAware() }
+
+func (defaultRetry) wakeAware() {}

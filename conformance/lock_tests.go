@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/internal/scripts"
 )
 
 // tries counts the obtain tries a probe passed on: one SetNX (watch path)
-// or one EvalSha (script path) each.
-func tries(p *probe) int { return p.total("SetNX", "EvalSha") }
+// or one EvalSha of the obtain script (script path) each.
+func tries(p *probe) int { return p.total("SetNX", "EvalSha "+scripts.Obtain.SHA1) }
 
 func testObtain(t *testing.T, h Harness) {
 	t.Run("Free", paths(h, func(t *testing.T, s *setup) {

@@ -138,6 +138,7 @@ func (p *probe) Eval(ctx context.Context, script string, keys []string, args ...
 
 func (p *probe) EvalSha(ctx context.Context, sha1 string, keys []string, args ...string) (any, error) {
 	p.count("EvalSha")
+	p.count("EvalSha " + sha1)
 	defer p.count("EvalSha returned")
 	f, cancel := p.take()
 	r, err := p.s.EvalSha(ctx, sha1, keys, args...)

@@ -123,6 +123,7 @@ func newSetup(t *testing.T, h Harness, path string) *setup {
 	if err != nil {
 		t.Fatalf("relock.New over the %s path: %v", path, err)
 	}
+	t.Cleanup(func() { _ = c.Close() })
 	return &setup{env: e, path: path, probe: p, client: c}
 }
 
@@ -135,6 +136,7 @@ func (s *setup) other(opts ...relock.Option) (*relock.Client, *probe) {
 	if err != nil {
 		s.t.Fatalf("relock.New: %v", err)
 	}
+	s.t.Cleanup(func() { _ = c.Close() })
 	return c, p
 }
 
