@@ -19,9 +19,19 @@
 //     aborts, and acquires with SET NX PX followed by GET.
 //
 // A driver should implement Scripter where its backend runs Lua: it saves a
-// round trip in every contended acquire and every release. A driver with
-// both lets relock use scripts; the conformance suite checks that both paths
-// give the same answers. relock.New rejects a Conn with neither.
+// round trip in every contended acquire and every release, and it is what
+// the waiter queue, hand-over on release and fencing are built on. A driver
+// with both lets relock use scripts; the conformance suite checks that both
+// paths give the same answers. relock.New rejects a Conn with neither.
+//
+// Two more capabilities are optional, each with a fallback:
+//
+//   - [Subscriber]: pub/sub. With Scripter, relock wakes a waiter the moment
+//     a release hands the lock to it. Without, waiters poll as the retry
+//     strategy says.
+//   - [ReplicaWaiter]: a script call followed by WAIT on the same
+//     connection, for relock.WithReplicas. Without, that option fails with
+//     relock.ErrUnsupported.
 //
 // # Concurrency
 //
