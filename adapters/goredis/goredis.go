@@ -31,10 +31,29 @@
 //
 // # Behaviour
 //
-// [Conn] implements driver.Conn, driver.Scripter and driver.Watcher, so
-// relock uses Lua scripts. SetNX sends exactly SET key value NX PX ms: unlike
+// [Conn] implements driver.Conn, driver.Scripter, driver.Watcher and
+// driver.ReplicaWaiter, so relock uses Lua scripts. SetNX sends exactly SET key value NX PX ms: unlike
 // go-redis's own SetNX, which switches to EX for whole seconds, it always
 // keeps millisecond precision.
+//
+// # Waiting for replicas
+//
+// EvalShaWait and EvalWait pipeline the script call and WAIT in one
+// Client.Pipelined round trip, which a single-node client (a *redis.Client,
+// including the one redis.NewFailoverClient returns) sends on one pooled
+// connection, as WAIT needs: it counts only the writes of its own
+// connection. go-redis reads a pipeline's replies within the client's
+// ReadTimeout, whatever the commands, so when the WAIT timeout exceeds half
+// the ReadTimeout the two commands go out one after the other, on one
+// connection pinned with Client.Conn, where WAIT gets go-redis's allowance
+// for blocking commands (its timeout plus 10 s): two round trips instead of
+// one. Either way the client's hooks see both commands. A
+// *redis.ClusterClient or *redis.Ring would send the keyless WAIT to a node
+// of its own choosing, and another UniversalClient may do anything with a
+// pipeline: for all of those the two methods fail, before sending anything,
+// with an error matching both errors.ErrUnsupported and
+// relock.ErrUnsupported. The timeout must be positive; it goes out rounded
+// up to whole milliseconds (WAIT 0 would block forever).
 //
 // go-redis v9 speaks RESP3 by default, and a script may then produce RESP3
 // types: booleans (after redis.setresp(3)), doubles, maps, sets, big numbers
@@ -80,6 +99,8 @@ var (
 	_ driver.Scripter = (*Conn)(nil)
 	_ driver.Watcher  = (*Conn)(nil)
 	_ driver.Tx       = (*tx)(nil)
+
+	_ driver.ReplicaWaiter = (*Conn)(nil)
 )
 
 // Driver opens go-redis connections from URLs. It is registered with relock
@@ -203,6 +224,99 @@ func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...
 		return nil, err
 	}
 	return reply(rdb.EvalSha(ctx, sha1, keys, anys(args)...).Result())
+}
+
+// EvalShaWait runs EVALSHA sha1 numkeys keys... args... and WAIT replicas
+// timeout-in-ms pipelined on one connection, and returns the script's reply
+// and the number of replicas that acknowledged the connection's writes. A
+// script unknown to the server gives an error matching driver.ErrNoScript,
+// whatever WAIT answered. When the script ran but WAIT failed, the error
+// says so and the script's reply is returned with it. See the package doc
+// for the clients it supports and for the timeout.
+func (c *Conn) EvalShaWait(ctx context.Context, sha1 string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	return c.evalWait(ctx, true, sha1, keys, args, replicas, timeout)
+}
+
+// EvalWait is EvalShaWait with EVAL script instead of EVALSHA.
+func (c *Conn) EvalWait(ctx context.Context, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	return c.evalWait(ctx, false, script, keys, args, replicas, timeout)
+}
+
+// errWaitUnsupported is wrapped by the error of EvalShaWait and EvalWait on
+// a client that cannot pipeline the script and WAIT on one connection.
+var errWaitUnsupported = fmt.Errorf("%w: %w", relock.ErrUnsupported, errors.ErrUnsupported)
+
+func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	rdb, err := c.client()
+	if err != nil {
+		return nil, 0, err
+	}
+	ms, err := waitArgs(replicas, timeout)
+	if err != nil {
+		return nil, 0, err
+	}
+	client, ok := rdb.(*redis.Client)
+	if !ok {
+		return nil, 0, fmt.Errorf("goredis: a script followed by WAIT needs a single-node *redis.Client, which sends both on one connection; a %T may send WAIT elsewhere: %w", rdb, errWaitUnsupported)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	evalCmd := func(ctx context.Context, c redis.Scripter) *redis.Cmd {
+		if sha {
+			return c.EvalSha(ctx, script, keys, anys(args)...)
+		}
+		return c.Eval(ctx, script, keys, anys(args)...)
+	}
+	var eval *redis.Cmd
+	var acked func() (int64, error)
+	// go-redis reads the replies of a pipeline within ReadTimeout,
+	// whatever the commands, but gives a lone WAIT its own timeout plus
+	// 10 s. So a WAIT that may outlast half the ReadTimeout goes out on
+	// its own, after the script, on one connection pinned with Conn.
+	if rt := client.Options().ReadTimeout; rt > 0 && timeout > rt/2 {
+		cn := client.Conn()
+		defer cn.Close()
+		eval = evalCmd(ctx, cn)
+		if err := eval.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, 0, translate(err)
+		}
+		acked = cn.Wait(ctx, replicas, time.Duration(ms)*time.Millisecond).Result
+	} else {
+		var wait *redis.Cmd
+		_, _ = client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			eval = evalCmd(ctx, p)
+			wait = p.Do(ctx, "wait", replicas, ms)
+			return nil
+		}) // the first error of the two, which each command holds too
+		acked = wait.Int64
+	}
+	v, err := reply(eval.Result())
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := acked()
+	if err != nil {
+		return v, 0, fmt.Errorf("goredis: WAIT after the script: %w", translate(err))
+	}
+	return v, int(n), nil
+}
+
+// waitArgs checks the arguments of WAIT and returns its timeout in whole
+// milliseconds, rounded up: a positive timeout below 1 ms must not become
+// WAIT's 0, which blocks forever.
+func waitArgs(replicas int, timeout time.Duration) (int64, error) {
+	switch {
+	case replicas < 0:
+		return 0, fmt.Errorf("goredis: WAIT for %d replicas: replicas must not be negative", replicas)
+	case timeout <= 0:
+		return 0, fmt.Errorf("goredis: WAIT timeout %v: timeout must be positive", timeout)
+	}
+	ms := int64(timeout / time.Millisecond)
+	if timeout%time.Millisecond != 0 {
+		ms++
+	}
+	return ms, nil
 }
 
 // Watch runs fn inside go-redis's own Watch, which pins one connection and

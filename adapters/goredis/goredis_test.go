@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -122,6 +123,33 @@ func harness(addr string, advance func(t *testing.T, d time.Duration)) conforman
 				t.Fatalf("HSET %s: %v", key, err)
 			}
 		},
+		Delete: func(t *testing.T, key string) {
+			if err := admin(t).Del(context.Background(), key).Err(); err != nil {
+				t.Fatalf("DEL %s: %v", key, err)
+			}
+		},
+	}
+}
+
+// flushAll is the FlushAll hook for a server the test owns.
+func flushAll(addr string) func(t *testing.T) {
+	return func(t *testing.T) {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		defer rdb.Close()
+		if err := rdb.FlushAll(context.Background()).Err(); err != nil {
+			t.Fatalf("FLUSHALL: %v", err)
+		}
+	}
+}
+
+// pauseWrites is the PauseWrites hook for a private server: CLIENT PAUSE
+// ms WRITE, which answers at once.
+func pauseWrites(srv *testredis.Server) func(t *testing.T, d time.Duration) {
+	return func(t *testing.T, d time.Duration) {
+		ms := (d + time.Millisecond - 1) / time.Millisecond
+		if _, err := srv.Do("CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE"); err != nil {
+			t.Fatalf("CLIENT PAUSE %d WRITE: %v", ms, err)
+		}
 	}
 }
 
@@ -130,11 +158,109 @@ func TestConformance(t *testing.T) {
 		// One server for the whole run, so that the connections of one
 		// subtest (and of all of them) share their data.
 		m := miniredis.RunT(t)
-		conformance.Run(t, harness(m.Addr(), func(t *testing.T, d time.Duration) { m.FastForward(d) }))
+		h := harness(m.Addr(), func(t *testing.T, d time.Duration) { m.FastForward(d) })
+		h.FlushAll = flushAll(m.Addr())
+		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
+		conformance.Run(t, h)
 	})
 	t.Run("redis", func(t *testing.T) {
-		conformance.Run(t, harness(testredis.Addr(t), nil))
+		// Shared with other tests: no FlushAll, no PauseWrites.
+		h := harness(testredis.Addr(t), nil)
+		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
+		conformance.Run(t, h)
 	})
+	t.Run("private", func(t *testing.T) {
+		srv := testredis.Start(t)
+		testredis.StartReplica(t, srv)
+		h := harness(srv.Addr(), nil)
+		h.FlushAll = flushAll(srv.Addr())
+		h.PauseWrites = pauseWrites(srv)
+		h.Replicas = 1
+		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
+		conformance.Run(t, h)
+	})
+}
+
+// checkHooks checks, through the driver alone, that each hook h sets does
+// what conformance.Harness documents, before the suite relies on it.
+func checkHooks(t *testing.T, h conformance.Harness) {
+	ctx := ctxT(t)
+	c := h.NewConn(t)
+	defer c.Close()
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	prefix := "relock-goredis-hooks:" + hex.EncodeToString(r[:]) + ":"
+	key := func(name string) string {
+		k := prefix + name
+		t.Cleanup(func() { h.Delete(t, k) })
+		return k
+	}
+	set := func(k string) {
+		t.Helper()
+		if ok, err := c.SetNX(ctx, k, "v", time.Minute); !ok || err != nil {
+			t.Fatalf("SetNX %s = %v, %v", k, ok, err)
+		}
+	}
+	exists := func(k string) bool {
+		t.Helper()
+		_, ok, err := c.Get(ctx, k)
+		if err != nil {
+			t.Fatalf("Get %s: %v", k, err)
+		}
+		return ok
+	}
+
+	if h.Delete == nil {
+		t.Fatal("Delete is nil in every harness of this package")
+	}
+	a, b := key("a"), key("b")
+	set(a)
+	set(b)
+	h.Delete(t, a)
+	if exists(a) || !exists(b) {
+		t.Fatalf("after Delete(a): a exists %v, b exists %v; want false, true", exists(a), exists(b))
+	}
+	h.Delete(t, a) // a missing key is no failure
+
+	if h.FlushAll != nil {
+		set(a)
+		h.FlushAll(t)
+		if exists(a) || exists(b) {
+			t.Fatal("keys survived FlushAll")
+		}
+	}
+
+	if h.PauseWrites != nil {
+		const d = 400 * time.Millisecond
+		start := time.Now()
+		h.PauseWrites(t, d)
+		if took := time.Since(start); took > d/2 {
+			t.Fatalf("PauseWrites took %v: it must return at once", took)
+		}
+		exists(a) // reads pass
+		if took := time.Since(start); took > d/2 {
+			t.Fatalf("a read during PauseWrites waited %v", took)
+		}
+		set(key("paused"))
+		if took := time.Since(start); took < d*3/4 {
+			t.Fatalf("a write during PauseWrites(%v) went through after %v", d, took)
+		}
+	}
+
+	w, ok := c.(driver.ReplicaWaiter)
+	if !ok {
+		t.Fatal("the Conn is no driver.ReplicaWaiter")
+	}
+	reply, acked, err := w.EvalWait(ctx, setScript, []string{key("waited")}, []string{"v"}, h.Replicas, time.Second)
+	if err != nil || reply != "OK" || acked < h.Replicas {
+		t.Fatalf("EvalWait for %d replicas = %v, %d, %v; want OK, at least %d", h.Replicas, reply, acked, err, h.Replicas)
+	}
+	if h.Replicas > 0 {
+		reply, acked, err = w.EvalWait(ctx, setScript, []string{key("waited")}, []string{"v"}, h.Replicas+1, 100*time.Millisecond)
+		if err != nil || reply != "OK" || acked != h.Replicas {
+			t.Fatalf("EvalWait for %d replicas = %v, %d, %v; want OK, %d", h.Replicas+1, reply, acked, err, h.Replicas)
+		}
+	}
 }
 
 // recorder is a go-redis hook that records the arguments of every command
@@ -697,6 +823,8 @@ func TestContextErrors(t *testing.T) {
 			_, calls["Eval"] = c.Eval(tc.ctx, "return 1", []string{k})
 			_, calls["EvalSha"] = c.EvalSha(tc.ctx, "ffffffffffffffffffffffffffffffffffffffff", []string{k})
 			calls["Watch"] = c.Watch(tc.ctx, []string{k}, func(driver.Tx) error { return nil })
+			_, _, calls["EvalShaWait"] = c.EvalShaWait(tc.ctx, "ffffffffffffffffffffffffffffffffffffffff", []string{k}, nil, 1, time.Second)
+			_, _, calls["EvalWait"] = c.EvalWait(tc.ctx, "return redis.call('SET', KEYS[1], 'v')", []string{k}, nil, 1, time.Second)
 			for name, err := range calls {
 				if !errors.Is(err, tc.want) {
 					t.Errorf("%s with a done context: err = %v, want %v", name, err, tc.want)
@@ -983,6 +1111,9 @@ func TestNewNilFailsWithoutPanic(t *testing.T) {
 		if err := c.Watch(ctx, []string{"k"}, func(driver.Tx) error { return nil }); !errors.Is(err, goredis.ErrNilClient) {
 			t.Errorf("%s: Watch = %v, want ErrNilClient", name, err)
 		}
+		if _, _, err := c.EvalShaWait(ctx, "x", nil, nil, 1, time.Second); !errors.Is(err, goredis.ErrNilClient) {
+			t.Errorf("%s: EvalShaWait = %v, want ErrNilClient", name, err)
+		}
 		if err := c.Close(); err != nil {
 			t.Errorf("%s: Close = %v", name, err)
 		}
@@ -1000,5 +1131,222 @@ func TestClosedConnFails(t *testing.T) {
 	}
 	if err := rdb.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("the user's client was closed: %v", err)
+	}
+}
+
+const setScript = "return redis.call('SET', KEYS[1], ARGV[1])"
+
+// nextWait finds, in what mon saw, the next script call (cmd, EVAL or
+// EVALSHA) naming key, checks that the next command from the same
+// connection is WAIT, and returns WAIT's arguments.
+func nextWait(t *testing.T, mon *testredis.Monitor, cmd, key string) []string {
+	t.Helper()
+	ev := mon.Next(t, func(c testredis.Command) bool { return c.Is(cmd) && slices.Contains(c.Args, key) })
+	w := mon.Next(t, func(c testredis.Command) bool { return c.Addr == ev.Addr })
+	if !w.Is("wait") {
+		t.Fatalf("after %q, its connection sent %q, not WAIT", ev.Args, w.Args)
+	}
+	return w.Args[1:]
+}
+
+// TestReplicaWaiter runs EvalShaWait and EvalWait against a private primary
+// with one replica, and against miniredis, whose WAIT answers 0.
+func TestReplicaWaiter(t *testing.T) {
+	t.Run("miniredis", func(t *testing.T) {
+		ctx := ctxT(t)
+		m := miniredis.RunT(t)
+		b := backend{addr: m.Addr(), mini: m}
+		rdb := b.client(t)
+		rec := &recorder{}
+		rdb.AddHook(rec)
+		c := goredis.New(rdb)
+		sha, err := rdb.ScriptLoad(ctx, setScript).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := b.key(t)
+		if r, acked, err := c.EvalShaWait(ctx, sha, []string{k}, []string{"v"}, 1, 50*time.Millisecond); r != "OK" || acked != 0 || err != nil {
+			t.Fatalf("EvalShaWait = %v, %d, %v; want OK, 0, nil", r, acked, err)
+		}
+		// The client's hooks see the pipeline. (Not so on a clone from
+		// Client.WithTimeout, which go-redis v9.23 builds without them.)
+		if got, want := rec.last("wait"), "WAIT 1 50"; got != want {
+			t.Fatalf("hook saw %q, want %q", got, want)
+		}
+		if r, acked, err := c.EvalWait(ctx, "return redis.call('GET', KEYS[1])", []string{k}, nil, 1, 50*time.Millisecond); r != "v" || acked != 0 || err != nil {
+			t.Fatalf("EvalWait = %v, %d, %v; want v, 0, nil", r, acked, err)
+		}
+	})
+
+	t.Run("replica", func(t *testing.T) {
+		p := testredis.Start(t)
+		r := testredis.StartReplica(t, p)
+		mon := p.Monitor(t)
+		ctx := ctxT(t)
+		// One connection in the pool: a reply left unread would show in
+		// the next call.
+		rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), PoolSize: 1})
+		defer rdb.Close()
+		c := goredis.New(rdb)
+		// A client whose ReadTimeout is below twice the WAIT timeouts
+		// given to it: the script and WAIT go out one after the other.
+		slow := redis.NewClient(&redis.Options{Addr: p.Addr(), PoolSize: 1, ReadTimeout: 100 * time.Millisecond})
+		defer slow.Close()
+		rec := &recorder{}
+		slow.AddHook(rec)
+		cs := goredis.New(slow)
+		sha, err := rdb.ScriptLoad(ctx, setScript).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		onReplica := func(k, want string) {
+			t.Helper()
+			if v, err := r.Do("GET", k); err != nil || v != want {
+				t.Fatalf("GET %s on the replica = %#v, %v; want %q", k, v, err, want)
+			}
+		}
+
+		v, acked, err := c.EvalShaWait(ctx, sha, []string{"k1"}, []string{"v1"}, 1, time.Second)
+		if v != "OK" || acked != 1 || err != nil {
+			t.Fatalf("EvalShaWait = %v, %d, %v; want OK, 1, nil", v, acked, err)
+		}
+		onReplica("k1", "v1")
+		if got := nextWait(t, mon, "evalsha", "k1"); !slices.Equal(got, []string{"1", "1000"}) {
+			t.Errorf("sent WAIT %q, want WAIT 1 1000", got)
+		}
+		v, acked, err = c.EvalWait(ctx, setScript, []string{"k2"}, []string{"v2"}, 1, time.Second)
+		if v != "OK" || acked != 1 || err != nil {
+			t.Fatalf("EvalWait = %v, %d, %v; want OK, 1, nil", v, acked, err)
+		}
+		onReplica("k2", "v2")
+		if got := nextWait(t, mon, "eval", "k2"); !slices.Equal(got, []string{"1", "1000"}) {
+			t.Errorf("sent WAIT %q, want WAIT 1 1000", got)
+		}
+
+		// Timeouts go out rounded up to whole milliseconds, never as 0.
+		for i, tc := range []struct {
+			timeout time.Duration
+			want    string
+		}{{time.Nanosecond, "1"}, {999 * time.Microsecond, "1"}, {1500 * time.Microsecond, "2"}, {2 * time.Millisecond, "2"}} {
+			k := fmt.Sprintf("k3-%d", i)
+			if _, acked, err := c.EvalShaWait(ctx, sha, []string{k}, []string{"v3"}, 1, tc.timeout); acked != 1 || err != nil {
+				t.Fatalf("EvalShaWait with timeout %v = %d, %v", tc.timeout, acked, err)
+			}
+			if got := nextWait(t, mon, "evalsha", k); !slices.Equal(got, []string{"1", tc.want}) {
+				t.Errorf("timeout %v: sent WAIT %q, want WAIT 1 %s", tc.timeout, got, tc.want)
+			}
+		}
+		for _, tc := range []struct {
+			replicas int
+			timeout  time.Duration
+			want     string
+		}{{1, 0, "timeout must be positive"}, {1, -time.Second, "timeout must be positive"}, {-1, time.Second, "replicas must not be negative"}} {
+			if _, _, err := c.EvalWait(ctx, setScript, []string{"k3"}, []string{"x"}, tc.replicas, tc.timeout); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("EvalWait(%d, %v): err = %v, want %q", tc.replicas, tc.timeout, err, tc.want)
+			}
+		}
+
+		// NOSCRIPT, although WAIT answered; the connection stays in step.
+		_, _, err = c.EvalShaWait(ctx, "ffffffffffffffffffffffffffffffffffffffff", []string{"k4"}, []string{"x"}, 1, time.Second)
+		if !errors.Is(err, driver.ErrNoScript) {
+			t.Fatalf("EvalShaWait(unknown sha) err = %v, want ErrNoScript", err)
+		}
+		if got := nextWait(t, mon, "evalsha", "k4"); !slices.Equal(got, []string{"1", "1000"}) {
+			t.Errorf("sent WAIT %q after the unknown EVALSHA, want WAIT 1 1000", got)
+		}
+		if v, acked, err := c.EvalWait(ctx, "return ARGV[1]", nil, []string{"next"}, 1, time.Second); v != "next" || acked != 1 || err != nil {
+			t.Fatalf("EvalWait after NOSCRIPT = %v, %d, %v", v, acked, err)
+		}
+		if _, err := p.Do("HSET", "h", "f", "v"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.EvalWait(ctx, "return redis.call('GET', KEYS[1])", []string{"h"}, nil, 1, time.Second); !errors.Is(err, driver.ErrWrongType) {
+			t.Fatalf("EvalWait on a hash: err = %v, want ErrWrongType", err)
+		}
+
+		// The slow client, one command after the other: the same answers.
+		if v, acked, err := cs.EvalShaWait(ctx, sha, []string{"k4s"}, []string{"v4"}, 1, time.Second); v != "OK" || acked != 1 || err != nil {
+			t.Fatalf("EvalShaWait on the slow client = %v, %d, %v; want OK, 1, nil", v, acked, err)
+		}
+		onReplica("k4s", "v4")
+		if got := nextWait(t, mon, "evalsha", "k4s"); !slices.Equal(got, []string{"1", "1000"}) {
+			t.Errorf("sent WAIT %q, want WAIT 1 1000", got)
+		}
+		if got := rec.last("wait"); got != "WAIT 1 1000" {
+			t.Errorf("the slow client's hook saw %q, want WAIT 1 1000", got)
+		}
+		if _, _, err := cs.EvalShaWait(ctx, "ffffffffffffffffffffffffffffffffffffffff", []string{"k4u"}, nil, 1, time.Second); !errors.Is(err, driver.ErrNoScript) {
+			t.Fatalf("EvalShaWait(unknown sha) on the slow client: err = %v, want ErrNoScript", err)
+		}
+		if v, acked, err := cs.EvalWait(ctx, "return ARGV[1]", nil, []string{"next"}, 1, time.Second); v != "next" || acked != 1 || err != nil {
+			t.Fatalf("EvalWait on the slow client after NOSCRIPT = %v, %d, %v", v, acked, err)
+		}
+
+		// WAIT must count the script's own connection. While the replica
+		// sleeps, a WAIT from a fresh connection (no writes) answers 1 at
+		// once; the script's WAIT waits for the ack and gets 0, through
+		// either client; the slow one waits longer than its ReadTimeout
+		// (100 ms) without failing.
+		slept := make(chan error, 1)
+		go func() {
+			_, err := r.Do("DEBUG", "SLEEP", "1.5")
+			slept <- err
+		}()
+		time.Sleep(100 * time.Millisecond)
+		if n, err := p.Do("WAIT", "1", "300"); n != int64(1) || err != nil {
+			t.Fatalf("WAIT on a fresh connection = %#v, %v; want 1", n, err)
+		}
+		for name, c := range map[string]*goredis.Conn{"pipelined": c, "slow": cs} {
+			k := "k5-" + name
+			start := time.Now()
+			v, acked, err := c.EvalShaWait(ctx, sha, []string{k}, []string{"v5"}, 1, 300*time.Millisecond)
+			took := time.Since(start)
+			if v != "OK" || acked != 0 || err != nil || took < 300*time.Millisecond {
+				t.Fatalf("%s: EvalShaWait while the replica sleeps = %v, %d, %v after %v; want OK, 0, nil after 300ms", name, v, acked, err, took)
+			}
+			if got := nextWait(t, mon, "evalsha", k); !slices.Equal(got, []string{"1", "300"}) {
+				t.Errorf("%s: sent WAIT %q, want WAIT 1 300", name, got)
+			}
+		}
+		if err := <-slept; err != nil {
+			t.Fatalf("DEBUG SLEEP on the replica: %v", err)
+		}
+
+		// Without the replica: 0 acknowledgements, after the timeout.
+		r.Stop()
+		start := time.Now()
+		v, acked, err = c.EvalShaWait(ctx, sha, []string{"k6"}, []string{"v6"}, 1, 100*time.Millisecond)
+		took := time.Since(start)
+		if v != "OK" || acked != 0 || err != nil {
+			t.Fatalf("EvalShaWait without the replica = %v, %d, %v; want OK, 0, nil", v, acked, err)
+		}
+		if took < 100*time.Millisecond || took > time.Second {
+			t.Errorf("EvalShaWait with a 100ms timeout returned after %v", took)
+		}
+	})
+}
+
+// TestReplicaWaiterUnsupported: the cluster and ring clients would send WAIT
+// to a node of their choosing, so they fail before sending anything.
+func TestReplicaWaiterUnsupported(t *testing.T) {
+	m := miniredis.RunT(t)
+	ctx := ctxT(t)
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{m.Addr()}})
+	defer cluster.Close()
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": m.Addr()}})
+	defer ring.Close()
+	for name, rdb := range map[string]redis.UniversalClient{"cluster": cluster, "ring": ring} {
+		c := goredis.New(rdb)
+		_, _, err := c.EvalShaWait(ctx, "ffffffffffffffffffffffffffffffffffffffff", []string{"k"}, nil, 1, time.Second)
+		if !errors.Is(err, errors.ErrUnsupported) || !errors.Is(err, relock.ErrUnsupported) {
+			t.Errorf("%s: EvalShaWait err = %v, want errors.ErrUnsupported and relock.ErrUnsupported", name, err)
+		}
+		if _, _, err := c.EvalWait(ctx, setScript, []string{"k"}, []string{"v"}, 1, time.Second); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("%s: EvalWait err = %v, want errors.ErrUnsupported", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	if m.Exists("k") {
+		t.Fatal("the script ran")
 	}
 }

@@ -28,11 +28,20 @@
 //
 //	locks, err := relock.Open("redigo", "redis://127.0.0.1:6379/0")
 //
-// A [Conn] implements driver.Conn, driver.Scripter and driver.Watcher.
-// Every command takes a connection from the pool with GetContext, runs with
-// redis.DoContext so that the caller's context bounds it, and returns the
-// connection to the pool. Replies and errors are mapped as the
-// relock/driver package documents.
+// A [Conn] implements driver.Conn, driver.Scripter, driver.Watcher and
+// driver.ReplicaWaiter. Every command takes a connection from the pool with
+// GetContext, runs with redis.DoContext so that the caller's context bounds
+// it, and returns the connection to the pool. Replies and errors are mapped
+// as the relock/driver package documents.
+//
+// EvalShaWait and EvalWait send the script call and WAIT on one pooled
+// connection (Send, Send, Flush, then redis.ReceiveContext for each reply),
+// since WAIT counts only the writes of its own connection. Each reply is
+// read within the context's deadline and within the pool's DialReadTimeout,
+// if the dial function set one: keep that above the WAIT timeout, as for any
+// blocking command in redigo, or the WAIT reply times out. The WAIT timeout
+// must be positive; it goes out rounded up to whole milliseconds (WAIT 0
+// would block forever).
 package redigo
 
 import (
@@ -77,6 +86,8 @@ var (
 	_ driver.Watcher  = (*Conn)(nil)
 	_ driver.Tx       = (*tx)(nil)
 	_ driver.Driver   = Driver{}
+
+	_ driver.ReplicaWaiter = (*Conn)(nil)
 )
 
 // Conn is a relock driver connection over a redigo Pool. It is safe for
@@ -233,6 +244,15 @@ func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...
 }
 
 func (c *Conn) eval(ctx context.Context, cmd, script string, keys, args []string) (any, error) {
+	r, err := c.do(ctx, cmd, evalArgs(script, keys, args)...)
+	if err != nil {
+		return nil, err
+	}
+	return normalize(ctx, r)
+}
+
+// evalArgs returns the arguments of EVAL or EVALSHA.
+func evalArgs(script string, keys, args []string) []any {
 	a := make([]any, 0, 2+len(keys)+len(args))
 	a = append(a, script, len(keys))
 	for _, k := range keys {
@@ -241,11 +261,88 @@ func (c *Conn) eval(ctx context.Context, cmd, script string, keys, args []string
 	for _, v := range args {
 		a = append(a, v)
 	}
-	r, err := c.do(ctx, cmd, a...)
+	return a
+}
+
+// EvalShaWait sends EVALSHA sha1 numkeys keys... args... and WAIT replicas
+// timeout-in-ms on one connection of the pool, in one round trip, and
+// returns the script's reply and the number of replicas that acknowledged
+// the connection's writes. A script unknown to the server gives an error
+// matching driver.ErrNoScript, whatever WAIT answered. When the script ran
+// but WAIT failed, the error says so and the script's reply is returned with
+// it.
+func (c *Conn) EvalShaWait(ctx context.Context, sha1 string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	return c.evalWait(ctx, "EVALSHA", sha1, keys, args, replicas, timeout)
+}
+
+// EvalWait is EvalShaWait with EVAL script instead of EVALSHA.
+func (c *Conn) EvalWait(ctx context.Context, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	return c.evalWait(ctx, "EVAL", script, keys, args, replicas, timeout)
+}
+
+func (c *Conn) evalWait(ctx context.Context, cmd, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	ms, err := waitArgs(replicas, timeout)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return normalize(ctx, r)
+	rc, err := c.conn(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	// Close reads any reply left unread (after a failure) before the
+	// connection goes back to the pool, or drops a broken one.
+	defer rc.Close()
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	if err := rc.Send(cmd, evalArgs(script, keys, args)...); err != nil {
+		return nil, 0, translate(ctx, err)
+	}
+	if err := rc.Send("WAIT", replicas, ms); err != nil {
+		return nil, 0, translate(ctx, err)
+	}
+	if err := rc.Flush(); err != nil {
+		return nil, 0, translate(ctx, err)
+	}
+	r, err := redis.ReceiveContext(rc, ctx)
+	if err != nil {
+		if !errors.As(err, new(redis.Error)) {
+			return nil, 0, translate(ctx, err) // the connection is broken
+		}
+		// An error reply (NOSCRIPT, say): WAIT's reply still follows.
+		_, _ = redis.ReceiveContext(rc, ctx)
+		return nil, 0, translate(ctx, err)
+	}
+	w, werr := redis.ReceiveContext(rc, ctx)
+	v, err := normalize(ctx, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	if werr != nil {
+		return v, 0, fmt.Errorf("relock/redigo: WAIT after the script: %w", translate(ctx, werr))
+	}
+	n, ok := w.(int64)
+	if !ok {
+		return v, 0, fmt.Errorf("relock/redigo: unexpected reply %T (%v) to WAIT", w, w)
+	}
+	return v, int(n), nil
+}
+
+// waitArgs checks the arguments of WAIT and returns its timeout in whole
+// milliseconds, rounded up: a positive timeout below 1 ms must not become
+// WAIT's 0, which blocks forever.
+func waitArgs(replicas int, timeout time.Duration) (int64, error) {
+	switch {
+	case replicas < 0:
+		return 0, fmt.Errorf("relock/redigo: WAIT for %d replicas: replicas must not be negative", replicas)
+	case timeout <= 0:
+		return 0, fmt.Errorf("relock/redigo: WAIT timeout %v: timeout must be positive", timeout)
+	}
+	ms := int64(timeout / time.Millisecond)
+	if timeout%time.Millisecond != 0 {
+		ms++
+	}
+	return ms, nil
 }
 
 // normalize maps a redigo reply to the values the driver package promises:

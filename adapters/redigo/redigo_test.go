@@ -6,9 +6,11 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -107,6 +109,9 @@ func harness(addr string, m *miniredis.Miniredis) conformance.Harness {
 		SetWrongType: func(t *testing.T, key string) {
 			command(t, addr, "HSET", key, "f", "v")
 		},
+		Delete: func(t *testing.T, key string) {
+			command(t, addr, "DEL", key)
+		},
 	}
 	if m != nil {
 		h.Advance = func(t *testing.T, d time.Duration) { m.FastForward(d) }
@@ -114,14 +119,131 @@ func harness(addr string, m *miniredis.Miniredis) conformance.Harness {
 	return h
 }
 
+// flushAll is the FlushAll hook for a server the test owns.
+func flushAll(addr string) func(t *testing.T) {
+	return func(t *testing.T) {
+		if r := command(t, addr, "FLUSHALL"); r != "OK" {
+			t.Fatalf("FLUSHALL replied %v", r)
+		}
+	}
+}
+
+// pauseWrites is the PauseWrites hook for a private server: CLIENT PAUSE
+// ms WRITE, which answers at once.
+func pauseWrites(srv *testredis.Server) func(t *testing.T, d time.Duration) {
+	return func(t *testing.T, d time.Duration) {
+		ms := (d + time.Millisecond - 1) / time.Millisecond
+		if _, err := srv.Do("CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE"); err != nil {
+			t.Fatalf("CLIENT PAUSE %d WRITE: %v", ms, err)
+		}
+	}
+}
+
 func TestConformance(t *testing.T) {
 	t.Run("miniredis", func(t *testing.T) {
 		m := miniredis.RunT(t)
-		conformance.Run(t, harness(m.Addr(), m))
+		h := harness(m.Addr(), m)
+		h.FlushAll = flushAll(m.Addr())
+		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
+		conformance.Run(t, h)
 	})
 	t.Run("redis", func(t *testing.T) {
-		conformance.Run(t, harness(testredis.Addr(t), nil))
+		// Shared with other tests: no FlushAll, no PauseWrites.
+		h := harness(testredis.Addr(t), nil)
+		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
+		conformance.Run(t, h)
 	})
+	t.Run("private", func(t *testing.T) {
+		srv := testredis.Start(t)
+		testredis.StartReplica(t, srv)
+		h := harness(srv.Addr(), nil)
+		h.FlushAll = flushAll(srv.Addr())
+		h.PauseWrites = pauseWrites(srv)
+		h.Replicas = 1
+		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
+		conformance.Run(t, h)
+	})
+}
+
+// checkHooks checks, through the driver alone, that each hook h sets does
+// what conformance.Harness documents, before the suite relies on it.
+func checkHooks(t *testing.T, h conformance.Harness) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := h.NewConn(t)
+	defer c.Close()
+	prefix := key(t, "") + ":"
+	k := func(name string) string {
+		k := prefix + name
+		t.Cleanup(func() { h.Delete(t, k) })
+		return k
+	}
+	set := func(k string) {
+		t.Helper()
+		if ok, err := c.SetNX(ctx, k, "v", time.Minute); !ok || err != nil {
+			t.Fatalf("SetNX %s = %v, %v", k, ok, err)
+		}
+	}
+	exists := func(k string) bool {
+		t.Helper()
+		_, ok, err := c.Get(ctx, k)
+		if err != nil {
+			t.Fatalf("Get %s: %v", k, err)
+		}
+		return ok
+	}
+
+	if h.Delete == nil {
+		t.Fatal("Delete is nil in every harness of this package")
+	}
+	a, b := k("a"), k("b")
+	set(a)
+	set(b)
+	h.Delete(t, a)
+	if exists(a) || !exists(b) {
+		t.Fatalf("after Delete(a): a exists %v, b exists %v; want false, true", exists(a), exists(b))
+	}
+	h.Delete(t, a) // a missing key is no failure
+
+	if h.FlushAll != nil {
+		set(a)
+		h.FlushAll(t)
+		if exists(a) || exists(b) {
+			t.Fatal("keys survived FlushAll")
+		}
+	}
+
+	if h.PauseWrites != nil {
+		const d = 400 * time.Millisecond
+		start := time.Now()
+		h.PauseWrites(t, d)
+		if took := time.Since(start); took > d/2 {
+			t.Fatalf("PauseWrites took %v: it must return at once", took)
+		}
+		exists(a) // reads pass
+		if took := time.Since(start); took > d/2 {
+			t.Fatalf("a read during PauseWrites waited %v", took)
+		}
+		set(k("paused"))
+		if took := time.Since(start); took < d*3/4 {
+			t.Fatalf("a write during PauseWrites(%v) went through after %v", d, took)
+		}
+	}
+
+	w, ok := c.(driver.ReplicaWaiter)
+	if !ok {
+		t.Fatal("the Conn is no driver.ReplicaWaiter")
+	}
+	reply, acked, err := w.EvalWait(ctx, setScript, []string{k("waited")}, []string{"v"}, h.Replicas, time.Second)
+	if err != nil || reply != "OK" || acked < h.Replicas {
+		t.Fatalf("EvalWait for %d replicas = %v, %d, %v; want OK, at least %d", h.Replicas, reply, acked, err, h.Replicas)
+	}
+	if h.Replicas > 0 {
+		reply, acked, err = w.EvalWait(ctx, setScript, []string{k("waited")}, []string{"v"}, h.Replicas+1, 100*time.Millisecond)
+		if err != nil || reply != "OK" || acked != h.Replicas {
+			t.Fatalf("EvalWait for %d replicas = %v, %d, %v; want OK, %d", h.Replicas+1, reply, acked, err, h.Replicas)
+		}
+	}
 }
 
 func TestSetNXAndGet(t *testing.T) {
@@ -627,7 +749,8 @@ func TestNilPool(t *testing.T) {
 				t.Error("fn called")
 				return nil
 			})
-			for i, err := range []error{err1, err2, err3, err4, err5} {
+			_, _, err6 := c.EvalShaWait(ctx, "0000000000000000000000000000000000000000", nil, nil, 1, time.Second)
+			for i, err := range []error{err1, err2, err3, err4, err5, err6} {
 				if !errors.Is(err, redigo.ErrNilPool) {
 					t.Errorf("call %d: %v; want redigo.ErrNilPool", i+1, err)
 				}
@@ -818,6 +941,15 @@ func TestContext(t *testing.T) {
 		if _, err := c.Eval(ctx, "return 1", nil); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Eval: %v; want context.DeadlineExceeded", err)
 		}
+		ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start = time.Now()
+		if _, _, err := c.EvalWait(ctx, "return 1", nil, nil, 1, time.Second); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("EvalWait: %v; want context.DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("EvalWait took %v to give up", d)
+		}
 	})
 }
 
@@ -828,7 +960,9 @@ func checkCtxErr(t *testing.T, c *redigo.Conn, ctx context.Context, k string, wa
 	_, err3 := c.Eval(ctx, "return 1", nil)
 	_, err4 := c.EvalSha(ctx, "0000000000000000000000000000000000000000", nil)
 	err5 := c.Watch(ctx, []string{k}, func(driver.Tx) error { return nil })
-	for i, err := range []error{err1, err2, err3, err4, err5} {
+	_, _, err6 := c.EvalShaWait(ctx, "0000000000000000000000000000000000000000", []string{k}, nil, 1, time.Second)
+	_, _, err7 := c.EvalWait(ctx, "return redis.call('SET', KEYS[1], 'v')", []string{k}, nil, 1, time.Second)
+	for i, err := range []error{err1, err2, err3, err4, err5, err6, err7} {
 		if !errors.Is(err, want) {
 			t.Errorf("call %d: %v; want %v", i+1, err, want)
 		}
@@ -881,4 +1015,163 @@ func silentServer(t *testing.T) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+const setScript = "return redis.call('SET', KEYS[1], ARGV[1])"
+
+// nextWait finds, in what mon saw, the next script call (cmd, EVAL or
+// EVALSHA) naming key, checks that the next command from the same
+// connection is WAIT, and returns WAIT's arguments.
+func nextWait(t *testing.T, mon *testredis.Monitor, cmd, key string) []string {
+	t.Helper()
+	ev := mon.Next(t, func(c testredis.Command) bool { return c.Is(cmd) && slices.Contains(c.Args, key) })
+	w := mon.Next(t, func(c testredis.Command) bool { return c.Addr == ev.Addr })
+	if !w.Is("wait") {
+		t.Fatalf("after %q, its connection sent %q, not WAIT", ev.Args, w.Args)
+	}
+	return w.Args[1:]
+}
+
+// TestReplicaWaiter runs EvalShaWait and EvalWait against a private primary
+// with one replica, and against miniredis, whose WAIT answers 0.
+func TestReplicaWaiter(t *testing.T) {
+	sum := sha1.Sum([]byte(setScript))
+	sha := hex.EncodeToString(sum[:])
+
+	t.Run("miniredis", func(t *testing.T) {
+		ctx := context.Background()
+		m := miniredis.RunT(t)
+		c := redigo.New(newPool(t, m.Addr()))
+		command(t, m.Addr(), "SCRIPT", "LOAD", setScript)
+		if r, acked, err := c.EvalShaWait(ctx, sha, []string{"k"}, []string{"v"}, 1, 50*time.Millisecond); r != "OK" || acked != 0 || err != nil {
+			t.Fatalf("EvalShaWait = %v, %d, %v; want OK, 0, nil", r, acked, err)
+		}
+		if r, acked, err := c.EvalWait(ctx, "return redis.call('GET', KEYS[1])", []string{"k"}, nil, 1, 50*time.Millisecond); r != "v" || acked != 0 || err != nil {
+			t.Fatalf("EvalWait = %v, %d, %v; want v, 0, nil", r, acked, err)
+		}
+	})
+
+	t.Run("replica", func(t *testing.T) {
+		p := testredis.Start(t)
+		r := testredis.StartReplica(t, p)
+		mon := p.Monitor(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// One connection in the pool: a reply left unread would show in
+		// the next call.
+		pool := &redis.Pool{
+			MaxIdle:   1,
+			MaxActive: 1,
+			Wait:      true,
+			DialContext: func(ctx context.Context) (redis.Conn, error) {
+				return redis.DialContext(ctx, "tcp", p.Addr())
+			},
+		}
+		defer pool.Close()
+		c := redigo.New(pool)
+		if _, err := p.Do("SCRIPT", "LOAD", setScript); err != nil {
+			t.Fatal(err)
+		}
+		onReplica := func(k, want string) {
+			t.Helper()
+			if v, err := r.Do("GET", k); err != nil || v != want {
+				t.Fatalf("GET %s on the replica = %#v, %v; want %q", k, v, err, want)
+			}
+		}
+
+		v, acked, err := c.EvalShaWait(ctx, sha, []string{"k1"}, []string{"v1"}, 1, time.Second)
+		if v != "OK" || acked != 1 || err != nil {
+			t.Fatalf("EvalShaWait = %v, %d, %v; want OK, 1, nil", v, acked, err)
+		}
+		onReplica("k1", "v1")
+		if got := nextWait(t, mon, "evalsha", "k1"); !slices.Equal(got, []string{"1", "1000"}) {
+			t.Errorf("sent WAIT %q, want WAIT 1 1000", got)
+		}
+		v, acked, err = c.EvalWait(ctx, setScript, []string{"k2"}, []string{"v2"}, 1, time.Second)
+		if v != "OK" || acked != 1 || err != nil {
+			t.Fatalf("EvalWait = %v, %d, %v; want OK, 1, nil", v, acked, err)
+		}
+		onReplica("k2", "v2")
+		if got := nextWait(t, mon, "eval", "k2"); !slices.Equal(got, []string{"1", "1000"}) {
+			t.Errorf("sent WAIT %q, want WAIT 1 1000", got)
+		}
+
+		// Timeouts go out rounded up to whole milliseconds, never as 0.
+		for i, tc := range []struct {
+			timeout time.Duration
+			want    string
+		}{{time.Nanosecond, "1"}, {999 * time.Microsecond, "1"}, {1500 * time.Microsecond, "2"}, {2 * time.Millisecond, "2"}} {
+			k := fmt.Sprintf("k3-%d", i)
+			if _, acked, err := c.EvalShaWait(ctx, sha, []string{k}, []string{"v3"}, 1, tc.timeout); acked != 1 || err != nil {
+				t.Fatalf("EvalShaWait with timeout %v = %d, %v", tc.timeout, acked, err)
+			}
+			if got := nextWait(t, mon, "evalsha", k); !slices.Equal(got, []string{"1", tc.want}) {
+				t.Errorf("timeout %v: sent WAIT %q, want WAIT 1 %s", tc.timeout, got, tc.want)
+			}
+		}
+		for _, tc := range []struct {
+			replicas int
+			timeout  time.Duration
+			want     string
+		}{{1, 0, "timeout must be positive"}, {1, -time.Second, "timeout must be positive"}, {-1, time.Second, "replicas must not be negative"}} {
+			if _, _, err := c.EvalWait(ctx, setScript, []string{"k3"}, []string{"x"}, tc.replicas, tc.timeout); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("EvalWait(%d, %v): err = %v, want %q", tc.replicas, tc.timeout, err, tc.want)
+			}
+		}
+
+		// NOSCRIPT, although WAIT answered; the connection stays in step.
+		_, _, err = c.EvalShaWait(ctx, "ffffffffffffffffffffffffffffffffffffffff", []string{"k4"}, []string{"x"}, 1, time.Second)
+		if !errors.Is(err, driver.ErrNoScript) {
+			t.Fatalf("EvalShaWait(unknown sha) err = %v, want ErrNoScript", err)
+		}
+		if got := nextWait(t, mon, "evalsha", "k4"); !slices.Equal(got, []string{"1", "1000"}) {
+			t.Errorf("sent WAIT %q after the unknown EVALSHA, want WAIT 1 1000", got)
+		}
+		if v, acked, err := c.EvalWait(ctx, "return ARGV[1]", nil, []string{"next"}, 1, time.Second); v != "next" || acked != 1 || err != nil {
+			t.Fatalf("EvalWait after NOSCRIPT = %v, %d, %v", v, acked, err)
+		}
+		if _, err := p.Do("HSET", "h", "f", "v"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.EvalWait(ctx, "return redis.call('GET', KEYS[1])", []string{"h"}, nil, 1, time.Second); !errors.Is(err, driver.ErrWrongType) {
+			t.Fatalf("EvalWait on a hash: err = %v, want ErrWrongType", err)
+		}
+		if v, acked, err := c.EvalWait(ctx, "return ARGV[1]", nil, []string{"again"}, 1, time.Second); v != "again" || acked != 1 || err != nil {
+			t.Fatalf("EvalWait after WRONGTYPE = %v, %d, %v", v, acked, err)
+		}
+
+		// WAIT must count the script's own connection. While the replica
+		// sleeps, a WAIT from a fresh connection (no writes) answers 1 at
+		// once; the script's WAIT waits for the ack and gets 0.
+		slept := make(chan error, 1)
+		go func() {
+			_, err := r.Do("DEBUG", "SLEEP", "0.8")
+			slept <- err
+		}()
+		time.Sleep(100 * time.Millisecond)
+		if n, err := p.Do("WAIT", "1", "300"); n != int64(1) || err != nil {
+			t.Fatalf("WAIT on a fresh connection = %#v, %v; want 1", n, err)
+		}
+		start := time.Now()
+		v, acked, err = c.EvalShaWait(ctx, sha, []string{"k5"}, []string{"v5"}, 1, 300*time.Millisecond)
+		took := time.Since(start)
+		if v != "OK" || acked != 0 || err != nil || took < 300*time.Millisecond {
+			t.Fatalf("EvalShaWait while the replica sleeps = %v, %d, %v after %v; want OK, 0, nil after 300ms", v, acked, err, took)
+		}
+		if err := <-slept; err != nil {
+			t.Fatalf("DEBUG SLEEP on the replica: %v", err)
+		}
+
+		// Without the replica: 0 acknowledgements, after the timeout.
+		r.Stop()
+		start = time.Now()
+		v, acked, err = c.EvalShaWait(ctx, sha, []string{"k6"}, []string{"v6"}, 1, 100*time.Millisecond)
+		took = time.Since(start)
+		if v != "OK" || acked != 0 || err != nil {
+			t.Fatalf("EvalShaWait without the replica = %v, %d, %v; want OK, 0, nil", v, acked, err)
+		}
+		if took < 100*time.Millisecond || took > time.Second {
+			t.Errorf("EvalShaWait with a 100ms timeout returned after %v", took)
+		}
+	})
 }

@@ -2,7 +2,10 @@ package rueidisadapter_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -34,6 +37,10 @@ func harness(t *testing.T, b backend) conformance.Harness {
 			setHash(t, admin, key)
 			t.Cleanup(func() { admin.Do(context.Background(), admin.B().Del().Key(key).Build()) })
 		},
+		Delete: func(t *testing.T, key string) {
+			t.Helper()
+			do(t, admin, "DEL", key)
+		},
 	}
 	if m := b.mini; m != nil {
 		h.Advance = func(_ *testing.T, d time.Duration) { m.FastForward(d) }
@@ -41,14 +48,135 @@ func harness(t *testing.T, b backend) conformance.Harness {
 	return h
 }
 
+// flushAll is the FlushAll hook for a server the test owns.
+func flushAll(t *testing.T, b backend) func(t *testing.T) {
+	admin := newClient(t, b, nil)
+	return func(t *testing.T) {
+		t.Helper()
+		do(t, admin, "FLUSHALL")
+	}
+}
+
+// pauseWrites is the PauseWrites hook for a private server: CLIENT PAUSE
+// ms WRITE, which answers at once.
+func pauseWrites(srv *testredis.Server) func(t *testing.T, d time.Duration) {
+	return func(t *testing.T, d time.Duration) {
+		ms := (d + time.Millisecond - 1) / time.Millisecond
+		if _, err := srv.Do("CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE"); err != nil {
+			t.Fatalf("CLIENT PAUSE %d WRITE: %v", ms, err)
+		}
+	}
+}
+
 func TestConformance(t *testing.T) {
 	t.Run("miniredis", func(t *testing.T) {
 		m := miniredis.RunT(t) // one server for the whole run
-		conformance.Run(t, harness(t, backend{addr: m.Addr(), mini: m}))
+		b := backend{addr: m.Addr(), mini: m}
+		h := harness(t, b)
+		h.FlushAll = flushAll(t, b)
+		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
+		conformance.Run(t, h)
 	})
 	t.Run("redis", func(t *testing.T) {
-		conformance.Run(t, harness(t, backend{addr: testredis.Addr(t)}))
+		// Shared with other tests: no FlushAll, no PauseWrites.
+		h := harness(t, backend{addr: testredis.Addr(t)})
+		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
+		conformance.Run(t, h)
 	})
+	t.Run("private", func(t *testing.T) {
+		srv := testredis.Start(t)
+		testredis.StartReplica(t, srv)
+		b := backend{addr: srv.Addr()}
+		h := harness(t, b)
+		h.FlushAll = flushAll(t, b)
+		h.PauseWrites = pauseWrites(srv)
+		h.Replicas = 1
+		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
+		conformance.Run(t, h)
+	})
+}
+
+// checkHooks checks, through the driver alone, that each hook h sets does
+// what conformance.Harness documents, before the suite relies on it.
+func checkHooks(t *testing.T, h conformance.Harness) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := h.NewConn(t)
+	defer c.Close()
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	prefix := "relock-test:rueidis:hooks:" + hex.EncodeToString(r[:]) + ":"
+	key := func(name string) string {
+		k := prefix + name
+		t.Cleanup(func() { h.Delete(t, k) })
+		return k
+	}
+	set := func(k string) {
+		t.Helper()
+		if ok, err := c.SetNX(ctx, k, "v", time.Minute); !ok || err != nil {
+			t.Fatalf("SetNX %s = %v, %v", k, ok, err)
+		}
+	}
+	exists := func(k string) bool {
+		t.Helper()
+		_, ok, err := c.Get(ctx, k)
+		if err != nil {
+			t.Fatalf("Get %s: %v", k, err)
+		}
+		return ok
+	}
+
+	if h.Delete == nil {
+		t.Fatal("Delete is nil in every harness of this package")
+	}
+	a, b := key("a"), key("b")
+	set(a)
+	set(b)
+	h.Delete(t, a)
+	if exists(a) || !exists(b) {
+		t.Fatalf("after Delete(a): a exists %v, b exists %v; want false, true", exists(a), exists(b))
+	}
+	h.Delete(t, a) // a missing key is no failure
+
+	if h.FlushAll != nil {
+		set(a)
+		h.FlushAll(t)
+		if exists(a) || exists(b) {
+			t.Fatal("keys survived FlushAll")
+		}
+	}
+
+	if h.PauseWrites != nil {
+		const d = 400 * time.Millisecond
+		start := time.Now()
+		h.PauseWrites(t, d)
+		if took := time.Since(start); took > d/2 {
+			t.Fatalf("PauseWrites took %v: it must return at once", took)
+		}
+		exists(a) // reads pass
+		if took := time.Since(start); took > d/2 {
+			t.Fatalf("a read during PauseWrites waited %v", took)
+		}
+		set(key("paused"))
+		if took := time.Since(start); took < d*3/4 {
+			t.Fatalf("a write during PauseWrites(%v) went through after %v", d, took)
+		}
+	}
+
+	w, ok := c.(driver.ReplicaWaiter)
+	if !ok {
+		t.Fatal("the Conn is no driver.ReplicaWaiter")
+	}
+	reply, acked, err := w.EvalWait(ctx, setScript, []string{key("waited")}, []string{"v"}, h.Replicas, time.Second)
+	if err != nil || reply != "OK" || acked < h.Replicas {
+		t.Fatalf("EvalWait for %d replicas = %v, %d, %v; want OK, at least %d", h.Replicas, reply, acked, err, h.Replicas)
+	}
+	if h.Replicas > 0 {
+		reply, acked, err = w.EvalWait(ctx, setScript, []string{key("waited")}, []string{"v"}, h.Replicas+1, 100*time.Millisecond)
+		if err != nil || reply != "OK" || acked != h.Replicas {
+			t.Fatalf("EvalWait for %d replicas = %v, %d, %v; want OK, %d", h.Replicas+1, reply, acked, err, h.Replicas)
+		}
+	}
 }
 
 // TestHarness checks the hooks themselves, which conformance.Run will rely

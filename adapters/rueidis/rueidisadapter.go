@@ -29,13 +29,28 @@
 //
 // # What the adapter does
 //
-// [Conn] implements driver.Conn, driver.Scripter and driver.Watcher. Every
-// command is built with the rueidis command builder (Client.B()). Scripts run
-// as plain EVALSHA and EVAL: unlike rueidis.Lua.Exec, EvalSha reports
-// NOSCRIPT (as driver.ErrNoScript) and leaves the fallback to relock. Watch
-// pins one connection with Client.Dedicate, runs WATCH on it, and sends
-// MULTI, the commands and EXEC in one DoMulti round trip; a connection that
-// fn leaves without EXEC gets UNWATCH before it goes back to the pool.
+// [Conn] implements driver.Conn, driver.Scripter, driver.Watcher and
+// driver.ReplicaWaiter. Every command is built with the rueidis command
+// builder (Client.B()). Scripts run as plain EVALSHA and EVAL: unlike
+// rueidis.Lua.Exec, EvalSha reports NOSCRIPT (as driver.ErrNoScript) and
+// leaves the fallback to relock. Watch pins one connection with
+// Client.Dedicate, runs WATCH on it, and sends MULTI, the commands and EXEC
+// in one DoMulti round trip; a connection that fn leaves without EXEC gets
+// UNWATCH before it goes back to the pool.
+//
+// EvalShaWait and EvalWait also pin one connection with Client.Dedicate and
+// send the script call and WAIT on it in one DoMulti round trip, since WAIT
+// counts only the writes of its own connection. (rueidis tags WAIT as a
+// blocking command, so a plain Client.DoMulti holding it would also run on
+// one connection of the blocking pool of a single-node client; but a cluster
+// client splits a DoMulti by slot and would send the keyless WAIT to any
+// node, and a single client with ConnLifetime may resend the tail of a
+// DoMulti on another connection. A dedicated connection has neither problem:
+// on a cluster it goes to the node of the script's keys.) Being blocking,
+// WAIT also lifts rueidis's ConnWriteTimeout from that round trip, which is
+// bounded by the context and by WAIT's own timeout. That timeout must be
+// positive; it goes out rounded up to whole milliseconds (WAIT 0 would block
+// forever).
 //
 // # Replies
 //
@@ -106,6 +121,8 @@ var (
 	_ driver.Scripter = (*Conn)(nil)
 	_ driver.Watcher  = (*Conn)(nil)
 	_ driver.Driver   = Driver{}
+
+	_ driver.ReplicaWaiter = (*Conn)(nil)
 )
 
 var (
@@ -257,6 +274,79 @@ func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...
 		return nil, err
 	}
 	return result(cl.Do(ctx, cmd))
+}
+
+// EvalShaWait sends EVALSHA sha1 numkeys keys... args... and WAIT replicas
+// timeout-in-ms on one dedicated connection, in one round trip, and returns
+// the script's reply and the number of replicas that acknowledged the
+// connection's writes. A script unknown to the server gives an error
+// matching driver.ErrNoScript, whatever WAIT answered. When the script ran
+// but WAIT failed, the error says so and the script's reply is returned
+// with it.
+func (c *Conn) EvalShaWait(ctx context.Context, sha1 string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	cl, err := c.use()
+	if err != nil {
+		return nil, 0, err
+	}
+	return evalWait(ctx, cl, func() rueidis.Completed {
+		return cl.B().Evalsha().Sha1(sha1).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	}, replicas, timeout)
+}
+
+// EvalWait is EvalShaWait with EVAL script instead of EVALSHA.
+func (c *Conn) EvalWait(ctx context.Context, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+	cl, err := c.use()
+	if err != nil {
+		return nil, 0, err
+	}
+	return evalWait(ctx, cl, func() rueidis.Completed {
+		return cl.B().Eval().Script(script).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	}, replicas, timeout)
+}
+
+func evalWait(ctx context.Context, cl rueidis.Client, eval func() rueidis.Completed, replicas int, timeout time.Duration) (any, int, error) {
+	ms, err := waitArgs(replicas, timeout)
+	if err != nil {
+		return nil, 0, err
+	}
+	multi, err := build(func() []rueidis.Completed {
+		return []rueidis.Completed{eval(), cl.B().Wait().Numreplicas(int64(replicas)).Timeout(ms).Build()}
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err // Dedicate waits for a connection without a context
+	}
+	dc, release := cl.Dedicate()
+	defer release()
+	resps := dc.DoMulti(ctx, multi...)
+	v, err := result(resps[0])
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := resps[1].AsInt64()
+	if err != nil {
+		return v, 0, fmt.Errorf("rueidisadapter: WAIT after the script: %w", translate(err))
+	}
+	return v, int(n), nil
+}
+
+// waitArgs checks the arguments of WAIT and returns its timeout in whole
+// milliseconds, rounded up: a positive timeout below 1 ms must not become
+// WAIT's 0, which blocks forever.
+func waitArgs(replicas int, timeout time.Duration) (int64, error) {
+	switch {
+	case replicas < 0:
+		return 0, fmt.Errorf("rueidisadapter: WAIT for %d replicas: replicas must not be negative", replicas)
+	case timeout <= 0:
+		return 0, fmt.Errorf("rueidisadapter: WAIT timeout %v: timeout must be positive", timeout)
+	}
+	ms := int64(timeout / time.Millisecond)
+	if timeout%time.Millisecond != 0 {
+		ms++
+	}
+	return ms, nil
 }
 
 // Watch pins one connection of the pool (rueidis Client.Dedicate), runs
