@@ -29,7 +29,7 @@ const (
 // A Client obtains locks through one driver connection. It is safe for
 // concurrent use by many goroutines; make one per Redis and share it.
 type Client struct {
-	conn     driver.Conn
+	conns    []driver.Conn // closed by Close
 	path     path
 	notifier *notifier // nil: waiters poll
 	defaults settings
@@ -39,6 +39,7 @@ type Client struct {
 	life       context.Context // cancelled by Close: auto-refresh stops
 	shutdown   context.CancelFunc
 	refreshers sync.WaitGroup // the auto-refresh goroutines
+	background sync.WaitGroup // a quorum's calls that outlive their vote
 }
 
 // New returns a Client over conn, usually an adapter wrapping a client the
@@ -49,33 +50,53 @@ func New(conn driver.Conn, opts ...Option) (*Client, error) {
 	if conn == nil {
 		return nil, invalid("nil driver connection")
 	}
-	c := &Client{conn: conn, defaults: defaultSettings()}
-	c.life, c.shutdown = context.WithCancel(context.Background())
-	switch {
-	case asScripter(conn) != nil:
-		w, _ := conn.(driver.ReplicaWaiter)
-		c.path = scriptPath{s: asScripter(conn), w: w}
-		if sub, ok := conn.(driver.Subscriber); ok {
+	c := newClient([]driver.Conn{conn})
+	p, err := pathFor(conn)
+	if err != nil {
+		return nil, err
+	}
+	c.path = p
+	if sp, ok := p.(scriptPath); ok {
+		if sub, ok := conn.(driver.Subscriber); ok && sp.s != nil {
 			c.notifier = newNotifier(sub)
 		}
-	case asWatcher(conn) != nil:
-		c.path = watchPath{conn: conn, w: asWatcher(conn)}
-	default:
-		return nil, fmt.Errorf("%w: %T implements neither driver.Scripter nor driver.Watcher", ErrUnsupported, conn)
 	}
+	if err := c.applyDefaults(opts); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// pathFor picks how to run the owner-checked operations over conn: scripts
+// where it can, else WATCH/MULTI/EXEC.
+func pathFor(conn driver.Conn) (path, error) {
+	if s, ok := conn.(driver.Scripter); ok {
+		w, _ := conn.(driver.ReplicaWaiter)
+		return scriptPath{s: s, w: w}, nil
+	}
+	if w, ok := conn.(driver.Watcher); ok {
+		return watchPath{conn: conn, w: w}, nil
+	}
+	return nil, fmt.Errorf("%w: %T implements neither driver.Scripter nor driver.Watcher", ErrUnsupported, conn)
+}
+
+func newClient(conns []driver.Conn) *Client {
+	c := &Client{conns: conns, defaults: defaultSettings()}
+	c.life, c.shutdown = context.WithCancel(context.Background())
+	return c
+}
+
+func (c *Client) applyDefaults(opts []Option) error {
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c.defaults)
 		}
 	}
 	if c.defaults.maxWait < 0 {
-		return nil, invalid("negative wait budget %v", c.defaults.maxWait)
+		return invalid("negative wait budget %v", c.defaults.maxWait)
 	}
-	return c, nil
+	return nil
 }
-
-func asScripter(c driver.Conn) driver.Scripter { s, _ := c.(driver.Scripter); return s }
-func asWatcher(c driver.Conn) driver.Watcher   { w, _ := c.(driver.Watcher); return w }
 
 var (
 	driversMu sync.RWMutex
@@ -149,11 +170,15 @@ func (c *Client) Close() error {
 	c.shutdown()
 	c.mu.Unlock()
 	c.refreshers.Wait()
-	var nerr error
+	c.background.Wait()
+	var errs []error
 	if c.notifier != nil {
-		nerr = c.notifier.close()
+		errs = append(errs, c.notifier.close())
 	}
-	return errors.Join(nerr, c.conn.Close())
+	for _, conn := range c.conns {
+		errs = append(errs, conn.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Obtain takes the lock named key for ttl, waiting while another owner
@@ -238,8 +263,8 @@ func (o *obtainer) run() (*Lock, error) {
 		if err != nil {
 			c.cleanUp(o.ctx, req, err)
 			o.queued = false
-			if o.ctx.Err() != nil {
-				return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, o.ctx.Err())
+			if cerr := contextEnded(o.ctx, err); cerr != nil {
+				return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, cerr)
 			}
 			return nil, opError("obtain", key, err)
 		}
@@ -308,6 +333,19 @@ func (o *obtainer) run() (*Lock, error) {
 	}
 }
 
+// contextEnded returns ctx's error if err came from ctx ending: ctx says
+// so, or err is a context error and ctx's deadline has come (a client may
+// time out on the deadline a moment before ctx's own timer fires).
+func contextEnded(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if d, ok := ctx.Deadline(); ok && errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(d.Add(-time.Millisecond)) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 // register joins the notifier for the lock's channel; false means this
 // call polls instead.
 func (o *obtainer) register() bool {
@@ -360,11 +398,14 @@ func (c *Client) checkSettings(st *settings, req *obtainReq) error {
 			return invalid("WithReplicas(%d, %v): want at least 1 replica and 1ms", w.n, w.timeout)
 		}
 		if !c.path.canWait() {
-			return fmt.Errorf("%w: WithReplicas needs a driver.ReplicaWaiter with driver.Scripter", ErrUnsupported)
+			return fmt.Errorf("%w: WithReplicas needs a single master whose driver implements driver.ReplicaWaiter and driver.Scripter", ErrUnsupported)
 		}
 		req.wait = w
 	}
 	if st.fencing {
+		if !c.path.canFence() {
+			return fmt.Errorf("%w: WithFencing on a quorum of masters", ErrUnsupported)
+		}
 		if req.keys.fence == "" {
 			return invalid("key %q contains '}' but no hash tag, so its fencing counter cannot share its hash slot; use a tag like {name}", req.key)
 		}

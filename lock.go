@@ -84,7 +84,11 @@ func (l *Lock) lifeLocked() context.Context {
 	}
 	end := l.end
 	expired := fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.key, ErrLost)
-	l.expiry = time.AfterFunc(time.Until(l.validUntil), func() { end(expired) })
+	left := time.Until(l.validUntil)
+	if left <= 0 {
+		end(expired)
+	}
+	l.expiry = time.AfterFunc(max(left, 0), func() { end(expired) })
 	return l.life
 }
 

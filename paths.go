@@ -25,6 +25,10 @@ type obtainReq struct {
 	enqueue    bool // join the waiter queue when the lock is taken
 	ttl        time.Duration
 	wait       *replicaWait // nil: no WAIT
+	// settled, for a quorum, closes when every call of the previous try
+	// has finished and its clean-up is done, so that a clean-up of one try
+	// never undoes the next try with the same token.
+	settled chan struct{}
 }
 
 // waiterLease is how long a queued waiter keeps its place without renewing
@@ -56,6 +60,8 @@ type path interface {
 	pttl(ctx context.Context, key, token string) (time.Duration, bool, error)
 	// canWait reports whether the path can wait for replicas.
 	canWait() bool
+	// canFence reports whether the path can draw fencing numbers.
+	canFence() bool
 }
 
 func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -83,6 +89,7 @@ type scriptPath struct {
 }
 
 func (p scriptPath) canWait() bool { return p.w != nil }
+func (scriptPath) canFence() bool  { return true }
 
 // run calls sc; with w, WAIT follows on the same connection.
 func (p scriptPath) run(ctx context.Context, sc *scripts.Script, keys []string, w *replicaWait, args ...string) (r any, acked int, err error) {
@@ -210,7 +217,8 @@ type watchPath struct {
 	w    driver.Watcher
 }
 
-func (watchPath) canWait() bool { return false }
+func (watchPath) canWait() bool  { return false }
+func (watchPath) canFence() bool { return true }
 
 // maxTxTries bounds the WATCH loop. EXEC aborts only when the lock's key
 // changed between WATCH and EXEC, and the next GET sees the change, so a

@@ -1,0 +1,247 @@
+package relock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/relock-go/relock/driver"
+)
+
+// NewQuorum returns a Client whose locks live on a majority of several
+// independent Redis masters, the Redlock algorithm: each conn reaches one
+// master, through any driver (adapters may be mixed). It offers the same
+// API as a Client from New.
+//
+// Obtain sets the key on every master in parallel and succeeds once a
+// majority holds our token, provided the lock is still valid: its validity
+// is the TTL counted from the start of the try, less the drift margin, so
+// the time the masters took to answer is subtracted. It fails fast, as soon
+// as a majority can no longer be reached, and then releases the key on
+// every master, stragglers included, in the background (Close waits for
+// that). Release, Refresh and TTL act on every master; Refresh succeeds
+// when a majority still holds the lock, TTL reports the shortest remaining
+// lifetime of that majority.
+//
+// Safety rule for masters without persistence: a master that restarts
+// empty must stay down for at least the longest TTL in use before it
+// rejoins, or it may let a second holder in beside the first. With the
+// restart delayed past the TTL, every lock it held has expired everywhere
+// by the time it answers again.
+//
+// Waiters poll (the hand-over queue is per master), and WithFencing and
+// WithReplicas are not supported: they fail with ErrUnsupported. Give at
+// least three masters; an odd number tolerates the most failures.
+func NewQuorum(conns []driver.Conn, opts ...Option) (*Client, error) {
+	if len(conns) < 3 {
+		return nil, invalid("a quorum needs at least 3 masters, got %d", len(conns))
+	}
+	q := &quorumPath{}
+	for i, conn := range conns {
+		if conn == nil {
+			return nil, invalid("nil driver connection at %d", i)
+		}
+		p, err := pathFor(conn)
+		if err != nil {
+			return nil, fmt.Errorf("master %d: %w", i, err)
+		}
+		q.members = append(q.members, p)
+	}
+	c := newClient(conns)
+	q.bg = &c.background
+	c.path = q
+	if err := c.applyDefaults(opts); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// quorumPath runs each operation on every member and counts the votes.
+type quorumPath struct {
+	members []path
+	bg      *sync.WaitGroup // calls still running after the outcome was decided
+}
+
+func (q *quorumPath) canWait() bool  { return false }
+func (q *quorumPath) canFence() bool { return false }
+func (q *quorumPath) need() int      { return len(q.members)/2 + 1 }
+
+type vote struct {
+	ok  bool
+	err error
+}
+
+// vote runs fn on every member in parallel and returns as soon as a
+// majority said yes, or enough said no (or failed) that no majority can.
+// Calls still running go on in the background; when they are all done,
+// late runs, if not nil. pending reports whether any were left running.
+func (q *quorumPath) vote(ctx context.Context, fn func(context.Context, path) (bool, error), late func()) (yes int, errs []error, pending bool) {
+	n, need := len(q.members), q.need()
+	results := make(chan vote, n)
+	q.bg.Add(n)
+	for _, m := range q.members {
+		go func() {
+			defer q.bg.Done()
+			ok, err := fn(ctx, m)
+			results <- vote{ok, err}
+		}()
+	}
+	no, got := 0, 0
+	for got < n && yes < need && no <= n-need {
+		v := <-results
+		got++
+		switch {
+		case v.err != nil:
+			errs = append(errs, v.err)
+			no++
+		case v.ok:
+			yes++
+		default:
+			no++
+		}
+	}
+	rest := n - got
+	if rest > 0 && late != nil {
+		q.bg.Add(1)
+		go func() {
+			defer q.bg.Done()
+			for range rest {
+				<-results
+			}
+			late()
+		}()
+	}
+	return yes, errs, rest > 0
+}
+
+// outcome turns a vote that fell short into "not held" or, when failures
+// rather than other owners decided it, an error.
+func (q *quorumPath) outcome(yes int, errs []error) (bool, error) {
+	if yes >= q.need() {
+		return true, nil
+	}
+	if len(errs) > 0 && len(q.members)-len(errs) < q.need() {
+		return false, fmt.Errorf("relock: quorum of %d not reached, %d of %d masters failed: %w", q.need(), len(errs), len(q.members), errors.Join(errs...))
+	}
+	return false, nil
+}
+
+func (q *quorumPath) obtain(ctx context.Context, r *obtainReq) (obtainRes, error) {
+	if r.settled != nil {
+		select {
+		case <-r.settled:
+		case <-ctx.Done():
+			return obtainRes{holder: -1}, ctx.Err()
+		}
+	}
+	settled := make(chan struct{})
+	r.settled = settled
+	start := time.Now()
+	sub := *r
+	sub.enqueue = false
+	sub.settled = nil
+	releaseAll := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(min(r.ttl, time.Second), 100*time.Millisecond))
+		defer cancel()
+		_, _ = q.releaseAll(cctx, r.keys, r.token)
+	}
+	// Calls that answer after the vote release what they took, unless the
+	// vote was won.
+	decided := make(chan struct{})
+	var won bool
+	yes, errs, pending := q.vote(ctx, func(ctx context.Context, m path) (bool, error) {
+		res, err := m.obtain(ctx, &sub)
+		return res.ok, err
+	}, func() {
+		<-decided
+		if !won {
+			releaseAll()
+		}
+		close(settled)
+	})
+	won = yes >= q.need() && time.Since(start) < r.ttl-drift(r.ttl)
+	close(decided)
+	if !pending {
+		close(settled) // every member answered: nothing runs late
+	}
+	if won {
+		return obtainRes{ok: true, holder: -1}, nil
+	}
+	releaseAll()
+	if _, err := q.outcome(yes, errs); err != nil {
+		return obtainRes{holder: -1}, err
+	}
+	return obtainRes{holder: -1}, nil
+}
+
+// releaseAll releases on every member and waits for all of them.
+func (q *quorumPath) releaseAll(ctx context.Context, k lockKeys, token string) (int, []error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	released := 0
+	var errs []error
+	for _, m := range q.members {
+		wg.Go(func() {
+			ok, err := m.release(ctx, k, token, true)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case ok:
+				released++
+			}
+		})
+	}
+	wg.Wait()
+	return released, errs
+}
+
+func (q *quorumPath) release(ctx context.Context, k lockKeys, token string, _ bool) (bool, error) {
+	released, errs := q.releaseAll(ctx, k, token)
+	if released == 0 && len(errs) > 0 {
+		return false, fmt.Errorf("relock: release on %d of %d masters failed: %w", len(errs), len(q.members), errors.Join(errs...))
+	}
+	return released > 0, nil
+}
+
+func (q *quorumPath) refresh(ctx context.Context, key, token string, ttl time.Duration, _ *replicaWait) (bool, int, error) {
+	yes, errs, _ := q.vote(ctx, func(ctx context.Context, m path) (bool, error) {
+		ok, _, err := m.refresh(ctx, key, token, ttl, nil)
+		return ok, err
+	}, nil)
+	ok, err := q.outcome(yes, errs)
+	return ok, 0, err
+}
+
+func (q *quorumPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
+	var mu sync.Mutex
+	shortest := time.Duration(-1)
+	var wg sync.WaitGroup
+	yes := 0
+	var errs []error
+	for _, m := range q.members {
+		wg.Go(func() {
+			d, ok, err := m.pttl(ctx, key, token)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case ok:
+				yes++
+				if d >= 0 && (shortest < 0 || d < shortest) {
+					shortest = d
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ok, err := q.outcome(yes, errs)
+	if !ok || err != nil {
+		return 0, false, err
+	}
+	return shortest, true, nil
+}
