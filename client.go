@@ -274,7 +274,13 @@ func (o *obtainer) run() (*Lock, error) {
 				c.cleanUp(o.ctx, req, nil)
 				return nil, fmt.Errorf("relock: obtain %q: %w: %d of %d within %v; released", key, ErrTooFewReplicas, res.acked, w.n, w.timeout)
 			}
-			return c.newLock(req, res.fence, tryStart, st)
+			at := tryStart
+			if res.leftKnown && res.left < req.ttl {
+				// The key was set before this try: count its lifetime
+				// from what is left of it.
+				at = tryStart.Add(res.left - req.ttl)
+			}
+			return c.newLock(req, res.fence, at, st)
 		}
 		if res.queued {
 			o.sent, o.serverAt = tryStart, res.serverTime

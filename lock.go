@@ -127,9 +127,11 @@ func (l *Lock) Key() string { return l.key }
 // hexadecimal digits, never reused.
 func (l *Lock) Token() string { return l.token }
 
-// ObtainedAt returns when the try that obtained the lock was sent. The
-// lock's lifetime counts from no earlier than this moment, so
-// ObtainedAt().Add(ttl) bounds, from below, when it may expire.
+// ObtainedAt returns a moment no later than when Redis set the key for us:
+// usually when the winning try was sent; for a lock handed over on release,
+// or found already ours, a moment derived from the server's answer. The
+// key expires no earlier than ObtainedAt().Add(ttl); ValidUntil subtracts
+// the drift margin from that.
 func (l *Lock) ObtainedAt() time.Time { return l.obtainedAt }
 
 // Fence returns the lock's fencing number when it was obtained with

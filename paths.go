@@ -39,9 +39,14 @@ const waiterLease = 3 * time.Second
 type obtainRes struct {
 	ok     bool          // the key holds our token
 	holder time.Duration // the other holder's remaining TTL, or -1 when unknown
-	fence  int64         // the fencing number, when asked for and ok
-	acked  int           // replicas that acknowledged, when asked for
-	queued bool          // we are in the waiter queue; serverTime is set
+	// left is, when ok and leftKnown, our key's remaining TTL: less than
+	// the TTL asked for when the key was set before this try (a retried
+	// write, a hand-over found by polling).
+	left      time.Duration
+	leftKnown bool
+	fence     int64 // the fencing number, when asked for and ok
+	acked     int   // replicas that acknowledged, when asked for
+	queued    bool  // we are in the waiter queue; serverTime is set
 	// serverTime is the server's clock, in microseconds, when the try ran.
 	serverTime int64
 }
@@ -138,6 +143,9 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 		return res, err
 	}
 	res.ok = got == 1
+	if res.ok && ms >= 0 {
+		res.left, res.leftKnown = asDuration(ms), true
+	}
 	if !res.ok {
 		res.holder = asDuration(ms)
 		if len(a) == 4 {
