@@ -85,10 +85,10 @@ func testLease(t *testing.T, h Harness) {
 	t.Run("AutoRefresh", func(t *testing.T) {
 		t.Run("KeepsAlive", paths(h, func(t *testing.T, s *setup) {
 			k := s.key("k")
-			l := s.obtainAuto(k, 300*time.Millisecond)
-			time.Sleep(time.Second)
-			wantAlive(t, l, "an auto-refreshed lock after 3 TTLs")
-			s.wantHolder(k, l.Token(), "an auto-refreshed lock after 3 TTLs")
+			l := s.obtainAuto(k, 600*time.Millisecond)
+			time.Sleep(1500 * time.Millisecond)
+			wantAlive(t, l, "an auto-refreshed lock after 2.5 TTLs")
+			s.wantHolder(k, l.Token(), "an auto-refreshed lock after 2.5 TTLs")
 			if d, err := l.TTL(bg()); err != nil || d <= 0 {
 				t.Fatalf("TTL = %v, %v", d, err)
 			}
@@ -98,8 +98,8 @@ func testLease(t *testing.T, h Harness) {
 		}))
 		t.Run("StopsOnRelease", paths(h, func(t *testing.T, s *setup) {
 			k := s.key("k")
-			l := s.obtainAuto(k, 90*time.Millisecond)
-			time.Sleep(100 * time.Millisecond)
+			l := s.obtainAuto(k, 450*time.Millisecond)
+			time.Sleep(350 * time.Millisecond) // two refreshes at least
 			if err := l.Release(bg()); err != nil {
 				t.Fatalf("Release: %v", err)
 			}
