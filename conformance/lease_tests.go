@@ -170,10 +170,10 @@ func testLease(t *testing.T, h Harness) {
 				t.Skip("Harness.FlushScripts is nil")
 			}
 			k := s.key("k")
-			l := s.obtainAuto(k, 300*time.Millisecond)
+			l := s.obtainAuto(k, 600*time.Millisecond)
 			for range 3 {
 				s.h.FlushScripts(t)
-				time.Sleep(150 * time.Millisecond)
+				time.Sleep(250 * time.Millisecond)
 			}
 			wantAlive(t, l, "an auto-refreshed lock after SCRIPT FLUSHes")
 			if err := l.Release(bg()); err != nil {
