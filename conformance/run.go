@@ -14,6 +14,7 @@ import (
 
 // Run runs the suite against the backend that h reaches. Its subtests:
 //
+//   - Harness: the hooks h sets do what Harness documents.
 //   - Driver: the raw driver methods, reply mapping and error translation,
 //     including Driver/Scripter and Driver/Watcher for the optional
 //     capabilities.
@@ -34,6 +35,7 @@ func Run(t *testing.T, h Harness) {
 	if h.NewConn == nil {
 		t.Fatal("conformance: Harness.NewConn is nil")
 	}
+	t.Run("Harness", func(t *testing.T) { testHarness(t, h) })
 	t.Run("Driver", func(t *testing.T) { testDriver(t, h) })
 	t.Run("Obtain", func(t *testing.T) { testObtain(t, h) })
 	t.Run("Release", func(t *testing.T) { testRelease(t, h) })

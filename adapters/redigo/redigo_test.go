@@ -144,13 +144,11 @@ func TestConformance(t *testing.T) {
 		m := miniredis.RunT(t)
 		h := harness(m.Addr(), m)
 		h.FlushAll = flushAll(m.Addr())
-		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
 		conformance.Run(t, h)
 	})
 	t.Run("redis", func(t *testing.T) {
 		// Shared with other tests: no FlushAll, no PauseWrites.
 		h := harness(testredis.Addr(t), nil)
-		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
 		conformance.Run(t, h)
 	})
 	t.Run("private", func(t *testing.T) {
@@ -160,90 +158,8 @@ func TestConformance(t *testing.T) {
 		h.FlushAll = flushAll(srv.Addr())
 		h.PauseWrites = pauseWrites(srv)
 		h.Replicas = 1
-		t.Run("Hooks", func(t *testing.T) { checkHooks(t, h) })
 		conformance.Run(t, h)
 	})
-}
-
-// checkHooks checks, through the driver alone, that each hook h sets does
-// what conformance.Harness documents, before the suite relies on it.
-func checkHooks(t *testing.T, h conformance.Harness) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := h.NewConn(t)
-	defer c.Close()
-	prefix := key(t, "") + ":"
-	k := func(name string) string {
-		k := prefix + name
-		t.Cleanup(func() { h.Delete(t, k) })
-		return k
-	}
-	set := func(k string) {
-		t.Helper()
-		if ok, err := c.SetNX(ctx, k, "v", time.Minute); !ok || err != nil {
-			t.Fatalf("SetNX %s = %v, %v", k, ok, err)
-		}
-	}
-	exists := func(k string) bool {
-		t.Helper()
-		_, ok, err := c.Get(ctx, k)
-		if err != nil {
-			t.Fatalf("Get %s: %v", k, err)
-		}
-		return ok
-	}
-
-	if h.Delete == nil {
-		t.Fatal("Delete is nil in every harness of this package")
-	}
-	a, b := k("a"), k("b")
-	set(a)
-	set(b)
-	h.Delete(t, a)
-	if exists(a) || !exists(b) {
-		t.Fatalf("after Delete(a): a exists %v, b exists %v; want false, true", exists(a), exists(b))
-	}
-	h.Delete(t, a) // a missing key is no failure
-
-	if h.FlushAll != nil {
-		set(a)
-		h.FlushAll(t)
-		if exists(a) || exists(b) {
-			t.Fatal("keys survived FlushAll")
-		}
-	}
-
-	if h.PauseWrites != nil {
-		const d = 400 * time.Millisecond
-		start := time.Now()
-		h.PauseWrites(t, d)
-		if took := time.Since(start); took > d/2 {
-			t.Fatalf("PauseWrites took %v: it must return at once", took)
-		}
-		exists(a) // reads pass
-		if took := time.Since(start); took > d/2 {
-			t.Fatalf("a read during PauseWrites waited %v", took)
-		}
-		set(k("paused"))
-		if took := time.Since(start); took < d*3/4 {
-			t.Fatalf("a write during PauseWrites(%v) went through after %v", d, took)
-		}
-	}
-
-	w, ok := c.(driver.ReplicaWaiter)
-	if !ok {
-		t.Fatal("the Conn is no driver.ReplicaWaiter")
-	}
-	reply, acked, err := w.EvalWait(ctx, setScript, []string{k("waited")}, []string{"v"}, h.Replicas, time.Second)
-	if err != nil || reply != "OK" || acked < h.Replicas {
-		t.Fatalf("EvalWait for %d replicas = %v, %d, %v; want OK, at least %d", h.Replicas, reply, acked, err, h.Replicas)
-	}
-	if h.Replicas > 0 {
-		reply, acked, err = w.EvalWait(ctx, setScript, []string{k("waited")}, []string{"v"}, h.Replicas+1, 100*time.Millisecond)
-		if err != nil || reply != "OK" || acked != h.Replicas {
-			t.Fatalf("EvalWait for %d replicas = %v, %d, %v; want OK, %d", h.Replicas+1, reply, acked, err, h.Replicas)
-		}
-	}
 }
 
 func TestSetNXAndGet(t *testing.T) {
