@@ -1,0 +1,358 @@
+package lockbench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/bsm/redislock"
+	"github.com/go-redsync/redsync/v4"
+	redsyncgoredis "github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	redigo "github.com/gomodule/redigo/redis"
+	goredislib "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+	"github.com/redis/rueidis/rueidislock"
+
+	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/adapters/goredis"
+	redigoadapter "github.com/relock-go/relock/adapters/redigo"
+	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
+	"github.com/relock-go/relock/driver"
+)
+
+// RelockVariants are the relock configurations benchmarked, each through
+// every adapter. A new relock option is one line here.
+var RelockVariants = []struct {
+	Name     string
+	Settings string
+	Options  []relock.Option
+}{
+	{"default", "DefaultRetry (ExponentialRetry 2ms..100ms, jittered)", nil},
+	{"retry1ms", "WithRetry(FixedRetry(1ms))", []relock.Option{relock.WithRetry(relock.FixedRetry(time.Millisecond))}},
+	{"autorefresh", "DefaultRetry + WithAutoRefresh (a refresher per lock, like rueidislock's)", []relock.Option{relock.WithAutoRefresh()}},
+}
+
+// relockAdapters open a relock driver over each supported client, built
+// the way a user would, sized by cfg.PoolSize. The func returned closes the
+// client.
+var relockAdapters = []struct {
+	Name string
+	Open func(cfg Config) (driver.Conn, func() error, error)
+}{
+	{"goredis", func(cfg Config) (driver.Conn, func() error, error) {
+		rdb := newGoRedis(cfg)
+		return goredis.New(rdb), rdb.Close, nil
+	}},
+	{"redigo", func(cfg Config) (driver.Conn, func() error, error) {
+		pool := &redigo.Pool{
+			MaxIdle:     cfg.PoolSize,
+			IdleTimeout: 5 * time.Minute,
+			DialContext: func(ctx context.Context) (redigo.Conn, error) {
+				c, err := redigo.DialContext(ctx, "tcp", cfg.Addr,
+					redigo.DialDatabase(cfg.DB), redigo.DialPassword(cfg.Password))
+				if err != nil || cfg.Sent == nil {
+					return c, err
+				}
+				return redigoCounter{Conn: c, n: cfg.Sent}, nil
+			},
+		}
+		return redigoadapter.New(pool), pool.Close, nil
+	}},
+	{"rueidis", func(cfg Config) (driver.Conn, func() error, error) {
+		c, err := rueidis.NewClient(rueidis.ClientOption{
+			InitAddress:  []string{cfg.Addr},
+			SelectDB:     cfg.DB,
+			Password:     cfg.Password,
+			DisableCache: true, // as relock.Open("rueidis", ...) does: relock never reads the cache
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return rueidisadapter.New(countRueidis(c, cfg.Sent)), func() error { c.Close(); return nil }, nil
+	}},
+}
+
+// Contenders returns every contender, in table order.
+func Contenders() []Contender {
+	var cs []Contender
+	for _, a := range relockAdapters {
+		for _, v := range RelockVariants {
+			cs = append(cs, Contender{
+				Name:        "relock/" + a.Name + "/" + v.Name,
+				Library:     "relock",
+				Settings:    v.Settings,
+				MustExclude: true,
+				Open: func(cfg Config) (Session, error) {
+					conn, closeClient, err := a.Open(cfg)
+					if err != nil {
+						return nil, err
+					}
+					c, err := relock.New(conn, v.Options...)
+					if err != nil {
+						_ = closeClient()
+						return nil, err
+					}
+					return &relockSession{c: c, ttl: cfg.TTL, closeClient: closeClient}, nil
+				},
+			})
+		}
+	}
+	cs = append(cs,
+		Contender{
+			Name: "redsync/default", Library: "redsync",
+			Settings: "expiry 8s, 32 tries, random 50-250ms delay",
+			Open:     func(cfg Config) (Session, error) { return openRedsync(cfg) },
+		},
+		Contender{
+			Name: "redsync/retry1ms", Library: "redsync",
+			Settings: "WithRetryDelay(1ms), WithTries(MaxInt32), WithExpiry(ttl)",
+			Open: func(cfg Config) (Session, error) {
+				return openRedsync(cfg,
+					redsync.WithRetryDelay(time.Millisecond),
+					redsync.WithTries(math.MaxInt32),
+					redsync.WithExpiry(cfg.TTL))
+			},
+		},
+		Contender{
+			Name: "redislock/default", Library: "redislock",
+			Settings: "no retry: the worker calls Obtain again at once (tight loop)",
+			Open: func(cfg Config) (Session, error) {
+				return openRedislock(cfg, func() *redislock.Options { return nil })
+			},
+		},
+		Contender{
+			Name: "redislock/linear1ms", Library: "redislock",
+			Settings: "RetryStrategy LinearBackoff(1ms), context deadline",
+			Open: func(cfg Config) (Session, error) {
+				return openRedislock(cfg, func() *redislock.Options {
+					return &redislock.Options{RetryStrategy: redislock.LinearBackoff(time.Millisecond)}
+				})
+			},
+		},
+		Contender{
+			Name: "rueidislock/default", Library: "rueidislock",
+			Settings: "KeyMajority 2 (3 keys), KeyValidity 5s, tracking without NOLOOP",
+			Open: func(cfg Config) (Session, error) {
+				return openRueidislock(cfg, rueidislock.LockerOption{})
+			},
+		},
+		Contender{
+			Name: "rueidislock/best", Library: "rueidislock",
+			Settings: "KeyMajority 1 (1 key), NoLoopTracking",
+			Open: func(cfg Config) (Session, error) {
+				return openRueidislock(cfg, rueidislock.LockerOption{KeyMajority: 1, NoLoopTracking: true})
+			},
+		},
+		Contender{
+			Name: "raw/goredis", Library: "raw",
+			Settings: "SET NX PX + EVALSHA compare-and-delete, 1ms sleep between tries",
+			Open:     openRaw,
+		},
+	)
+	return cs
+}
+
+// RawName is the contender other uncontended rates are compared with.
+const RawName = "raw/goredis"
+
+func newGoRedis(cfg Config) *goredislib.Client {
+	rdb := goredislib.NewClient(&goredislib.Options{
+		Addr:     cfg.Addr,
+		DB:       cfg.DB,
+		Password: cfg.Password,
+		PoolSize: cfg.PoolSize,
+	})
+	if cfg.Sent != nil {
+		rdb.AddHook(goredisCounter{n: cfg.Sent})
+	}
+	return rdb
+}
+
+// gaveUp wraps a library's "not obtained" error when ctx is still alive;
+// once ctx is over, the context's error is what counts.
+func gaveUp(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	return fmt.Errorf("%w: %w", ErrGaveUp, err)
+}
+
+// ---- relock
+
+type relockSession struct {
+	c           *relock.Client
+	ttl         time.Duration
+	closeClient func() error
+}
+
+func (s *relockSession) Lock(ctx context.Context, key string) (Unlock, error) {
+	l, err := s.c.Obtain(ctx, key, s.ttl)
+	if err != nil {
+		if errors.Is(err, relock.ErrNotObtained) {
+			return nil, gaveUp(ctx, err)
+		}
+		return nil, err
+	}
+	return l.Release, nil
+}
+
+func (s *relockSession) Close() error {
+	return errors.Join(s.c.Close(), s.closeClient())
+}
+
+// ---- redsync
+
+type redsyncSession struct {
+	rdb  *goredislib.Client
+	rs   *redsync.Redsync
+	opts []redsync.Option
+}
+
+func openRedsync(cfg Config, opts ...redsync.Option) (Session, error) {
+	rdb := newGoRedis(cfg)
+	return &redsyncSession{rdb: rdb, rs: redsync.New(redsyncgoredis.NewPool(rdb)), opts: opts}, nil
+}
+
+func (s *redsyncSession) Lock(ctx context.Context, key string) (Unlock, error) {
+	// A Mutex keeps the value it locked with: one per acquisition, since it
+	// is not safe for concurrent use.
+	m := s.rs.NewMutex(key, s.opts...)
+	if err := m.LockContext(ctx); err != nil {
+		var taken *redsync.ErrTaken
+		if errors.Is(err, redsync.ErrFailed) || errors.As(err, &taken) {
+			return nil, gaveUp(ctx, err)
+		}
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		ok, err := m.UnlockContext(ctx)
+		if err == nil && !ok {
+			err = errors.New("redsync: unlock reported false")
+		}
+		return err
+	}, nil
+}
+
+func (s *redsyncSession) Close() error { return s.rdb.Close() }
+
+// ---- bsm/redislock
+
+type redislockSession struct {
+	rdb  *goredislib.Client
+	c    *redislock.Client
+	ttl  time.Duration
+	opts func() *redislock.Options // fresh per call: some strategies keep state
+}
+
+func openRedislock(cfg Config, opts func() *redislock.Options) (Session, error) {
+	rdb := newGoRedis(cfg)
+	return &redislockSession{rdb: rdb, c: redislock.New(rdb), ttl: cfg.TTL, opts: opts}, nil
+}
+
+func (s *redislockSession) Lock(ctx context.Context, key string) (Unlock, error) {
+	l, err := s.c.Obtain(ctx, key, s.ttl, s.opts())
+	if err != nil {
+		if errors.Is(err, redislock.ErrNotObtained) {
+			return nil, gaveUp(ctx, err)
+		}
+		return nil, err
+	}
+	return l.Release, nil
+}
+
+func (s *redislockSession) Close() error { return s.rdb.Close() }
+
+// ---- rueidislock
+
+type rueidislockSession struct {
+	l rueidislock.Locker
+}
+
+func openRueidislock(cfg Config, opt rueidislock.LockerOption) (Session, error) {
+	opt.ClientOption = rueidis.ClientOption{
+		InitAddress: []string{cfg.Addr},
+		SelectDB:    cfg.DB,
+		Password:    cfg.Password,
+	}
+	opt.ClientBuilder = func(o rueidis.ClientOption) (rueidis.Client, error) {
+		c, err := rueidis.NewClient(o)
+		if err != nil {
+			return nil, err
+		}
+		return countRueidis(c, cfg.Sent), nil
+	}
+	l, err := rueidislock.NewLocker(opt)
+	if err != nil {
+		return nil, err
+	}
+	return &rueidislockSession{l: l}, nil
+}
+
+func (s *rueidislockSession) Lock(ctx context.Context, key string) (Unlock, error) {
+	lctx, cancel, err := s.l.WithContext(ctx, key)
+	if err != nil {
+		if errors.Is(err, rueidislock.ErrNotLocked) {
+			return nil, gaveUp(ctx, err)
+		}
+		return nil, err
+	}
+	return func(context.Context) error {
+		// The lock is a context: if it ended before we let go, the lock was
+		// lost while we held it.
+		lost := lctx.Err()
+		cancel() // deletes the keys; returns when done
+		if lost != nil {
+			return fmt.Errorf("rueidislock: lock context ended while held: %w", lost)
+		}
+		return nil
+	}, nil
+}
+
+func (s *rueidislockSession) Close() error { s.l.Close(); return nil }
+
+// ---- raw floor
+
+var rawRelease = goredislib.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
+
+type rawSession struct {
+	rdb *goredislib.Client
+	ttl time.Duration
+}
+
+func openRaw(cfg Config) (Session, error) {
+	return &rawSession{rdb: newGoRedis(cfg), ttl: cfg.TTL}, nil
+}
+
+func (s *rawSession) Lock(ctx context.Context, key string) (Unlock, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	for {
+		err := s.rdb.Do(ctx, "set", key, token, "nx", "px", s.ttl.Milliseconds()).Err()
+		switch {
+		case err == nil:
+			return func(ctx context.Context) error {
+				n, err := rawRelease.Run(ctx, s.rdb, []string{key}, token).Int64()
+				if err == nil && n != 1 {
+					err = errors.New("raw: key no longer ours at release")
+				}
+				return err
+			}, nil
+		case !errors.Is(err, goredislib.Nil):
+			return nil, err
+		}
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (s *rawSession) Close() error { return s.rdb.Close() }
