@@ -13,9 +13,10 @@
 -- A key of another type raises WRONGTYPE before anything is written.
 local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
 local token, ttl = ARGV[1], ARGV[2]
+local queued = ARGV[3] == '1'
 local v = redis.call('GET', lock)
 if v == token then
-  if queue then
+  if queued then
     redis.call('DEL', ARGV[4] .. token)
   end
   if fence then
@@ -52,23 +53,23 @@ else
       n = redis.call('INCR', fence)
     end
     redis.call('SET', lock, token, 'PX', ttl)
-    if queue then
+    if queued then
       redis.call('DEL', ARGV[4] .. token)
     end
     return {1, tonumber(ttl), n}
   end
 end
-if queue and ARGV[3] == '1' then
-  local wk = ARGV[4] .. token
-  if redis.call('EXISTS', wk) == 0 then
-    redis.call('LREM', queue, 0, token)
-    redis.call('RPUSH', queue, token)
-  end
+if queue and queued then
+  -- Join the queue, or renew our place in it. A token listed twice (its
+  -- waiter key had expired) is harmless: a release skips entries whose
+  -- waiter key is gone.
   local want = ttl
   if fence then
     want = ttl .. ':f'
   end
-  redis.call('SET', wk, want, 'PX', ARGV[5])
+  if not redis.call('SET', ARGV[4] .. token, want, 'PX', ARGV[5], 'GET') then
+    redis.call('RPUSH', queue, token)
+  end
   local t = redis.call('TIME')
   return {0, pttl, t[1], t[2]}
 end

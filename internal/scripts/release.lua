@@ -21,10 +21,8 @@ if queue then
     if not nxt then
       break
     end
-    local wk = ARGV[2] .. nxt
-    local want = redis.call('GET', wk)
+    local want = redis.call('GETDEL', ARGV[2] .. nxt)
     if want then
-      redis.call('DEL', wk)
       local ttl, fenced = string.match(want, '^(%d+)(:?f?)$')
       local n = '0'
       if fenced == ':f' then
