@@ -72,7 +72,7 @@ func New(conn driver.Conn, opts ...Option) (*Client, error) {
 func pathFor(conn driver.Conn) (path, error) {
 	if s, ok := conn.(driver.Scripter); ok {
 		w, _ := conn.(driver.ReplicaWaiter)
-		return scriptPath{s: s, w: w}, nil
+		return scriptPath{conn: conn, s: s, w: w}, nil
 	}
 	if w, ok := conn.(driver.Watcher); ok {
 		return watchPath{conn: conn, w: w}, nil
@@ -257,6 +257,7 @@ func (o *obtainer) run() (*Lock, error) {
 	}
 	for n := 1; ; n++ {
 		req.enqueue = o.handed != nil
+		req.first = n == 1
 		o.queued = o.queued || req.enqueue
 		tryStart := time.Now()
 		res, err := c.path.obtain(o.ctx, req)

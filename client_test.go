@@ -184,6 +184,11 @@ func (c *scriptConn) EvalSha(context.Context, string, []string, ...string) (any,
 	return c.replies[i], nil
 }
 
+// SetNX finds the key taken, so that every try runs the scripts.
+func (*scriptConn) SetNX(context.Context, string, string, time.Duration) (bool, error) {
+	return false, nil
+}
+
 func (c *scriptConn) Eval(context.Context, string, []string, ...string) (any, error) {
 	c.evals.Add(1)
 	return []any{int64(1), int64(1000)}, nil

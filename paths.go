@@ -23,6 +23,7 @@ type obtainReq struct {
 	keys       lockKeys
 	fenced     bool // draw a fencing number
 	enqueue    bool // join the waiter queue when the lock is taken
+	first      bool // the call's first try: a plain SET NX may do
 	ttl        time.Duration
 	wait       *replicaWait // nil: no WAIT
 	// settled, for a quorum, closes when every call of the previous try
@@ -89,7 +90,8 @@ func asDuration(ms int64) time.Duration {
 // scriptPath runs each operation as one Lua script call: EVALSHA, then EVAL
 // when the server answers NOSCRIPT.
 type scriptPath struct {
-	s driver.Scripter
+	conn driver.Conn
+	s    driver.Scripter
 	w driver.ReplicaWaiter // nil when the driver cannot WAIT
 }
 
@@ -114,6 +116,18 @@ func (p scriptPath) run(ctx context.Context, sc *scripts.Script, keys []string, 
 
 func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
 	res := obtainRes{holder: -1}
+	if q.first && !q.enqueue && !q.fenced && q.wait == nil {
+		// A free lock takes one plain SET NX, the cheapest command there
+		// is. It cannot barge past live waiters: a release hands the key
+		// to them, so it is free while they wait only after an expiry.
+		set, err := p.conn.SetNX(ctx, q.key, q.token, q.ttl)
+		if err != nil || set {
+			res.ok = set
+			res.left, res.leftKnown = q.ttl, set
+			return res, err
+		}
+		// Taken, or ours already (a retried SET): the script tells.
+	}
 	keys := []string{q.key}
 	if q.keys.queue != "" {
 		keys = append(keys, q.keys.queue)

@@ -121,7 +121,11 @@ func afterWrite[T any](ctx context.Context, f fault, cancel context.CancelFunc, 
 
 func (p *probe) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
 	p.count("SetNX")
-	return write(p, ctx, func(ctx context.Context) (bool, error) { return p.conn.SetNX(ctx, key, value, ttl) })
+	set, err := write(p, ctx, func(ctx context.Context) (bool, error) { return p.conn.SetNX(ctx, key, value, ttl) })
+	if set {
+		p.count("SetNX set")
+	}
+	return set, err
 }
 
 func (p *probe) Get(ctx context.Context, key string) (string, bool, error) {
