@@ -429,12 +429,12 @@ func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration) (
 
 // cleanUp deletes the key, or hands it on, if a failed try left our token
 // in it, and takes us out of the waiter queue. A try that failed with
-// WRONGTYPE wrote nothing. The clean-up runs even though ctx may be over,
+// WRONGTYPE, or that the driver could not serve, wrote nothing. The clean-up runs even though ctx may be over,
 // bounded by the lock's own lifetime (after which Redis drops the key
 // anyway, but not always the queue entry) and one second.
 func (c *Client) cleanUp(ctx context.Context, req *obtainReq, cause error) {
-	if errors.Is(cause, driver.ErrWrongType) {
-		return
+	if errors.Is(cause, driver.ErrWrongType) || errors.Is(cause, errors.ErrUnsupported) {
+		return // nothing was written
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(min(req.ttl, time.Second), 100*time.Millisecond))
 	defer cancel()

@@ -61,10 +61,13 @@ func invalid(format string, args ...any) error {
 }
 
 // opError wraps err with the operation and key. A driver's WRONGTYPE error
-// also matches ErrWrongType.
+// also matches ErrWrongType, and its errors.ErrUnsupported ErrUnsupported.
 func opError(op, key string, err error) error {
 	if errors.Is(err, driver.ErrWrongType) && !errors.Is(err, ErrWrongType) {
 		return fmt.Errorf("relock: %s %q: %w: %w", op, key, ErrWrongType, err)
+	}
+	if errors.Is(err, errors.ErrUnsupported) && !errors.Is(err, ErrUnsupported) {
+		return fmt.Errorf("relock: %s %q: %w: %w", op, key, ErrUnsupported, err)
 	}
 	return fmt.Errorf("relock: %s %q: %w", op, key, err)
 }

@@ -66,7 +66,9 @@ func newEnv(t *testing.T, h Harness) *env {
 	return &env{t: t, h: h, prefix: "relock-conformance:" + hex.EncodeToString(b[:]) + ":"}
 }
 
-func (e *env) key(name string) string { return e.prefix + name }
+// key names a key of this subtest. All of them share one hash tag, so that
+// a subtest's keys live in one slot of a Redis Cluster.
+func (e *env) key(name string) string { return "{" + e.prefix + "}" + name }
 
 // conn returns a new connection from the harness, closed when the test ends.
 func (e *env) conn() driver.Conn {

@@ -169,7 +169,10 @@ type Tx interface {
 //
 // relock uses it when a caller asks for replica acknowledgement
 // (relock.WithReplicas). Fallback: none; without ReplicaWaiter such a call
-// fails with relock.ErrUnsupported and nothing is sent.
+// fails with relock.ErrUnsupported and nothing is sent. A driver that
+// implements ReplicaWaiter but cannot serve it for the backend at hand (a
+// cluster client that cannot pin the key's node, say) returns an error
+// matching errors.ErrUnsupported, and sends nothing.
 type ReplicaWaiter interface {
 	// EvalShaWait sends EVALSHA sha1 numkeys keys... args... and then
 	// WAIT replicas timeout-in-ms on the same connection. It returns the

@@ -410,7 +410,13 @@ func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
 	if t.done {
 		return "", false, errTxDone
 	}
-	return getReply(t.dc.Do(ctx, t.dc.B().Get().Key(key).Build()))
+	// A cluster's dedicated client panics on a key of another slot than
+	// the watched one: build turns that into an error.
+	r, err := build(func() rueidis.RedisResult { return t.dc.Do(ctx, t.dc.B().Get().Key(key).Build()) })
+	if err != nil {
+		return "", false, err
+	}
+	return getReply(r)
 }
 
 // Exec sends MULTI, cmds and EXEC in one round trip on the pinned
@@ -435,7 +441,10 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resps := t.dc.DoMulti(ctx, multi...)
+	resps, err := build(func() []rueidis.RedisResult { return t.dc.DoMulti(ctx, multi...) })
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range resps {
 		if err := r.NonRedisError(); err != nil {
 			return nil, err // not sent, or the connection broke
@@ -484,7 +493,7 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 func build[T any](f func() T) (cmd T, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("rueidisadapter: cannot build command: %v", p)
+			err = fmt.Errorf("rueidisadapter: rueidis refused the command: %v", p)
 		}
 	}()
 	return f(), nil
