@@ -92,7 +92,7 @@ func asDuration(ms int64) time.Duration {
 type scriptPath struct {
 	conn driver.Conn
 	s    driver.Scripter
-	w driver.ReplicaWaiter // nil when the driver cannot WAIT
+	w    driver.ReplicaWaiter // nil when the driver cannot WAIT
 }
 
 func (p scriptPath) canWait() bool { return p.w != nil }
