@@ -31,7 +31,8 @@
 //
 // # Behaviour
 //
-// [Conn] implements driver.Conn, driver.Scripter, driver.Watcher and
+// [Conn] implements driver.Conn, driver.Scripter, driver.Watcher,
+// driver.Subscriber (waiters are woken on hand-over) and
 // driver.ReplicaWaiter, so relock uses Lua scripts. SetNX sends exactly SET key value NX PX ms: unlike
 // go-redis's own SetNX, which switches to EX for whole seconds, it always
 // keeps millisecond precision.

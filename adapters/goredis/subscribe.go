@@ -28,7 +28,7 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 	s := &subscription{
 		ps:        rdb.Subscribe(ctx),
 		onMessage: onMessage,
-		pending:   map[string][]chan struct{}{},
+		pending:   map[string][]*pendingAdd{},
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -41,7 +41,7 @@ type subscription struct {
 	onMessage func(channel, payload string)
 
 	mu      sync.Mutex
-	pending map[string][]chan struct{} // channel -> Adds awaiting confirmation
+	pending map[string][]*pendingAdd // channel -> Adds awaiting confirmation
 	closed  atomic.Bool
 	stop    chan struct{}
 	done    chan struct{}
@@ -57,6 +57,13 @@ func (s *subscription) receive() {
 		if err != nil {
 			if s.closed.Load() || errors.Is(err, redis.ErrClosed) {
 				return // we, or the user's client, closed it
+			}
+			var refused redis.Error
+			if errors.As(err, &refused) {
+				// The server refused a command (a SUBSCRIBE without
+				// permission, say): fail the Adds waiting for it.
+				s.refuse(translate(err))
+				continue
 			}
 			// go-redis dials again, and subscribes again, on the next
 			// Receive; wait a little so a dead server is not hammered.
@@ -85,9 +92,29 @@ func (s *subscription) confirm(channel string) {
 	waiting := s.pending[channel]
 	delete(s.pending, channel)
 	s.mu.Unlock()
-	for _, ch := range waiting {
-		close(ch)
+	for _, w := range waiting {
+		close(w.done)
 	}
+}
+
+// refuse fails every Add still waiting with err.
+func (s *subscription) refuse(err error) {
+	s.mu.Lock()
+	pending := s.pending
+	s.pending = map[string][]*pendingAdd{}
+	s.mu.Unlock()
+	for _, ws := range pending {
+		for _, w := range ws {
+			w.err = err
+			close(w.done)
+		}
+	}
+}
+
+// pendingAdd is one channel of an Add waiting for its confirmation.
+type pendingAdd struct {
+	done chan struct{}
+	err  error // set before done closes when the server refused
 }
 
 // Add sends SUBSCRIBE and waits until the server confirmed every channel.
@@ -95,10 +122,10 @@ func (s *subscription) Add(ctx context.Context, channels ...string) error {
 	if s.closed.Load() {
 		return errSubscriptionClosed
 	}
-	confirmed := make([]chan struct{}, len(channels))
+	confirmed := make([]*pendingAdd, len(channels))
 	s.mu.Lock()
 	for i, ch := range channels {
-		confirmed[i] = make(chan struct{})
+		confirmed[i] = &pendingAdd{done: make(chan struct{})}
 		s.pending[ch] = append(s.pending[ch], confirmed[i])
 	}
 	s.mu.Unlock()
@@ -107,7 +134,10 @@ func (s *subscription) Add(ctx context.Context, channels ...string) error {
 	}
 	for _, c := range confirmed {
 		select {
-		case <-c:
+		case <-c.done:
+			if c.err != nil {
+				return c.err
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.stop:

@@ -28,7 +28,8 @@
 //
 //	locks, err := relock.Open("redigo", "redis://127.0.0.1:6379/0")
 //
-// A [Conn] implements driver.Conn, driver.Scripter, driver.Watcher and
+// A [Conn] implements driver.Conn, driver.Scripter, driver.Watcher,
+// driver.Subscriber (waiters are woken on hand-over) and
 // driver.ReplicaWaiter. Every command takes a connection from the pool with
 // GetContext, runs with redis.DoContext so that the caller's context bounds
 // it, and returns the connection to the pool. Replies and errors are mapped

@@ -770,12 +770,16 @@ func TestConcurrent(t *testing.T) {
 	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
 		c := redigo.New(newPool(t, addr))
 		k := key(t, addr)
+		outer := t
 		for name, conn := range map[string]driver.Conn{"scripts": c, "watch": watchOnly{c}} {
 			t.Run(name, func(t *testing.T) {
 				client, err := relock.New(conn, relock.WithRetry(relock.FixedRetry(time.Millisecond)))
 				if err != nil {
 					t.Fatal(err)
 				}
+				// Closed once both subtests are done: Close closes the
+				// shared Conn too.
+				outer.Cleanup(func() { _ = client.Close() })
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
 				var (

@@ -475,6 +475,7 @@ func TestContextErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer locks.Close()
 		_, err = locks.Obtain(cancelled, key, time.Second)
 		if !errors.Is(err, context.Canceled) || !errors.Is(err, relock.ErrNotObtained) {
 			t.Errorf("Obtain with a cancelled context: %v", err)

@@ -29,7 +29,8 @@
 //
 // # What the adapter does
 //
-// [Conn] implements driver.Conn, driver.Scripter, driver.Watcher and
+// [Conn] implements driver.Conn, driver.Scripter, driver.Watcher,
+// driver.Subscriber (waiters are woken on hand-over) and
 // driver.ReplicaWaiter. Every command is built with the rueidis command
 // builder (Client.B()). Scripts run as plain EVALSHA and EVAL: unlike
 // rueidis.Lua.Exec, EvalSha reports NOSCRIPT (as driver.ErrNoScript) and
@@ -493,7 +494,7 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 func build[T any](f func() T) (cmd T, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("rueidisadapter: rueidis refused the command: %v", p)
+			err = fmt.Errorf("rueidisadapter: cannot build or send the command: %v", p)
 		}
 	}()
 	return f(), nil
