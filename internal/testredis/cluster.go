@@ -2,11 +2,9 @@ package testredis
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -86,7 +84,7 @@ func StartCluster(t testing.TB) *Cluster {
 			"--cluster-node-timeout", strconv.Itoa(clusterNodeTimeout),
 		}
 		if ownBusPort {
-			p, err := clusterFreePort()
+			p, err := freePort()
 			if err != nil {
 				t.Fatalf("testredis: find a free port for the cluster bus: %v", err)
 			}
@@ -445,10 +443,10 @@ func settled(states []nodeState) (clusterView, error) {
 		if st.err != nil {
 			return nil, fmt.Errorf("%s: %w", st.addr, st.err)
 		}
-		if s := infoValue(st.info, "cluster_state"); s != "ok" {
+		if s := infoField(st.info, "cluster_state"); s != "ok" {
 			return nil, fmt.Errorf("%s: cluster_state:%s", st.addr, s)
 		}
-		if s := infoValue(st.info, "cluster_slots_ok"); s != strconv.Itoa(ClusterSlots) {
+		if s := infoField(st.info, "cluster_slots_ok"); s != strconv.Itoa(ClusterSlots) {
 			return nil, fmt.Errorf("%s: cluster_slots_ok:%s", st.addr, s)
 		}
 		owners := make([]string, ClusterSlots)
@@ -490,10 +488,10 @@ func settled(states []nodeState) (clusterView, error) {
 			if p == nil {
 				return nil, fmt.Errorf("%s replicates an unknown node %s", st.addr, me.master)
 			}
-			if s := infoValue(st.repl, "master_link_status"); s != "up" {
+			if s := infoField(st.repl, "master_link_status"); s != "up" {
 				return nil, fmt.Errorf("replica %s: master_link_status:%s", st.addr, s)
 			}
-			if got := net.JoinHostPort(infoValue(st.repl, "master_host"), infoValue(st.repl, "master_port")); got != p.addr {
+			if got := net.JoinHostPort(infoField(st.repl, "master_host"), infoField(st.repl, "master_port")); got != p.addr {
 				return nil, fmt.Errorf("replica %s replicates %s, CLUSTER NODES says %s", st.addr, got, p.addr)
 			}
 		}
@@ -696,16 +694,6 @@ func serverMajorVersion() int {
 	return v
 }
 
-// clusterFreePort returns a TCP port on 127.0.0.1 that nothing listened on
-// a moment ago. (A copy of server.go's freePort, which is not exported.)
-func clusterFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 // respPipeline sends cmds on one new connection to addr and reads their
 // replies, all within timeout: a string for a simple or bulk string, an
@@ -722,89 +710,22 @@ func respPipeline(addr string, timeout time.Duration, cmds ...[]string) ([]any, 
 	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
+	var b []byte
 	for _, args := range cmds {
-		fmt.Fprintf(&b, "*%d\r\n", len(args))
-		for _, a := range args {
-			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-		}
+		b = append(b, encode(args)...)
 	}
-	if _, err := c.Write(b.Bytes()); err != nil {
+	if _, err := c.Write(b); err != nil {
 		return nil, err
 	}
 	r := bufio.NewReader(c)
 	out := make([]any, len(cmds))
 	for i := range cmds {
-		if out[i], err = respValue(r); err != nil {
+		if out[i], err = readValue(r); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// respCall sends one command with respPipeline and returns an error reply
-// as its error.
-func respCall(addr string, timeout time.Duration, args ...string) (any, error) {
-	r, err := respPipeline(addr, timeout, args)
-	if err != nil {
-		return nil, err
-	}
-	if e, ok := r[0].(Error); ok {
-		return nil, e
-	}
-	return r[0], nil
-}
 
-// respValue reads one RESP2 value.
-func respValue(r *bufio.Reader) (any, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return nil, fmt.Errorf("testredis: malformed reply line %q", line)
-	}
-	kind, body := line[0], line[1:len(line)-2]
-	switch kind {
-	case '+':
-		return body, nil
-	case '-':
-		return Error(body), nil
-	case ':':
-		return strconv.ParseInt(body, 10, 64)
-	case '$', '*':
-		n, err := strconv.Atoi(body)
-		if err != nil || n < -1 || n > 64<<20 {
-			return nil, fmt.Errorf("testredis: malformed length in reply %q", line)
-		}
-		if n == -1 {
-			return nil, nil
-		}
-		if kind == '$' {
-			buf := make([]byte, n+2)
-			if _, err := io.ReadFull(r, buf); err != nil {
-				return nil, err
-			}
-			return string(buf[:n]), nil
-		}
-		out := make([]any, n)
-		for i := range out {
-			if out[i], err = respValue(r); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("testredis: unknown reply type in %q", line)
-}
 
-// infoValue returns the value of field in the text of an INFO or CLUSTER
-// INFO reply. (A copy of server.go's infoField, which is not exported.)
-func infoValue(info, field string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), field+":"); ok {
-			return v
-		}
-	}
-	return ""
-}

@@ -288,10 +288,10 @@ func TestRespPipeline(t *testing.T) {
 			t.Errorf("reply %d = %q, want %q", i, got, w)
 		}
 	}
-	if _, err := respCall(s.Addr(), time.Second, "NOSUCHCOMMAND"); err == nil {
+	if _, err := do(s.Addr(), time.Second, "NOSUCHCOMMAND"); err == nil {
 		t.Error("respCall of an unknown command: no error")
 	}
-	if n, err := respCall(s.Addr(), time.Second, "DBSIZE"); n != int64(2) || err != nil {
+	if n, err := do(s.Addr(), time.Second, "DBSIZE"); n != int64(2) || err != nil {
 		t.Errorf("DBSIZE = %v, %v", n, err)
 	}
 }

@@ -179,7 +179,7 @@ func (s *Sentinel) waitAll(t testing.TB, what string, limit time.Duration, check
 
 // masterAddr asks a sentinel for the master's address.
 func masterAddr(sentinel string) (string, error) {
-	r, err := respCall(sentinel, clusterDialTimeout, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", sentinelMaster)
+	r, err := do(sentinel, clusterDialTimeout, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", sentinelMaster)
 	if err != nil {
 		return "", err
 	}
@@ -312,7 +312,7 @@ func (p *sentinelProc) addr() string {
 }
 
 func (p *sentinelProc) launch(bin string, primaryPort int) error {
-	port, err := clusterFreePort()
+	port, err := freePort()
 	if err != nil {
 		return err
 	}
@@ -359,9 +359,9 @@ func (p *sentinelProc) launch(bin string, primaryPort int) error {
 			return fmt.Errorf("sentinel on port %d exited at start (%v); log:\n%s", port, cmd.ProcessState, p.logTail())
 		default:
 		}
-		info, err := respCall(addr, time.Second, "INFO", "server")
+		info, err := do(addr, time.Second, "INFO", "server")
 		text, _ := info.(string)
-		if err == nil && infoValue(text, "process_id") == strconv.Itoa(cmd.Process.Pid) && infoValue(text, "redis_mode") == "sentinel" {
+		if err == nil && infoField(text, "process_id") == strconv.Itoa(cmd.Process.Pid) && infoField(text, "redis_mode") == "sentinel" {
 			return nil
 		}
 		if time.Now().After(deadline) {

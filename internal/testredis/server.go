@@ -557,18 +557,14 @@ func do(addr string, timeout time.Duration, args ...string) (any, error) {
 	if len(args) == 0 {
 		return nil, errors.New("testredis: Do without a command")
 	}
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	r, err := respPipeline(addr, timeout, args)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, err
+	if e, ok := r[0].(Error); ok {
+		return nil, e
 	}
-	if _, err := c.Write(encode(args)); err != nil {
-		return nil, err
-	}
-	return readReply(bufio.NewReader(c))
+	return r[0], nil
 }
 
 // encode renders a command as a RESP array of bulk strings.
