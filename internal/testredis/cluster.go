@@ -694,7 +694,6 @@ func serverMajorVersion() int {
 	return v
 }
 
-
 // respPipeline sends cmds on one new connection to addr and reads their
 // replies, all within timeout: a string for a simple or bulk string, an
 // int64 for an integer, []any for an array, nil for a nil reply, and an
@@ -726,6 +725,3 @@ func respPipeline(addr string, timeout time.Duration, cmds ...[]string) ([]any, 
 	}
 	return out, nil
 }
-
-
-
