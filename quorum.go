@@ -176,27 +176,31 @@ func (q *quorumPath) obtain(ctx context.Context, r *obtainReq) (obtainRes, error
 	return obtainRes{holder: -1}, nil
 }
 
-// releaseAll releases on every member and waits for all of them.
-func (q *quorumPath) releaseAll(ctx context.Context, k lockKeys, token string) (int, []error) {
+// all runs fn on every member in parallel, waits for all of them, and
+// counts the yes votes and the errors.
+func (q *quorumPath) all(ctx context.Context, fn func(context.Context, path) (bool, error)) (yes int, errs []error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	released := 0
-	var errs []error
 	for _, m := range q.members {
 		wg.Go(func() {
-			ok, err := m.release(ctx, k, token, true)
+			ok, err := fn(ctx, m)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err != nil:
 				errs = append(errs, err)
 			case ok:
-				released++
+				yes++
 			}
 		})
 	}
 	wg.Wait()
-	return released, errs
+	return yes, errs
+}
+
+// releaseAll releases on every member and waits for all of them.
+func (q *quorumPath) releaseAll(ctx context.Context, k lockKeys, token string) (int, []error) {
+	return q.all(ctx, func(ctx context.Context, m path) (bool, error) { return m.release(ctx, k, token, true) })
 }
 
 func (q *quorumPath) release(ctx context.Context, k lockKeys, token string, _ bool) (bool, error) {
@@ -219,26 +223,17 @@ func (q *quorumPath) refresh(ctx context.Context, key, token string, ttl time.Du
 func (q *quorumPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
 	var mu sync.Mutex
 	shortest := time.Duration(-1)
-	var wg sync.WaitGroup
-	yes := 0
-	var errs []error
-	for _, m := range q.members {
-		wg.Go(func() {
-			d, ok, err := m.pttl(ctx, key, token)
+	yes, errs := q.all(ctx, func(ctx context.Context, m path) (bool, error) {
+		d, ok, err := m.pttl(ctx, key, token)
+		if ok && d >= 0 {
 			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				errs = append(errs, err)
-			case ok:
-				yes++
-				if d >= 0 && (shortest < 0 || d < shortest) {
-					shortest = d
-				}
+			if shortest < 0 || d < shortest {
+				shortest = d
 			}
-		})
-	}
-	wg.Wait()
+			mu.Unlock()
+		}
+		return ok, err
+	})
 	ok, err := q.outcome(yes, errs)
 	if !ok || err != nil {
 		return 0, false, err
