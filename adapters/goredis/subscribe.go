@@ -5,11 +5,11 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relock-go/relock/driver"
+	"github.com/relock-go/relock/internal/backoff"
 )
 
 var _ driver.Subscriber = (*Conn)(nil)
@@ -51,7 +51,7 @@ var errSubscriptionClosed = errors.New("goredis: subscription is closed")
 
 func (s *subscription) receive() {
 	defer close(s.done)
-	backoff := time.Millisecond
+	var wait backoff.Backoff
 	for {
 		msg, err := s.ps.Receive(context.Background())
 		if err != nil {
@@ -67,15 +67,12 @@ func (s *subscription) receive() {
 			}
 			// go-redis dials again, and subscribes again, on the next
 			// Receive; wait a little so a dead server is not hammered.
-			select {
-			case <-s.stop:
+			if !wait.Wait(s.stop) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, time.Second)
 			continue
 		}
-		backoff = time.Millisecond
+		wait.Reset()
 		switch m := msg.(type) {
 		case *redis.Message:
 			s.onMessage(m.Channel, m.Payload)

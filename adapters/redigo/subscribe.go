@@ -13,6 +13,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/relock-go/relock/driver"
+	"github.com/relock-go/relock/internal/backoff"
 )
 
 var _ driver.Subscriber = (*Conn)(nil)
@@ -26,10 +27,8 @@ const (
 	// its connection as dead and takes a new one.
 	receiveTimeout = 3 * time.Second
 	// healthyAfter is how long a connection must have lived for the
-	// reconnection backoff to start again from minBackoff.
+	// reconnection backoff to start again from its shortest wait.
 	healthyAfter = time.Second
-	minBackoff   = time.Millisecond
-	maxBackoff   = time.Second
 	// maxStaleConns bounds the pooled connections tried in a row, each
 	// failing its PING, before a connection attempt counts as failed.
 	// After a server restart the pool's idle connections are all dead.
@@ -312,7 +311,7 @@ func (s *subscription) detach(rc redis.Conn) {
 // when it breaks, until Close.
 func (s *subscription) receive(rc redis.Conn) {
 	defer s.wg.Done()
-	backoff := minBackoff
+	var wait backoff.Backoff
 	for {
 		start := time.Now()
 		s.read(rc)
@@ -321,17 +320,12 @@ func (s *subscription) receive(rc redis.Conn) {
 			return
 		}
 		if time.Since(start) >= healthyAfter {
-			backoff = minBackoff
+			wait.Reset()
 		}
 		for {
-			t := time.NewTimer(backoff)
-			select {
-			case <-s.ctx.Done():
-				t.Stop()
+			if !wait.Wait(s.ctx.Done()) {
 				return
-			case <-t.C:
 			}
-			backoff = min(2*backoff, maxBackoff)
 			var err error
 			if rc, err = s.c.subscriptionConn(s.ctx); err == nil {
 				break

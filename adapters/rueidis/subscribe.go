@@ -12,16 +12,15 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/relock-go/relock/driver"
+	"github.com/relock-go/relock/internal/backoff"
 )
 
 var _ driver.Subscriber = (*Conn)(nil)
 
 // Reconnection of a subscription.
 const (
-	minBackoff = time.Millisecond
-	maxBackoff = time.Second
 	// healthyAfter is how long a connection must have lived for the
-	// backoff to start again from minBackoff.
+	// backoff to start again from its shortest wait.
 	healthyAfter = time.Second
 	// resubscribeTimeout bounds the SUBSCRIBE that a new connection sends
 	// for the channels of the broken one.
@@ -364,7 +363,7 @@ func (s *subscription) drop(l *link) {
 // it breaks, until Close.
 func (s *subscription) run(l *link) {
 	defer close(s.done)
-	backoff := minBackoff
+	var wait backoff.Backoff
 	for {
 		start := time.Now()
 		select {
@@ -377,17 +376,12 @@ func (s *subscription) run(l *link) {
 			return
 		}
 		if time.Since(start) >= healthyAfter {
-			backoff = minBackoff
+			wait.Reset()
 		}
 		for {
-			t := time.NewTimer(backoff)
-			select {
-			case <-s.stopCtx.Done():
-				t.Stop()
+			if !wait.Wait(s.stopCtx.Done()) {
 				return
-			case <-t.C:
 			}
-			backoff = min(2*backoff, maxBackoff)
 			var err error
 			if l, err = s.relink(); err == nil {
 				break

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -384,15 +383,7 @@ func (p *sentinelProc) stop(grace time.Duration) {
 	}
 	proc, done := p.proc.Process, p.done
 	p.proc, p.done = nil, nil
-	if grace > 0 && proc.Signal(syscall.SIGTERM) == nil {
-		select {
-		case <-done:
-			return
-		case <-time.After(grace):
-		}
-	}
-	_ = proc.Kill()
-	<-done
+	stopProcess(proc, done, grace)
 }
 
 func (p *sentinelProc) logTail() string {

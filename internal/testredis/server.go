@@ -287,6 +287,12 @@ func (s *Server) stopLocked(grace time.Duration) {
 	}
 	p, done := s.proc.Process, s.done
 	s.proc, s.done = nil, nil
+	stopProcess(p, done, grace)
+}
+
+// stopProcess sends p SIGTERM and waits up to grace for done (closed when
+// the process has been waited for), then SIGKILL and waits for done.
+func stopProcess(p *os.Process, done <-chan struct{}, grace time.Duration) {
 	if grace > 0 && p.Signal(syscall.SIGTERM) == nil {
 		select {
 		case <-done:
