@@ -3,16 +3,12 @@ package goredis_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime"
-	"sort"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +18,7 @@ import (
 	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
+	"github.com/relock-go/relock/internal/failover"
 	"github.com/relock-go/relock/internal/testredis"
 )
 
@@ -124,7 +121,7 @@ func checkClusterHooks(t *testing.T, c *testredis.Cluster, h conformance.Harness
 	// One key per primary.
 	keys := map[string]string{} // primary -> key
 	for i := 0; len(keys) < 3 && i < 1000; i++ {
-		k := fmt.Sprintf("relock-goredis-hooks:%s:%d", clusterRand(), i)
+		k := fmt.Sprintf("relock-goredis-hooks:%s:%d", failover.Rand(), i)
 		if p := c.PrimaryFor(k).Addr(); keys[p] == "" {
 			keys[p] = k
 		}
@@ -171,12 +168,6 @@ func checkClusterHooks(t *testing.T, c *testredis.Cluster, h conformance.Harness
 	}
 }
 
-func clusterRand() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // failoverLocker returns a relock.Client over rdb, closed when t ends
 // (before rdb, whose clean-up was registered first).
 func failoverLocker(t *testing.T, rdb redis.UniversalClient) *relock.Client {
@@ -187,178 +178,6 @@ func failoverLocker(t *testing.T, rdb redis.UniversalClient) *relock.Client {
 	}
 	t.Cleanup(func() { _ = lc.Close() })
 	return lc
-}
-
-// outageProbe runs TryObtain then Release on fresh keys, from its own
-// goroutine, again and again (each try bounded by a second, 20 ms apart),
-// and records when tries fail: how long a fault keeps locks from working.
-type outageProbe struct {
-	stop chan struct{}
-	done chan struct{}
-
-	mu    sync.Mutex
-	tries []probeTry
-}
-
-type probeTry struct {
-	end time.Time
-	err error
-}
-
-// startOutageProbe starts probing now, with the keys key(0), key(1)...
-func startOutageProbe(lc *relock.Client, key func(i int) string) *outageProbe {
-	p := &outageProbe{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		for i := 0; ; i++ {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			l, err := lc.TryObtain(ctx, key(i), 10*time.Second)
-			if err == nil {
-				if err = l.Release(ctx); err != nil {
-					err = fmt.Errorf("release: %w", err)
-				}
-			}
-			cancel()
-			p.mu.Lock()
-			p.tries = append(p.tries, probeTry{time.Now(), err})
-			p.mu.Unlock()
-			select {
-			case <-p.stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	return p
-}
-
-// outage is what an outageProbe saw.
-type outage struct {
-	tries, failed int
-	firstFail     time.Duration // when the first failed try ended, after the fault
-	recovered     time.Duration // when the first good try after the last failed one ended, after the fault; -1: none
-	errs          string        // the errors, counted
-}
-
-func (o outage) String() string {
-	if o.failed == 0 {
-		return fmt.Sprintf("no failed try of %d", o.tries)
-	}
-	rec := "still failing when the probe stopped"
-	if o.recovered >= 0 {
-		rec = fmt.Sprintf("working again %v after the fault", o.recovered.Round(time.Millisecond))
-	}
-	return fmt.Sprintf("%d of %d tries failed, the first %v after the fault; %s; errors: %s",
-		o.failed, o.tries, o.firstFail.Round(time.Millisecond), rec, o.errs)
-}
-
-// finish waits, up to limit, for a good try that ended after now (the
-// fault is over on the server's side), stops the probe and returns what it
-// saw, with times measured from fault.
-func (p *outageProbe) finish(fault time.Time, limit time.Duration) outage {
-	mark := time.Now()
-	deadline := mark.Add(limit)
-	for time.Now().Before(deadline) {
-		p.mu.Lock()
-		n := len(p.tries)
-		ok := n > 0 && p.tries[n-1].err == nil && p.tries[n-1].end.After(mark)
-		p.mu.Unlock()
-		if ok {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	close(p.stop)
-	<-p.done
-	o := outage{tries: len(p.tries), recovered: -1}
-	seen := map[string]int{}
-	lastFail := -1
-	for i, tr := range p.tries {
-		if tr.err != nil {
-			if o.failed == 0 {
-				o.firstFail = tr.end.Sub(fault)
-			}
-			o.failed++
-			seen[failoverErrText(tr.err)]++
-			lastFail = i
-		}
-	}
-	if lastFail+1 < len(p.tries) {
-		o.recovered = p.tries[lastFail+1].end.Sub(fault)
-	}
-	o.errs = failoverErrs(seen)
-	return o
-}
-
-// failoverErrText drops the varying parts (keys, ports) of an error.
-func failoverErrText(err error) string {
-	s := err.Error()
-	if i := strings.Index(s, "127.0.0.1:"); i >= 0 {
-		j := i + len("127.0.0.1:")
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		s = s[:i] + "127.0.0.1:P" + s[j:]
-	}
-	if i := strings.Index(s, `"`); i >= 0 {
-		if j := strings.Index(s[i+1:], `"`); j >= 0 {
-			s = s[:i] + "KEY" + s[i+j+2:]
-		}
-	}
-	return s
-}
-
-func failoverErrs(seen map[string]int) string {
-	if len(seen) == 0 {
-		return "none"
-	}
-	var out []string
-	for e, n := range seen {
-		out = append(out, fmt.Sprintf("%dx %q", n, e))
-	}
-	sort.Strings(out)
-	return strings.Join(out, "; ")
-}
-
-// logLockFate records, with t.Logf, what became of l across a failover:
-// what the key holds now (read through rdb), then what TTL and Release
-// answer. It asserts nothing.
-func logLockFate(t *testing.T, what string, rdb redis.UniversalClient, l *relock.Lock) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	v, err := rdb.Get(ctx, l.Key()).Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		t.Logf("%s: the key is gone", what)
-	case err != nil:
-		t.Logf("%s: GET failed: %v", what, err)
-	case v == l.Token():
-		t.Logf("%s: the key still holds our token", what)
-	default:
-		t.Logf("%s: the key holds another token %q", what, v)
-	}
-	ttl, err := l.TTL(ctx)
-	t.Logf("%s: Lock.TTL = %v, %v", what, ttl.Round(time.Millisecond), err)
-	t.Logf("%s: Lock.Release = %v", what, l.Release(ctx))
-}
-
-// reobtain tries to obtain l's key again, with fencing, once l has been
-// released or lost, and logs the result and the fencing numbers before and
-// after the fault: a fencing counter lost with the primary starts again.
-func reobtain(t *testing.T, lc *relock.Client, l *relock.Lock) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	l2, err := lc.Obtain(ctx, l.Key(), time.Minute, relock.WithFencing(), relock.WithRetry(relock.NoRetry()))
-	if err != nil {
-		t.Logf("Obtain of the key again: %v", err)
-		return
-	}
-	t.Logf("fencing number before the fault %d, after %d", l.Fence(), l2.Fence())
-	if err := l2.Release(ctx); err != nil {
-		t.Errorf("Release of the lock obtained again: %v", err)
-	}
 }
 
 // TestClusterFailover observes what a graceful failover (CLUSTER FAILOVER)
@@ -376,24 +195,24 @@ func TestClusterFailover(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("Graceful", func(t *testing.T) {
-		tag := "{relock-graceful-" + clusterRand() + "}"
+		tag := "{relock-graceful-" + failover.Rand() + "}"
 		l, err := lc.Obtain(ctx, tag+":lock", time.Minute, relock.WithFencing())
 		if err != nil {
 			t.Fatal(err)
 		}
 		p := c.PrimaryFor(tag)
 		r := c.ReplicasOf(p)[0]
-		probe := startOutageProbe(lc, func(i int) string { return fmt.Sprintf("%s:probe%d", tag, i) })
+		probe := failover.StartProbe(lc, func(i int) string { return fmt.Sprintf("%s:probe%d", tag, i) })
 		time.Sleep(200 * time.Millisecond) // some good tries first
 		start := time.Now()
 		c.Failover(t, r)
-		o := probe.finish(start, 20*time.Second)
+		o := probe.Finish(start, 20*time.Second)
 		t.Logf("CLUSTER FAILOVER (%s to %s): Obtain+Release on the slot: %v", p.Addr(), r.Addr(), o)
-		if o.failed > 0 && o.recovered < 0 {
+		if o.Failed > 0 && o.Recovered < 0 {
 			t.Fatalf("Obtain+Release did not work again after CLUSTER FAILOVER")
 		}
-		logLockFate(t, "lock held across CLUSTER FAILOVER", rdb, l)
-		reobtain(t, lc, l)
+		failover.LogLockFate(t, "lock held across CLUSTER FAILOVER", goredis.New(rdb).Get, l)
+		failover.Reobtain(t, lc, l)
 	})
 
 	t.Run("Crash", func(t *testing.T) {
@@ -404,14 +223,14 @@ func TestClusterFailover(t *testing.T) {
 		t.Cleanup(func() { _ = fast.Close() })
 		lcFast := failoverLocker(t, fast)
 
-		tag := "{relock-crash-" + clusterRand() + "}"
+		tag := "{relock-crash-" + failover.Rand() + "}"
 		l, err := lcFast.Obtain(ctx, tag+":lock", time.Minute, relock.WithFencing())
 		if err != nil {
 			t.Fatal(err)
 		}
 		p := c.PrimaryFor(tag)
-		probe := startOutageProbe(lc, func(i int) string { return fmt.Sprintf("%s:probe%d", tag, i) })
-		probeFast := startOutageProbe(lcFast, func(i int) string { return fmt.Sprintf("%s:fast%d", tag, i) })
+		probe := failover.StartProbe(lc, func(i int) string { return fmt.Sprintf("%s:probe%d", tag, i) })
+		probeFast := failover.StartProbe(lcFast, func(i int) string { return fmt.Sprintf("%s:fast%d", tag, i) })
 		time.Sleep(200 * time.Millisecond)
 		kill := time.Now()
 		c.KillPrimary(t, p)
@@ -419,15 +238,15 @@ func TestClusterFailover(t *testing.T) {
 		// Both probes ran while the cluster settled. The client that
 		// reloads every second must recover; the default one is observed
 		// for 5 s more (it recovers about 60 s after its last reload).
-		oFast := probeFast.finish(kill, 20*time.Second)
-		o := probe.finish(kill, 5*time.Second)
+		oFast := probeFast.Finish(kill, 20*time.Second)
+		o := probe.Finish(kill, 5*time.Second)
 		t.Logf("crash of %s, default client: %v", p.Addr(), o)
 		t.Logf("crash of %s, client with ClusterStateReloadInterval 1s: %v", p.Addr(), oFast)
-		if oFast.recovered < 0 {
+		if oFast.Recovered < 0 {
 			t.Fatalf("Obtain+Release did not work again within 20 s of the promotion, even on a client that reloads its slot map every second")
 		}
-		logLockFate(t, "lock held across the crash of its primary", fast, l)
-		reobtain(t, lcFast, l)
+		failover.LogLockFate(t, "lock held across the crash of its primary", goredis.New(fast).Get, l)
+		failover.Reobtain(t, lcFast, l)
 		c.Restart(t, p) // back as a replica; the dialers' retries succeed
 	})
 }
@@ -448,22 +267,22 @@ func TestSentinelFailover(t *testing.T) {
 	lc := failoverLocker(t, rdb)
 	ctx := context.Background()
 
-	key := "relock-sentinel:" + clusterRand()
+	key := "relock-sentinel:" + failover.Rand()
 	l, err := lc.Obtain(ctx, key, time.Minute, relock.WithFencing())
 	if err != nil {
 		t.Fatal(err)
 	}
 	old := s.Primary()
-	probe := startOutageProbe(lc, func(i int) string { return fmt.Sprintf("%s:probe%d", key, i) })
+	probe := failover.StartProbe(lc, func(i int) string { return fmt.Sprintf("%s:probe%d", key, i) })
 	time.Sleep(200 * time.Millisecond)
 	kill := time.Now()
 	next := s.KillPrimaryAndWaitFailover(t)
 	t.Logf("killed %s; the sentinels switched to %s %v after the kill", old.Addr(), next.Addr(), time.Since(kill).Round(time.Millisecond))
-	o := probe.finish(kill, 20*time.Second)
+	o := probe.Finish(kill, 20*time.Second)
 	t.Logf("sentinel failover: Obtain+Release: %v", o)
-	if o.failed > 0 && o.recovered < 0 {
+	if o.Failed > 0 && o.Recovered < 0 {
 		t.Fatalf("Obtain+Release did not work again within 20 s of the failover")
 	}
-	logLockFate(t, "lock held across the sentinel failover", rdb, l)
-	reobtain(t, lc, l)
+	failover.LogLockFate(t, "lock held across the sentinel failover", goredis.New(rdb).Get, l)
+	failover.Reobtain(t, lc, l)
 }
