@@ -1,9 +1,12 @@
 package relock
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,8 +25,9 @@ import (
 // as a majority can no longer be reached, and then releases the key on
 // every master, stragglers included, in the background (Close waits for
 // that). Release, Refresh and TTL act on every master; Refresh succeeds
-// when a majority still holds the lock, TTL reports the shortest remaining
-// lifetime of that majority.
+// when a majority still holds the lock, TTL reports how long a majority still
+// holds it (the shortest remaining lifetime within the longest-lived
+// majority).
 //
 // Safety rule for masters without persistence: a master that restarts
 // empty must stay down for at least the longest TTL in use before it
@@ -220,23 +224,36 @@ func (q *quorumPath) refresh(ctx context.Context, key, token string, ttl time.Du
 	return ok, 0, err
 }
 
+// forever stands for a key without expiry while quorumPath.pttl ranks
+// remaining lifetimes.
+const forever = time.Duration(math.MaxInt64)
+
+// pttl reports how long a majority still holds the lock: the need()-th
+// longest remaining lifetime among the masters that hold our token. A
+// master that answered late, or whose refresh is still on its way, does
+// not shorten it while a majority holds the lock for longer.
 func (q *quorumPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
 	var mu sync.Mutex
-	shortest := time.Duration(-1)
+	var left []time.Duration
 	yes, errs := q.all(ctx, func(ctx context.Context, m path) (bool, error) {
 		d, ok, err := m.pttl(ctx, key, token)
-		if ok && d >= 0 {
-			mu.Lock()
-			if shortest < 0 || d < shortest {
-				shortest = d
+		if ok {
+			if d < 0 {
+				d = forever // no expiry on this master
 			}
+			mu.Lock()
+			left = append(left, d)
 			mu.Unlock()
 		}
 		return ok, err
 	})
 	ok, err := q.outcome(yes, errs)
-	if !ok || err != nil {
+	if !ok || err != nil || len(left) < q.need() {
 		return 0, false, err
 	}
-	return shortest, true, nil
+	slices.SortFunc(left, func(a, b time.Duration) int { return cmp.Compare(b, a) })
+	if d := left[q.need()-1]; d != forever {
+		return d, true, nil
+	}
+	return -1, true, nil
 }

@@ -102,6 +102,55 @@ func TestQuorumObtainRefreshRelease(t *testing.T) {
 	}
 }
 
+// TTL is how long a majority still holds the lock: two masters whose key
+// runs out sooner (or answered a refresh late) do not shorten it.
+func TestQuorumTTLIsTheMajoritys(t *testing.T) {
+	servers, conns := quorum(t, 5)
+	c := newQuorum(t, conns())
+	ctx := context.Background()
+	l, err := c.Obtain(ctx, "q:ttl", 30*time.Second)
+	if err != nil {
+		t.Fatalf("Obtain: %v", err)
+	}
+	defer l.Release(ctx)
+	// Obtain returns on a majority; the other masters answer shortly after.
+	deadline := time.Now().Add(5 * time.Second)
+	for holders(t, servers, "q:ttl", l.Token()) < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lock reached only %d of 5 masters", holders(t, servers, "q:ttl", l.Token()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, s := range servers[:2] {
+		if _, err := s.Do("PEXPIRE", "q:ttl", "2000"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, err := l.TTL(ctx); err != nil || d < 20*time.Second || d > 30*time.Second {
+		t.Fatalf("TTL with 2 of 5 masters at 2s = %v, %v; want the majority's ~30s", d, err)
+	}
+	if _, err := servers[2].Do("PEXPIRE", "q:ttl", "3000"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.TTL(ctx); err != nil || d > 3*time.Second || d < time.Second {
+		t.Fatalf("TTL with 3 of 5 masters at 2-3s = %v, %v; want ~3s", d, err)
+	}
+	for _, s := range servers[3:] {
+		if _, err := s.Do("PERSIST", "q:ttl"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, err := l.TTL(ctx); err != nil || d > 3*time.Second || d < time.Second {
+		t.Fatalf("TTL with 2 masters persistent and 3 at 2-3s = %v, %v; want ~3s", d, err)
+	}
+	if _, err := servers[2].Do("PERSIST", "q:ttl"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.TTL(ctx); err != nil || d != -1 {
+		t.Fatalf("TTL with a majority of masters persistent = %v, %v; want -1 (no expiry)", d, err)
+	}
+}
+
 func TestQuorumTwoOfFiveDown(t *testing.T) {
 	servers, conns := quorum(t, 5)
 	c := newQuorum(t, conns())
