@@ -334,6 +334,7 @@ func (p *sentinelProc) launch(bin string, primaryPort int) error {
 	}
 	defer logf.Close() // the child has its own copy
 	cmd := exec.Command(bin, p.conf, "--sentinel")
+	tieToParent(cmd)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", bin, err)

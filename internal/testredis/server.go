@@ -196,6 +196,7 @@ func (s *Server) launch() error {
 	}
 	defer logf.Close() // the child has its own copy
 	cmd := exec.Command(s.bin, s.args...)
+	tieToParent(cmd)
 	// An *os.File, not a pipe: no copying goroutine, and nothing for Wait
 	// to wait on but the process itself.
 	cmd.Stdout, cmd.Stderr = logf, logf
