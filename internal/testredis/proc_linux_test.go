@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -49,7 +50,11 @@ func TestServersDieWithTheTestBinary(t *testing.T) {
 		t.Fatal("the child test reported no server")
 	}
 	// Should the kernel not kill it, do not leave it running.
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), fmt.Sprintf(":%d", port)) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
