@@ -3,6 +3,7 @@ package relock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -60,20 +61,26 @@ func (d *fakeDriver) Open(dsn string) (driver.Conn, error) {
 	return d.conn, d.err
 }
 
+// registryRuns makes the registered names unique per run, so the test
+// passes under -count.
+var registryRuns atomic.Int32
+
 func TestRegistry(t *testing.T) {
+	run := registryRuns.Add(1)
+	name := func(s string) string { return fmt.Sprintf("test-%s-%d", s, run) }
 	store := memdriver.New()
 	good := &fakeDriver{conn: store.Conn()}
-	relock.Register("test-good", good)
-	relock.Register("test-failing", &fakeDriver{err: errors.New("dial refused")})
+	relock.Register(name("good"), good)
+	relock.Register(name("failing"), &fakeDriver{err: errors.New("dial refused")})
 	plain := &plainConn{}
-	relock.Register("test-plain", &fakeDriver{conn: plain})
+	relock.Register(name("plain"), &fakeDriver{conn: plain})
 
 	names := relock.Drivers()
-	if !slices.IsSorted(names) || !slices.Contains(names, "test-good") || !slices.Contains(names, "test-plain") {
+	if !slices.IsSorted(names) || !slices.Contains(names, name("good")) || !slices.Contains(names, name("plain")) {
 		t.Fatalf("Drivers() = %q, want it sorted and listing the test drivers", names)
 	}
 
-	c, err := relock.Open("test-good", "redis://example:6379/0")
+	c, err := relock.Open(name("good"), "redis://example:6379/0")
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -94,18 +101,18 @@ func TestRegistry(t *testing.T) {
 	if _, err := relock.Open("no-such-driver", "redis://x"); !errors.Is(err, relock.ErrInvalidArgument) || !strings.Contains(err.Error(), "no-such-driver") {
 		t.Errorf("Open of an unknown driver = %v, want ErrInvalidArgument naming it", err)
 	}
-	if _, err := relock.Open("test-failing", "redis://x"); err == nil || !strings.Contains(err.Error(), "dial refused") {
+	if _, err := relock.Open(name("failing"), "redis://x"); err == nil || !strings.Contains(err.Error(), "dial refused") {
 		t.Errorf("Open of a failing driver = %v, want its error", err)
 	}
-	if _, err := relock.Open("test-plain", "redis://x"); !errors.Is(err, relock.ErrUnsupported) {
+	if _, err := relock.Open(name("plain"), "redis://x"); !errors.Is(err, relock.ErrUnsupported) {
 		t.Errorf("Open of a driver without Scripter or Watcher = %v, want ErrUnsupported", err)
 	}
 	if plain.closed.Load() != 1 {
 		t.Errorf("Open closed the rejected connection %d times, want once", plain.closed.Load())
 	}
 
-	mustPanic(t, "Register of a taken name", func() { relock.Register("test-good", good) })
-	mustPanic(t, "Register of a nil driver", func() { relock.Register("test-nil", nil) })
+	mustPanic(t, "Register of a taken name", func() { relock.Register(name("good"), good) })
+	mustPanic(t, "Register of a nil driver", func() { relock.Register(name("nil"), nil) })
 }
 
 func mustPanic(t *testing.T, what string, f func()) {
