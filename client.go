@@ -391,7 +391,7 @@ func (o *obtainer) done() {
 		o.c.cleanUp(o.ctx, o.req, nil)
 	}
 	if o.handed != nil {
-		o.c.notifier.leave(o.ctx, o.req.token, o.req.keys.channel)
+		o.c.notifier.leave(o.req.token, o.req.keys.channel)
 	}
 }
 

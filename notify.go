@@ -14,29 +14,53 @@ import (
 // waiters. A release that hands a lock over publishes the new owner's token
 // on the lock's channel; the notifier passes it to that waiter alone, so
 // the others in this process do not stir.
+//
+// No network call runs under mu: the dial, SUBSCRIBE and UNSUBSCRIBE run
+// in goroutines of their own (tracked by wg, bounded by ctx, which close
+// ends), so an Obtain never waits behind another key's subscription.
 type notifier struct {
-	sub driver.Subscriber
+	sub    driver.Subscriber
+	ctx    context.Context // ends on close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // dial, SUBSCRIBE and UNSUBSCRIBE goroutines
 
-	mu      sync.Mutex
-	s       driver.Subscription // nil until a waiter needs it
-	closed  bool
-	chans   map[string]*channelRef
-	idle    []string               // subscribed channels without waiters, oldest first
-	waiters map[string]chan string // token -> hand-over payload
+	mu       sync.Mutex
+	s        driver.Subscription // nil until a waiter needs it
+	dial     *dialing            // the dial in progress, if any
+	closed   bool
+	chans    map[string]*channelRef
+	idle     []string                 // subscribed channels without waiters, oldest first
+	removing map[string]chan struct{} // channel -> closed when its UNSUBSCRIBE is done
+	waiters  map[string]chan string   // token -> hand-over payload
+}
+
+type dialing struct {
+	done chan struct{}
+	err  error // set before done is closed
 }
 
 type channelRef struct {
 	waiters int
 	ready   chan struct{} // closed once SUBSCRIBE was confirmed, or failed
-	err     error
+	err     error         // set before ready is closed
 }
 
 // maxIdleChannels bounds the channels kept subscribed without waiters, so
 // that a key contended again soon needs no new SUBSCRIBE.
 const maxIdleChannels = 256
 
+// subscribeTimeout bounds one dial, SUBSCRIBE or UNSUBSCRIBE of the
+// notifier. Waiters stop waiting for it when their own context ends.
+const subscribeTimeout = 10 * time.Second
+
 func newNotifier(s driver.Subscriber) *notifier {
-	return &notifier{sub: s, chans: map[string]*channelRef{}, waiters: map[string]chan string{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &notifier{
+		sub: s, ctx: ctx, cancel: cancel,
+		chans:    map[string]*channelRef{},
+		removing: map[string]chan struct{}{},
+		waiters:  map[string]chan string{},
+	}
 }
 
 // subscribed reports whether channel is already confirmed subscribed, so a
@@ -57,26 +81,26 @@ func (n *notifier) subscribed(channel string) bool {
 }
 
 // join registers token as a waiter on channel and returns once the channel
-// is subscribed. The returned channel receives the hand-over payload.
+// is subscribed. The returned channel receives the hand-over payload. A
+// waiter that gives up (its ctx ends) leaves the dial or SUBSCRIBE running
+// for the others.
 func (n *notifier) join(ctx context.Context, token, channel string) (<-chan string, error) {
+	s, err := n.connection(ctx)
+	if err != nil {
+		return nil, err
+	}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if n.s == nil {
-		s, err := n.sub.Subscribe(ctx, n.deliver)
-		if err != nil {
-			n.mu.Unlock()
-			return nil, err
-		}
-		n.s = s
-	}
 	ref := n.chans[channel]
-	subscribe := ref == nil
-	if subscribe {
+	if ref == nil {
 		ref = &channelRef{ready: make(chan struct{})}
 		n.chans[channel] = ref
+		after := n.removing[channel]
+		n.wg.Add(1)
+		go n.add(s, channel, ref, after)
 	}
 	if ref.waiters == 0 {
 		n.unidle(channel)
@@ -84,30 +108,115 @@ func (n *notifier) join(ctx context.Context, token, channel string) (<-chan stri
 	ref.waiters++
 	ch := make(chan string, 1)
 	n.waiters[token] = ch
-	s := n.s
 	n.mu.Unlock()
 
-	if subscribe {
-		ref.err = s.Add(ctx, channel)
-		close(ref.ready)
-	}
 	select {
 	case <-ref.ready:
 	case <-ctx.Done():
-		n.leave(ctx, token, channel)
+		n.leave(token, channel)
 		return nil, ctx.Err()
 	}
 	if ref.err != nil {
-		n.leave(ctx, token, channel)
+		n.leave(token, channel)
 		return nil, ref.err
 	}
 	return ch, nil
 }
 
+// connection returns the subscription, dialling it first if need be. A
+// failed dial is tried afresh by the next waiter.
+func (n *notifier) connection(ctx context.Context) (driver.Subscription, error) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if s := n.s; s != nil {
+		n.mu.Unlock()
+		return s, nil
+	}
+	d := n.dial
+	if d == nil {
+		d = &dialing{done: make(chan struct{})}
+		n.dial = d
+		n.wg.Add(1)
+		go n.connect(d)
+	}
+	n.mu.Unlock()
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed || n.s == nil {
+		return nil, ErrClosed
+	}
+	return n.s, nil
+}
+
+// connect dials the subscription connection.
+func (n *notifier) connect(d *dialing) {
+	defer n.wg.Done()
+	ctx, cancel := context.WithTimeout(n.ctx, subscribeTimeout)
+	s, err := n.sub.Subscribe(ctx, n.deliver)
+	cancel()
+	n.mu.Lock()
+	n.dial = nil
+	switch {
+	case err != nil:
+		d.err = err
+	case n.closed:
+		d.err = ErrClosed
+	default:
+		n.s = s
+	}
+	closed := n.closed
+	n.mu.Unlock()
+	if err == nil && closed {
+		_ = s.Close() // close came first and found nothing to close
+	}
+	close(d.done)
+}
+
+// add subscribes to channel for ref, once an UNSUBSCRIBE of the same
+// channel still under way (after) is done. A failed SUBSCRIBE is undone,
+// for the server may have subscribed although the reply was lost.
+func (n *notifier) add(s driver.Subscription, channel string, ref *channelRef, after <-chan struct{}) {
+	defer n.wg.Done()
+	if after != nil {
+		select {
+		case <-after:
+		case <-n.ctx.Done():
+		}
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, subscribeTimeout)
+	err := s.Add(ctx, channel)
+	cancel()
+	if err != nil && n.ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(n.ctx, subscribeTimeout)
+		_ = s.Remove(rctx, channel)
+		cancel()
+	}
+	n.mu.Lock()
+	ref.err = err
+	close(ref.ready)
+	var drop string
+	if ref.waiters == 0 {
+		drop = n.settle(channel, ref)
+	}
+	n.mu.Unlock()
+	n.remove(drop)
+}
+
 // leave unregisters token. A channel left without waiters stays
 // subscribed for a while; the oldest idle one is unsubscribed when too many
 // are.
-func (n *notifier) leave(ctx context.Context, token, channel string) {
+func (n *notifier) leave(token, channel string) {
 	n.mu.Lock()
 	delete(n.waiters, token)
 	ref := n.chans[channel]
@@ -120,26 +229,66 @@ func (n *notifier) leave(ctx context.Context, token, channel string) {
 	if ref.waiters == 0 {
 		select {
 		case <-ref.ready:
-			if ref.err != nil {
-				delete(n.chans, channel) // a failed SUBSCRIBE: try afresh next time
-			} else {
-				n.idle = append(n.idle, channel)
-			}
-		default:
-		}
-		if len(n.idle) > maxIdleChannels {
-			drop = n.idle[0]
-			n.idle = n.idle[1:]
-			delete(n.chans, drop)
+			drop = n.settle(channel, ref)
+		default: // add settles it when SUBSCRIBE is done
 		}
 	}
-	s := n.s
 	n.mu.Unlock()
-	if drop != "" && s != nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		_ = s.Remove(rctx, drop)
-		cancel()
+	n.remove(drop)
+}
+
+// settle files a channel left without waiters after its SUBSCRIBE ended:
+// a failed one is forgotten, to be tried afresh; a confirmed one goes on
+// the idle list. It returns the channel to unsubscribe if the list grew
+// too long, already taken out of chans and marked as being removed. n.mu
+// must be held.
+func (n *notifier) settle(channel string, ref *channelRef) (drop string) {
+	if ref.err != nil {
+		delete(n.chans, channel)
+		return ""
 	}
+	n.idle = append(n.idle, channel)
+	if len(n.idle) <= maxIdleChannels || n.closed {
+		return ""
+	}
+	drop = n.idle[0]
+	n.idle = n.idle[1:]
+	delete(n.chans, drop)
+	if _, ok := n.removing[drop]; ok {
+		// Cannot happen: a channel's new SUBSCRIBE, and so its next
+		// removal, waits for the UNSUBSCRIBE under way.
+		return ""
+	}
+	n.removing[drop] = make(chan struct{})
+	return drop
+}
+
+// remove unsubscribes from channel in the background; a new SUBSCRIBE of
+// it waits until that is done.
+func (n *notifier) remove(channel string) {
+	if channel == "" {
+		return
+	}
+	n.mu.Lock()
+	s, done := n.s, n.removing[channel]
+	if s == nil || n.closed {
+		delete(n.removing, channel)
+		n.mu.Unlock()
+		close(done)
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, subscribeTimeout)
+		_ = s.Remove(ctx, channel)
+		cancel()
+		n.mu.Lock()
+		delete(n.removing, channel)
+		n.mu.Unlock()
+		close(done)
+	}()
 }
 
 // unidle takes channel off the idle list. n.mu must be held.
@@ -166,14 +315,16 @@ func (n *notifier) deliver(_ string, payload string) {
 	}
 }
 
-// close ends the subscription. Waiters are gone by then (Client.Close
-// ends them first).
+// close ends the subscription and every goroutine of the notifier.
+// Waiters are gone by then (Client.Close ends them first).
 func (n *notifier) close() error {
 	n.mu.Lock()
 	n.closed = true
 	s := n.s
 	n.s = nil
 	n.mu.Unlock()
+	n.cancel() // ends a dial, SUBSCRIBE or UNSUBSCRIBE under way
+	n.wg.Wait()
 	if s == nil {
 		return nil
 	}

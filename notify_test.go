@@ -1,0 +1,321 @@
+package relock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relock-go/relock/driver"
+)
+
+// fakeSub is a Subscriber whose calls the test can hold and fail.
+type fakeSub struct {
+	dialGate   chan struct{} // Subscribe waits for it (or its ctx) if not nil
+	addGate    chan struct{} // Add waits for it (or its ctx) if not nil
+	removeGate chan struct{} // Remove waits for it (or its ctx) if not nil
+
+	mu      sync.Mutex
+	addErr  error
+	dialErr error // the error Subscribe returned, if any
+	ops     []string
+}
+
+func (f *fakeSub) record(op string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ops = append(f.ops, op)
+}
+
+func (f *fakeSub) log() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.ops)
+}
+
+func gate(ctx context.Context, g chan struct{}) error {
+	if g == nil {
+		return nil
+	}
+	select {
+	case <-g:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *fakeSub) Subscribe(ctx context.Context, _ func(string, string)) (driver.Subscription, error) {
+	if err := gate(ctx, f.dialGate); err != nil {
+		f.mu.Lock()
+		f.dialErr = err
+		f.mu.Unlock()
+		return nil, err
+	}
+	f.record("dial")
+	return fakeSubscription{f}, nil
+}
+
+type fakeSubscription struct{ f *fakeSub }
+
+func (s fakeSubscription) Add(ctx context.Context, channels ...string) error {
+	if err := gate(ctx, s.f.addGate); err != nil {
+		return err
+	}
+	s.f.record("add:" + channels[0])
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.f.addErr
+}
+
+func (s fakeSubscription) Remove(ctx context.Context, channels ...string) error {
+	if err := gate(ctx, s.f.removeGate); err != nil {
+		return err
+	}
+	s.f.record("remove:" + channels[0])
+	return nil
+}
+
+func (s fakeSubscription) Close() error {
+	s.f.record("close")
+	return nil
+}
+
+// within fails t if f has not returned after a generous while: it detects a
+// call stuck behind another, not a slow one.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s is stuck", what)
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A dial that hangs holds up only the waiters that need it: other calls
+// go on, and a waiter whose context ends stops waiting for it.
+func TestNotifierDialBlocksNoOne(t *testing.T) {
+	f := &fakeSub{dialGate: make(chan struct{})}
+	n := newNotifier(f)
+	ctx, cancel := context.WithCancel(context.Background())
+	joined := make(chan error, 1)
+	go func() {
+		_, err := n.join(ctx, "a", "ch")
+		joined <- err
+	}()
+	eventually(t, "the dial starts", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.dial != nil
+	})
+	within(t, "subscribed() during a dial", func() {
+		if n.subscribed("other") {
+			t.Error("subscribed(other) = true before any SUBSCRIBE")
+		}
+	})
+	within(t, "leave() during a dial", func() { n.leave("nobody", "other") })
+	cancel()
+	within(t, "a cancelled waiter", func() {
+		if err := <-joined; !errors.Is(err, context.Canceled) {
+			t.Errorf("join of a cancelled waiter = %v, want context.Canceled", err)
+		}
+	})
+	// The dial goes on for the next waiter.
+	close(f.dialGate)
+	within(t, "the next waiter", func() {
+		if _, err := n.join(context.Background(), "b", "ch"); err != nil {
+			t.Errorf("join after the dial = %v", err)
+		}
+	})
+	if !n.subscribed("ch") {
+		t.Error("subscribed(ch) = false after a confirmed join")
+	}
+	n.leave("b", "ch")
+	if err := n.close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.log(); !slices.Equal(got, []string{"dial", "add:ch", "close"}) {
+		t.Errorf("calls = %q, want one dial, one SUBSCRIBE and a close", got)
+	}
+}
+
+// A waiter that gives up does not fail the others waiting for the same
+// SUBSCRIBE.
+func TestNotifierCancelledWaiterLeavesOthersWaiting(t *testing.T) {
+	f := &fakeSub{addGate: make(chan struct{})}
+	n := newNotifier(f)
+	defer n.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := n.join(ctx, "a", "ch")
+		first <- err
+	}()
+	second := make(chan error, 1)
+	go func() {
+		_, err := n.join(context.Background(), "b", "ch")
+		second <- err
+	}()
+	eventually(t, "both waiters registered", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return len(n.waiters) == 2
+	})
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled waiter's join = %v", err)
+	}
+	close(f.addGate)
+	within(t, "the other waiter", func() {
+		if err := <-second; err != nil {
+			t.Errorf("the other waiter's join = %v, want the SUBSCRIBE's success", err)
+		}
+	})
+	n.leave("b", "ch")
+}
+
+// A SUBSCRIBE that failed is undone (the server may have subscribed though
+// the reply was lost) and tried afresh by the next waiter.
+func TestNotifierFailedSubscribeIsUndone(t *testing.T) {
+	f := &fakeSub{addErr: errors.New("connection reset")}
+	n := newNotifier(f)
+	if _, err := n.join(context.Background(), "a", "ch"); err == nil || err.Error() != "connection reset" {
+		t.Fatalf("join with a failing SUBSCRIBE = %v", err)
+	}
+	if n.subscribed("ch") {
+		t.Error("subscribed(ch) = true after a failed SUBSCRIBE")
+	}
+	f.mu.Lock()
+	f.addErr = nil
+	f.mu.Unlock()
+	if _, err := n.join(context.Background(), "b", "ch"); err != nil {
+		t.Fatalf("the next join = %v, want a fresh SUBSCRIBE", err)
+	}
+	n.leave("b", "ch")
+	if err := n.close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.log(); !slices.Equal(got, []string{"dial", "add:ch", "remove:ch", "add:ch", "close"}) {
+		t.Errorf("calls = %q", got)
+	}
+}
+
+// Close ends a dial and a SUBSCRIBE under way and waits for them.
+func TestNotifierCloseEndsPendingCalls(t *testing.T) {
+	t.Run("dial", func(t *testing.T) {
+		f := &fakeSub{dialGate: make(chan struct{})}
+		n := newNotifier(f)
+		joined := make(chan error, 1)
+		go func() {
+			_, err := n.join(context.Background(), "a", "ch")
+			joined <- err
+		}()
+		eventually(t, "the dial starts", func() bool {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			return n.dial != nil
+		})
+		within(t, "close during a dial", func() { _ = n.close() })
+		if err := <-joined; err == nil {
+			t.Error("a join whose dial close ended succeeded")
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if !errors.Is(f.dialErr, context.Canceled) {
+			t.Errorf("the dial ended with %v, want its context cancelled", f.dialErr)
+		}
+	})
+	t.Run("subscribe", func(t *testing.T) {
+		f := &fakeSub{addGate: make(chan struct{})}
+		n := newNotifier(f)
+		joined := make(chan error, 1)
+		go func() {
+			_, err := n.join(context.Background(), "a", "ch")
+			joined <- err
+		}()
+		eventually(t, "the waiter registered", func() bool {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			return len(n.waiters) == 1
+		})
+		within(t, "close during a SUBSCRIBE", func() { _ = n.close() })
+		if err := <-joined; err == nil {
+			t.Error("a join whose SUBSCRIBE close ended succeeded")
+		}
+		if _, err := n.join(context.Background(), "b", "ch"); !errors.Is(err, ErrClosed) {
+			t.Errorf("join after close = %v, want ErrClosed", err)
+		}
+	})
+}
+
+// Channels left without waiters stay subscribed up to maxIdleChannels; the
+// oldest is then unsubscribed, in the background, and subscribing it again
+// waits for that.
+func TestNotifierIdleChannels(t *testing.T) {
+	f := &fakeSub{removeGate: make(chan struct{})}
+	n := newNotifier(f)
+	ctx := context.Background()
+	ch := func(i int) string { return fmt.Sprintf("ch%d", i) }
+	for i := range maxIdleChannels + 1 {
+		if _, err := n.join(ctx, "t", ch(i)); err != nil {
+			t.Fatal(err)
+		}
+		within(t, "leave", func() { n.leave("t", ch(i)) })
+	}
+	if n.subscribed(ch(0)) {
+		t.Error("the oldest idle channel is still counted as subscribed")
+	}
+	if !n.subscribed(ch(1)) || !n.subscribed(ch(maxIdleChannels)) {
+		t.Error("newer idle channels were dropped")
+	}
+	// Join ch0 again while its UNSUBSCRIBE is held: the SUBSCRIBE waits.
+	rejoined := make(chan error, 1)
+	go func() {
+		_, err := n.join(ctx, "u", ch(0))
+		rejoined <- err
+	}()
+	eventually(t, "the waiter registered", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return len(n.waiters) == 1
+	})
+	select {
+	case err := <-rejoined:
+		t.Fatalf("join of a channel being unsubscribed returned (%v) before the UNSUBSCRIBE", err)
+	default:
+	}
+	close(f.removeGate)
+	within(t, "the rejoin", func() {
+		if err := <-rejoined; err != nil {
+			t.Errorf("rejoin = %v", err)
+		}
+	})
+	n.leave("u", ch(0))
+	if err := n.close(); err != nil {
+		t.Fatal(err)
+	}
+	ops := f.log()
+	removed := slices.Index(ops, "remove:ch0")
+	if removed < 0 || slices.Index(ops[removed:], "add:ch0") < 0 {
+		t.Errorf("calls %q: want ch0 unsubscribed, then subscribed again", ops)
+	}
+}
