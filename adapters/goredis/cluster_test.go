@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,8 +98,8 @@ func clusterHarness(t *testing.T, c *testredis.Cluster) conformance.Harness {
 			ms := (d + time.Millisecond - 1) / time.Millisecond
 			onEach(t, primaries, "CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE")
 		},
-		// Replicas stays 0: a cluster client cannot send a script and
-		// WAIT on one connection, so EvalWait fails with ErrUnsupported.
+		// Each primary has one replica; EvalWait goes to the key's primary.
+		Replicas: 1,
 	}
 }
 
@@ -144,6 +145,15 @@ func checkClusterHooks(t *testing.T, c *testredis.Cluster, h conformance.Harness
 	for _, k := range keys {
 		if _, err := s.EvalSha(ctx, sha, []string{k}, "v"); !errors.Is(err, driver.ErrNoScript) {
 			t.Fatalf("EvalSha on %s after FlushScripts: %v, want ErrNoScript", k, err)
+		}
+	}
+	w := conn.(driver.ReplicaWaiter)
+	for _, k := range keys {
+		if v, acked, err := w.EvalWait(ctx, script, []string{k}, []string{"v"}, h.Replicas, time.Second); v != "OK" || acked != h.Replicas || err != nil {
+			t.Fatalf("EvalWait on %s for %d replicas = %v, %d, %v", k, h.Replicas, v, acked, err)
+		}
+		if v, acked, err := w.EvalWait(ctx, script, []string{k}, []string{"v"}, h.Replicas+1, 100*time.Millisecond); v != "OK" || acked != h.Replicas || err != nil {
+			t.Fatalf("EvalWait on %s for %d replicas = %v, %d, %v; want OK, %d", k, h.Replicas+1, v, acked, err, h.Replicas)
 		}
 	}
 	h.FlushAll(t)
@@ -202,6 +212,15 @@ func TestClusterFailover(t *testing.T) {
 		}
 		p := c.PrimaryFor(tag)
 		r := c.ReplicasOf(p)[0]
+		// A cluster client that sends nothing during the failover, so its
+		// slot map goes stale: EvalWait must not run the script on the
+		// demoted node, and must work again on the promoted one.
+		stale := goredis.New(newClusterClient(t, c))
+		waited := tag + ":waited"
+		const set = "return redis.call('SET', KEYS[1], ARGV[1])"
+		if v, acked, err := stale.EvalWait(ctx, set, []string{waited}, []string{"before"}, 1, 2*time.Second); v != "OK" || acked != 1 || err != nil {
+			t.Fatalf("EvalWait for the primary's replica before the failover = %v, %d, %v; want OK, 1", v, acked, err)
+		}
 		probe := failover.StartProbe(lc, func(i int) string { return fmt.Sprintf("%s:probe%d", tag, i) })
 		time.Sleep(200 * time.Millisecond) // some good tries first
 		start := time.Now()
@@ -210,6 +229,28 @@ func TestClusterFailover(t *testing.T) {
 		t.Logf("CLUSTER FAILOVER (%s to %s): Obtain+Release on the slot: %v", p.Addr(), r.Addr(), o)
 		if o.Failed > 0 && o.Recovered < 0 {
 			t.Fatalf("Obtain+Release did not work again after CLUSTER FAILOVER")
+		}
+
+		_, _, err = stale.EvalWait(ctx, set, []string{waited}, []string{"stale"}, 1, 2*time.Second)
+		if err == nil || !strings.Contains(err.Error(), "MOVED") {
+			t.Fatalf("EvalWait on a stale slot map = %v, want the MOVED redirection", err)
+		}
+		if v, _ := rdb.Get(ctx, waited).Result(); v != "before" {
+			t.Fatalf("after a MOVED EvalWait the key holds %q, want %q: the script ran", v, "before")
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			v, acked, err := stale.EvalWait(ctx, set, []string{waited}, []string{"after"}, 1, 2*time.Second)
+			if err == nil {
+				if v != "OK" || acked != 1 {
+					t.Fatalf("EvalWait on the promoted primary = %v, %d; want OK, 1 (the demoted node now replicates it)", v, acked)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("EvalWait still fails 10 s after the MOVED that asked for a new slot map: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		failover.LogLockFate(t, "lock held across CLUSTER FAILOVER", goredis.New(rdb).Get, l)
 		failover.Reobtain(t, lc, l)

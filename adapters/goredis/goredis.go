@@ -48,12 +48,18 @@
 // the ReadTimeout the two commands go out one after the other, on one
 // connection pinned with Client.Conn, where WAIT gets go-redis's allowance
 // for blocking commands (its timeout plus 10 s): two round trips instead of
-// one. Either way the client's hooks see both commands. A
-// *redis.ClusterClient or *redis.Ring would send the keyless WAIT to a node
+// one. Either way the client's hooks see both commands.
+//
+// On a *redis.ClusterClient the two go the same way through the client of
+// the primary that serves the first key's slot (ClusterClient.MasterForKey),
+// so WAIT counts that primary's replicas. That node client follows no
+// redirection: if the slot has moved (a failover the cluster client has not
+// seen yet), the call fails with the MOVED error, having run nothing, and
+// the cluster client is asked to reload its slot map, so a later call goes
+// to the new primary. A *redis.Ring would send the keyless WAIT to a shard
 // of its own choosing, and another UniversalClient may do anything with a
-// pipeline: for all of those the two methods fail, before sending anything,
-// with an error matching both errors.ErrUnsupported and
-// relock.ErrUnsupported. The timeout must be positive; it goes out rounded
+// pipeline: for those the two methods fail, before sending anything, with
+// an error matching both errors.ErrUnsupported and relock.ErrUnsupported. The timeout must be positive; it goes out rounded
 // up to whole milliseconds (WAIT 0 would block forever).
 //
 // go-redis v9 speaks RESP3 by default, and a script may then produce RESP3
@@ -247,7 +253,7 @@ func (c *Conn) EvalWait(ctx context.Context, script string, keys, args []string,
 // a client that cannot pipeline the script and WAIT on one connection.
 var errWaitUnsupported = fmt.Errorf("%w: %w", relock.ErrUnsupported, errors.ErrUnsupported)
 
-func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
+func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args []string, replicas int, timeout time.Duration) (_ any, _ int, err error) {
 	rdb, err := c.client()
 	if err != nil {
 		return nil, 0, err
@@ -256,12 +262,34 @@ func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args
 	if err != nil {
 		return nil, 0, err
 	}
-	client, ok := rdb.(*redis.Client)
-	if !ok {
-		return nil, 0, fmt.Errorf("goredis: a script followed by WAIT needs a single-node *redis.Client, which sends both on one connection; a %T may send WAIT elsewhere: %w", rdb, errWaitUnsupported)
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
+	}
+	var client *redis.Client
+	switch r := rdb.(type) {
+	case *redis.Client:
+		client = r
+	case *redis.ClusterClient:
+		if len(keys) == 0 {
+			return nil, 0, fmt.Errorf("goredis: a script without keys has no node to WAIT on in a cluster: %w", errWaitUnsupported)
+		}
+		// The client of the node that serves the first key's slot, as
+		// the cluster client sees it; both commands go to that node, on
+		// one of its connections.
+		node, nerr := r.MasterForKey(ctx, keys[0])
+		if nerr != nil {
+			return nil, 0, fmt.Errorf("goredis: the node for %q: %w", keys[0], translate(nerr))
+		}
+		client = node
+		defer func() {
+			// A node client follows no redirection: a MOVED means the
+			// script did not run and the slot map is out of date.
+			if movedErr(err) {
+				r.ReloadState(ctx)
+			}
+		}()
+	default:
+		return nil, 0, fmt.Errorf("goredis: a script followed by WAIT needs a *redis.Client or *redis.ClusterClient, which send both to one connection; a %T may send WAIT elsewhere: %w", rdb, errWaitUnsupported)
 	}
 	evalCmd := func(ctx context.Context, c redis.Scripter) *redis.Cmd {
 		if sha {
@@ -301,6 +329,13 @@ func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args
 		return v, 0, fmt.Errorf("goredis: WAIT after the script: %w", translate(err))
 	}
 	return v, int(n), nil
+}
+
+// movedErr reports whether err is a MOVED redirection, which a node's own
+// client returns instead of following it.
+func movedErr(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "MOVED ")
 }
 
 // waitArgs checks the arguments of WAIT and returns its timeout in whole

@@ -1241,8 +1241,9 @@ func TestReplicaWaiter(t *testing.T) {
 	})
 }
 
-// TestReplicaWaiterUnsupported: the cluster and ring clients would send WAIT
-// to a node of their choosing, so they fail before sending anything.
+// TestReplicaWaiterUnsupported: a ring client would send WAIT to a shard of
+// its choosing, and a cluster client has no node for a script without keys,
+// so they fail before sending anything.
 func TestReplicaWaiterUnsupported(t *testing.T) {
 	m := miniredis.RunT(t)
 	ctx := ctxT(t)
@@ -1250,16 +1251,23 @@ func TestReplicaWaiterUnsupported(t *testing.T) {
 	defer cluster.Close()
 	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": m.Addr()}})
 	defer ring.Close()
-	for name, rdb := range map[string]redis.UniversalClient{"cluster": cluster, "ring": ring} {
-		c := goredis.New(rdb)
-		_, _, err := c.EvalShaWait(ctx, "ffffffffffffffffffffffffffffffffffffffff", []string{"k"}, nil, 1, time.Second)
+	for _, tc := range []struct {
+		name string
+		rdb  redis.UniversalClient
+		keys []string
+	}{
+		{"ring", ring, []string{"k"}},
+		{"cluster without keys", cluster, nil},
+	} {
+		c := goredis.New(tc.rdb)
+		_, _, err := c.EvalShaWait(ctx, "ffffffffffffffffffffffffffffffffffffffff", tc.keys, nil, 1, time.Second)
 		if !errors.Is(err, errors.ErrUnsupported) || !errors.Is(err, relock.ErrUnsupported) {
-			t.Errorf("%s: EvalShaWait err = %v, want errors.ErrUnsupported and relock.ErrUnsupported", name, err)
+			t.Errorf("%s: EvalShaWait err = %v, want errors.ErrUnsupported and relock.ErrUnsupported", tc.name, err)
 		}
-		if _, _, err := c.EvalWait(ctx, setScript, []string{"k"}, []string{"v"}, 1, time.Second); !errors.Is(err, errors.ErrUnsupported) {
-			t.Errorf("%s: EvalWait err = %v, want errors.ErrUnsupported", name, err)
+		if _, _, err := c.EvalWait(ctx, "return redis.call('SET', 'k', 'v')", tc.keys, nil, 1, time.Second); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("%s: EvalWait err = %v, want errors.ErrUnsupported", tc.name, err)
 		}
-		t.Logf("%s: %v", name, err)
+		t.Logf("%s: %v", tc.name, err)
 	}
 	if m.Exists("k") {
 		t.Fatal("the script ran")
