@@ -3,9 +3,6 @@ package goredis_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -19,6 +16,7 @@ import (
 	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
+	"github.com/relock-go/relock/internal/clustertest"
 	"github.com/relock-go/relock/internal/failover"
 	"github.com/relock-go/relock/internal/testredis"
 )
@@ -107,75 +105,8 @@ func TestConformanceCluster(t *testing.T) {
 	skipShortCluster(t)
 	c := testredis.StartCluster(t)
 	h := clusterHarness(t, c)
-	t.Run("Hooks", func(t *testing.T) { checkClusterHooks(t, c, h) })
+	t.Run("Hooks", func(t *testing.T) { clustertest.CheckHooks(t, c, h, "goredis") })
 	conformance.Run(t, h)
-}
-
-// checkClusterHooks checks the hooks that act on several nodes, through
-// keys spread over every primary.
-func checkClusterHooks(t *testing.T, c *testredis.Cluster, h conformance.Harness) {
-	ctx := context.Background()
-	conn := h.NewConn(t)
-	defer conn.Close()
-	s := conn.(driver.Scripter)
-
-	// One key per primary.
-	keys := map[string]string{} // primary -> key
-	for i := 0; len(keys) < 3 && i < 1000; i++ {
-		k := fmt.Sprintf("relock-goredis-hooks:%s:%d", failover.Rand(), i)
-		if p := c.PrimaryFor(k).Addr(); keys[p] == "" {
-			keys[p] = k
-		}
-	}
-	if len(keys) != 3 {
-		t.Fatalf("found keys on %d primaries, want 3", len(keys))
-	}
-	const script = "return redis.call('SET', KEYS[1], ARGV[1])"
-	sum := sha1.Sum([]byte(script))
-	sha := hex.EncodeToString(sum[:])
-	for _, k := range keys {
-		if _, err := s.Eval(ctx, script, []string{k}, "v"); err != nil {
-			t.Fatalf("Eval on %s: %v", k, err)
-		}
-		if _, err := s.EvalSha(ctx, sha, []string{k}, "v"); err != nil {
-			t.Fatalf("EvalSha on %s after Eval: %v", k, err)
-		}
-	}
-	h.FlushScripts(t)
-	for _, k := range keys {
-		if _, err := s.EvalSha(ctx, sha, []string{k}, "v"); !errors.Is(err, driver.ErrNoScript) {
-			t.Fatalf("EvalSha on %s after FlushScripts: %v, want ErrNoScript", k, err)
-		}
-	}
-	w := conn.(driver.ReplicaWaiter)
-	for _, k := range keys {
-		if v, acked, err := w.EvalWait(ctx, script, []string{k}, []string{"v"}, h.Replicas, time.Second); v != "OK" || acked != h.Replicas || err != nil {
-			t.Fatalf("EvalWait on %s for %d replicas = %v, %d, %v", k, h.Replicas, v, acked, err)
-		}
-		if v, acked, err := w.EvalWait(ctx, script, []string{k}, []string{"v"}, h.Replicas+1, 100*time.Millisecond); v != "OK" || acked != h.Replicas || err != nil {
-			t.Fatalf("EvalWait on %s for %d replicas = %v, %d, %v; want OK, %d", k, h.Replicas+1, v, acked, err, h.Replicas)
-		}
-	}
-	h.FlushAll(t)
-	for _, k := range keys {
-		if _, ok, err := conn.Get(ctx, k); ok || err != nil {
-			t.Fatalf("Get %s after FlushAll = %v, %v; want a missing key", k, ok, err)
-		}
-	}
-	const d = 400 * time.Millisecond
-	start := time.Now()
-	h.PauseWrites(t, d)
-	for _, k := range keys {
-		if _, err := conn.SetNX(ctx, k, "v", time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if took := time.Since(start); took < d*3/4 {
-		t.Fatalf("writes on every primary during PauseWrites(%v) went through after %v", d, took)
-	}
-	for _, k := range keys {
-		h.Delete(t, k)
-	}
 }
 
 // failoverLocker returns a relock.Client over rdb, closed when t ends
