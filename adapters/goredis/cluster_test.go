@@ -16,7 +16,7 @@ import (
 	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/clustertest"
+	"github.com/relock-go/relock/internal/adaptertest"
 	"github.com/relock-go/relock/internal/failover"
 	"github.com/relock-go/relock/internal/testredis"
 )
@@ -105,7 +105,7 @@ func TestConformanceCluster(t *testing.T) {
 	skipShortCluster(t)
 	c := testredis.StartCluster(t)
 	h := clusterHarness(t, c)
-	t.Run("Hooks", func(t *testing.T) { clustertest.CheckHooks(t, c, h, "goredis") })
+	t.Run("Hooks", func(t *testing.T) { adaptertest.CheckClusterHooks(t, c, h, "goredis") })
 	conformance.Run(t, h)
 }
 

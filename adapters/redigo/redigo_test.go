@@ -6,7 +6,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"reflect"
 	"slices"
@@ -24,6 +23,7 @@ import (
 	"github.com/relock-go/relock/adapters/redigo"
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
+	"github.com/relock-go/relock/internal/adaptertest"
 	"github.com/relock-go/relock/internal/testredis"
 )
 
@@ -905,6 +905,14 @@ func checkCtxErr(t *testing.T, c *redigo.Conn, ctx context.Context, k string, wa
 // replies. It stops when t ends.
 func silentServer(t *testing.T) string {
 	t.Helper()
+	return fakeServer(t, nil)
+}
+
+// fakeServer listens on a loopback port and runs serve, if not nil, on each
+// connection it accepts, in a goroutine of its own. When t ends it stops
+// listening, closes the connections and waits for those goroutines.
+func fakeServer(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -923,58 +931,35 @@ func silentServer(t *testing.T) string {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
+			if serve != nil {
+				wg.Go(func() { serve(c) })
+			}
 		}
 	})
 	t.Cleanup(func() {
 		_ = ln.Close()
-		wg.Wait()
 		mu.Lock()
-		defer mu.Unlock()
 		for _, c := range conns {
 			_ = c.Close()
 		}
+		mu.Unlock()
+		wg.Wait()
 	})
 	return ln.Addr().String()
-}
-
-const setScript = "return redis.call('SET', KEYS[1], ARGV[1])"
-
-// nextWait finds, in what mon saw, the next script call (cmd, EVAL or
-// EVALSHA) naming key, checks that the next command from the same
-// connection is WAIT, and returns WAIT's arguments.
-func nextWait(t *testing.T, mon *testredis.Monitor, cmd, key string) []string {
-	t.Helper()
-	ev := mon.Next(t, func(c testredis.Command) bool { return c.Is(cmd) && slices.Contains(c.Args, key) })
-	w := mon.Next(t, func(c testredis.Command) bool { return c.Addr == ev.Addr })
-	if !w.Is("wait") {
-		t.Fatalf("after %q, its connection sent %q, not WAIT", ev.Args, w.Args)
-	}
-	return w.Args[1:]
 }
 
 // TestReplicaWaiter runs EvalShaWait and EvalWait against a private primary
 // with one replica, and against miniredis, whose WAIT answers 0.
 func TestReplicaWaiter(t *testing.T) {
-	sum := sha1.Sum([]byte(setScript))
-	sha := hex.EncodeToString(sum[:])
-
 	t.Run("miniredis", func(t *testing.T) {
-		ctx := context.Background()
 		m := miniredis.RunT(t)
 		c := redigo.New(newPool(t, m.Addr()))
-		command(t, m.Addr(), "SCRIPT", "LOAD", setScript)
-		if r, acked, err := c.EvalShaWait(ctx, sha, []string{"k"}, []string{"v"}, 1, 50*time.Millisecond); r != "OK" || acked != 0 || err != nil {
-			t.Fatalf("EvalShaWait = %v, %d, %v; want OK, 0, nil", r, acked, err)
-		}
-		if r, acked, err := c.EvalWait(ctx, "return redis.call('GET', KEYS[1])", []string{"k"}, nil, 1, 50*time.Millisecond); r != "v" || acked != 0 || err != nil {
-			t.Fatalf("EvalWait = %v, %d, %v; want v, 0, nil", r, acked, err)
-		}
+		command(t, m.Addr(), "SCRIPT", "LOAD", adaptertest.SetScript)
+		adaptertest.CheckWaitZero(t, context.Background(), c, "k", nil)
 	})
 
 	t.Run("replica", func(t *testing.T) {
-		p := testredis.Start(t)
-		r := testredis.StartReplica(t, p)
-		mon := p.Monitor(t)
+		rp := adaptertest.StartReplicaPair(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// One connection in the pool: a reply left unread would show in
@@ -984,114 +969,16 @@ func TestReplicaWaiter(t *testing.T) {
 			MaxActive: 1,
 			Wait:      true,
 			DialContext: func(ctx context.Context) (redis.Conn, error) {
-				return redis.DialContext(ctx, "tcp", p.Addr())
+				return redis.DialContext(ctx, "tcp", rp.Primary.Addr())
 			},
 		}
 		defer pool.Close()
 		c := redigo.New(pool)
-		if _, err := p.Do("SCRIPT", "LOAD", setScript); err != nil {
-			t.Fatal(err)
-		}
-		onReplica := func(k, want string) {
-			t.Helper()
-			if v, err := r.Do("GET", k); err != nil || v != want {
-				t.Fatalf("GET %s on the replica = %#v, %v; want %q", k, v, err, want)
-			}
-		}
 
-		v, acked, err := c.EvalShaWait(ctx, sha, []string{"k1"}, []string{"v1"}, 1, time.Second)
-		if v != "OK" || acked != 1 || err != nil {
-			t.Fatalf("EvalShaWait = %v, %d, %v; want OK, 1, nil", v, acked, err)
-		}
-		onReplica("k1", "v1")
-		if got := nextWait(t, mon, "evalsha", "k1"); !slices.Equal(got, []string{"1", "1000"}) {
-			t.Errorf("sent WAIT %q, want WAIT 1 1000", got)
-		}
-		v, acked, err = c.EvalWait(ctx, setScript, []string{"k2"}, []string{"v2"}, 1, time.Second)
-		if v != "OK" || acked != 1 || err != nil {
-			t.Fatalf("EvalWait = %v, %d, %v; want OK, 1, nil", v, acked, err)
-		}
-		onReplica("k2", "v2")
-		if got := nextWait(t, mon, "eval", "k2"); !slices.Equal(got, []string{"1", "1000"}) {
-			t.Errorf("sent WAIT %q, want WAIT 1 1000", got)
-		}
-
-		// Timeouts go out rounded up to whole milliseconds, never as 0.
-		for i, tc := range []struct {
-			timeout time.Duration
-			want    string
-		}{{time.Nanosecond, "1"}, {999 * time.Microsecond, "1"}, {1500 * time.Microsecond, "2"}, {2 * time.Millisecond, "2"}} {
-			k := fmt.Sprintf("k3-%d", i)
-			if _, acked, err := c.EvalShaWait(ctx, sha, []string{k}, []string{"v3"}, 1, tc.timeout); acked != 1 || err != nil {
-				t.Fatalf("EvalShaWait with timeout %v = %d, %v", tc.timeout, acked, err)
-			}
-			if got := nextWait(t, mon, "evalsha", k); !slices.Equal(got, []string{"1", tc.want}) {
-				t.Errorf("timeout %v: sent WAIT %q, want WAIT 1 %s", tc.timeout, got, tc.want)
-			}
-		}
-		for _, tc := range []struct {
-			replicas int
-			timeout  time.Duration
-			want     string
-		}{{1, 0, "timeout must be positive"}, {1, -time.Second, "timeout must be positive"}, {-1, time.Second, "replicas must not be negative"}} {
-			if _, _, err := c.EvalWait(ctx, setScript, []string{"k3"}, []string{"x"}, tc.replicas, tc.timeout); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("EvalWait(%d, %v): err = %v, want %q", tc.replicas, tc.timeout, err, tc.want)
-			}
-		}
-
-		// NOSCRIPT, although WAIT answered; the connection stays in step.
-		_, _, err = c.EvalShaWait(ctx, "ffffffffffffffffffffffffffffffffffffffff", []string{"k4"}, []string{"x"}, 1, time.Second)
-		if !errors.Is(err, driver.ErrNoScript) {
-			t.Fatalf("EvalShaWait(unknown sha) err = %v, want ErrNoScript", err)
-		}
-		if got := nextWait(t, mon, "evalsha", "k4"); !slices.Equal(got, []string{"1", "1000"}) {
-			t.Errorf("sent WAIT %q after the unknown EVALSHA, want WAIT 1 1000", got)
-		}
-		if v, acked, err := c.EvalWait(ctx, "return ARGV[1]", nil, []string{"next"}, 1, time.Second); v != "next" || acked != 1 || err != nil {
-			t.Fatalf("EvalWait after NOSCRIPT = %v, %d, %v", v, acked, err)
-		}
-		if _, err := p.Do("HSET", "h", "f", "v"); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := c.EvalWait(ctx, "return redis.call('GET', KEYS[1])", []string{"h"}, nil, 1, time.Second); !errors.Is(err, driver.ErrWrongType) {
-			t.Fatalf("EvalWait on a hash: err = %v, want ErrWrongType", err)
-		}
+		rp.CheckWaits(t, ctx, c)
 		if v, acked, err := c.EvalWait(ctx, "return ARGV[1]", nil, []string{"again"}, 1, time.Second); v != "again" || acked != 1 || err != nil {
 			t.Fatalf("EvalWait after WRONGTYPE = %v, %d, %v", v, acked, err)
 		}
-
-		// WAIT must count the script's own connection. While the replica
-		// sleeps, a WAIT from a fresh connection (no writes) answers 1 at
-		// once; the script's WAIT waits for the ack and gets 0.
-		slept := make(chan error, 1)
-		go func() {
-			_, err := r.Do("DEBUG", "SLEEP", "0.8")
-			slept <- err
-		}()
-		time.Sleep(100 * time.Millisecond)
-		if n, err := p.Do("WAIT", "1", "300"); n != int64(1) || err != nil {
-			t.Fatalf("WAIT on a fresh connection = %#v, %v; want 1", n, err)
-		}
-		start := time.Now()
-		v, acked, err = c.EvalShaWait(ctx, sha, []string{"k5"}, []string{"v5"}, 1, 300*time.Millisecond)
-		took := time.Since(start)
-		if v != "OK" || acked != 0 || err != nil || took < 300*time.Millisecond {
-			t.Fatalf("EvalShaWait while the replica sleeps = %v, %d, %v after %v; want OK, 0, nil after 300ms", v, acked, err, took)
-		}
-		if err := <-slept; err != nil {
-			t.Fatalf("DEBUG SLEEP on the replica: %v", err)
-		}
-
-		// Without the replica: 0 acknowledgements, after the timeout.
-		r.Stop()
-		start = time.Now()
-		v, acked, err = c.EvalShaWait(ctx, sha, []string{"k6"}, []string{"v6"}, 1, 100*time.Millisecond)
-		took = time.Since(start)
-		if v != "OK" || acked != 0 || err != nil {
-			t.Fatalf("EvalShaWait without the replica = %v, %d, %v; want OK, 0, nil", v, acked, err)
-		}
-		if took < 100*time.Millisecond || took > time.Second {
-			t.Errorf("EvalShaWait with a 100ms timeout returned after %v", took)
-		}
+		rp.CheckAcks(t, ctx, c, "0.8", nil)
 	})
 }

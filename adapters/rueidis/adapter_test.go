@@ -20,6 +20,7 @@ import (
 	"github.com/relock-go/relock"
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 	"github.com/relock-go/relock/driver"
+	"github.com/relock-go/relock/internal/adaptertest"
 	"github.com/relock-go/relock/internal/testredis"
 )
 
@@ -793,144 +794,25 @@ func TestMiniredisNeedsDisableCache(t *testing.T) {
 	t.Logf("NewClient without DisableCache: %v", err)
 }
 
-const setScript = "return redis.call('SET', KEYS[1], ARGV[1])"
-
-// nextWait finds, in what mon saw, the next script call (cmd, EVAL or
-// EVALSHA) naming key, checks that the next command from the same
-// connection is WAIT, and returns WAIT's arguments.
-func nextWait(t *testing.T, mon *testredis.Monitor, cmd, key string) []string {
-	t.Helper()
-	ev := mon.Next(t, func(c testredis.Command) bool { return c.Is(cmd) && slices.Contains(c.Args, key) })
-	w := mon.Next(t, func(c testredis.Command) bool { return c.Addr == ev.Addr })
-	if !w.Is("wait") {
-		t.Fatalf("after %q, its connection sent %q, not WAIT", ev.Args, w.Args)
-	}
-	return w.Args[1:]
-}
-
 // TestReplicaWaiter runs EvalShaWait and EvalWait against a private primary
 // with one replica, and against miniredis, whose WAIT answers 0.
 func TestReplicaWaiter(t *testing.T) {
 	ctx := context.Background()
-	shaSet := sha(setScript)
 
 	t.Run("miniredis", func(t *testing.T) {
 		m := miniredis.RunT(t)
 		c := newClient(t, backend{addr: m.Addr(), mini: m}, nil)
-		conn := rueidisadapter.New(c)
-		do(t, c, "SCRIPT", "LOAD", setScript)
-		if r, acked, err := conn.EvalShaWait(ctx, shaSet, []string{"k"}, []string{"v"}, 1, 50*time.Millisecond); r != "OK" || acked != 0 || err != nil {
-			t.Fatalf("EvalShaWait = %v, %d, %v; want OK, 0, nil", r, acked, err)
-		}
-		if r, acked, err := conn.EvalWait(ctx, "return redis.call('GET', KEYS[1])", []string{"k"}, nil, 1, 50*time.Millisecond); r != "v" || acked != 0 || err != nil {
-			t.Fatalf("EvalWait = %v, %d, %v; want v, 0, nil", r, acked, err)
-		}
+		do(t, c, "SCRIPT", "LOAD", adaptertest.SetScript)
+		adaptertest.CheckWaitZero(t, ctx, rueidisadapter.New(c), "k", nil)
 	})
 
 	t.Run("replica", func(t *testing.T) {
-		p := testredis.Start(t)
-		r := testredis.StartReplica(t, p)
-		mon := p.Monitor(t)
+		rp := adaptertest.StartReplicaPair(t)
 		// A small blocking pool, which Dedicate draws from: a reply left
 		// unread would show in the next call.
-		c := newClient(t, backend{addr: p.Addr()}, func(o *rueidis.ClientOption) { o.BlockingPoolSize = 1 })
+		c := newClient(t, backend{addr: rp.Primary.Addr()}, func(o *rueidis.ClientOption) { o.BlockingPoolSize = 1 })
 		conn := rueidisadapter.New(c)
-		do(t, c, "SCRIPT", "LOAD", setScript)
-		onReplica := func(k, want string) {
-			t.Helper()
-			if v, err := r.Do("GET", k); err != nil || v != want {
-				t.Fatalf("GET %s on the replica = %#v, %v; want %q", k, v, err, want)
-			}
-		}
-
-		v, acked, err := conn.EvalShaWait(ctx, shaSet, []string{"k1"}, []string{"v1"}, 1, time.Second)
-		if v != "OK" || acked != 1 || err != nil {
-			t.Fatalf("EvalShaWait = %v, %d, %v; want OK, 1, nil", v, acked, err)
-		}
-		onReplica("k1", "v1")
-		if got := nextWait(t, mon, "evalsha", "k1"); !slices.Equal(got, []string{"1", "1000"}) {
-			t.Errorf("sent WAIT %q, want WAIT 1 1000", got)
-		}
-		v, acked, err = conn.EvalWait(ctx, setScript, []string{"k2"}, []string{"v2"}, 1, time.Second)
-		if v != "OK" || acked != 1 || err != nil {
-			t.Fatalf("EvalWait = %v, %d, %v; want OK, 1, nil", v, acked, err)
-		}
-		onReplica("k2", "v2")
-		if got := nextWait(t, mon, "eval", "k2"); !slices.Equal(got, []string{"1", "1000"}) {
-			t.Errorf("sent WAIT %q, want WAIT 1 1000", got)
-		}
-
-		// Timeouts go out rounded up to whole milliseconds, never as 0.
-		for i, tc := range []struct {
-			timeout time.Duration
-			want    string
-		}{{time.Nanosecond, "1"}, {999 * time.Microsecond, "1"}, {1500 * time.Microsecond, "2"}, {2 * time.Millisecond, "2"}} {
-			k := fmt.Sprintf("k3-%d", i)
-			if _, acked, err := conn.EvalShaWait(ctx, shaSet, []string{k}, []string{"v3"}, 1, tc.timeout); acked != 1 || err != nil {
-				t.Fatalf("EvalShaWait with timeout %v = %d, %v", tc.timeout, acked, err)
-			}
-			if got := nextWait(t, mon, "evalsha", k); !slices.Equal(got, []string{"1", tc.want}) {
-				t.Errorf("timeout %v: sent WAIT %q, want WAIT 1 %s", tc.timeout, got, tc.want)
-			}
-		}
-		for _, tc := range []struct {
-			replicas int
-			timeout  time.Duration
-			want     string
-		}{{1, 0, "timeout must be positive"}, {1, -time.Second, "timeout must be positive"}, {-1, time.Second, "replicas must not be negative"}} {
-			if _, _, err := conn.EvalWait(ctx, setScript, []string{"k3"}, []string{"x"}, tc.replicas, tc.timeout); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("EvalWait(%d, %v): err = %v, want %q", tc.replicas, tc.timeout, err, tc.want)
-			}
-		}
-
-		// NOSCRIPT, although WAIT answered; the connection stays in step.
-		_, _, err = conn.EvalShaWait(ctx, "ffffffffffffffffffffffffffffffffffffffff", []string{"k4"}, []string{"x"}, 1, time.Second)
-		if !errors.Is(err, driver.ErrNoScript) {
-			t.Fatalf("EvalShaWait(unknown sha) err = %v, want ErrNoScript", err)
-		}
-		if got := nextWait(t, mon, "evalsha", "k4"); !slices.Equal(got, []string{"1", "1000"}) {
-			t.Errorf("sent WAIT %q after the unknown EVALSHA, want WAIT 1 1000", got)
-		}
-		if v, acked, err := conn.EvalWait(ctx, "return ARGV[1]", nil, []string{"next"}, 1, time.Second); v != "next" || acked != 1 || err != nil {
-			t.Fatalf("EvalWait after NOSCRIPT = %v, %d, %v", v, acked, err)
-		}
-		do(t, c, "HSET", "h", "f", "v")
-		if _, _, err := conn.EvalWait(ctx, "return redis.call('GET', KEYS[1])", []string{"h"}, nil, 1, time.Second); !errors.Is(err, driver.ErrWrongType) {
-			t.Fatalf("EvalWait on a hash: err = %v, want ErrWrongType", err)
-		}
-
-		// WAIT must count the script's own connection. While the replica
-		// sleeps, a WAIT from a fresh connection (no writes) answers 1 at
-		// once; the script's WAIT waits for the ack and gets 0.
-		slept := make(chan error, 1)
-		go func() {
-			_, err := r.Do("DEBUG", "SLEEP", "0.8")
-			slept <- err
-		}()
-		time.Sleep(100 * time.Millisecond)
-		if n, err := p.Do("WAIT", "1", "300"); n != int64(1) || err != nil {
-			t.Fatalf("WAIT on a fresh connection = %#v, %v; want 1", n, err)
-		}
-		start := time.Now()
-		v, acked, err = conn.EvalShaWait(ctx, shaSet, []string{"k5"}, []string{"v5"}, 1, 300*time.Millisecond)
-		took := time.Since(start)
-		if v != "OK" || acked != 0 || err != nil || took < 300*time.Millisecond {
-			t.Fatalf("EvalShaWait while the replica sleeps = %v, %d, %v after %v; want OK, 0, nil after 300ms", v, acked, err, took)
-		}
-		if err := <-slept; err != nil {
-			t.Fatalf("DEBUG SLEEP on the replica: %v", err)
-		}
-
-		// Without the replica: 0 acknowledgements, after the timeout.
-		r.Stop()
-		start = time.Now()
-		v, acked, err = conn.EvalShaWait(ctx, shaSet, []string{"k6"}, []string{"v6"}, 1, 100*time.Millisecond)
-		took = time.Since(start)
-		if v != "OK" || acked != 0 || err != nil {
-			t.Fatalf("EvalShaWait without the replica = %v, %d, %v; want OK, 0, nil", v, acked, err)
-		}
-		if took < 100*time.Millisecond || took > time.Second {
-			t.Errorf("EvalShaWait with a 100ms timeout returned after %v", took)
-		}
+		rp.CheckWaits(t, ctx, conn)
+		rp.CheckAcks(t, ctx, conn, "0.8", nil)
 	})
 }

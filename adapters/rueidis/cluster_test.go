@@ -13,7 +13,7 @@ import (
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/clustertest"
+	"github.com/relock-go/relock/internal/adaptertest"
 	"github.com/relock-go/relock/internal/failover"
 	"github.com/relock-go/relock/internal/testredis"
 )
@@ -82,7 +82,7 @@ func TestConformanceCluster(t *testing.T) {
 	failover.SkipShort(t)
 	c := testredis.StartCluster(t)
 	h := clusterHarness(t, c)
-	t.Run("Hooks", func(t *testing.T) { clustertest.CheckHooks(t, c, h, "rueidis") })
+	t.Run("Hooks", func(t *testing.T) { adaptertest.CheckClusterHooks(t, c, h, "rueidis") })
 	conformance.Run(t, h)
 }
 

@@ -1,5 +1,4 @@
-// Package clustertest holds checks that the adapters' cluster tests share.
-package clustertest
+package adaptertest
 
 import (
 	"context"
@@ -16,11 +15,11 @@ import (
 	"github.com/relock-go/relock/internal/testredis"
 )
 
-// CheckHooks checks the hooks of a conformance harness over cluster c that
+// CheckClusterHooks checks the hooks of a conformance harness over cluster c that
 // act on several nodes (FlushScripts, FlushAll, PauseWrites), and
 // EvalWait for h.Replicas, through keys spread over every primary. adapter
 // names the caller in the keys.
-func CheckHooks(t *testing.T, c *testredis.Cluster, h conformance.Harness, adapter string) {
+func CheckClusterHooks(t *testing.T, c *testredis.Cluster, h conformance.Harness, adapter string) {
 	t.Helper()
 	ctx := context.Background()
 	conn := h.NewConn(t)

@@ -1,0 +1,2 @@
+// Package adaptertest holds test helpers that the adapters' own tests share.
+package adaptertest
