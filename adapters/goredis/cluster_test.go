@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,49 +61,10 @@ func newClusterClient(t *testing.T, c *testredis.Cluster) *redis.ClusterClient {
 	return rdb
 }
 
-// clusterHarness is the conformance harness over a private cluster. Hooks
-// that act on a whole server act on every node (each has its own script
-// cache) or every primary (FLUSHALL, CLIENT PAUSE: replicas follow).
-func clusterHarness(t *testing.T, c *testredis.Cluster) conformance.Harness {
-	admin := newClusterClient(t, c)
-	nodes, primaries := c.Nodes(), c.Primaries() // no failover during the suite
-	onEach := func(t *testing.T, servers []*testredis.Server, args ...string) {
-		t.Helper()
-		for _, s := range servers {
-			if _, err := s.Do(args...); err != nil {
-				t.Fatalf("%v on %s: %v", args, s.Addr(), err)
-			}
-		}
-	}
-	return conformance.Harness{
-		NewConn: func(t *testing.T) driver.Conn {
-			return goredis.New(newClusterClient(t, c))
-		},
-		FlushScripts: func(t *testing.T) { onEach(t, nodes, "SCRIPT", "FLUSH") },
-		SetWrongType: func(t *testing.T, key string) {
-			if err := admin.HSet(context.Background(), key, "f", "v").Err(); err != nil {
-				t.Fatalf("HSET %s: %v", key, err)
-			}
-		},
-		Delete: func(t *testing.T, key string) {
-			if err := admin.Del(context.Background(), key).Err(); err != nil {
-				t.Fatalf("DEL %s: %v", key, err)
-			}
-		},
-		FlushAll: func(t *testing.T) { onEach(t, primaries, "FLUSHALL") },
-		PauseWrites: func(t *testing.T, d time.Duration) {
-			ms := (d + time.Millisecond - 1) / time.Millisecond
-			onEach(t, primaries, "CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE")
-		},
-		// Each primary has one replica; EvalWait goes to the key's primary.
-		Replicas: 1,
-	}
-}
-
 func TestConformanceCluster(t *testing.T) {
 	skipShortCluster(t)
 	c := testredis.StartCluster(t)
-	h := clusterHarness(t, c)
+	h := adaptertest.ClusterHarness(c, func(t *testing.T) driver.Conn { return goredis.New(newClusterClient(t, c)) })
 	t.Run("Hooks", func(t *testing.T) { adaptertest.CheckClusterHooks(t, c, h, "goredis") })
 	conformance.Run(t, h)
 }

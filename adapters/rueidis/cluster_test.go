@@ -3,7 +3,6 @@ package rueidisadapter_test
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
@@ -36,52 +35,10 @@ func newClusterClient(t *testing.T, c *testredis.Cluster) rueidis.Client {
 	return cl
 }
 
-// clusterHarness is the conformance harness over a private cluster. Hooks
-// that act on a whole server act on every node (each has its own script
-// cache) or every primary (FLUSHALL, CLIENT PAUSE: replicas follow).
-func clusterHarness(t *testing.T, c *testredis.Cluster) conformance.Harness {
-	admin := newClusterClient(t, c)
-	nodes, primaries := c.Nodes(), c.Primaries() // no failover during the suite
-	onEach := func(t *testing.T, servers []*testredis.Server, args ...string) {
-		t.Helper()
-		for _, s := range servers {
-			if _, err := s.Do(args...); err != nil {
-				t.Fatalf("%v on %s: %v", args, s.Addr(), err)
-			}
-		}
-	}
-	return conformance.Harness{
-		NewConn: func(t *testing.T) driver.Conn {
-			return rueidisadapter.New(newClusterClient(t, c))
-		},
-		FlushScripts: func(t *testing.T) { onEach(t, nodes, "SCRIPT", "FLUSH") },
-		SetWrongType: func(t *testing.T, key string) {
-			cmd := admin.B().Hset().Key(key).FieldValue().FieldValue("f", "v").Build()
-			if err := admin.Do(context.Background(), cmd).Error(); err != nil {
-				t.Fatalf("HSET %s: %v", key, err)
-			}
-		},
-		Delete: func(t *testing.T, key string) {
-			if err := admin.Do(context.Background(), admin.B().Del().Key(key).Build()).Error(); err != nil {
-				t.Fatalf("DEL %s: %v", key, err)
-			}
-		},
-		FlushAll: func(t *testing.T) { onEach(t, primaries, "FLUSHALL") },
-		PauseWrites: func(t *testing.T, d time.Duration) {
-			ms := (d + time.Millisecond - 1) / time.Millisecond
-			onEach(t, primaries, "CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE")
-		},
-		// The adapter sends the script and WAIT on a dedicated connection,
-		// which a cluster client opens to the node of the script's keys:
-		// each primary has one replica.
-		Replicas: 1,
-	}
-}
-
 func TestConformanceCluster(t *testing.T) {
 	failover.SkipShort(t)
 	c := testredis.StartCluster(t)
-	h := clusterHarness(t, c)
+	h := adaptertest.ClusterHarness(c, func(t *testing.T) driver.Conn { return rueidisadapter.New(newClusterClient(t, c)) })
 	t.Run("Hooks", func(t *testing.T) { adaptertest.CheckClusterHooks(t, c, h, "rueidis") })
 	conformance.Run(t, h)
 }

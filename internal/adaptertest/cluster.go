@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +15,39 @@ import (
 	"github.com/relock-go/relock/internal/failover"
 	"github.com/relock-go/relock/internal/testredis"
 )
+
+// ClusterHarness is the conformance harness over cluster c, with conns from
+// newConn. Hooks that act on a whole server act on every node (each has its
+// own script cache) or every primary (FLUSHALL, CLIENT PAUSE: replicas
+// follow); HSET and DEL go to the key's primary. Each primary has one
+// replica, so Replicas is 1. The hooks assume no failover during the suite.
+func ClusterHarness(c *testredis.Cluster, newConn func(t *testing.T) driver.Conn) conformance.Harness {
+	nodes, primaries := c.Nodes(), c.Primaries()
+	onEach := func(t *testing.T, servers []*testredis.Server, args ...string) {
+		t.Helper()
+		for _, s := range servers {
+			if _, err := s.Do(args...); err != nil {
+				t.Fatalf("%v on %s: %v", args, s.Addr(), err)
+			}
+		}
+	}
+	onKey := func(t *testing.T, key string, args ...string) {
+		t.Helper()
+		onEach(t, []*testredis.Server{c.PrimaryFor(key)}, args...)
+	}
+	return conformance.Harness{
+		NewConn:      newConn,
+		FlushScripts: func(t *testing.T) { onEach(t, nodes, "SCRIPT", "FLUSH") },
+		SetWrongType: func(t *testing.T, key string) { onKey(t, key, "HSET", key, "f", "v") },
+		Delete:       func(t *testing.T, key string) { onKey(t, key, "DEL", key) },
+		FlushAll:     func(t *testing.T) { onEach(t, primaries, "FLUSHALL") },
+		PauseWrites: func(t *testing.T, d time.Duration) {
+			ms := (d + time.Millisecond - 1) / time.Millisecond
+			onEach(t, primaries, "CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE")
+		},
+		Replicas: 1,
+	}
+}
 
 // CheckClusterHooks checks the hooks of a conformance harness over cluster c that
 // act on several nodes (FlushScripts, FlushAll, PauseWrites), and
