@@ -10,7 +10,6 @@ import (
 	"math/big"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/goredis"
-	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/adaptertest"
 	"github.com/relock-go/relock/internal/testredis"
@@ -97,87 +95,16 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// harness is the conformance harness over the server at addr. Every NewConn
-// of one Run reaches that same server.
-func harness(addr string, advance func(t *testing.T, d time.Duration)) conformance.Harness {
-	admin := func(t *testing.T) *redis.Client {
-		rdb := redis.NewClient(&redis.Options{Addr: addr})
-		t.Cleanup(func() { _ = rdb.Close() })
-		return rdb
-	}
-	return conformance.Harness{
-		NewConn: func(t *testing.T) driver.Conn {
-			// A client the test built and closes itself, as users do:
-			// the suite's Close of the Conn must leave it open.
-			rdb := redis.NewClient(&redis.Options{Addr: addr})
-			t.Cleanup(func() { _ = rdb.Close() })
-			return goredis.New(rdb)
-		},
-		Advance: advance,
-		FlushScripts: func(t *testing.T) {
-			if err := admin(t).ScriptFlush(context.Background()).Err(); err != nil {
-				t.Fatalf("SCRIPT FLUSH: %v", err)
-			}
-		},
-		SetWrongType: func(t *testing.T, key string) {
-			if err := admin(t).HSet(context.Background(), key, "f", "v").Err(); err != nil {
-				t.Fatalf("HSET %s: %v", key, err)
-			}
-		},
-		Delete: func(t *testing.T, key string) {
-			if err := admin(t).Del(context.Background(), key).Err(); err != nil {
-				t.Fatalf("DEL %s: %v", key, err)
-			}
-		},
-	}
+// newConn is the conformance suite's NewConn: a client the test built and
+// closes itself, as users do, so the suite's Close of the Conn must leave it
+// open.
+func newConn(t *testing.T, b adaptertest.Backend) driver.Conn {
+	rdb := redis.NewClient(&redis.Options{Addr: b.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return goredis.New(rdb)
 }
 
-// flushAll is the FlushAll hook for a server the test owns.
-func flushAll(addr string) func(t *testing.T) {
-	return func(t *testing.T) {
-		rdb := redis.NewClient(&redis.Options{Addr: addr})
-		defer rdb.Close()
-		if err := rdb.FlushAll(context.Background()).Err(); err != nil {
-			t.Fatalf("FLUSHALL: %v", err)
-		}
-	}
-}
-
-// pauseWrites is the PauseWrites hook for a private server: CLIENT PAUSE
-// ms WRITE, which answers at once.
-func pauseWrites(srv *testredis.Server) func(t *testing.T, d time.Duration) {
-	return func(t *testing.T, d time.Duration) {
-		ms := (d + time.Millisecond - 1) / time.Millisecond
-		if _, err := srv.Do("CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE"); err != nil {
-			t.Fatalf("CLIENT PAUSE %d WRITE: %v", ms, err)
-		}
-	}
-}
-
-func TestConformance(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) {
-		// One server for the whole run, so that the connections of one
-		// subtest (and of all of them) share their data.
-		m := miniredis.RunT(t)
-		h := harness(m.Addr(), func(t *testing.T, d time.Duration) { m.FastForward(d) })
-		h.FlushAll = flushAll(m.Addr())
-		conformance.Run(t, h)
-	})
-	t.Run("redis", func(t *testing.T) {
-		// Shared with other tests: no FlushAll, no PauseWrites.
-		h := harness(testredis.Addr(t), nil)
-		conformance.Run(t, h)
-	})
-	t.Run("private", func(t *testing.T) {
-		srv := testredis.Start(t)
-		testredis.StartReplica(t, srv)
-		h := harness(srv.Addr(), nil)
-		h.FlushAll = flushAll(srv.Addr())
-		h.PauseWrites = pauseWrites(srv)
-		h.Replicas = 1
-		conformance.Run(t, h)
-	})
-}
+func TestConformance(t *testing.T) { adaptertest.RunConformance(t, newConn) }
 
 // recorder is a go-redis hook that records the arguments of every command
 // the client sends, pipelines included.

@@ -9,7 +9,6 @@ import (
 	"net"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/redigo"
-	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/adaptertest"
 	"github.com/relock-go/relock/internal/testredis"
@@ -96,69 +94,9 @@ func backends(t *testing.T, fn func(t *testing.T, addr string, m *miniredis.Mini
 	})
 }
 
-func harness(addr string, m *miniredis.Miniredis) conformance.Harness {
-	h := conformance.Harness{
-		NewConn: func(t *testing.T) driver.Conn {
-			return redigo.New(newPool(t, addr))
-		},
-		FlushScripts: func(t *testing.T) {
-			if r := command(t, addr, "SCRIPT", "FLUSH"); r != "OK" {
-				t.Fatalf("SCRIPT FLUSH replied %v", r)
-			}
-		},
-		SetWrongType: func(t *testing.T, key string) {
-			command(t, addr, "HSET", key, "f", "v")
-		},
-		Delete: func(t *testing.T, key string) {
-			command(t, addr, "DEL", key)
-		},
-	}
-	if m != nil {
-		h.Advance = func(t *testing.T, d time.Duration) { m.FastForward(d) }
-	}
-	return h
-}
-
-// flushAll is the FlushAll hook for a server the test owns.
-func flushAll(addr string) func(t *testing.T) {
-	return func(t *testing.T) {
-		if r := command(t, addr, "FLUSHALL"); r != "OK" {
-			t.Fatalf("FLUSHALL replied %v", r)
-		}
-	}
-}
-
-// pauseWrites is the PauseWrites hook for a private server: CLIENT PAUSE
-// ms WRITE, which answers at once.
-func pauseWrites(srv *testredis.Server) func(t *testing.T, d time.Duration) {
-	return func(t *testing.T, d time.Duration) {
-		ms := (d + time.Millisecond - 1) / time.Millisecond
-		if _, err := srv.Do("CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE"); err != nil {
-			t.Fatalf("CLIENT PAUSE %d WRITE: %v", ms, err)
-		}
-	}
-}
-
 func TestConformance(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) {
-		m := miniredis.RunT(t)
-		h := harness(m.Addr(), m)
-		h.FlushAll = flushAll(m.Addr())
-		conformance.Run(t, h)
-	})
-	t.Run("redis", func(t *testing.T) {
-		// Shared with other tests: no FlushAll, no PauseWrites.
-		h := harness(testredis.Addr(t), nil)
-		conformance.Run(t, h)
-	})
-	t.Run("private", func(t *testing.T) {
-		srv := testredis.Start(t)
-		testredis.StartReplica(t, srv)
-		h := harness(srv.Addr(), nil)
-		h.FlushAll = flushAll(srv.Addr())
-		h.PauseWrites = pauseWrites(srv)
-		h.Replicas = 1
-		conformance.Run(t, h)
+	adaptertest.RunConformance(t, func(t *testing.T, b adaptertest.Backend) driver.Conn {
+		return redigo.New(newPool(t, b.Addr))
 	})
 }
 

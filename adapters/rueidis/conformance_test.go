@@ -3,93 +3,28 @@ package rueidisadapter_test
 import (
 	"context"
 	"errors"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/alicebob/miniredis/v2"
 
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/adaptertest"
 )
 
-// harness builds the conformance harness for b. Every NewConn call gets a
-// fresh rueidis client to the same server, closed when the subtest ends
-// (the suite closes only the Conn, which leaves a user's client open). An
-// admin client, closed when the run ends, flushes scripts and plants
-// hashes.
-func harness(t *testing.T, b backend) conformance.Harness {
-	admin := newClient(t, b, nil)
-	h := conformance.Harness{
-		NewConn: func(t *testing.T) driver.Conn {
-			return rueidisadapter.New(newClient(t, b, nil))
-		},
-		FlushScripts: func(t *testing.T) {
-			t.Helper()
-			do(t, admin, "SCRIPT", "FLUSH")
-		},
-		SetWrongType: func(t *testing.T, key string) {
-			t.Helper()
-			setHash(t, admin, key)
-			t.Cleanup(func() { admin.Do(context.Background(), admin.B().Del().Key(key).Build()) })
-		},
-		Delete: func(t *testing.T, key string) {
-			t.Helper()
-			do(t, admin, "DEL", key)
-		},
-	}
-	if m := b.mini; m != nil {
-		h.Advance = func(_ *testing.T, d time.Duration) { m.FastForward(d) }
-	}
-	return h
+// newConn is the conformance suite's NewConn: a fresh rueidis client to
+// the server, closed when the subtest ends (the suite closes only the Conn,
+// which leaves a user's client open).
+func newConn(t *testing.T, b adaptertest.Backend) driver.Conn {
+	return rueidisadapter.New(newClient(t, backend{addr: b.Addr, mini: b.Mini}, nil))
 }
 
-// flushAll is the FlushAll hook for a server the test owns.
-func flushAll(t *testing.T, b backend) func(t *testing.T) {
-	admin := newClient(t, b, nil)
-	return func(t *testing.T) {
-		t.Helper()
-		do(t, admin, "FLUSHALL")
-	}
+// harness is the conformance harness over b.
+func harness(b backend) conformance.Harness {
+	return adaptertest.ServerHarness(adaptertest.Backend{Addr: b.addr, Mini: b.mini}, newConn)
 }
 
-// pauseWrites is the PauseWrites hook for a private server: CLIENT PAUSE
-// ms WRITE, which answers at once.
-func pauseWrites(srv *testredis.Server) func(t *testing.T, d time.Duration) {
-	return func(t *testing.T, d time.Duration) {
-		ms := (d + time.Millisecond - 1) / time.Millisecond
-		if _, err := srv.Do("CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE"); err != nil {
-			t.Fatalf("CLIENT PAUSE %d WRITE: %v", ms, err)
-		}
-	}
-}
-
-func TestConformance(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) {
-		m := miniredis.RunT(t) // one server for the whole run
-		b := backend{addr: m.Addr(), mini: m}
-		h := harness(t, b)
-		h.FlushAll = flushAll(t, b)
-		conformance.Run(t, h)
-	})
-	t.Run("redis", func(t *testing.T) {
-		// Shared with other tests: no FlushAll, no PauseWrites.
-		h := harness(t, backend{addr: testredis.Addr(t)})
-		conformance.Run(t, h)
-	})
-	t.Run("private", func(t *testing.T) {
-		srv := testredis.Start(t)
-		testredis.StartReplica(t, srv)
-		b := backend{addr: srv.Addr()}
-		h := harness(t, b)
-		h.FlushAll = flushAll(t, b)
-		h.PauseWrites = pauseWrites(srv)
-		h.Replicas = 1
-		conformance.Run(t, h)
-	})
-}
+func TestConformance(t *testing.T) { adaptertest.RunConformance(t, newConn) }
 
 // TestHarness checks the hooks themselves, which conformance.Run will rely
 // on: connections reach the same data, FlushScripts makes EVALSHA fail,
@@ -97,7 +32,7 @@ func TestConformance(t *testing.T) {
 func TestHarness(t *testing.T) {
 	ctx := context.Background()
 	eachBackend(t, func(t *testing.T, b backend) {
-		h := harness(t, b)
+		h := harness(b)
 		c1, c2 := h.NewConn(t), h.NewConn(t)
 		defer c1.Close()
 		defer c2.Close()

@@ -181,6 +181,11 @@ func (s *Server) Do(args ...string) (any, error) {
 	return do(s.Addr(), doTimeout, args...)
 }
 
+// Do is [Server.Do] for any server at addr, a miniredis included.
+func Do(addr string, args ...string) (any, error) {
+	return do(addr, doTimeout, args...)
+}
+
 // launch starts the process with s.args and waits until it answers PING.
 // On failure the process is gone and the error tells why, with the tail of
 // its log.
