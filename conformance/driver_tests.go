@@ -105,15 +105,22 @@ func testDriver(t *testing.T, h Harness) {
 	t.Run("Watcher", func(t *testing.T) { testWatcher(t, h) })
 }
 
-func scripter(t *testing.T, h Harness) (*env, driver.Conn, driver.Scripter) {
+// capable returns a fresh env, its connection and the connection's
+// capability T, or skips t naming T when the driver lacks it.
+func capable[T any](t *testing.T, h Harness, name string) (*env, driver.Conn, T) {
 	t.Helper()
 	e := newEnv(t, h)
 	c := e.conn()
-	s, ok := c.(driver.Scripter)
+	v, ok := c.(T)
 	if !ok {
-		t.Skip("driver does not implement driver.Scripter")
+		t.Skip("driver does not implement driver." + name)
 	}
-	return e, c, s
+	return e, c, v
+}
+
+func scripter(t *testing.T, h Harness) (*env, driver.Conn, driver.Scripter) {
+	t.Helper()
+	return capable[driver.Scripter](t, h, "Scripter")
 }
 
 func testScripter(t *testing.T, h Harness) {
@@ -192,13 +199,7 @@ func testScripter(t *testing.T, h Harness) {
 
 func watcher(t *testing.T, h Harness) (*env, driver.Conn, driver.Watcher) {
 	t.Helper()
-	e := newEnv(t, h)
-	c := e.conn()
-	w, ok := c.(driver.Watcher)
-	if !ok {
-		t.Skip("driver does not implement driver.Watcher")
-	}
-	return e, c, w
+	return capable[driver.Watcher](t, h, "Watcher")
 }
 
 func testWatcher(t *testing.T, h Harness) {
