@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/relock-go/relock"
-	"github.com/relock-go/relock/internal/memdriver"
+	"github.com/relock-go/relock/internal/testkit/memdriver"
 )
 
 // cannedScripts answers every script as a free lock would: obtain and

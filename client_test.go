@@ -14,7 +14,7 @@ import (
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/memdriver"
+	"github.com/relock-go/relock/internal/testkit/memdriver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/memdriver"
+	"github.com/relock-go/relock/internal/testkit/memdriver"
 )
 
 // stallingConn lets obtains through and stalls every transaction (the

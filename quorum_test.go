@@ -15,7 +15,7 @@ import (
 	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/adapters/redigo"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // quorum starts n private servers and returns them with driver

@@ -12,7 +12,7 @@ import (
 
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/memdriver"
+	"github.com/relock-go/relock/internal/testkit/memdriver"
 )
 
 // The suite must be able to fail. Each broken driver below has one

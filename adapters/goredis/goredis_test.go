@@ -22,8 +22,8 @@ import (
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/adaptertest"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // TestMain fails the package when a test leaves a goroutine behind: every

@@ -21,8 +21,8 @@ import (
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/redigo"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/adaptertest"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 func TestMain(m *testing.M) {

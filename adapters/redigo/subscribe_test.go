@@ -15,12 +15,12 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/relock-go/relock/adapters/redigo"
-	"github.com/relock-go/relock/internal/adaptertest"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // The subscription tests that all adapters share are in
-// internal/adaptertest; this file runs them on redigo pools and adds the
+// internal/testkit/adaptertest; this file runs them on redigo pools and adds the
 // tests of redigo's own ways.
 
 // subBackends runs fn against a fresh miniredis and against the real

@@ -20,8 +20,8 @@ import (
 	"github.com/relock-go/relock"
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/adaptertest"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 func sha(src string) string {

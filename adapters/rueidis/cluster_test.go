@@ -12,9 +12,9 @@ import (
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/adaptertest"
-	"github.com/relock-go/relock/internal/failover"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/failover"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // The tests of this file start a private Redis Cluster (six processes) or

@@ -9,7 +9,7 @@ import (
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/adaptertest"
 )
 
 // newConn is the conformance suite's NewConn: a fresh rueidis client to

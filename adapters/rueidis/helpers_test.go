@@ -10,7 +10,7 @@ import (
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // TestMain fails the run if any test leaves goroutines behind: every

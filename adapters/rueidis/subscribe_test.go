@@ -12,12 +12,12 @@ import (
 	"github.com/redis/rueidis"
 
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
-	"github.com/relock-go/relock/internal/adaptertest"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // The subscription tests that all adapters share are in
-// internal/adaptertest; this file runs them on rueidis clients and adds the
+// internal/testkit/adaptertest; this file runs them on rueidis clients and adds the
 // tests of rueidis's own ways.
 
 // subProtocols runs f, for each backend, with a RESP3 client (the rueidis

@@ -9,7 +9,7 @@ import (
 
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // Backend is a server the conformance suite runs against.

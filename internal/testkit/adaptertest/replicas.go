@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // SetScript is the script the replica-wait checks run: SET KEYS[1] ARGV[1].

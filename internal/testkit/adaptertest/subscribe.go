@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // Wait bounds every wait of the subscription tests for something that

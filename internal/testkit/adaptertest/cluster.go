@@ -12,8 +12,8 @@ import (
 
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/failover"
-	"github.com/relock-go/relock/internal/testredis"
+	"github.com/relock-go/relock/internal/testkit/failover"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // ClusterHarness is the conformance harness over cluster c, with conns from

@@ -11,7 +11,7 @@ import (
 
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/memdriver"
+	"github.com/relock-go/relock/internal/testkit/memdriver"
 )
 
 var ctx = context.Background()
