@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -47,8 +48,8 @@ type Client struct {
 // implement driver.Scripter or driver.Watcher; when it implements both,
 // relock uses scripts.
 func New(conn driver.Conn, opts ...Option) (*Client, error) {
-	if conn == nil {
-		return nil, invalid("nil driver connection")
+	if err := checkConn(conn); err != nil {
+		return nil, err
 	}
 	c := newClient([]driver.Conn{conn})
 	p, err := pathFor(conn)
@@ -65,6 +66,23 @@ func New(conn driver.Conn, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkConn rejects a nil Conn, a typed nil, and a Conn whose own Validate
+// says it was built wrong, before anything is sent.
+func checkConn(conn driver.Conn) error {
+	if conn == nil {
+		return invalid("nil driver connection")
+	}
+	if v := reflect.ValueOf(conn); v.Kind() == reflect.Pointer && v.IsNil() {
+		return invalid("nil driver connection (%T)", conn)
+	}
+	if v, ok := conn.(driver.Validator); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+		}
+	}
+	return nil
 }
 
 // pathFor picks how to run the owner-checked operations over conn: scripts

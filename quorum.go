@@ -44,8 +44,8 @@ func NewQuorum(conns []driver.Conn, opts ...Option) (*Client, error) {
 	}
 	q := &quorumPath{}
 	for i, conn := range conns {
-		if conn == nil {
-			return nil, invalid("nil driver connection at %d", i)
+		if err := checkConn(conn); err != nil {
+			return nil, fmt.Errorf("master %d: %w", i, err)
 		}
 		p, err := pathFor(conn)
 		if err != nil {

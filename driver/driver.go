@@ -118,6 +118,18 @@ type Conn interface {
 	Close() error
 }
 
+// Validator is implemented by drivers that can tell, without touching the
+// network, that they were built wrong: an adapter wrapping a nil client, a
+// typed nil, a pool without a dial function. relock.New calls Validate and
+// fails with relock.ErrInvalidArgument (wrapping Validate's error) instead
+// of handing out a Client whose every call would fail. Validate must not
+// block or send anything.
+//
+// Fallback: without Validator, relock.New only rejects a nil Conn.
+type Validator interface {
+	Validate() error
+}
+
 // Scripter is implemented by drivers whose backend runs Lua scripts.
 //
 // Fallback: without Scripter, relock uses Watcher.
