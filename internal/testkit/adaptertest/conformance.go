@@ -46,8 +46,19 @@ func ServerHarness(b Backend, newConn NewConnFunc) conformance.Harness {
 // fresh miniredis (with Advance and FlushAll), the shared real server
 // (neither FlushAll nor PauseWrites: other tests use it), and a private
 // server with one replica (every hook).
+//
+// Under go test -short the private server is skipped (StartReplica skips),
+// and the two others run in parallel: the suite mostly waits for TTLs, so
+// that halves the quick run's time. The full run keeps them one after
+// another, so that timing-sensitive subtests are not crowded under -race.
 func RunConformance(t *testing.T, newConn NewConnFunc) {
+	parallelWhenShort := func(t *testing.T) {
+		if testing.Short() {
+			t.Parallel()
+		}
+	}
 	t.Run("miniredis", func(t *testing.T) {
+		parallelWhenShort(t)
 		// One server for the whole run, so that the connections of one
 		// subtest (and of all of them) share their data.
 		m := miniredis.RunT(t)
@@ -56,6 +67,7 @@ func RunConformance(t *testing.T, newConn NewConnFunc) {
 		conformance.Run(t, h)
 	})
 	t.Run("redis", func(t *testing.T) {
+		parallelWhenShort(t)
 		conformance.Run(t, ServerHarness(Backend{Addr: testredis.Addr(t)}, newConn))
 	})
 	t.Run("private", func(t *testing.T) {
