@@ -70,9 +70,11 @@ func ExampleNewQuorum() {
 		}
 		_ = c.Close()
 	}
-	fmt.Println("held on", held, "of 5 masters")
+	// Obtain returns once a majority holds the lock; a straggler may still
+	// be on its way to the others.
+	fmt.Println("held by a majority:", held >= 3)
 	fmt.Println("release:", lock.Release(ctx))
 	// Output:
-	// held on 5 of 5 masters
+	// held by a majority: true
 	// release: <nil>
 }
