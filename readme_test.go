@@ -26,10 +26,11 @@ import (
 // README.md is either
 //
 //   - a complete program (package main, func main): TestReadmeSnippets
-//     builds all of them with one go vet and one go build, inside this
-//     module (so they resolve its dependencies offline), and runs each
-//     against the real Redis server, with "127.0.0.1:6379" in its text
-//     replaced by testredis.SharedAddr's address; or
+//     checks all of them with one go vet and builds them with one go
+//     build, inside this module (so they resolve its dependencies
+//     offline), and runs each against the real Redis server, with
+//     "127.0.0.1:6379" in its text replaced by testredis.SharedAddr's
+//     address (under go test -short, go vet only); or
 //   - a snippet of a test or example in the repository, marked by the line
 //     <!-- snippet: FILE#FUNC --> just before the block: the block must be
 //     the text of FUNC's declaration in FILE (relative to the module root),
@@ -318,6 +319,9 @@ func TestReadmeSnippets(t *testing.T) {
 		buildFlags = append(buildFlags, "-race")
 	}
 	run(append(append([]string{"vet"}, buildFlags...), pkgs...)...)
+	// Linking a binary per program takes seconds of the quick run's CPU:
+	// go vet has type-checked them, and the full run links and runs them.
+	testredis.SkipShort(t, "links and runs the README's programs (go vet has checked them)")
 	run(append(append([]string{"build", "-ldflags=-s -w", "-o", bin + string(filepath.Separator)}, buildFlags...), pkgs...)...)
 
 	if redisErr != nil {
