@@ -204,7 +204,7 @@ func start(t testing.TB, opts Options) *Server {
 		t.Fatalf("%v", err)
 	}
 	s.t = t
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(s.shutdown)
 	return s
 }
 
@@ -277,6 +277,10 @@ func (s *Server) Relaunch() error {
 	}
 	return nil
 }
+
+// shutdown is the clean-up that Start registers: Close, whose only
+// error, removing a directory, cannot happen for the test's own TempDir.
+func (s *Server) shutdown() { _ = s.Close() }
 
 // Close stops the server (SIGTERM, which a server that saves nothing obeys
 // at once; SIGKILL if it has not exited after 3 s), waits for the process
