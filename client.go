@@ -174,10 +174,13 @@ func Open(driverName, dsn string, opts ...Option) (*Client, error) {
 }
 
 // Close stops the auto-refresh of the Client's locks (they are lost, with
-// ErrClosed, and their goroutines are gone when Close returns) and closes
-// the driver connection. A connection made by an adapter from a client the
-// caller built leaves that client open. Locks still held stay in Redis
-// until they expire; calls after Close return ErrClosed.
+// ErrClosed, and released, bounded and best effort), waits for the
+// clean-ups still running in the background (each cut to one last
+// attempt), and closes the driver connection; no goroutine of the Client
+// outlives it. A connection made by an adapter from a client the caller
+// built leaves that client open. Locks without auto-refresh stay in Redis
+// until they expire or are released: they may have been handed to another
+// process (Attach). Calls after Close return ErrClosed.
 func (c *Client) Close() error {
 	if c == nil {
 		return invalid("nil client")
@@ -245,7 +248,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 		return nil, err
 	}
 	if c.closed.Load() {
-		return nil, ErrClosed
+		return nil, fmt.Errorf("relock: obtain %q: %w", key, ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, err)

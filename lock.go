@@ -55,7 +55,7 @@ func (c *Client) newLock(req *obtainReq, fence int64, at time.Time, st *settings
 		if !c.startAutoRefresh(l) {
 			l.finish(ErrClosed)
 			c.cleanUp(req, false, nil)
-			return nil, ErrClosed
+			return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
 		}
 	}
 	return l, nil
@@ -251,7 +251,7 @@ func (l *Lock) check(ctx context.Context, op string) error {
 		return invalid("nil context")
 	}
 	if l.client.closed.Load() {
-		return ErrClosed
+		return fmt.Errorf("relock: %s %q: %w", op, l.key, ErrClosed)
 	}
 	l.mu.Lock()
 	settled := l.settled
