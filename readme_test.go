@@ -364,7 +364,7 @@ func TestReadmeChecks(t *testing.T) {
 		"```go", "package main", "", "func main() {}", "```", // a program
 		"```go", "lock, err := locker.Obtain(ctx, \"k\", ttl)", "```", // a fragment
 		"```go", "package lib", "func F() {}", "```", // not main
-		"<!-- snippet: example_quorum_test.go#ExampleNewQuorum -->", "",
+		"<!-- snippet: example_readme_test.go#ExampleNewQuorum -->", "",
 		"```go", "locker, err := relock.New(nil)", "```", // a snippet that differs
 		"<!-- snippet: readme_test.go#TestReadmeChecks -->",
 		"```go", "func TestReadmeChecks(t *testing.T) {}", "```", // differs too
@@ -394,7 +394,7 @@ func TestReadmeChecks(t *testing.T) {
 	for _, b := range blocks {
 		at = append(at, b.line)
 	}
-	if fmt.Sprint(at) != fmt.Sprint(goLines) || blocks[0].code != "package main\n\nfunc main() {}\n" || blocks[3].snippet != "example_quorum_test.go#ExampleNewQuorum" {
+	if fmt.Sprint(at) != fmt.Sprint(goLines) || blocks[0].code != "package main\n\nfunc main() {}\n" || blocks[3].snippet != "example_readme_test.go#ExampleNewQuorum" {
 		t.Fatalf("blocks %+v; want them at lines %v", blocks, goLines)
 	}
 	if err := checkProgram(blocks[0]); err != nil {
@@ -413,7 +413,7 @@ func TestReadmeChecks(t *testing.T) {
 
 	// The region between the README markers of ExampleNewQuorum matches,
 	// whatever the indentation.
-	src, err := os.ReadFile(filepath.Join(root, "example_quorum_test.go"))
+	src, err := os.ReadFile(filepath.Join(root, "example_readme_test.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func TestReadmeChecks(t *testing.T) {
 	for i, l := range lines {
 		lines[i] = strings.TrimPrefix(l, "\t")
 	}
-	b := readmeBlock{line: 1, code: strings.Join(lines, "\n"), snippet: "example_quorum_test.go#ExampleNewQuorum"}
+	b := readmeBlock{line: 1, code: strings.Join(lines, "\n"), snippet: "example_readme_test.go#ExampleNewQuorum"}
 	if err := checkSnippet(root, b); err != nil {
 		t.Errorf("the example's own region was rejected: %v", err)
 	}

@@ -18,10 +18,12 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// ExampleNewQuorum is the README's quorum snippet (the lines between the
-// README markers; TestReadmeSnippets checks that they match): five
-// independent masters, here in-memory ones, reached through a mix of
-// adapters.
+// The examples of this file are snippets of the README: the lines between
+// their README:begin and README:end markers are what it shows, and
+// TestReadmeSnippets checks that they match.
+
+// ExampleNewQuorum: five independent masters, here in-memory ones, reached
+// through a mix of adapters.
 func ExampleNewQuorum() {
 	var addrs [5]string
 	for i := range addrs {
@@ -77,4 +79,48 @@ func ExampleNewQuorum() {
 	// Output:
 	// held by a majority: true
 	// release: <nil>
+}
+
+// Example_inspectAndAttach: metadata on a lock, Inspect from anyone, and
+// Attach from another Client, as the README shows them.
+func Example_inspectAndAttach() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	locker, err := relock.New(goredis.New(rdb))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer locker.Close()
+	other, err := relock.New(goredis.New(rdb)) // another process, say
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer other.Close()
+	ctx := context.Background()
+
+	// README:begin
+	lock, err := locker.Obtain(ctx, "report:42", time.Minute,
+		relock.WithMetadata("host=web-3 pid=4711 job=nightly"))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	info, err := locker.Inspect(ctx, "report:42") // anyone, any process
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(info.Held, info.Metadata) // also info.Token, info.TTL, info.Fence, info.Waiters
+
+	// Elsewhere (another request, another process): rebuild the Lock from
+	// its key and token, then refresh or release it, owner check intact.
+	same, err := other.Attach(ctx, "report:42", lock.Token())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(same.Release(ctx))
+	// README:end
+
+	// Output:
+	// true host=web-3 pid=4711 job=nightly
+	// <nil>
 }
