@@ -35,6 +35,7 @@ func Run(t *testing.T, h Harness) {
 	if h.NewConn == nil {
 		t.Fatal("conformance: Harness.NewConn is nil")
 	}
+	h.root = t.Name()
 	t.Run("Harness", func(t *testing.T) { testHarness(t, h) })
 	t.Run("Driver", func(t *testing.T) { testDriver(t, h) })
 	t.Run("Obtain", func(t *testing.T) { testObtain(t, h) })
@@ -61,6 +62,7 @@ type env struct {
 }
 
 func newEnv(t *testing.T, h Harness) *env {
+	h.skipKnown(t)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return &env{t: t, h: h, prefix: "relock-conformance:" + hex.EncodeToString(b[:]) + ":"}
