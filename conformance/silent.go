@@ -16,9 +16,10 @@ import (
 // a Redis server that has stopped answering, and returns its address
 // (127.0.0.1:port). It speaks just enough RESP for a client to connect: it
 // answers the commands clients send while they set a connection up (PING,
-// AUTH, SELECT, CLIENT ..., READONLY with OK or PONG; HELLO with "unknown
-// command", so the client falls back to RESP2; CLUSTER with "cluster
-// support disabled", so the client sees a single node), and never answers
+// AUTH, SELECT, CLIENT ..., READONLY with OK or PONG; HELLO as a Redis 7
+// server in standalone mode, in RESP3 when asked for protocol 3; CLUSTER
+// with "cluster support disabled", so the client sees a single node), and
+// never answers
 // any other command; from the first command left unanswered on, the
 // connection stays silent. The server and its connections are closed when
 // t ends, so calls still blocked on it then fail.
@@ -120,11 +121,39 @@ func setupReply(args []string) (string, bool) {
 	case "AUTH", "SELECT", "CLIENT", "READONLY", "READWRITE":
 		return "+OK\r\n", true
 	case "HELLO":
-		return "-ERR unknown command 'HELLO'\r\n", true
+		return helloReply(len(args) > 1 && args[1] == "3"), true
 	case "CLUSTER":
 		return "-ERR This instance has cluster support disabled\r\n", true
 	}
 	return "", false
+}
+
+// helloReply is a Redis 7 server's answer to HELLO, as a RESP3 map or a
+// RESP2 array.
+func helloReply(resp3 bool) string {
+	fields := []struct {
+		name  string
+		value string // a RESP value
+	}{
+		{"server", "$5\r\nredis\r\n"},
+		{"version", "$5\r\n7.0.0\r\n"},
+		{"proto", ":2\r\n"},
+		{"id", ":1\r\n"},
+		{"mode", "$10\r\nstandalone\r\n"},
+		{"role", "$6\r\nmaster\r\n"},
+		{"modules", "*0\r\n"},
+	}
+	var b strings.Builder
+	if resp3 {
+		fields[2].value = ":3\r\n"
+		fmt.Fprintf(&b, "%%%d\r\n", len(fields))
+	} else {
+		fmt.Fprintf(&b, "*%d\r\n", 2*len(fields))
+	}
+	for _, f := range fields {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n%s", len(f.name), f.name, f.value)
+	}
+	return b.String()
 }
 
 // readCommand reads one command: a RESP array of bulk strings, or an

@@ -150,6 +150,12 @@ func testSubscriber(t *testing.T, h Harness) {
 		if err := sub.Remove(bg(), removed); err != nil {
 			t.Fatalf("Remove: %v", err)
 		}
+		// Remove need not wait for the server's confirmation, Add does:
+		// once a later Add on the same connection returns, the server has
+		// handled the UNSUBSCRIBE sent before it.
+		if err := sub.Add(bg(), s.key("barrier")); err != nil {
+			t.Fatalf("Add after Remove: %v", err)
+		}
 		// The server sends what it publishes to one connection in order:
 		// once the marker is here, a message to the removed channel,
 		// published before it, would be here too.

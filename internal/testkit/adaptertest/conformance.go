@@ -75,7 +75,7 @@ func RunConformanceKnown(t *testing.T, newConn NewConnFunc, known Known) {
 		conformance.Run(t, h)
 	})
 	t.Run("private", func(t *testing.T) {
-		h := PrivateHarness(t, newConn)
+		h, _ := PrivateHarness(t, newConn)
 		h.KnownFailures = known["private"]
 		conformance.Run(t, h)
 	})
@@ -93,8 +93,9 @@ func MiniHarness(t *testing.T, newConn NewConnFunc) conformance.Harness {
 // PrivateHarness is ServerHarness over a private server with one replica,
 // both stopped when t ends (skipping t without a redis-server binary), with
 // every hook: FlushAll, PauseWrites (CLIENT PAUSE on the primary),
-// StallReplicas (DEBUG SLEEP on the replica) and Replicas = 1.
-func PrivateHarness(t *testing.T, newConn NewConnFunc) conformance.Harness {
+// StallReplicas (DEBUG SLEEP on the replica) and Replicas = 1. It returns
+// the primary too.
+func PrivateHarness(t *testing.T, newConn NewConnFunc) (conformance.Harness, *testredis.Server) {
 	srv := testredis.Start(t)
 	replica := testredis.StartReplica(t, srv)
 	h := ServerHarness(Backend{Addr: srv.Addr()}, newConn)
@@ -106,7 +107,7 @@ func PrivateHarness(t *testing.T, newConn NewConnFunc) conformance.Harness {
 	}
 	h.StallReplicas = func(t *testing.T, d time.Duration) { stall(t, replica, d) }
 	h.Replicas = 1
-	return h
+	return h, srv
 }
 
 // stall makes replica sleep for d (DEBUG SLEEP), and returns once it
