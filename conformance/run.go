@@ -15,9 +15,17 @@ import (
 // Run runs the suite against the backend that h reaches. Its subtests:
 //
 //   - Harness: the hooks h sets do what Harness documents.
-//   - Driver: the raw driver methods, reply mapping and error translation,
-//     including Driver/Scripter and Driver/Watcher for the optional
-//     capabilities.
+//   - Driver: the raw driver methods, one subtest per promise of the driver
+//     package: reply mapping and error translation; ScripterOrWatcher;
+//     ConcurrentUse; Context/Cancelled and Context/Deadline (every method
+//     honours its context, the latter on a server that never answers,
+//     through Harness.NewSilentConn); AfterClose (every method fails,
+//     none panics); and Driver/Scripter, Driver/Watcher (errors inside
+//     EXEC, EXECABORT, expiry of a watched key), Driver/ReplicaWaiter
+//     (NOSCRIPT, WAIT on the script's connection through
+//     Harness.StallReplicas) and Driver/Subscriber (delivery after Add, no
+//     loss, order, Remove, one callback at a time, Close; through
+//     Harness.Publish) for the optional capabilities.
 //   - Obtain, Release, Refresh, TTL, NoScript, WrongType, Contention,
 //     Closed, BadInput: the portable relock API over the driver. Each leaf
 //     runs once per path, as .../Script (driver.Scripter) and .../Watch
@@ -26,8 +34,8 @@ import (
 //     LostOnFlushAll, LostOnStall need the Harness hooks of those names),
 //     Client.Do, fencing numbers and replica acknowledgement.
 //   - Wake: waiters woken by a hand-over on release (driver.Subscriber),
-//     the fallback when a notification is lost, FIFO order, and no
-//     subscription left after Close.
+//     promptly (woken, not polling), the fallback when a notification is
+//     lost, FIFO order, and no subscription left after Close.
 //   - Paths/SameAnswers: where a driver has both paths, one scenario gives
 //     the same answers through each.
 func Run(t *testing.T, h Harness) {
