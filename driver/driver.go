@@ -230,7 +230,10 @@ type Subscription interface {
 	// after Add returns is delivered.
 	Add(ctx context.Context, channels ...string) error
 
-	// Remove unsubscribes from channels (UNSUBSCRIBE).
+	// Remove unsubscribes from channels (UNSUBSCRIBE). It may return
+	// before the server has confirmed, but commands go out in order on
+	// the one connection: once a later Add returns, no message published
+	// on the removed channels after that is delivered.
 	Remove(ctx context.Context, channels ...string) error
 
 	// Close ends the subscription. When it returns, onMessage is not
