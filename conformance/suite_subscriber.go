@@ -267,9 +267,18 @@ func testSubscriber(t *testing.T, h Harness) {
 		s := newSubEnv(t, h)
 		in := newInbox()
 		ch := s.key("ch")
-		// Warm the connections up, so that only the subscription's own
-		// goroutines come and go below.
+		// Warm the client up with one subscription, opened, used and
+		// closed, so that goroutines a client starts once and keeps (the
+		// node clients of a cluster client, say) are there before the
+		// count; only the subscription's own come and go below.
+		warm := newInbox()
+		first := s.subscribe(warm, ch)
 		s.publish(ch, "warm-up")
+		warm.waitFor(t, "a message", func(m []message) bool { return len(m) == 1 })
+		if err := first.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 		before := runtime.NumGoroutine()
 		sub := s.subscribe(in, ch)
 		s.publish(ch, "one")
