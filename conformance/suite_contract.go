@@ -480,7 +480,9 @@ func testReplicaWaiter(t *testing.T, h Harness) {
 		if err != nil || r != "OK" || acked < h.Replicas {
 			t.Fatalf("EvalWait with the replicas up = %#v, %d, %v; want OK, %d", r, acked, err, h.Replicas)
 		}
-		const stall, timeout = 2 * time.Second, 300 * time.Millisecond
+		// The stall stays below a cluster's usual node timeout (2 s in
+		// this repository's tests).
+		const stall, timeout = 1500 * time.Millisecond, 300 * time.Millisecond
 		h.StallReplicas(t, stall)
 		start := time.Now()
 		for _, step := range []struct {

@@ -19,8 +19,10 @@ import (
 // ClusterHarness is the conformance harness over cluster c, with conns from
 // newConn. Hooks that act on a whole server act on every node (each has its
 // own script cache) or every primary (FLUSHALL, CLIENT PAUSE: replicas
-// follow); HSET and DEL go to the key's primary, PUBLISH to any node.
-// StallReplicas and NewSilentConn are not given. Each primary has one
+// follow); HSET and DEL go to the key's primary, PUBLISH to any node;
+// StallReplicas puts every replica to sleep (DEBUG SLEEP, shorter than the
+// cluster's node timeout, so no node is taken for failed). NewSilentConn
+// is not given. Each primary has one
 // replica, so Replicas is 1. The hooks assume no failover during the suite.
 func ClusterHarness(c *testredis.Cluster, newConn func(t *testing.T) driver.Conn) conformance.Harness {
 	nodes, primaries := c.Nodes(), c.Primaries()
@@ -50,7 +52,8 @@ func ClusterHarness(c *testredis.Cluster, newConn func(t *testing.T) driver.Conn
 			ms := (d + time.Millisecond - 1) / time.Millisecond
 			onEach(t, primaries, "CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE")
 		},
-		Replicas: 1,
+		StallReplicas: func(t *testing.T, d time.Duration) { stall(t, d, c.Replicas()...) },
+		Replicas:      1,
 	}
 }
 

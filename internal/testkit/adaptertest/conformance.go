@@ -105,25 +105,27 @@ func PrivateHarness(t *testing.T, newConn NewConnFunc) (conformance.Harness, *te
 		ms := (d + time.Millisecond - 1) / time.Millisecond
 		mustDo(t, srv.Addr(), "CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE")
 	}
-	h.StallReplicas = func(t *testing.T, d time.Duration) { stall(t, replica, d) }
+	h.StallReplicas = func(t *testing.T, d time.Duration) { stall(t, d, replica) }
 	h.Replicas = 1
 	return h, srv
 }
 
-// stall makes replica sleep for d (DEBUG SLEEP), and returns once it
-// sleeps; t's clean-up waits until it is awake again.
-func stall(t *testing.T, replica *testredis.Server, d time.Duration) {
+// stall makes each replica sleep for d (DEBUG SLEEP), and returns once
+// they sleep; t's clean-up waits until they are awake again.
+func stall(t *testing.T, d time.Duration, replicas ...*testredis.Server) {
 	t.Helper()
-	slept := make(chan error, 1)
-	go func() {
-		_, err := replica.Do("DEBUG", "SLEEP", strconv.FormatFloat(d.Seconds(), 'f', 3, 64))
-		slept <- err
-	}()
-	t.Cleanup(func() {
-		if err := <-slept; err != nil {
-			t.Errorf("DEBUG SLEEP on the replica %s: %v", replica.Addr(), err)
-		}
-	})
+	for _, r := range replicas {
+		slept := make(chan error, 1)
+		go func() {
+			_, err := r.Do("DEBUG", "SLEEP", strconv.FormatFloat(d.Seconds(), 'f', 3, 64))
+			slept <- err
+		}()
+		t.Cleanup(func() {
+			if err := <-slept; err != nil {
+				t.Errorf("DEBUG SLEEP on the replica %s: %v", r.Addr(), err)
+			}
+		})
+	}
 	// The command is on its way; give the replica a moment to start
 	// sleeping (a loopback round trip is far shorter).
 	time.Sleep(100 * time.Millisecond)
