@@ -91,6 +91,17 @@ func (e *env) conn() driver.Conn {
 	return c
 }
 
+// setWrongType plants a key of another type at key through the harness,
+// and deletes it when t ends if the harness can (a shared server keeps
+// keys without a TTL forever).
+func setWrongType(t *testing.T, h Harness, key string) {
+	t.Helper()
+	h.SetWrongType(t, key)
+	if h.Delete != nil {
+		t.Cleanup(func() { h.Delete(t, key) })
+	}
+}
+
 // advance lets d pass for the backend's TTLs.
 func (e *env) advance(d time.Duration) {
 	e.t.Helper()

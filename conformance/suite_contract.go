@@ -72,7 +72,7 @@ type call struct {
 
 // callScript is the script the calls run; sha1 is loaded by
 // loadCallScript.
-const callScript = "return redis.call('SET', KEYS[1], 'called')"
+const callScript = "return redis.call('SET', KEYS[1], 'called', 'PX', 10000)"
 
 var calls = []call{
 	{"SetNX", "", func(ctx context.Context, c driver.Conn, keys []string) error {
@@ -303,7 +303,7 @@ func testTxGetWrongType(t *testing.T, h Harness) {
 	}
 	e, _, w := watcher(t, h)
 	k := e.key("hash")
-	h.SetWrongType(t, k)
+	setWrongType(t, h, k)
 	var got error
 	_ = w.Watch(bg(), []string{k}, func(tx driver.Tx) error {
 		v, ok, err := tx.Get(bg(), k)
@@ -326,7 +326,7 @@ func testErrorInsideExec(t *testing.T, h Harness) {
 	}
 	e, c, w := watcher(t, h)
 	k, hash := e.key("k"), e.key("hash")
-	h.SetWrongType(t, hash)
+	setWrongType(t, h, hash)
 	if ok, err := c.SetNX(bg(), k, "v0", 10*time.Second); err != nil || !ok {
 		t.Fatalf("SetNX: %v, %v", ok, err)
 	}
@@ -446,7 +446,7 @@ func testReplicaWaiter(t *testing.T, h Harness) {
 	t.Run("NoScript", func(t *testing.T) {
 		e, w := waiter(t)
 		keys := []string{e.key("k")}
-		src := "return redis.call('SET', KEYS[1], 'noscript-" + e.prefix + "')"
+		src := "return redis.call('SET', KEYS[1], 'noscript-" + e.prefix + "', 'PX', 10000)"
 		sha := sha1hex(src)
 		_, _, err := w.EvalShaWait(bg(), sha, keys, nil, h.Replicas, time.Second)
 		skipUnsupported(t, err)
@@ -473,7 +473,7 @@ func testReplicaWaiter(t *testing.T, h Harness) {
 		}
 		e, w := waiter(t)
 		keys := []string{e.key("k")}
-		const script = "return redis.call('SET', KEYS[1], ARGV[1])"
+		const script = "return redis.call('SET', KEYS[1], ARGV[1], 'PX', 10000)"
 		// Healthy: every replica acknowledges, and the script is loaded.
 		r, acked, err := w.EvalWait(bg(), script, keys, []string{"v0"}, h.Replicas, 5*time.Second)
 		skipUnsupported(t, err)

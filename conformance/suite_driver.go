@@ -77,7 +77,7 @@ func testDriver(t *testing.T, h Harness) {
 		}
 		e, c := raw(t)
 		k := e.key("hash")
-		h.SetWrongType(t, k)
+		setWrongType(t, h, k)
 		_, _, err := c.Get(bg(), k)
 		wantIs(t, "Get of a hash", err, driver.ErrWrongType)
 		ok, err := c.SetNX(bg(), k, "v", time.Second)
@@ -178,7 +178,7 @@ func testScripter(t *testing.T, h Harness) {
 		}
 		e, _, s := scripter(t, h)
 		k := e.key("hash")
-		h.SetWrongType(t, k)
+		setWrongType(t, h, k)
 		_, err := s.Eval(bg(), "return redis.call('GET', KEYS[1])", []string{k})
 		wantIs(t, "a script that GETs a hash", err, driver.ErrWrongType)
 	})
