@@ -181,6 +181,18 @@ var brokenDrivers = map[string]brokenDriver{
 		wrap:     memWrap(func(b broken) driver.Conn { return &ignoresExpiryInWatch{b} }),
 		mustFail: []string{"Driver/Watcher/ExpiryAborts"},
 	},
+	"MissingKeyIsAnError": {base: "mem",
+		wrap:     memWrap(func(b broken) driver.Conn { return &missingIsError{b} }),
+		mustFail: []string{"Driver/GetMissing"},
+	},
+	"CloseTwicePanics": {base: "mem",
+		wrap:     memWrap(func(b broken) driver.Conn { return &closeTwicePanics{broken: b, done: make(chan struct{})} }),
+		mustFail: []string{"Driver/CloseTwice"},
+	},
+	"DropsFnError": {base: "mem",
+		wrap:     memWrap(func(b broken) driver.Conn { return &dropsFnError{b} }),
+		mustFail: []string{"Driver/Watcher/FnError"},
+	},
 	"DropsSetOptions": {base: "mem",
 		wrap:     memWrap(func(b broken) driver.Conn { return &dropsSetOptions{b} }),
 		mustFail: []string{"Driver/Watcher/RelockCommands"},
@@ -706,6 +718,36 @@ func (t expiryTx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 		return err
 	})
 	return r, err
+}
+
+// missingIsError reports a missing key as an error.
+type missingIsError struct{ broken }
+
+func (b *missingIsError) Get(ctx context.Context, key string) (string, bool, error) {
+	v, ok, err := b.c.Get(ctx, key)
+	if err == nil && !ok {
+		return "", false, errors.New("broken: redis: nil")
+	}
+	return v, ok, err
+}
+
+// closeTwicePanics closes a channel in Close, without a guard.
+type closeTwicePanics struct {
+	broken
+	done chan struct{}
+}
+
+func (b *closeTwicePanics) Close() error {
+	close(b.done)
+	return b.c.Close()
+}
+
+// dropsFnError returns WATCH's outcome, not fn's error.
+type dropsFnError struct{ broken }
+
+func (b *dropsFnError) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
+	_ = b.broken.Watch(ctx, keys, fn)
+	return nil
 }
 
 // dropsSetOptions sends SET with its key and value only.

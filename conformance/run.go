@@ -87,7 +87,11 @@ func (e *env) conn() driver.Conn {
 	if c == nil {
 		e.t.Fatal("conformance: Harness.NewConn returned nil")
 	}
-	e.t.Cleanup(func() { _ = c.Close() })
+	e.t.Cleanup(func() {
+		if _, panicked := callSafely(c.Close); panicked != nil {
+			e.t.Errorf("Close of the connection at the end of the subtest panicked: %v", panicked)
+		}
+	})
 	return c
 }
 

@@ -87,8 +87,11 @@ func testDriver(t *testing.T, h Harness) {
 	})
 	t.Run("CloseTwice", func(t *testing.T) {
 		_, c := raw(t)
-		_ = c.Close()
-		_ = c.Close() // must not panic
+		for i := range 2 {
+			if _, panicked := callSafely(c.Close); panicked != nil {
+				t.Fatalf("Close number %d panicked: %v", i+1, panicked)
+			}
+		}
 	})
 	t.Run("ScripterOrWatcher", func(t *testing.T) { testScripterOrWatcher(t, h) })
 	t.Run("ConcurrentUse", func(t *testing.T) { testConcurrentUse(t, h) })
