@@ -108,6 +108,7 @@ var (
 	_ driver.Tx       = (*tx)(nil)
 
 	_ driver.ReplicaWaiter = (*Conn)(nil)
+	_ driver.Validator     = (*Conn)(nil)
 )
 
 // Driver opens go-redis connections from URLs. It is registered with relock
@@ -146,7 +147,10 @@ var (
 
 // New returns a Conn over rdb, a client the caller built and keeps owning:
 // closing the Conn (or the relock.Client over it) leaves rdb open. When rdb
-// is nil, every method of the Conn but Close fails with ErrNilClient.
+// is nil (or a typed nil such as (*redis.Client)(nil)), relock.New rejects
+// the Conn with an error matching relock.ErrInvalidArgument and ErrNilClient
+// (see [Conn.Validate]), and every method of the Conn but Close fails with
+// ErrNilClient.
 func New(rdb redis.UniversalClient) *Conn {
 	if isNil(rdb) {
 		rdb = nil
@@ -161,6 +165,15 @@ func isNil(v any) bool {
 	}
 	rv := reflect.ValueOf(v)
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// Validate implements driver.Validator: it reports ErrNilClient for a Conn
+// made by New from a nil client. It sends nothing.
+func (c *Conn) Validate() error {
+	if c == nil || c.rdb == nil {
+		return ErrNilClient
+	}
+	return nil
 }
 
 // client returns the client, or why it may not be used.

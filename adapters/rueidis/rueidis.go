@@ -105,6 +105,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -124,11 +125,19 @@ var (
 	_ driver.Driver   = Driver{}
 
 	_ driver.ReplicaWaiter = (*Conn)(nil)
+	_ driver.Subscriber    = (*Conn)(nil)
+	_ driver.Validator     = (*Conn)(nil)
 )
 
+// Errors a Conn returns for misuse, checked with errors.Is.
 var (
-	errNilClient = errors.New("rueidisadapter: nil rueidis.Client")
-	errClosed    = fmt.Errorf("rueidisadapter: use of closed Conn: %w", net.ErrClosed)
+	// ErrNilClient reports a call on a Conn that New made from a nil
+	// rueidis.Client (including an interface holding a nil pointer).
+	ErrNilClient = errors.New("rueidisadapter: nil rueidis.Client")
+
+	// ErrClosed reports a call on a Conn after its Close. It also
+	// matches net.ErrClosed.
+	ErrClosed = fmt.Errorf("rueidisadapter: use of closed Conn: %w", net.ErrClosed)
 )
 
 // unwatchTimeout bounds the UNWATCH sent when a Watch callback returns
@@ -136,8 +145,9 @@ var (
 const unwatchTimeout = time.Second
 
 // Conn is a relock driver connection over a rueidis.Client. It implements
-// driver.Conn, driver.Scripter and driver.Watcher, and is safe for
-// concurrent use, as the rueidis.Client it wraps is.
+// driver.Conn, driver.Scripter, driver.Watcher, driver.ReplicaWaiter,
+// driver.Subscriber and driver.Validator, and is safe for concurrent use,
+// as the rueidis.Client it wraps is.
 type Conn struct {
 	client rueidis.Client
 	owned  bool // Close closes client
@@ -145,10 +155,34 @@ type Conn struct {
 }
 
 // New returns a Conn over c. The caller keeps ownership of c: Conn.Close
-// leaves it open, and the caller closes it after the last use. A nil c gives
-// a Conn whose methods return an error.
+// leaves it open, and the caller closes it after the last use. When c is
+// nil (or an interface holding a nil pointer), relock.New rejects the Conn
+// with an error matching relock.ErrInvalidArgument and ErrNilClient (see
+// [Conn.Validate]), and every method of the Conn but Close fails with
+// ErrNilClient.
 func New(c rueidis.Client) *Conn {
+	if isNil(c) {
+		c = nil
+	}
 	return &Conn{client: c}
+}
+
+// isNil reports whether v is nil or an interface holding a nil pointer.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// Validate implements driver.Validator: it reports ErrNilClient for a Conn
+// made by New from a nil client. It sends nothing.
+func (c *Conn) Validate() error {
+	if c == nil || c.client == nil {
+		return ErrNilClient
+	}
+	return nil
 }
 
 // Driver opens Conns from redis:// and rediss:// URLs. It is registered with
@@ -180,9 +214,9 @@ func (Driver) Open(dsn string) (driver.Conn, error) {
 func (c *Conn) use() (rueidis.Client, error) {
 	switch {
 	case c == nil || c.client == nil:
-		return nil, errNilClient
+		return nil, ErrNilClient
 	case c.closed.Load():
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	return c.client, nil
 }

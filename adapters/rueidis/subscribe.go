@@ -15,8 +15,6 @@ import (
 	"github.com/relock-go/relock/internal/backoff"
 )
 
-var _ driver.Subscriber = (*Conn)(nil)
-
 // Reconnection of a subscription.
 const (
 	// healthyAfter is how long a connection must have lived for the
