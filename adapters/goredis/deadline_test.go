@@ -45,6 +45,14 @@ const (
 	closeLimitDefault = 5*time.Second + adaptertest.CallLimit
 )
 
+// skipShortVariant skips, in -short mode, the variants of a deadline test
+// beyond a client with default options and one made by Open.
+func skipShortVariant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("one more client configuration: skipped in -short mode")
+	}
+}
+
 // noSubscriber hides the driver.Subscriber side of a Conn.
 type noSubscriber struct {
 	*goredis.Conn
@@ -76,11 +84,13 @@ func TestDeadlineSilentServer(t *testing.T) {
 		checkConnDeadlines(t, goredis.New(rdb), closeLimitDefault, nil)
 	})
 	t.Run("ContextTimeoutEnabled", func(t *testing.T) {
+		skipShortVariant(t)
 		rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 		defer rdb.Close()
 		checkConnDeadlines(t, goredis.New(rdb), closeLimitCTE, nil)
 	})
 	t.Run("long timeouts", func(t *testing.T) {
+		skipShortVariant(t)
 		// The calls left running would wait for a minute: closing the
 		// client ends them. A subscription's connection being set up
 		// is not ended by that, and holds the subscription's Close for
@@ -90,6 +100,7 @@ func TestDeadlineSilentServer(t *testing.T) {
 		checkConnDeadlines(t, noSubscriber{Conn: goredis.New(rdb)}, 0, func() { _ = rdb.Close() })
 	})
 	t.Run("cluster client", func(t *testing.T) {
+		skipShortVariant(t)
 		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr}})
 		defer rdb.Close()
 		checkConnDeadlines(t, goredis.New(rdb), closeLimitDefault, nil)
