@@ -248,7 +248,11 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 		return nil, ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, err)
+		err = fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, err)
+		if st.observer != nil {
+			st.observer.Observe(Event{Kind: EventNotObtained, Key: key, Time: time.Now(), TTL: ttl, Err: err})
+		}
+		return nil, err
 	}
 	req.token = newToken()
 	o := obtainer{c: c, ctx: ctx, req: req, st: &st, start: time.Now()}
