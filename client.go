@@ -107,16 +107,15 @@ func newClient(conns []driver.Conn) *Client {
 	return c
 }
 
+// applyDefaults sets the Client's defaults from opts and checks them, so
+// that a Client whose every Obtain would fail is never made.
 func (c *Client) applyDefaults(opts []Option) error {
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c.defaults)
 		}
 	}
-	if c.defaults.maxWait < 0 {
-		return invalid("negative wait budget %v", c.defaults.maxWait)
-	}
-	return nil
+	return c.validate(&c.defaults)
 }
 
 var (
@@ -228,6 +227,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	if ctx == nil {
 		return nil, invalid("nil context")
 	}
+	key = c.defaults.prefix + key
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
@@ -240,7 +240,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 			o.apply(&st)
 		}
 	}
-	req := &obtainReq{key: key, keys: keysFor(key), ttl: ttl}
+	req := &obtainReq{key: key, keys: keysFor(key), ttl: ttl, meta: st.metadata}
 	if err := c.checkSettings(&st, req); err != nil {
 		return nil, err
 	}
@@ -255,6 +255,10 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 		return nil, err
 	}
 	req.token = newToken()
+	req.value = req.token
+	if req.meta != "" {
+		req.value = req.token + "|" + req.meta
+	}
 	o := obtainer{c: c, ctx: ctx, req: req, st: &st, start: time.Now()}
 	l, err := o.run()
 	o.done()
@@ -554,10 +558,30 @@ func (o *obtainer) done() {
 	}
 }
 
-// checkSettings validates the options of one Obtain and fills req from them.
+// checkSettings validates the options of one Obtain and fills req from
+// them.
 func (c *Client) checkSettings(st *settings, req *obtainReq) error {
+	if err := c.validate(st); err != nil {
+		return err
+	}
+	req.wait = st.replicas
+	if st.fencing {
+		if req.keys.fence == "" {
+			return invalid("key %q contains '}' but no hash tag, so its fencing counter cannot share its hash slot; use a tag like {name}", req.key)
+		}
+		req.fenced = true
+	}
+	return nil
+}
+
+// validate checks settings that do not depend on the key: New checks the
+// Client's defaults with it, Obtain each call's.
+func (c *Client) validate(st *settings) error {
 	if st.maxWait < 0 {
 		return invalid("negative wait budget %v", st.maxWait)
+	}
+	if len(st.metadata) > MaxMetadataLen {
+		return invalid("metadata of %d bytes is longer than %d", len(st.metadata), MaxMetadataLen)
 	}
 	if w := st.replicas; w != nil {
 		if w.n < 1 || w.timeout < time.Millisecond {
@@ -566,16 +590,9 @@ func (c *Client) checkSettings(st *settings, req *obtainReq) error {
 		if !c.path.canWait() {
 			return fmt.Errorf("%w: WithReplicas needs a single master whose driver implements driver.ReplicaWaiter and driver.Scripter", ErrUnsupported)
 		}
-		req.wait = w
 	}
-	if st.fencing {
-		if !c.path.canFence() {
-			return fmt.Errorf("%w: WithFencing on a quorum of masters", ErrUnsupported)
-		}
-		if req.keys.fence == "" {
-			return invalid("key %q contains '}' but no hash tag, so its fencing counter cannot share its hash slot; use a tag like {name}", req.key)
-		}
-		req.fenced = true
+	if st.fencing && !c.path.canFence() {
+		return fmt.Errorf("%w: WithFencing on a quorum of masters", ErrUnsupported)
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ func ExampleClient_Obtain() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer locker.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
@@ -57,6 +58,7 @@ func ExampleClient_TryObtain() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 
 	first, _ := locker.TryObtain(ctx, "nightly-job", time.Minute)
@@ -73,6 +75,7 @@ func ExampleClient_Obtain_giveUp() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	holder, _ := locker.TryObtain(context.Background(), "k", time.Minute)
 	defer holder.Release(context.Background())
 
@@ -96,6 +99,7 @@ func ExampleLock_Refresh() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 
 	lock, _ := locker.Obtain(ctx, "long-task", 10*time.Second)
@@ -115,6 +119,7 @@ func ExampleLock_Release_notHeld() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 
 	lock, _ := locker.Obtain(ctx, "k", time.Minute)
@@ -148,6 +153,7 @@ func ExampleClient_Do() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 
 	// Do obtains the lock, keeps it refreshed while fn runs, cancels fn's
 	// context if the lock is lost, and releases it afterwards.
@@ -165,6 +171,7 @@ func ExampleLock_Done() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 
 	lock, _ := locker.Obtain(ctx, "job", 10*time.Second, relock.WithAutoRefresh())
@@ -203,6 +210,7 @@ func ExampleWithFencing() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 	store := &fencedStore{}
 
