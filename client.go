@@ -253,7 +253,11 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 		return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
+		err = fmt.Errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
+		if st.observer != nil {
+			st.observer.Observe(Event{Kind: EventNotObtained, Key: key, Time: time.Now(), TTL: ttl, Err: err})
+		}
+		return nil, err
 	}
 	o := obtainer{c: c, ctx: ctx, lock: lock, req: req, st: &st, start: time.Now()}
 	l, err := o.run()
