@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
@@ -783,4 +785,75 @@ func TestRunClusterAndSentinelURLs(t *testing.T) {
 			t.Fatalf("exit code %d\nstderr:\n%s", code, p.stderr.String())
 		}
 	})
+}
+
+// openPTY returns the two ends of a new pseudo-terminal.
+func openPTY(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	master = os.NewFile(uintptr(fd), "/dev/ptmx")
+	t.Cleanup(func() { _ = master.Close() })
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlock pty: %v", err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("pty number: %v", err)
+	}
+	tty, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open pty: %v", err)
+	}
+	t.Cleanup(func() { _ = tty.Close() })
+	return master, tty
+}
+
+// TestRunTerminal runs relock as a shell runs a foreground job: in a
+// session whose controlling terminal is a pty. CMD must get the terminal:
+// it can read from it (a background process group would be stopped by
+// SIGTTIN), and Ctrl-C reaches it.
+func TestRunTerminal(t *testing.T) {
+	s := testredis.Start(t)
+	master, tty := openPTY(t)
+	// Drain what the terminal echoes, so that it never blocks.
+	go func() { _, _ = io.Copy(io.Discard, master) }()
+
+	dir := t.TempDir()
+	script := `read line; echo "$line" > "$0/read"; trap 'echo INT > "$0/log"; exit 3' INT; echo ready > "$0/ready"; while :; do sleep 0.02; done`
+	p := &proc{t: t, done: make(chan struct{})}
+	p.cmd = exec.Command(relockBinary(t), "run", "-url", s.URL(), "relock-cli:tty", "--", "sh", "-c", script, dir)
+	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = tty, tty, &p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		_ = p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+
+	if _, err := master.WriteString("hello from the terminal\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(waitFile(t, filepath.Join(dir, "read"), 20*time.Second, p)); got != "hello from the terminal" {
+		t.Errorf("CMD read %q from the terminal", got)
+	}
+	waitFile(t, filepath.Join(dir, "ready"), 20*time.Second, p)
+	if _, err := master.Write([]byte{3}); err != nil { // Ctrl-C
+		t.Fatal(err)
+	}
+	if code := p.wait(20 * time.Second); code != 3 {
+		t.Errorf("exit code %d, want CMD's 3 (its Ctrl-C trap)\nstderr:\n%s", code, p.stderr.String())
+	}
+	if got := strings.TrimSpace(waitFile(t, filepath.Join(dir, "log"), time.Second, nil)); got != "INT" {
+		t.Errorf("CMD's trap logged %q, want INT", got)
+	}
 }
