@@ -18,6 +18,7 @@ type settings struct {
 	autoRefresh bool
 	fencing     bool
 	replicas    *replicaWait
+	observer    Observer // nil: no events
 }
 
 func defaultSettings() settings {

@@ -21,9 +21,9 @@ type replicaWait struct {
 type obtainReq struct {
 	key, token string
 	keys       lockKeys
-	fenced     bool // draw a fencing number
-	enqueue    bool // join the waiter queue when the lock is taken
-	first      bool // the call's first try: a plain SET NX may do
+	fenced     bool      // draw a fencing number
+	mode       queueMode // whether this try joins or renews a place in the queue
+	first      bool      // the call's first try: a plain SET NX may do
 	ttl        time.Duration
 	wait       *replicaWait // nil: no WAIT
 	// settled, for a quorum, closes when every call of the previous try
@@ -32,9 +32,34 @@ type obtainReq struct {
 	settled chan struct{}
 }
 
-// waiterLease is how long a queued waiter keeps its place without renewing
-// it; a waiter renews it at least every waiterLease/3.
-const waiterLease = 3 * time.Second
+// queueMode says what a try does with the waiter queue when the lock is
+// taken.
+type queueMode uint8
+
+const (
+	noQueue    queueMode = iota // stay out of the queue
+	joinQueue                   // join it (the first queued try)
+	renewQueue                  // renew our place; never re-create it
+)
+
+var queueModeArg = [...]string{noQueue: "0", joinQueue: "1", renewQueue: "2"}
+
+// Waiter leases. A queued waiter keeps its place for waiterLease without
+// renewing it, and renews it every waiterRenew, so a waiter that died
+// blocks the queue for at most waiterLease. A waiter that gives up leaves
+// a tombstone for leftTombstone, so a join of its delayed by a stall
+// cannot bring it back.
+const (
+	waiterLease   = time.Second
+	waiterRenew   = waiterLease / 5
+	leftTombstone = 10 * time.Second
+)
+
+// Pre-formatted script arguments for the constants above.
+var (
+	waiterLeaseArg   = millis(waiterLease)
+	leftTombstoneArg = millis(leftTombstone)
+)
 
 // obtainRes is what one try found.
 type obtainRes struct {
@@ -48,6 +73,7 @@ type obtainRes struct {
 	fence     int64 // the fencing number, when asked for and ok
 	acked     int   // replicas that acknowledged, when asked for
 	queued    bool  // we are in the waiter queue; serverTime is set
+	lapsed    bool  // a renewal found our place gone: join again
 	// serverTime is the server's clock, in microseconds, when the try ran.
 	serverTime int64
 }
@@ -61,13 +87,16 @@ type path interface {
 	release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error)
 	// refresh sets the key's TTL if it holds token; with w, it then waits
 	// for replicas and reports how many acknowledged.
-	refresh(ctx context.Context, key, token string, ttl time.Duration, w *replicaWait) (ok bool, acked int, err error)
+	refresh(ctx context.Context, k lockKeys, token string, ttl time.Duration, w *replicaWait) (ok bool, acked int, err error)
 	// pttl returns the key's remaining TTL (-1: none) if it holds token.
-	pttl(ctx context.Context, key, token string) (time.Duration, bool, error)
+	pttl(ctx context.Context, k lockKeys, token string) (time.Duration, bool, error)
 	// canWait reports whether the path can wait for replicas.
 	canWait() bool
 	// canFence reports whether the path can draw fencing numbers.
 	canFence() bool
+	// wait returns once calls the path left running in the background
+	// are done. Client.Close calls it.
+	wait()
 }
 
 func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -97,6 +126,7 @@ type scriptPath struct {
 
 func (p scriptPath) canWait() bool { return p.w != nil }
 func (scriptPath) canFence() bool  { return true }
+func (scriptPath) wait()           {}
 
 // run calls sc; with w, WAIT follows on the same connection.
 func (p scriptPath) run(ctx context.Context, sc *scripts.Script, keys []string, w *replicaWait, args ...string) (r any, acked int, err error) {
@@ -116,7 +146,7 @@ func (p scriptPath) run(ctx context.Context, sc *scripts.Script, keys []string, 
 
 func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
 	res := obtainRes{holder: -1}
-	if q.first && !q.enqueue && !q.fenced && q.wait == nil {
+	if q.first && q.mode == noQueue && !q.fenced && q.wait == nil {
 		// A free lock takes one plain SET NX, the cheapest command there
 		// is. It cannot barge past live waiters: a release hands the key
 		// to them, so it is free while they wait only after an expiry.
@@ -135,62 +165,29 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 			keys = append(keys, q.keys.fence)
 		}
 	}
-	enqueue := "0"
-	if q.enqueue {
-		enqueue = "1"
-	}
-	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), enqueue, q.keys.waiter, millis(waiterLease))
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, waiterLeaseArg)
 	if err != nil {
 		return res, err
 	}
 	res.acked = acked
-	a, ok := r.([]any)
-	if !ok || len(a) < 2 || len(a) > 4 {
-		return res, fmt.Errorf("relock: driver replied %T (%v) to the obtain script where an array of 2 to 4 values was due", r, r)
-	}
-	got, err := asInt64(a[0])
+	rep, err := parseObtainReply(r)
 	if err != nil {
 		return res, err
 	}
-	ms, err := asInt64(a[1])
-	if err != nil {
-		return res, err
-	}
-	res.ok = got == 1
-	if res.ok && ms >= 0 {
-		res.left, res.leftKnown = asDuration(ms), true
-	}
-	if !res.ok {
-		res.holder = asDuration(ms)
-		if len(a) == 4 {
-			res.queued = true
-			res.serverTime, err = micros(a[2], a[3])
+	switch rep.status {
+	case obtainOurs:
+		res.ok, res.fence = true, rep.fence
+		if rep.pttl >= 0 {
+			res.left, res.leftKnown = asDuration(rep.pttl), true
 		}
-		return res, err
+	case obtainQueued:
+		res.holder, res.queued, res.serverTime = asDuration(rep.pttl), true, rep.serverTime
+	case obtainLapsed:
+		res.holder, res.lapsed = asDuration(rep.pttl), true
+	default:
+		res.holder = asDuration(rep.pttl)
 	}
-	if q.fenced {
-		if len(a) != 3 {
-			return res, fmt.Errorf("relock: driver replied %v to the obtain script, without the fencing number", a)
-		}
-		res.fence, err = asInt64(a[2])
-	}
-	return res, err
-}
-
-// micros turns TIME's seconds and microseconds, as strings, into
-// microseconds.
-func micros(sec, usec any) (int64, error) {
-	s, ok1 := sec.(string)
-	u, ok2 := usec.(string)
-	if !ok1 || !ok2 {
-		return 0, fmt.Errorf("relock: driver replied %T, %T where the server time's strings were due", sec, usec)
-	}
-	si, err1 := strconv.ParseInt(s, 10, 64)
-	ui, err2 := strconv.ParseInt(u, 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("relock: bad server time %q %q", s, u)
-	}
-	return si*1e6 + ui, nil
+	return res, nil
 }
 
 func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error) {
@@ -202,7 +199,7 @@ func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave
 	if leave {
 		mode = "leave"
 	}
-	r, _, err := p.run(ctx, scripts.Release, keys, nil, token, k.waiter, k.channel, mode)
+	r, _, err := p.run(ctx, scripts.Release, keys, nil, token, k.waiter, k.channel, mode, leftTombstoneArg)
 	if err != nil {
 		return false, err
 	}
@@ -210,8 +207,8 @@ func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave
 	return n == 1, err
 }
 
-func (p scriptPath) refresh(ctx context.Context, key, token string, ttl time.Duration, w *replicaWait) (bool, int, error) {
-	r, acked, err := p.run(ctx, scripts.Refresh, []string{key}, w, token, millis(ttl))
+func (p scriptPath) refresh(ctx context.Context, k lockKeys, token string, ttl time.Duration, w *replicaWait) (bool, int, error) {
+	r, acked, err := p.run(ctx, scripts.Refresh, []string{k.lock}, w, token, millis(ttl))
 	if err != nil {
 		return false, 0, err
 	}
@@ -219,8 +216,8 @@ func (p scriptPath) refresh(ctx context.Context, key, token string, ttl time.Dur
 	return n == 1, acked, err
 }
 
-func (p scriptPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
-	r, _, err := p.run(ctx, scripts.PTTL, []string{key}, nil, token)
+func (p scriptPath) pttl(ctx context.Context, k lockKeys, token string) (time.Duration, bool, error) {
+	r, _, err := p.run(ctx, scripts.PTTL, []string{k.lock}, nil, token)
 	if err != nil {
 		return 0, false, err
 	}
@@ -241,6 +238,7 @@ type watchPath struct {
 
 func (watchPath) canWait() bool  { return false }
 func (watchPath) canFence() bool { return true }
+func (watchPath) wait()          {}
 
 // maxTxTries bounds the WATCH loop. EXEC aborts only when the lock's key
 // changed between WATCH and EXEC, and the next GET sees the change, so a
@@ -354,8 +352,8 @@ func (p watchPath) release(ctx context.Context, k lockKeys, token string, _ bool
 	return n == 1, err
 }
 
-func (p watchPath) refresh(ctx context.Context, key, token string, ttl time.Duration, _ *replicaWait) (bool, int, error) {
-	held, r, err := p.owned(ctx, key, token, []string{"PEXPIRE", key, millis(ttl)})
+func (p watchPath) refresh(ctx context.Context, k lockKeys, token string, ttl time.Duration, _ *replicaWait) (bool, int, error) {
+	held, r, err := p.owned(ctx, k.lock, token, []string{"PEXPIRE", k.lock, millis(ttl)})
 	if err != nil || !held {
 		return false, 0, err
 	}
@@ -363,8 +361,8 @@ func (p watchPath) refresh(ctx context.Context, key, token string, ttl time.Dura
 	return n == 1, 0, err
 }
 
-func (p watchPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
-	held, r, err := p.owned(ctx, key, token, []string{"PTTL", key})
+func (p watchPath) pttl(ctx context.Context, k lockKeys, token string) (time.Duration, bool, error) {
+	held, r, err := p.owned(ctx, k.lock, token, []string{"PTTL", k.lock})
 	if err != nil || !held {
 		return 0, false, err
 	}

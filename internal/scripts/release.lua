@@ -2,15 +2,17 @@
 -- KEYS[1] lock key; KEYS[2], KEYS[3] (optional, together) its waiter queue
 -- and fencing counter. ARGV[1] token; ARGV[2] prefix of waiter keys;
 -- ARGV[3] channel to announce a hand-over on; ARGV[4] "leave" when a waiter
--- gives up: take it out of the queue first.
+-- gives up: take it out of the queue first, for good (its waiter key
+-- becomes "-" for ARGV[5] ms, so a join that arrives late is refused).
 --
 -- When the key holds the token, it goes to the next waiter (SET with the
--- waiter's ttl, PUBLISH "token:seconds:microseconds:fence"), or is deleted
--- when nobody waits. Returns 1 if the key held the token, else 0.
+-- waiter's ttl, then PUBLISH the hand-over: see handover in wire.go), or
+-- is deleted when nobody waits. Returns 1 if the key held the token, else
+-- 0.
 local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
 if queue and ARGV[4] == 'leave' then
   redis.call('LREM', queue, 0, ARGV[1])
-  redis.call('DEL', ARGV[2] .. ARGV[1])
+  redis.call('SET', ARGV[2] .. ARGV[1], '-', 'PX', ARGV[5])
 end
 if redis.call('GET', lock) ~= ARGV[1] then
   return 0
@@ -21,12 +23,20 @@ if queue then
     if not nxt then
       break
     end
-    local want = redis.call('GETDEL', ARGV[2] .. nxt)
-    if want then
+    local wkey = ARGV[2] .. nxt
+    local want = redis.call('GET', wkey)
+    if want and want ~= '-' then
+      redis.call('DEL', wkey)
       local ttl, fenced = string.match(want, '^(%d+)(:?f?)$')
       local n = '0'
       if fenced == ':f' then
-        n = tostring(redis.call('INCR', fence))
+        if redis.call('EXISTS', fence) == 1 then
+          n = tostring(redis.call('INCR', fence))
+        else
+          local t = redis.call('TIME')
+          n = t[1] .. string.format('%06d', tonumber(t[2]))
+          redis.call('SET', fence, n)
+        end
       end
       redis.call('SET', lock, nxt, 'PX', ttl)
       local t = redis.call('TIME')
