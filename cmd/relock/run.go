@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -127,7 +128,7 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 	fs.BoolVar(&cfg.fence, "fence", true, "draw a fencing number (RELOCK_FENCE); keeps one counter key per lock key in Redis, and a key containing '}' then needs a {hash tag}")
 	fs.Var(&cfg.killSignal, "kill-signal", "`signal` sent to CMD's process group when the lock is lost (name or number)")
 	fs.DurationVar(&cfg.grace, "grace", defaultGrace, "after -kill-signal, wait this long for CMD to exit, then send SIGKILL")
-	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained and released")
+	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), runUsage)
 		fs.PrintDefaults()
@@ -169,13 +170,31 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 
 // runner is one "relock run" in progress.
 type runner struct {
-	cfg    runConfig
+	cfg  runConfig
+	sigs chan os.Signal
+
+	mu     sync.Mutex // serialises writes to stderr
 	stderr io.Writer
-	sigs   chan os.Signal
 }
 
+// logf writes one line to stderr. It is safe for concurrent use: the
+// observer calls it from the refresh goroutine.
 func (r *runner) logf(format string, args ...any) {
-	fmt.Fprintf(r.stderr, "relock run: "+format+"\n", args...)
+	line := fmt.Sprintf("relock run: "+format+"\n", args...)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, _ = io.WriteString(r.stderr, line)
+}
+
+// observe reports what the auto-refresh does: a failed refresh always (the
+// lock may be lost soon), a successful one with -v.
+func (r *runner) observe(e relock.Event) {
+	switch {
+	case e.Kind == relock.EventRefreshFailed:
+		r.logf("refresh of %q failed, the lock is lost unless one succeeds in time: %s", e.Key, r.cfg.conn.hidePassword(fmt.Sprint(e.Err)))
+	case e.Kind == relock.EventRefreshed && r.cfg.verbose:
+		r.logf("refreshed %q (ttl %v)", e.Key, e.TTL)
+	}
 }
 
 // failf reports an error of relock's own and returns exitError.
@@ -199,7 +218,7 @@ func runRun(parent context.Context, args []string, stderr io.Writer) int {
 	signal.Notify(r.sigs, forwarded...)
 	defer signal.Stop(r.sigs)
 
-	client, err := cfg.conn.open()
+	client, err := cfg.conn.open(relock.WithObserver(relock.ObserverFunc(r.observe)))
 	if err != nil {
 		return r.failf("%v", err)
 	}

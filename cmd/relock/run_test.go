@@ -857,3 +857,27 @@ func TestRunTerminal(t *testing.T) {
 		t.Errorf("CMD's trap logged %q, want INT", got)
 	}
 }
+
+// TestRunRedisGoneWhileRunning stops the server under a running CMD: the
+// failing refreshes are reported, and when the lock's validity runs out
+// relock stops CMD and exits 122.
+func TestRunRedisGoneWhileRunning(t *testing.T) {
+	s := testredis.Start(t)
+	dir := t.TempDir()
+	p := startRelock(t, "run", "-url", s.URL(), "-ttl", "1s", "relock-cli:gone", "--", "sh", "-c",
+		`trap 'echo TERM > "$0/log"; exit 0' TERM; echo ready > "$0/ready"; while :; do sleep 0.02; done`, dir)
+	waitFile(t, filepath.Join(dir, "ready"), 20*time.Second, p)
+	s.Stop()
+	stopped := time.Now()
+	code := p.wait(20 * time.Second)
+	t.Logf("relock ended %v after the server stopped; stderr:\n%s", p.ended.Sub(stopped).Round(time.Millisecond), p.stderr.String())
+	if code != exitLost {
+		t.Errorf("exit code %d, want %d (lost)\nstderr:\n%s", code, exitLost, p.stderr.String())
+	}
+	if got := strings.TrimSpace(waitFile(t, filepath.Join(dir, "log"), time.Second, nil)); got != "TERM" {
+		t.Errorf("CMD's trap logged %q, want TERM", got)
+	}
+	if !strings.Contains(p.stderr.String(), "refresh of \"relock-cli:gone\" failed") {
+		t.Errorf("stderr does not report the failed refreshes:\n%s", p.stderr.String())
+	}
+}
