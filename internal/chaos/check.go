@@ -17,9 +17,12 @@ type Overlap struct {
 
 // A Recovery is how long after a fault's end the next holder got the lock.
 type Recovery struct {
-	Fault     Fault
-	After     time.Duration // fault end → next Obtain returned; without one, fault end → end of the history
-	Recovered bool          // a holder got the lock after the fault's end
+	Fault Fault
+	// After is fault end → next Obtain returned (0 when a holder that
+	// relies on the lock at the fault's end got it before); without one,
+	// fault end → end of the history.
+	After     time.Duration
+	Recovered bool // a holder got the lock after the fault's end
 }
 
 // Report is what Check found in a history.
@@ -32,8 +35,9 @@ type Report struct {
 	DeadOnArrival int       // locks already past ValidUntil, or already Done, when Obtain returned
 	Abandoned     int       // locks a crashed worker never released
 	Losses        int       // locks whose Done closed before their holder called Release
-	// LossesSignalledFirst counts the losses whose Done closed before the
-	// next holder's Obtain returned (or with no next holder at all).
+	// LossesSignalledFirst counts the losses whose Done closed, or whose
+	// ValidUntil passed, before the next holder's Obtain returned (or with
+	// no next holder at all).
 	LossesSignalledFirst int
 	Recoveries           []Recovery
 	// LongestFreeWithWaiters is the longest stretch, outside fault windows,
@@ -87,7 +91,10 @@ func Check(s Snapshot) Report {
 				break
 			}
 		}
-		if next < 0 || !h.DoneAt.After(holds[next].Acquired) {
+		// The holder knows at ValidUntil, even when Done's timer fires a
+		// little late on a loaded machine.
+		signal := minTime(h.DoneAt, h.ValidUntil)
+		if next < 0 || !signal.After(holds[next].Acquired) {
 			r.LossesSignalledFirst++
 		}
 	}
@@ -99,12 +106,17 @@ func Check(s Snapshot) Report {
 		}
 	}
 
-	// Recovery: fault end → the next Obtain that returned a lock.
+	// Recovery: fault end → the next Obtain that returned a lock; none is
+	// needed when someone holds the lock as the fault ends.
 	faults := slices.Clone(s.Faults)
 	slices.SortStableFunc(faults, func(a, b Fault) int { return a.Start.Compare(b.Start) })
 	for _, f := range faults {
 		rec := Recovery{Fault: f, After: s.Stop.Sub(f.End)}
 		for _, h := range holds {
+			if !h.Acquired.After(f.End) && h.SafeEnd().After(f.End) {
+				rec.After, rec.Recovered = 0, true
+				break
+			}
 			if !h.Acquired.Before(f.End) {
 				rec.After, rec.Recovered = h.Acquired.Sub(f.End), true
 				break

@@ -68,11 +68,15 @@ func TestCheckOverlap(t *testing.T) {
 func TestCheckLosses(t *testing.T) {
 	// a lost its lock at 394 (Done closed, no Release yet); b got it at 400.
 	lostEarly := chaos.Hold{Worker: "a", Acquired: at(0), TTL: 400 * time.Millisecond, ValidUntil: at(394), DoneAt: at(394), ReleaseCalled: at(500)}
-	// c's Done closed only after d got in: a late signal.
-	lostLate := chaos.Hold{Worker: "c", Acquired: at(1000), TTL: 400 * time.Millisecond, ValidUntil: at(1394), DoneAt: at(1450)}
-	r := chaos.Check(snapshot(3000, []chaos.Hold{lostEarly, released("b", 400, 450, 2), lostLate, released("d", 1420, 1500, 4)}, nil, nil))
-	if r.Losses != 2 || r.LossesSignalledFirst != 1 {
-		t.Fatalf("losses %d, signalled first %d; want 2, 1", r.Losses, r.LossesSignalledFirst)
+	// c's key vanished early: d got in at 1420, while c was still valid,
+	// and c's Done closed only after that: a late signal.
+	lostLate := chaos.Hold{Worker: "c", Acquired: at(1000), TTL: 400 * time.Millisecond, ValidUntil: at(1600), DoneAt: at(1450)}
+	// A Done that closes late (a busy timer) counts from ValidUntil: the
+	// holder knows by then.
+	lostLateTimer := chaos.Hold{Worker: "e", Acquired: at(2000), TTL: 400 * time.Millisecond, ValidUntil: at(2394), DoneAt: at(2402), ReleaseCalled: at(2402), EndedFirst: true}
+	r := chaos.Check(snapshot(3000, []chaos.Hold{lostEarly, released("b", 400, 450, 2), lostLate, released("d", 1420, 1500, 4), lostLateTimer, released("f", 2400, 2450, 6)}, nil, nil))
+	if r.Losses != 3 || r.LossesSignalledFirst != 2 {
+		t.Fatalf("losses %d, signalled first %d; want 3, 2", r.Losses, r.LossesSignalledFirst)
 	}
 	// A crash is no loss.
 	crash := chaos.Hold{Worker: "e", Acquired: at(2000), TTL: 400 * time.Millisecond, ValidUntil: at(2394), Abandoned: true, Abandon: at(2100), DoneAt: at(2100)}
@@ -96,7 +100,7 @@ func TestCheckLiveness(t *testing.T) {
 		{Worker: "d", Acquired: at(1600), TTL: 400 * time.Millisecond, ValidUntil: at(1994), Abandoned: true, Abandon: at(1700), DoneAt: at(1700)},
 		released("w", 2000, 2100, 5),
 	}
-	faults := []chaos.Fault{{Name: "stall", Start: at(400), End: at(1200)}, {Name: "kill", Start: at(1700), End: at(1700)}, {Name: "late", Start: at(2500), End: at(2500)}}
+	faults := []chaos.Fault{{Name: "stall", Start: at(400), End: at(1200)}, {Name: "kill", Start: at(1700), End: at(1700)}, {Name: "held", Start: at(2050), End: at(2060)}, {Name: "late", Start: at(2500), End: at(2500)}}
 	r := chaos.Check(snapshot(3000, holds, waits, faults))
 	if r.LongestFreeWithWaiters != 300*time.Millisecond || !r.FreeGapAt.Equal(at(1200)) {
 		t.Errorf("longest free with waiters %v at %v; want 300ms at 1200ms", r.LongestFreeWithWaiters, r.FreeGapAt.Sub(t0))
@@ -104,7 +108,8 @@ func TestCheckLiveness(t *testing.T) {
 	want := []chaos.Recovery{
 		{Fault: faults[0], After: 300 * time.Millisecond, Recovered: true},
 		{Fault: faults[1], After: 300 * time.Millisecond, Recovered: true},
-		{Fault: faults[2], After: 500 * time.Millisecond, Recovered: false},
+		{Fault: faults[2], After: 0, Recovered: true}, // w held it throughout
+		{Fault: faults[3], After: 500 * time.Millisecond, Recovered: false},
 	}
 	if len(r.Recoveries) != len(want) {
 		t.Fatalf("recoveries %+v", r.Recoveries)
@@ -120,7 +125,7 @@ func TestCheckLiveness(t *testing.T) {
 	// The crashed holder's key (until 1994+6) keeps the lock busy: w,
 	// waiting until 2000, saw it free for 0 ms after it.
 	row := r.Row("x", true, false)
-	for _, s := range []string{"| x | yes | 5 | 0 | — | — | 300 ms; 1 never (500 ms left) (3 faults) | 300 ms | 0 |"} {
+	for _, s := range []string{"| x | yes | 5 | 0 | — | — | 0 ms–300 ms; 1 never (500 ms left) (4 faults) | 300 ms | 0 |"} {
 		if row != s {
 			t.Errorf("Row = %q\nwant  %q", row, s)
 		}

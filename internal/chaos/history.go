@@ -30,7 +30,8 @@ type Hold struct {
 	Abandoned     bool      // the worker crashed on purpose: it never released
 	Abandon       time.Time // when it crashed
 
-	DoneAt     time.Time // when Done was seen closed; zero if it never was
+	DoneAt     time.Time // when Done was first seen closed; zero if it never was
+	EndedFirst bool      // Done had closed before the worker called Release (or crashed)
 	Cause      error     // the lock's Err after Done closed
 	KeyGone    bool      // the lock ended because its key was found gone or another's (ErrNotHeld)
 	ValidUntil time.Time // the lock's last ValidUntil, read when Done closed (or at Acquired)
@@ -58,7 +59,15 @@ func (h *Hold) Lost() bool {
 	if h.Abandoned || h.DoneAt.IsZero() {
 		return false
 	}
-	return h.ReleaseCalled.IsZero() || h.DoneAt.Before(h.ReleaseCalled)
+	return h.EndedFirst || h.ReleaseCalled.IsZero() || h.DoneAt.Before(h.ReleaseCalled)
+}
+
+// SawDone records that Done was seen closed at at, keeping the earliest
+// sighting. Call it through History.Update.
+func (h *Hold) SawDone(at time.Time) {
+	if h.DoneAt.IsZero() || at.Before(h.DoneAt) {
+		h.DoneAt = at
+	}
 }
 
 // KeyExpiryMargin is how long after a lock's ValidUntil its key is taken
@@ -154,6 +163,20 @@ func (h *History) Update(fn func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	fn()
+}
+
+// LastAcquired returns when the latest hold was acquired (zero if none
+// was).
+func (h *History) LastAcquired() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var last time.Time
+	for _, hd := range h.holds {
+		if hd.Acquired.After(last) {
+			last = hd.Acquired
+		}
+	}
+	return last
 }
 
 // AddFault records a fault window.

@@ -1,8 +1,10 @@
 package chaos_test
 
 import (
+	"context"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
 
@@ -13,4 +15,13 @@ var leakOptions = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakOptions...) }
+// quiet drops go-redis's log lines ("failed to dial after 5 attempts"),
+// which the faults cause by the hundred.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+func TestMain(m *testing.M) {
+	redis.SetLogger(quiet{})
+	goleak.VerifyTestMain(m, leakOptions...)
+}

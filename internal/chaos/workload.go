@@ -134,16 +134,19 @@ func (w *Workload) cycle(ctx context.Context, wk Worker, hold time.Duration, aba
 		cause := lease.Err()
 		until := lease.ValidUntil()
 		h.Update(func() {
-			rec.DoneAt, rec.Cause, rec.ValidUntil = at, cause, until
+			rec.SawDone(at)
+			rec.Cause, rec.ValidUntil = cause, until
 			rec.KeyGone = errors.Is(cause, relock.ErrNotHeld)
 		})
 	})
 
+	// A careful holder writes only while Done is open and ValidUntil has
+	// not passed (Done's timer may fire late on a loaded machine).
 	write := func() {
 		select {
 		case <-lease.Done():
 		default:
-			if w.Fenced {
+			if w.Fenced && time.Now().Before(lease.ValidUntil()) {
 				h.WriteFenced(wk.Name, rec.Fence)
 			}
 		}
@@ -157,6 +160,12 @@ func (w *Workload) cycle(ctx context.Context, wk Worker, hold time.Duration, aba
 	}
 	t.Stop()
 	write()
+	select {
+	case <-lease.Done():
+		at := time.Now()
+		h.Update(func() { rec.SawDone(at); rec.EndedFirst = true })
+	default:
+	}
 
 	if abandon != nil {
 		at := time.Now()
