@@ -25,7 +25,12 @@ const (
 	obtainTimeout = 2 * time.Second // each Obtain's deadline
 	holdMin       = 20 * time.Millisecond
 	holdMax       = 50 * time.Millisecond
-	perAdapter    = 4 // workers per adapter: 12 in all
+	// One hold in longEvery lasts longMin to longMax: the auto-refresh
+	// (every TTL/3) runs 1 to 4 times in it.
+	longEvery  = 8
+	longMin    = 150 * time.Millisecond
+	longMax    = 600 * time.Millisecond
+	perAdapter = 4 // workers per adapter: 12 in all
 )
 
 // livenessBound bounds, in every scenario but the knownSlow ones, the
@@ -520,9 +525,9 @@ func runScenario(t *testing.T, sc scenario) {
 	t.Logf("setup: %v", time.Since(setupStart).Round(10*time.Millisecond))
 	e.h = chaos.NewHistory()
 	e.inj = chaos.Injector{T: t, Server: e.srv, History: e.h}
-	hMin, hMax := holdMin, holdMax
+	hMin, hMax, long := holdMin, holdMax, longEvery
 	if sc.holdMin > 0 {
-		hMin, hMax = sc.holdMin, sc.holdMax
+		hMin, hMax, long = sc.holdMin, sc.holdMax, 0
 	}
 	ttl := lockTTL
 	if sc.ttl > 0 {
@@ -530,6 +535,7 @@ func runScenario(t *testing.T, sc scenario) {
 	}
 	e.wl = &chaos.Workload{
 		Key: "chaos:lock", TTL: ttl, ObtainTimeout: obtainTimeout, HoldMin: hMin, HoldMax: hMax,
+		LongEvery: long, LongMin: longMin, LongMax: longMax,
 		Fenced: !sc.unfenced, Workers: e.workers, History: e.h,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sc.duration)

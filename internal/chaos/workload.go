@@ -54,13 +54,17 @@ type Worker struct {
 
 // Workload is the contention of a scenario: workers that, again and again,
 // obtain Key (each Obtain bounded by ObtainTimeout), write to the fenced
-// resource (when Fenced), hold it for HoldMin to HoldMax, write again and
-// release it, all recorded in History.
+// resource (when Fenced), hold it for HoldMin to HoldMax (one hold in
+// LongEvery, if set, for LongMin to LongMax instead, long enough for the
+// auto-refresh to run), write again and release it, all recorded in
+// History.
 type Workload struct {
 	Key              string
 	TTL              time.Duration
 	ObtainTimeout    time.Duration // deadline of each Obtain
 	HoldMin, HoldMax time.Duration
+	LongEvery        int // 0: no long holds
+	LongMin, LongMax time.Duration
 	ReleaseTimeout   time.Duration // deadline of each Release; 0 means 1 s
 	Fenced           bool          // write each hold's fence to the resource
 	Workers          []Worker
@@ -98,10 +102,14 @@ func (w *Workload) Cycle(ctx context.Context, wk Worker, hold time.Duration, aba
 func (w *Workload) Wait() { w.watchers.Wait() }
 
 func (w *Workload) holdTime() time.Duration {
-	if w.HoldMax <= w.HoldMin {
-		return w.HoldMin
+	lo, hi := w.HoldMin, w.HoldMax
+	if w.LongEvery > 0 && rand.N(w.LongEvery) == 0 {
+		lo, hi = w.LongMin, w.LongMax
 	}
-	return w.HoldMin + rand.N(w.HoldMax-w.HoldMin)
+	if hi <= lo {
+		return lo
+	}
+	return lo + rand.N(hi-lo)
 }
 
 func (w *Workload) cycle(ctx context.Context, wk Worker, hold time.Duration, abandon func()) *Hold {
