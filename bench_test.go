@@ -16,7 +16,7 @@ import (
 type cannedScripts struct{ plainConn }
 
 var (
-	obtained = []any{int64(1), int64(10000)}
+	obtained = []any{int64(1), int64(10000), int64(0), int64(0), int64(0)}
 	one      = int64(1)
 )
 

@@ -48,6 +48,11 @@ func (l *Lock) autoRefresh(ctx context.Context, every time.Duration, done chan s
 		select {
 		case <-ctx.Done():
 			if l.client.life.Err() != nil {
+				// Client.Close: give the lock back rather than leave it
+				// to block others until its TTL (bounded, best effort).
+				rctx, cancel := context.WithTimeout(context.Background(), min(l.ttl, cleanupAttempt))
+				_, _ = l.client.path.release(rctx, l.keys, l.token, false)
+				cancel()
 				l.finish(ErrClosed)
 			}
 			return

@@ -174,6 +174,24 @@ func (s *setup) wantGone(key, why string) {
 	}
 }
 
+// wantCleanedUp fails unless key is gone soon: the clean-up after a failed
+// try runs in the background, started before Obtain returns, so on a
+// healthy backend it takes one round trip.
+func (s *setup) wantCleanedUp(key, why string) {
+	s.t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		v, ok := s.get(key)
+		if !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: key %q still holds %q 3s later, want it cleaned up", why, key, v)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (s *setup) mustObtain(c *relock.Client, key string, ttl time.Duration) *relock.Lock {
 	s.t.Helper()
 	l, err := c.TryObtain(context.Background(), key, ttl)

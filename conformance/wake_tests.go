@@ -152,7 +152,7 @@ func testWake(t *testing.T, h Harness) {
 		if err := a.Release(bg()); err != nil {
 			t.Fatalf("Release: %v", err)
 		}
-		s.wantGone(k, "a release after the only waiter gave up: nothing may be handed to it")
+		s.wantCleanedUp(k, "a release after the only waiter gave up: nothing may be handed to it")
 		s.mustObtain(s.client, k, time.Second)
 	}))
 	t.Run("CloseEndsWaitersAndSubscription", paths(h, func(t *testing.T, s *setup) {
@@ -186,7 +186,7 @@ func testWake(t *testing.T, h Harness) {
 		if err := a.Release(bg()); err != nil {
 			t.Fatal(err)
 		}
-		s.wantGone(k, "after the release: the closed client's waiter left the queue")
+		s.wantCleanedUp(k, "after the release: the closed client's waiter left the queue")
 	}))
 	t.Run("ReleaseWithoutWaiterIsOneCall", paths(h, func(t *testing.T, s *setup) {
 		wakeSetup(t, s)
