@@ -40,9 +40,10 @@ type Report struct {
 	// no next holder at all).
 	LossesSignalledFirst int
 	Recoveries           []Recovery
-	// LongestFreeWithWaiters is the longest stretch, outside fault windows,
-	// during which no holder held the key and at least one worker was
-	// inside Obtain; FreeGapAt is when it began.
+	// LongestFreeWithWaiters is the longest stretch, outside fault windows
+	// and after the first acquisition, during which no holder held the key
+	// and at least one worker was inside Obtain; FreeGapAt is when it
+	// began.
 	LongestFreeWithWaiters time.Duration
 	FreeGapAt              time.Time
 	Span                   time.Duration // the history's length
@@ -130,16 +131,21 @@ func Check(s Snapshot) Report {
 }
 
 // freeWithWaiters sweeps the history for the longest stretch, outside
-// fault windows, in which no holder's key is in place (until its BusyEnd)
-// while a worker is inside Obtain.
+// fault windows and after the first acquisition (before it, the clients
+// are still connecting and loading scripts), in which no holder's key is
+// in place (until its BusyEnd) while a worker is inside Obtain.
 func freeWithWaiters(s Snapshot, holds []Hold) (time.Duration, time.Time) {
+	if len(holds) == 0 {
+		return 0, time.Time{}
+	}
+	from0 := maxTime(s.Start, holds[0].Acquired)
 	type event struct {
 		at               time.Time
 		busy, wait, fail int
 	}
 	var ev []event
 	add := func(from, to time.Time, busy, wait, fail int) {
-		from, to = maxTime(from, s.Start), minTime(to, s.Stop)
+		from, to = maxTime(from, from0), minTime(to, s.Stop)
 		if !to.After(from) {
 			return
 		}

@@ -89,9 +89,11 @@ func TestCheckLosses(t *testing.T) {
 func TestCheckLiveness(t *testing.T) {
 	waits := []chaos.Wait{
 		{Worker: "w", Start: at(0), End: at(2000), OK: true},
+		// Before the first acquisition (at 30): not counted.
+		{Worker: "a", Start: at(0), End: at(30), OK: true},
 	}
 	holds := []chaos.Hold{
-		released("a", 0, 100, 1),
+		released("a", 30, 100, 1),
 		// free 100..300 while w waits: 200 ms
 		released("b", 300, 400, 2),
 		// free 400..1500, but a fault covers 400..1200: 300 ms count
