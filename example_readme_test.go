@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"log/slog"
+	"os"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -123,4 +125,24 @@ func Example_inspectAndAttach() {
 	// Output:
 	// true host=web-3 pid=4711 job=nightly
 	// <nil>
+}
+
+// Example_slogObserver: the README's slog observer. It logs JSON to
+// stderr, which the example's output does not include.
+func Example_slogObserver() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	conn := goredis.New(rdb)
+
+	// README:begin
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	locker, err := relock.New(conn, relock.WithObserver(relock.SlogObserver(logger)))
+	// README:end
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer locker.Close()
+	err = locker.Do(context.Background(), "report:42", time.Minute, func(context.Context) error { return nil })
+	fmt.Println(err)
+	// Output: <nil>
 }

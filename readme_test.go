@@ -33,7 +33,9 @@ import (
 //     address (under go test -short, go vet only); or
 //   - a snippet of a test or example in the repository, marked by the line
 //     <!-- snippet: FILE#FUNC --> just before the block: the block must be
-//     the text of FUNC's declaration in FILE (relative to the module root),
+//     the text of FUNC's declaration in FILE (relative to the repository
+//     root; a FILE in otel/ or bench/ belongs to that module, whose own
+//     go test runs FUNC, as CI does),
 //     or, when FUNC's body has the lines "// README:begin" and
 //     "// README:end", the text between them. FUNC must be a TestXxx, or an
 //     ExampleXxx with an output comment, so that go test runs it.
