@@ -190,7 +190,7 @@ func TestWireObtainReplyEveryStatus(t *testing.T) {
 		p, rc := s.path()
 		key := s.key(t, "{wire}")
 		k := keysFor(key)
-		a, b, c, d := newToken(), newToken(), newToken(), newToken()
+		a, b, c, d := testToken(), testToken(), testToken(), testToken()
 		seen := map[int64]bool{}
 		status := func(rep obtainReply, want int64, what string) {
 			t.Helper()
@@ -279,7 +279,7 @@ func TestWireHandoverPayload(t *testing.T) {
 		p, rc := s.path()
 		key := s.key(t, "{hand}")
 		k := keysFor(key)
-		a, b := newToken(), newToken()
+		a, b := testToken(), testToken()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 
@@ -338,7 +338,7 @@ func TestQueueLateRenewalAfterLeavingNeverRevives(t *testing.T) {
 		p, rc := s.path()
 		key := s.key(t, "late")
 		k := keysFor(key)
-		a, w := newToken(), newToken()
+		a, w := testToken(), testToken()
 		try(t, p, rc, key, a, noQueue, false, "")
 		if rep, _ := try(t, p, rc, key, w, joinQueue, false, ""); rep.status != obtainQueued {
 			t.Fatalf("w joins: %+v", rep)
@@ -376,7 +376,7 @@ func TestQueueCrashedWaiterBlocksAtMostItsLease(t *testing.T) {
 	s := &rawServer{addr: addr, rdb: rdb}
 	p, rc := s.path()
 	key := s.key(t, "crashed")
-	a, dead := newToken(), newToken()
+	a, dead := testToken(), testToken()
 	q := &obtainReq{key: key, keys: keysFor(key), token: a, value: a, ttl: 300 * time.Millisecond}
 	if res, err := p.obtain(context.Background(), q); err != nil || !res.ok {
 		t.Fatalf("a: %+v, %v", res, err)
@@ -467,4 +467,11 @@ func TestFenceAfterCounterDeletedStillIncreases(t *testing.T) {
 			}
 		})
 	})
+}
+
+// testToken returns a fresh token of the form relock draws: 32 hex digits.
+func testToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
