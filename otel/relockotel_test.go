@@ -3,6 +3,7 @@ package relockotel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -631,5 +632,31 @@ func TestUnknownKindAndNilOption(t *testing.T) {
 	}
 	if n := len(h.spans.Ended()); n != 0 {
 		t.Errorf("unknown kinds made %d spans", n)
+	}
+}
+
+// BenchmarkObserve measures what one event costs with the SDK behind the
+// observer: an obtain (metrics and a span) and a release (metrics and two
+// spans).
+func BenchmarkObserve(b *testing.B) {
+	for _, withKey := range []bool{false, true} {
+		b.Run(fmt.Sprintf("key=%v", withKey), func(b *testing.B) {
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracetest.NewSpanRecorder()), sdktrace.WithSampler(sdktrace.NeverSample()))
+			defer mp.Shutdown(context.Background())
+			defer tp.Shutdown(context.Background())
+			obs, err := relockotel.NewObserver(relockotel.WithMeterProvider(mp), relockotel.WithTracerProvider(tp), relockotel.WithKeyAttribute(withKey))
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			ob := relock.Event{Kind: relock.EventObtained, Key: "k", Time: now, Wait: time.Millisecond, Tries: 1, TTL: time.Second}
+			rel := relock.Event{Kind: relock.EventReleased, Key: "k", Time: now, Held: time.Millisecond, TTL: time.Second}
+			b.ReportAllocs()
+			for b.Loop() {
+				obs.Observe(ob)
+				obs.Observe(rel)
+			}
+		})
 	}
 }
