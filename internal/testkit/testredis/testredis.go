@@ -7,10 +7,11 @@
 //     set to a non-empty value other than 0, as CI does: then they fail it.
 //     [SharedAddr] is the same look-up without a test.
 //   - Private servers, for what must not happen to the shared one (FLUSHALL,
-//     CLIENT PAUSE, crashes, restarts): [Start] and [StartReplica] run
-//     redis-server processes on free loopback ports that the test's
-//     clean-up stops; [StartServer] does the same for a program without a
-//     testing.TB (bench/), which stops them with [Server.Close].
+//     CLIENT PAUSE, crashes with [Server.Stop], restarts, stalls with
+//     [Server.Suspend]): [Start] and [StartReplica] run redis-server
+//     processes on free loopback ports that the test's clean-up stops;
+//     [StartServer] does the same for a program without a testing.TB
+//     (bench/), which stops them with [Server.Close].
 //   - Deployments: [StartCluster] (three primaries, three replicas) and
 //     [StartSentinel] (a primary, a replica, three sentinels), with the
 //     faults a test injects into them (failovers, killed primaries).
