@@ -67,7 +67,7 @@ func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 		return Info{}, err
 	}
 	if c.closed.Load() {
-		return Info{}, ErrClosed
+		return Info{}, fmt.Errorf("relock: inspect %q: %w", key, ErrClosed)
 	}
 	st, err := c.path.inspect(ctx, keysFor(key))
 	if err != nil {
@@ -104,7 +104,7 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 		return nil, invalid("token %q is not 32 lowercase hexadecimal digits", token)
 	}
 	if c.closed.Load() {
-		return nil, ErrClosed
+		return nil, fmt.Errorf("relock: attach %q: %w", key, ErrClosed)
 	}
 	keys := keysFor(key)
 	sent := time.Now()
@@ -120,10 +120,11 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 		ttl = MaxTTL // no expiry: valid until Redis says otherwise
 	}
 	_, meta, _ := strings.Cut(st.value, "|")
-	req := &obtainReq{key: key, keys: keys, token: token, ttl: max(ttl, time.Millisecond), meta: meta}
+	l := &Lock{req: obtainReq{key: key, keys: keys, token: token, value: st.value, ttl: max(ttl, time.Millisecond), meta: meta}}
+	l.req.setReleaseArgs()
 	st2 := c.defaults
 	st2.autoRefresh = false
-	return c.newLock(req, st.fence, sent, &st2)
+	return c.newLock(l, st.fence, sent, &st2)
 }
 
 func validToken(t string) bool {

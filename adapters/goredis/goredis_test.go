@@ -947,9 +947,20 @@ func (redisError) RedisError()     {}
 func TestNewNilFailsWithoutPanic(t *testing.T) {
 	ctx := context.Background()
 	for name, c := range map[string]*goredis.Conn{
-		"nil":       goredis.New(nil),
-		"typed nil": goredis.New((*redis.Client)(nil)),
+		"nil":               goredis.New(nil),
+		"typed nil":         goredis.New((*redis.Client)(nil)),
+		"typed nil cluster": goredis.New((*redis.ClusterClient)(nil)),
+		"typed nil ring":    goredis.New((*redis.Ring)(nil)),
 	} {
+		if err := c.Validate(); !errors.Is(err, goredis.ErrNilClient) {
+			t.Errorf("%s: Validate = %v, want ErrNilClient", name, err)
+		}
+		if l, err := relock.New(c); !errors.Is(err, relock.ErrInvalidArgument) || !errors.Is(err, goredis.ErrNilClient) {
+			if l != nil {
+				_ = l.Close()
+			}
+			t.Errorf("%s: relock.New = %v, want an error matching relock.ErrInvalidArgument and goredis.ErrNilClient", name, err)
+		}
 		if _, err := c.SetNX(ctx, "k", "v", time.Second); !errors.Is(err, goredis.ErrNilClient) {
 			t.Errorf("%s: SetNX = %v, want ErrNilClient", name, err)
 		}

@@ -88,6 +88,7 @@ var (
 	_ driver.Driver   = Driver{}
 
 	_ driver.ReplicaWaiter = (*Conn)(nil)
+	_ driver.Validator     = (*Conn)(nil)
 )
 
 // Conn is a relock driver connection over a redigo Pool. It is safe for
@@ -100,13 +101,32 @@ type Conn struct {
 
 // New returns a Conn that runs commands on connections from p, usually a
 // *redis.Pool. The caller keeps ownership of p: Conn.Close (and so
-// relock.Client.Close) does not close it. When p is nil, every method of
-// the returned Conn but Close fails with ErrNilPool.
+// relock.Client.Close) does not close it. When p is nil (or a typed nil),
+// relock.New rejects the Conn with an error matching
+// relock.ErrInvalidArgument and ErrNilPool (see [Conn.Validate]), and every
+// method of the Conn but Close fails with ErrNilPool.
 func New(p Pool) *Conn {
 	if isNil(p) {
 		p = nil
 	}
 	return &Conn{pool: p}
+}
+
+// ErrNoDial reports a *redis.Pool with neither Dial nor DialContext set,
+// which can never make a connection.
+var ErrNoDial = errors.New("relock/redigo: pool has neither Dial nor DialContext")
+
+// Validate implements driver.Validator: it reports ErrNilPool for a Conn
+// made by New from a nil pool, and ErrNoDial for a *redis.Pool without a
+// dial function. It sends nothing.
+func (c *Conn) Validate() error {
+	if c == nil || c.pool == nil {
+		return ErrNilPool
+	}
+	if p, ok := c.pool.(*redis.Pool); ok && p.Dial == nil && p.DialContext == nil {
+		return ErrNoDial
+	}
+	return nil
 }
 
 // isNil reports whether p is nil or an interface holding a nil pointer,
