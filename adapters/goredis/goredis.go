@@ -112,23 +112,6 @@ var (
 	_ driver.Validator     = (*Conn)(nil)
 )
 
-// Driver opens go-redis connections from URLs. It is registered with relock
-// under the name "goredis"; most programs use it through relock.Open.
-type Driver struct{}
-
-// Open parses dsn, a redis:// or rediss:// URL, with redis.ParseURL (so
-// every query option go-redis knows, such as protocol=2 or dial_timeout=3s,
-// works), builds a *redis.Client from it and returns a Conn that owns the
-// client: the Conn's Close closes it. Open does not contact the server.
-func (Driver) Open(dsn string) (driver.Conn, error) {
-	opt, err := redis.ParseURL(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("goredis: %w", err)
-	}
-	opt.ContextTimeoutEnabled = true
-	return newConn(redis.NewClient(opt), true), nil
-}
-
 // Conn adapts a go-redis client to relock's driver interfaces. It is safe for
 // concurrent use by many goroutines, as the client is.
 type Conn struct {

@@ -51,14 +51,12 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 
-	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/driver"
 )
 
@@ -563,41 +561,4 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("relock/redigo: unexpected reply %T (%v) to EXEC", r, r)
-}
-
-// Driver opens Conns from redis:// and rediss:// URLs. The package
-// registers it with relock under the name "redigo".
-type Driver struct{}
-
-func init() {
-	relock.Register("redigo", Driver{})
-}
-
-// openTimeout bounds the connection test that Driver.Open runs.
-const openTimeout = 10 * time.Second
-
-// Open builds a *redis.Pool that dials dsn with redis.DialURLContext, and
-// returns a Conn that owns it: the Conn's Close closes the pool. Open dials
-// and PINGs once, so a malformed URL or an unreachable server fails here;
-// the tested connection stays in the pool.
-func (Driver) Open(dsn string) (driver.Conn, error) {
-	pool := &redis.Pool{
-		MaxIdle:     10 * runtime.GOMAXPROCS(0),
-		IdleTimeout: 5 * time.Minute,
-		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return redis.DialURLContext(ctx, dsn)
-		},
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
-	defer cancel()
-	rc, err := pool.GetContext(ctx)
-	if err == nil {
-		_, err = redis.DoContext(rc, ctx, "PING")
-		_ = rc.Close()
-	}
-	if err != nil {
-		_ = pool.Close()
-		return nil, fmt.Errorf("relock/redigo: %w", err)
-	}
-	return &Conn{pool: pool, owned: pool}, nil
 }
