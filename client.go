@@ -2,8 +2,6 @@ package relock
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -19,9 +17,12 @@ import (
 const (
 	// MaxKeyLen is the longest key, in bytes, that relock accepts.
 	MaxKeyLen = 1024
-	// MinTTL is the shortest lock lifetime. TTLs are rounded down to whole
-	// milliseconds, the precision of PX.
-	MinTTL = time.Millisecond
+	// MinTTL is the shortest lock lifetime. A lock is valid for its TTL
+	// less a drift margin of TTL/100 + 2 ms, counted from when the winning
+	// try was sent, so shorter TTLs would leave a lock that is dead, or
+	// nearly, on arrival. TTLs are rounded down to whole milliseconds, the
+	// precision of PX.
+	MinTTL = 10 * time.Millisecond
 	// MaxTTL is the longest lock lifetime. Redis rejects some larger PX
 	// values outright and overflows near others, so relock caps TTLs itself.
 	MaxTTL = 365 * 24 * time.Hour
@@ -40,7 +41,7 @@ type Client struct {
 	life       context.Context // cancelled by Close: auto-refresh stops
 	shutdown   context.CancelFunc
 	refreshers sync.WaitGroup // the auto-refresh goroutines
-	background sync.WaitGroup // a quorum's calls that outlive their vote
+	cleanups   sync.WaitGroup // clean-ups of failed tries and of Do's release
 }
 
 // New returns a Client over conn, usually an adapter wrapping a client the
@@ -104,16 +105,15 @@ func newClient(conns []driver.Conn) *Client {
 	return c
 }
 
+// applyDefaults sets the Client's defaults from opts and checks them, so
+// that a Client whose every Obtain would fail is never made.
 func (c *Client) applyDefaults(opts []Option) error {
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c.defaults)
 		}
 	}
-	if c.defaults.maxWait < 0 {
-		return invalid("negative wait budget %v", c.defaults.maxWait)
-	}
-	return nil
+	return c.validate(&c.defaults)
 }
 
 var (
@@ -172,10 +172,13 @@ func Open(driverName, dsn string, opts ...Option) (*Client, error) {
 }
 
 // Close stops the auto-refresh of the Client's locks (they are lost, with
-// ErrClosed, and their goroutines are gone when Close returns) and closes
-// the driver connection. A connection made by an adapter from a client the
-// caller built leaves that client open. Locks still held stay in Redis
-// until they expire; calls after Close return ErrClosed.
+// ErrClosed, and released, bounded and best effort), waits for the
+// clean-ups still running in the background (each cut to one last
+// attempt), and closes the driver connection; no goroutine of the Client
+// outlives it. A connection made by an adapter from a client the caller
+// built leaves that client open. Locks without auto-refresh stay in Redis
+// until they expire or are released: they may have been handed to another
+// process (Attach). Calls after Close return ErrClosed.
 func (c *Client) Close() error {
 	if c == nil {
 		return invalid("nil client")
@@ -188,7 +191,8 @@ func (c *Client) Close() error {
 	c.shutdown()
 	c.mu.Unlock()
 	c.refreshers.Wait()
-	c.background.Wait()
+	c.cleanups.Wait()
+	c.path.wait()
 	var errs []error
 	if c.notifier != nil {
 		errs = append(errs, c.notifier.close())
@@ -206,10 +210,17 @@ func (c *Client) Close() error {
 // Each call draws a new random 128-bit token; the lock is ours while the key
 // holds it. When the strategy or the budget runs out, the error matches
 // ErrNotObtained; when ctx ends first, it matches ErrNotObtained and ctx's
-// error. A lock reported as not obtained never stays behind with our token:
-// if a try fails in a way that leaves its outcome unknown (a timeout, a
+// error. Obtain returns by ctx's deadline, and by the wait budget plus
+// lastTryGrace, provided the driver honours contexts (the three adapters
+// do).
+//
+// A lock reported as not obtained never stays behind with our token: if a
+// try fails in a way that leaves its outcome unknown (a timeout, a
 // cancelled context, a broken connection), Obtain deletes the key if it
-// holds our token before it returns.
+// holds our token, and leaves the waiter queue, in the background, retried
+// for a while; Client.Close waits for that. A lock is never returned
+// already past its validity: such a win (after a stall, say) is given
+// back or passed on, and counts as a failed try.
 func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts ...Option) (*Lock, error) {
 	if c == nil {
 		return nil, invalid("nil client")
@@ -217,6 +228,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	if ctx == nil {
 		return nil, invalid("nil context")
 	}
+	key = c.defaults.prefix + key
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
@@ -229,32 +241,70 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 			o.apply(&st)
 		}
 	}
-	req := &obtainReq{key: key, keys: keysFor(key), ttl: ttl}
+	// The Lock is made now, with the request inside it: one allocation
+	// for both, and one more for the token and the companions' names.
+	lock := &Lock{req: obtainReq{ttl: ttl, meta: st.metadata}}
+	req := &lock.req
+	req.init(key)
 	if err := c.checkSettings(&st, req); err != nil {
 		return nil, err
 	}
 	if c.closed.Load() {
-		return nil, ErrClosed
+		return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, err)
+		err = fmt.Errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
+		if st.observer != nil {
+			st.observer.Observe(Event{Kind: EventNotObtained, Key: key, Time: time.Now(), TTL: ttl, Err: err})
+		}
+		return nil, err
 	}
-	req.token = newToken()
-	o := obtainer{c: c, ctx: ctx, req: req, st: &st}
-	defer o.done()
-	return o.run()
+	o := obtainer{c: c, ctx: ctx, lock: lock, req: req, st: &st, start: time.Now()}
+	l, err := o.run()
+	o.done()
+	if st.observer != nil {
+		e := Event{Kind: EventObtained, Key: key, Time: time.Now(), Tries: o.tries, TTL: ttl}
+		e.Wait = e.Time.Sub(o.start)
+		if err != nil {
+			e.Kind, e.Err = EventNotObtained, err
+		} else {
+			e.HandedOver, e.Fence = o.handedOver, l.fence
+		}
+		st.observer.Observe(e)
+	}
+	return l, err
 }
 
-// obtainer is one Obtain call in progress.
+// lastTryGrace is how long the last try, sent as the wait budget
+// (WithMaxWait) runs out, may take: Obtain returns by the budget plus this.
+const lastTryGrace = 50 * time.Millisecond
+
+// minRetryWait is the shortest wait between two tries that a retry
+// strategy can ask for: a strategy that answers less (or a negative wait)
+// gets this, so that no strategy can make Obtain spin.
+const minRetryWait = time.Millisecond
+
+// obtainer is one Obtain call in progress. Its concerns, each in one
+// method: try sends one try and files what it says about the queue; won
+// turns a win into a Lock; nextWait asks the strategy and bounds its
+// answer by the holder's TTL, the queue lease and the budget; sleep waits
+// for the timer, a hand-over or the end; done cleans up.
 type obtainer struct {
-	c   *Client
-	ctx context.Context
-	req *obtainReq
-	st  *settings
+	c     *Client
+	ctx   context.Context // the caller's, bounded by the wait budget
+	lock  *Lock           // returned once obtained
+	req   *obtainReq      // &lock.req
+	st    *settings
+	start time.Time
+
+	budgetEnd  time.Time // zero: no budget
+	tries      int
+	handedOver bool // the lock came by hand-over
 
 	timer  *time.Timer
 	notify bool          // this call may wait for a hand-over
 	handed <-chan string // set once registered with the notifier
+	placed bool          // the last try queued or renewed our place
 	queued bool          // a try may have put us in the waiter queue
 	// A try that queued us ran at local time sent or later, at server time
 	// serverAt: the pair maps server times to lower bounds in local time.
@@ -263,98 +313,192 @@ type obtainer struct {
 }
 
 func (o *obtainer) run() (*Lock, error) {
-	c, req, st, key := o.c, o.req, o.st, o.req.key
-	start := time.Now()
-	var budgetEnd time.Time
+	c, req, st := o.c, o.req, o.st
 	if st.maxWait > 0 {
-		budgetEnd = start.Add(st.maxWait)
+		o.budgetEnd = o.start.Add(st.maxWait)
+		ctx, cancel := context.WithDeadline(o.ctx, o.budgetEnd.Add(lastTryGrace))
+		defer cancel()
+		o.ctx = ctx
 	}
 	o.notify = c.notifier != nil && req.keys.queue != "" && req.wait == nil
 	if o.notify && c.notifier.subscribed(req.keys.channel) {
 		o.register()
 	}
 	for n := 1; ; n++ {
-		req.enqueue = o.handed != nil
-		req.first = n == 1
-		o.queued = o.queued || req.enqueue
-		tryStart := time.Now()
-		res, err := c.path.obtain(o.ctx, req)
+		res, err := o.try(n)
 		if err != nil {
-			c.cleanUp(o.ctx, req, err)
-			o.queued = false
-			if cerr := contextEnded(o.ctx, err); cerr != nil {
-				return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, cerr)
-			}
-			return nil, opError("obtain", key, err)
+			return nil, err
 		}
 		if res.ok {
-			o.queued = false
-			if w := req.wait; w != nil && res.acked < w.n {
-				c.cleanUp(o.ctx, req, nil)
-				return nil, fmt.Errorf("relock: obtain %q: %w: %d of %d within %v; released", key, ErrTooFewReplicas, res.acked, w.n, w.timeout)
+			if l, err := o.won(res); l != nil || err != nil {
+				return l, err
 			}
-			at := tryStart
-			if res.leftKnown && res.left < req.ttl {
-				// The key was set before this try: count its lifetime
-				// from what is left of it.
-				at = tryStart.Add(res.left - req.ttl)
-			}
-			return c.newLock(req, res.fence, at, st)
+			// Dead on arrival: given back; a failed try.
 		}
-		if res.queued {
-			o.sent, o.serverAt = tryStart, res.serverTime
+		wait, err := o.nextWait(n, res)
+		if err != nil {
+			return nil, err
 		}
+		if l, err := o.sleep(wait); l != nil || err != nil {
+			return l, err
+		}
+	}
+}
 
-		wait, more := st.retry.Backoff(n)
-		if !more {
-			return nil, fmt.Errorf("relock: obtain %q: %w", key, ErrNotObtained)
+// queueMode says what the next try does with the waiter queue: nothing
+// until the call listens for hand-overs, then join, then renew.
+func (o *obtainer) queueMode() queueMode {
+	switch {
+	case o.handed == nil:
+		return noQueue
+	case o.placed:
+		return renewQueue
+	default:
+		return joinQueue
+	}
+}
+
+// try sends try number n. An error ends the call: the clean-up of an
+// unknown outcome goes on in the background.
+func (o *obtainer) try(n int) (obtainRes, error) {
+	req := o.req
+	req.first = n == 1
+	req.mode = o.queueMode()
+	o.queued = o.queued || req.mode != noQueue
+	o.tries++
+	o.sent = time.Now()
+	res, err := o.c.path.obtain(o.ctx, req)
+	if err != nil {
+		o.c.cleanUp(req, o.queued, err)
+		o.queued = false
+		if cerr := contextEnded(o.ctx, err); cerr != nil {
+			return res, o.notObtained(cerr)
 		}
-		if o.notify && o.handed == nil {
-			if o.register() {
-				continue // now subscribed: join the queue at once
+		return res, opError("obtain", req.key, err)
+	}
+	switch {
+	case res.ok:
+		o.placed, o.queued = false, false // the script took us out of the queue
+	case res.queued:
+		o.placed, o.serverAt = true, res.serverTime
+	case res.lapsed:
+		o.placed = false
+	}
+	return res, nil
+}
+
+// notObtained is the error of a call that the context, or the budget's
+// deadline, ended.
+func (o *obtainer) notObtained(cause error) error {
+	if !o.budgetEnd.IsZero() && errors.Is(cause, context.DeadlineExceeded) && o.ctx.Err() != nil && time.Now().After(o.budgetEnd) {
+		if d, ok := o.ctx.Deadline(); ok && d.Equal(o.budgetEnd.Add(lastTryGrace)) {
+			// Our own budget's deadline, not the caller's.
+			return fmt.Errorf("relock: obtain %q: %w: waited %v", o.req.key, ErrNotObtained, o.st.maxWait)
+		}
+	}
+	return fmt.Errorf("relock: obtain %q: %w: %w", o.req.key, ErrNotObtained, cause)
+}
+
+// won turns a try that found the key ours into a Lock. It returns nil, nil
+// when the lock is already past its validity: it has been given back (or
+// handed on), and the call goes on.
+func (o *obtainer) won(res obtainRes) (*Lock, error) {
+	req := o.req
+	if w := req.wait; w != nil && res.acked < w.n {
+		o.c.cleanUp(req, false, nil)
+		return nil, fmt.Errorf("relock: obtain %q: %w: %d of %d within %v; released", req.key, ErrTooFewReplicas, res.acked, w.n, w.timeout)
+	}
+	at := o.sent
+	if res.leftKnown && res.left < req.ttl {
+		// The key was set before this try: count its lifetime from what
+		// is left of it.
+		at = o.sent.Add(res.left - req.ttl)
+	}
+	return o.accept(at, res.fence)
+}
+
+// accept makes the Lock for a key that became ours no earlier than at,
+// unless its validity has already ended: then the key is given back, and
+// accept returns nil, nil (or the error that ended the call).
+func (o *obtainer) accept(at time.Time, fence int64) (*Lock, error) {
+	req := o.req
+	if !time.Now().Before(at.Add(req.ttl - drift(req.ttl))) {
+		// Dead on arrival. Give it back now, not in the background: the
+		// next try uses the same token, and a late release must not undo
+		// it.
+		if _, err := o.c.path.release(o.ctx, req.keys, req.token, false); err != nil {
+			o.c.cleanUp(req, o.queued, err)
+			o.queued = false
+			if cerr := contextEnded(o.ctx, err); cerr != nil {
+				return nil, o.notObtained(cerr)
 			}
+			return nil, opError("obtain", req.key, err)
 		}
-		if o.handed != nil {
-			// A release wakes us. The default strategy then polls only to
-			// renew our place in the queue; any strategy stops short of
-			// that.
-			if _, ok := st.retry.(wakeAware); ok {
-				wait = waiterLease / 3
-			}
-			wait = min(wait, waiterLease/3)
+		return nil, nil
+	}
+	return o.c.newLock(o.lock, fence, at, o.st)
+}
+
+// nextWait returns how long to wait before try n+1, or the error that ends
+// the call.
+func (o *obtainer) nextWait(n int, res obtainRes) (time.Duration, error) {
+	st := o.st
+	wait, more := st.retry.Backoff(n)
+	if !more {
+		return 0, fmt.Errorf("relock: obtain %q: %w", o.req.key, ErrNotObtained)
+	}
+	wait = max(wait, minRetryWait)
+	if o.notify && o.handed == nil && o.register() {
+		wait = 0 // now listening: join the queue at once
+	}
+	if o.handed != nil {
+		// A release wakes us. A waking strategy (DefaultRetry) then
+		// polls only to renew our place in the queue; any strategy
+		// renews at least that often.
+		if wakes(st.retry) {
+			wait = waiterRenew
 		}
-		if res.holder >= 0 && wait > res.holder {
-			wait = res.holder // the holder's key is gone by then
+		wait = min(wait, waiterRenew)
+		if res.lapsed {
+			wait = 0 // join again at once
 		}
-		if !budgetEnd.IsZero() {
-			left := time.Until(budgetEnd)
-			if left <= 0 {
-				return nil, fmt.Errorf("relock: obtain %q: %w: waited %v", key, ErrNotObtained, st.maxWait)
-			}
-			wait = min(wait, left)
+	}
+	if res.holder >= 0 && wait > res.holder {
+		wait = res.holder // the holder's key is gone by then
+	}
+	if !o.budgetEnd.IsZero() {
+		left := time.Until(o.budgetEnd)
+		if left <= 0 {
+			return 0, fmt.Errorf("relock: obtain %q: %w: waited %v", o.req.key, ErrNotObtained, st.maxWait)
 		}
-		if wait <= 0 {
-			if err := o.ctx.Err(); err != nil {
-				return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, err)
-			}
-			continue
+		wait = min(wait, left)
+	}
+	return wait, nil
+}
+
+// sleep waits for wait, a hand-over, or the end of the call. It returns a
+// lock handed over meanwhile.
+func (o *obtainer) sleep(wait time.Duration) (*Lock, error) {
+	if wait <= 0 {
+		if err := o.ctx.Err(); err != nil {
+			return nil, o.notObtained(err)
 		}
-		if o.timer == nil {
-			o.timer = time.NewTimer(wait)
-		} else {
-			o.timer.Reset(wait)
-		}
-		select {
-		case <-o.ctx.Done():
-			return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, o.ctx.Err())
-		case <-c.life.Done():
-			return nil, fmt.Errorf("relock: obtain %q: %w", key, ErrClosed)
-		case payload := <-o.handed:
-			if l, ok := o.takeOver(payload); ok {
-				return l, nil
-			}
-		case <-o.timer.C:
-		}
+		return nil, nil
+	}
+	if o.timer == nil {
+		o.timer = time.NewTimer(wait)
+	} else {
+		o.timer.Reset(wait)
+	}
+	select {
+	case <-o.ctx.Done():
+		return nil, o.notObtained(o.ctx.Err())
+	case <-o.c.life.Done():
+		return nil, fmt.Errorf("relock: obtain %q: %w", o.req.key, ErrClosed)
+	case payload := <-o.handed:
+		return o.takeOver(payload)
+	case <-o.timer.C:
+		return nil, nil
 	}
 }
 
@@ -383,21 +527,23 @@ func (o *obtainer) register() bool {
 	return true
 }
 
-// takeOver builds the lock a release handed to us.
-func (o *obtainer) takeOver(payload string) (*Lock, bool) {
+// takeOver builds the lock a release handed to us; nil, nil when the
+// announcement cannot be used (the next poll finds the lock ours) or the
+// lock is already past its validity (given back).
+func (o *obtainer) takeOver(payload string) (*Lock, error) {
 	h, ok := parseHandover(payload)
 	if !ok || o.serverAt == 0 {
-		return nil, false // unreadable: the next poll finds the lock ours
+		return nil, nil
 	}
+	o.placed, o.queued = false, false // the release took us out of the queue
 	// The release ran (h.serverTime - o.serverAt) after the try that
 	// queued us, which ran no earlier than o.sent.
 	at := o.sent.Add(time.Duration(h.serverTime-o.serverAt) * time.Microsecond)
-	l, err := o.c.newLock(o.req, h.fence, at, o.st)
-	if err != nil {
-		return nil, false
+	l, err := o.accept(at, h.fence)
+	if l != nil {
+		o.handedOver = true
 	}
-	o.queued = false
-	return l, true
+	return l, err
 }
 
 // done leaves the queue, if a try may have put us there, and the notifier.
@@ -406,31 +552,21 @@ func (o *obtainer) done() {
 		o.timer.Stop()
 	}
 	if o.queued {
-		o.c.cleanUp(o.ctx, o.req, nil)
+		o.c.cleanUp(o.req, true, nil)
 	}
 	if o.handed != nil {
 		o.c.notifier.leave(o.req.token, o.req.keys.channel)
 	}
 }
 
-// checkSettings validates the options of one Obtain and fills req from them.
+// checkSettings validates the options of one Obtain and fills req from
+// them.
 func (c *Client) checkSettings(st *settings, req *obtainReq) error {
-	if st.maxWait < 0 {
-		return invalid("negative wait budget %v", st.maxWait)
+	if err := c.validate(st); err != nil {
+		return err
 	}
-	if w := st.replicas; w != nil {
-		if w.n < 1 || w.timeout < time.Millisecond {
-			return invalid("WithReplicas(%d, %v): want at least 1 replica and 1ms", w.n, w.timeout)
-		}
-		if !c.path.canWait() {
-			return fmt.Errorf("%w: WithReplicas needs a single master whose driver implements driver.ReplicaWaiter and driver.Scripter", ErrUnsupported)
-		}
-		req.wait = w
-	}
+	req.wait = st.replicas
 	if st.fencing {
-		if !c.path.canFence() {
-			return fmt.Errorf("%w: WithFencing on a quorum of masters", ErrUnsupported)
-		}
 		if req.keys.fence == "" {
 			return invalid("key %q contains '}' but no hash tag, so its fencing counter cannot share its hash slot; use a tag like {name}", req.key)
 		}
@@ -439,24 +575,79 @@ func (c *Client) checkSettings(st *settings, req *obtainReq) error {
 	return nil
 }
 
+// validate checks settings that do not depend on the key: New checks the
+// Client's defaults with it, Obtain each call's.
+func (c *Client) validate(st *settings) error {
+	if st.maxWait < 0 {
+		return invalid("negative wait budget %v", st.maxWait)
+	}
+	if len(st.metadata) > MaxMetadataLen {
+		return invalid("metadata of %d bytes is longer than %d", len(st.metadata), MaxMetadataLen)
+	}
+	if w := st.replicas; w != nil {
+		if w.n < 1 || w.timeout < time.Millisecond {
+			return invalid("WithReplicas(%d, %v): want at least 1 replica and 1ms", w.n, w.timeout)
+		}
+		if !c.path.canWait() {
+			return fmt.Errorf("%w: WithReplicas needs a single master whose driver implements driver.ReplicaWaiter and driver.Scripter", ErrUnsupported)
+		}
+	}
+	if st.fencing && !c.path.canFence() {
+		return fmt.Errorf("%w: WithFencing on a quorum of masters", ErrUnsupported)
+	}
+	return nil
+}
+
 // TryObtain tries once to take the lock and never waits: it is Obtain with
 // NoRetry. A taken lock gives ErrNotObtained.
 func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration) (*Lock, error) {
-	return c.Obtain(ctx, key, ttl, WithRetry(NoRetry()))
+	return c.Obtain(ctx, key, ttl, tryOnce...)
 }
 
-// cleanUp deletes the key, or hands it on, if a failed try left our token
-// in it, and takes us out of the waiter queue. A try that failed with
-// WRONGTYPE, or that the driver could not serve, wrote nothing. The clean-up runs even though ctx may be over,
-// bounded by the lock's own lifetime (after which Redis drops the key
-// anyway, but not always the queue entry) and one second.
-func (c *Client) cleanUp(ctx context.Context, req *obtainReq, cause error) {
+// tryOnce is TryObtain's option, made once.
+var tryOnce = []Option{WithRetry(NoRetry())}
+
+// Clean-up bounds: one attempt takes at most cleanupAttempt; attempts go
+// on, backing off, for the lock's TTL (after which Redis drops the key)
+// but at least the waiter lease and at most cleanupFor.
+const (
+	cleanupAttempt = 250 * time.Millisecond
+	cleanupFor     = 5 * time.Second
+)
+
+// cleanUp deletes the key, or hands it on, if a try left our token in it,
+// and with leave takes us out of the waiter queue for good. It runs in the
+// background, tried again until it succeeds or its time is up, so that no
+// caller waits for it; Close waits for it, cutting it to one last attempt.
+// A try that failed with WRONGTYPE, or that the driver could not serve,
+// wrote nothing.
+func (c *Client) cleanUp(req *obtainReq, leave bool, cause error) {
 	if errors.Is(cause, driver.ErrWrongType) || errors.Is(cause, errors.ErrUnsupported) {
 		return // nothing was written
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(min(req.ttl, time.Second), 100*time.Millisecond))
-	defer cancel()
-	_, _ = c.path.release(cctx, req.keys, req.token, true)
+	keys, token := req.keys, req.token
+	until := time.Now().Add(max(waiterLease, min(req.ttl, cleanupFor)))
+	c.cleanups.Add(1)
+	go func() {
+		defer c.cleanups.Done()
+		pause := 10 * time.Millisecond
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), min(cleanupAttempt, max(time.Until(until), 10*time.Millisecond)))
+			_, err := c.path.release(ctx, keys, token, leave)
+			cancel()
+			if err == nil || errors.Is(err, driver.ErrWrongType) || errors.Is(err, errors.ErrUnsupported) || !time.Now().Before(until) {
+				return
+			}
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-c.life.Done():
+				t.Stop()
+				until = time.Now() // Close: one last attempt
+			}
+			pause = min(2*pause, 200*time.Millisecond)
+		}
+	}()
 }
 
 func checkKey(key string) error {
@@ -465,6 +656,8 @@ func checkKey(key string) error {
 		return invalid("empty key")
 	case len(key) > MaxKeyLen:
 		return invalid("key of %d bytes is longer than %d", len(key), MaxKeyLen)
+	case reserved(key):
+		return invalid("key %q has the form {tag}:relock:..., reserved for relock's own keys", key)
 	}
 	return nil
 }
@@ -474,11 +667,4 @@ func checkTTL(ttl time.Duration) error {
 		return invalid("TTL %v outside [%v, %v]", ttl, MinTTL, MaxTTL)
 	}
 	return nil
-}
-
-// newToken returns 128 random bits in hex.
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
 }

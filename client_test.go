@@ -198,20 +198,21 @@ func (*scriptConn) SetNX(context.Context, string, string, time.Duration) (bool, 
 
 func (c *scriptConn) Eval(context.Context, string, []string, ...string) (any, error) {
 	c.evals.Add(1)
-	return []any{int64(1), int64(1000)}, nil
+	return []any{int64(1), int64(1000), int64(0), int64(0), int64(0)}, nil
 }
 
 func TestWaitNeverOutlastsHolderTTL(t *testing.T) {
 	// The holder's key has 5 ms left; even with an hour-long retry, the
 	// next try comes once it has expired.
 	conn := &scriptConn{replies: []any{
-		[]any{int64(0), int64(5)},
-		[]any{int64(1), int64(1000)},
+		[]any{int64(0), int64(5), int64(0), int64(0), int64(0)},
+		[]any{int64(1), int64(1000), int64(0), int64(0), int64(0)},
 	}}
 	c, err := relock.New(conn, relock.WithRetry(relock.FixedRetry(time.Hour)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Obtain(ctx, "k", time.Second); err != nil {
@@ -225,6 +226,7 @@ func TestScriptPathFallsBackToEval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	if _, err := c.TryObtain(context.Background(), "k", time.Second); err != nil {
 		t.Fatalf("TryObtain after NOSCRIPT: %v", err)
 	}
@@ -235,15 +237,18 @@ func TestScriptPathFallsBackToEval(t *testing.T) {
 
 func TestBadReplyIsAnError(t *testing.T) {
 	for _, reply := range []any{
-		[]any{1, 1000},          // int, not int64
-		[]any{int64(1)},         // too short
-		"OK",                    // not an array
-		[]any{[]byte("1"), nil}, // bytes, not int64
+		[]any{1, 1000, 0, 0, 0},                                    // int, not int64
+		[]any{int64(1), int64(1000)},                               // too short
+		[]any{int64(9), int64(1000), int64(0), int64(0), int64(0)}, // no such status
+		"OK", // not an array
+		[]any{[]byte("1"), nil, int64(0), int64(0), int64(0)},           // bytes, not int64
+		[]any{int64(1), int64(1000), int64(0), int64(0), int64(0), nil}, // too long
 	} {
-		c, err := relock.New(&scriptConn{replies: []any{reply, []any{int64(0)}}})
+		c, err := relock.New(&scriptConn{replies: []any{reply, int64(0)}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer c.Close()
 		_, err = c.TryObtain(context.Background(), "k", time.Second)
 		if err == nil || errors.Is(err, relock.ErrNotObtained) {
 			t.Errorf("obtain reply %#v gave %v, want an error about the reply", reply, err)

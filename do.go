@@ -9,9 +9,14 @@ import (
 // Do runs fn while holding the lock named key: it obtains the lock as
 // Obtain does (opts apply), keeps it alive with auto-refresh, and passes fn
 // a context that is cancelled, with the lock's Err as its cause, as soon as
-// the lock is lost. When fn returns, or panics, Do releases the lock (even
-// if ctx has ended, within the lock's TTL) and returns fn's error joined
-// with any release error; a panic goes on after the release.
+// the lock is lost. When fn returns, or panics, Do releases the lock and
+// returns fn's error, joined with the lock's Err (matching ErrLost) if the
+// lock was lost meanwhile, or with the release's error; a panic goes on
+// after the release.
+//
+// Do returns by ctx's deadline: a release that ctx leaves no time for, or
+// that fails, goes on in the background within the lock's TTL (Client.Close
+// waits for it).
 //
 // fn must stop its work when its context ends: from then on another owner
 // may hold the lock.
@@ -19,7 +24,10 @@ func (c *Client) Do(ctx context.Context, key string, ttl time.Duration, fn func(
 	if fn == nil {
 		return invalid("nil function")
 	}
-	l, err := c.Obtain(ctx, key, ttl, append(opts, WithAutoRefresh())...)
+	// A copy: appending to opts could write into the caller's array.
+	all := make([]Option, 0, len(opts)+1)
+	all = append(append(all, opts...), WithAutoRefresh())
+	l, err := c.Obtain(ctx, key, ttl, all...)
 	if err != nil {
 		return err
 	}
@@ -28,13 +36,45 @@ func (c *Client) Do(ctx context.Context, key string, ttl time.Duration, fn func(
 	defer func() {
 		stop()
 		cancel(nil)
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), min(ttl, 5*time.Second))
-		rerr := l.Release(rctx)
-		rcancel()
+		rerr := l.releaseForDo(ctx)
 		if r := recover(); r != nil {
 			panic(r)
 		}
-		err = errors.Join(err, rerr)
+		if lerr := l.Err(); lerr != nil && !errors.Is(lerr, ErrReleased) {
+			err = errors.Join(err, lerr) // lost while fn ran
+		} else {
+			err = errors.Join(err, rerr)
+		}
 	}()
 	return fn(fctx)
+}
+
+// releaseForDo releases l within ctx; when ctx has ended or the release
+// fails for a reason other than the lock being gone, the release goes on in
+// the background.
+func (l *Lock) releaseForDo(ctx context.Context) error {
+	if err := l.check(ctx, "release"); err != nil {
+		if errors.Is(err, ErrNotHeld) || errors.Is(err, ErrClosed) {
+			return err
+		}
+		l.stopAutoRefresh()
+		l.releaseInBackground()
+		return nil
+	}
+	l.stopAutoRefresh()
+	err := l.release(ctx)
+	if err != nil && !errors.Is(err, ErrNotHeld) {
+		l.releaseInBackground()
+		return nil
+	}
+	return err
+}
+
+// releaseInBackground releases l as the clean-up of a failed try does:
+// retried, bounded, and waited for by Close.
+func (l *Lock) releaseInBackground() {
+	l.client.cleanUp(&obtainReq{keys: l.req.keys, token: l.req.token, ttl: l.req.ttl}, false, nil)
+	if l.finish(ErrReleased) {
+		l.observe(EventReleased, nil)
+	}
 }

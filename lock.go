@@ -2,6 +2,7 @@ package relock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -18,13 +19,10 @@ import (
 // answers.
 type Lock struct {
 	client     *Client
-	key        string
-	keys       lockKeys
-	token      string
-	ttl        time.Duration
+	req        obtainReq // key, token, ttl and what the obtain asked for
 	fence      int64
 	obtainedAt time.Time
-	wait       *replicaWait
+	observer   Observer // nil: no events
 
 	mu sync.Mutex
 	// life ends when the lock does; its cause says why. It and the expiry
@@ -33,7 +31,7 @@ type Lock struct {
 	life       context.Context
 	end        context.CancelCauseFunc
 	endCause   error
-	released   bool               // Release ran, or the key was found not ours
+	settled    bool               // no longer ours to act on: released, or found not ours
 	validUntil time.Time          // when the lock stops being safe to rely on
 	expiry     *time.Timer        // ends life at validUntil
 	stopAuto   context.CancelFunc // stops the refresher, if any
@@ -44,17 +42,17 @@ type Lock struct {
 // this process and Redis, as the Redlock algorithm does.
 func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
 
-func (c *Client) newLock(req *obtainReq, fence int64, at time.Time, st *settings) (*Lock, error) {
-	l := &Lock{
-		client: c, key: req.key, keys: req.keys, token: req.token, ttl: req.ttl,
-		fence: fence, obtainedAt: at, wait: req.wait,
-	}
+// newLock makes l, whose req the obtain filled, a lock obtained no earlier
+// than at.
+func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Lock, error) {
+	req := &l.req
+	l.client, l.fence, l.obtainedAt, l.observer = c, fence, at, st.observer
 	l.validUntil = at.Add(req.ttl - drift(req.ttl))
 	if st.autoRefresh {
 		if !c.startAutoRefresh(l) {
 			l.finish(ErrClosed)
-			c.cleanUp(context.Background(), req, nil)
-			return nil, ErrClosed
+			c.cleanUp(req, false, nil)
+			return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
 		}
 	}
 	return l, nil
@@ -82,20 +80,55 @@ func (l *Lock) lifeLocked() context.Context {
 		l.end(l.endCause)
 		return l.life
 	}
-	end := l.end
-	expired := fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.key, ErrLost)
 	left := time.Until(l.validUntil)
 	if left <= 0 {
-		end(expired)
+		l.expireLocked()
 	}
-	l.expiry = time.AfterFunc(max(left, 0), func() { end(expired) })
+	l.expiry = time.AfterFunc(max(left, 0), l.expire)
 	return l.life
 }
 
+// expire ends the lock when its validity has run out; the timer calls it.
+func (l *Lock) expire() {
+	l.mu.Lock()
+	ended := l.expireLocked()
+	l.mu.Unlock()
+	if ended {
+		l.observe(EventLost, context.Cause(l.life))
+	}
+}
+
+// expireLocked ends the lock if its validity has run out and it has not
+// ended yet, and reports whether it did. l.mu must be held and l.life made.
+func (l *Lock) expireLocked() bool {
+	if l.life.Err() != nil || time.Now().Before(l.validUntil) {
+		return false
+	}
+	l.end(fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost))
+	return true
+}
+
+// observe tells the observer, if any, about the lock.
+func (l *Lock) observe(kind EventKind, err error) {
+	if l.observer == nil {
+		return
+	}
+	now := time.Now()
+	l.observer.Observe(Event{Kind: kind, Key: l.req.key, Time: now, Fence: l.fence, Held: now.Sub(l.obtainedAt), TTL: l.req.ttl, Err: err})
+}
+
+// lifeCtx returns the lock's life context, ended first if the validity has
+// run out, so that no caller sees the lock as valid past ValidUntil even
+// before the timer fires.
 func (l *Lock) lifeCtx() context.Context {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lifeLocked()
+	life := l.lifeLocked()
+	ended := l.expireLocked()
+	l.mu.Unlock()
+	if ended {
+		l.observe(EventLost, context.Cause(life))
+	}
+	return life
 }
 
 // ended reports whether the lock has ended. l.mu must be held.
@@ -106,44 +139,76 @@ func (l *Lock) endedLocked() bool {
 	return l.endCause != nil
 }
 
-// finish ends the lock with cause, unless it ended already.
-func (l *Lock) finish(cause error) {
+// finish ends the lock with cause, unless it ended already, and reports
+// whether it did.
+func (l *Lock) finish(cause error) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.life == nil {
 		if l.endCause == nil {
 			l.endCause = cause
+			return true
 		}
-		return
+		return false
+	}
+	if l.life.Err() != nil {
+		return false
 	}
 	l.end(cause)
 	l.expiry.Stop()
+	return true
 }
 
+// The accessors are safe on a nil *Lock: they return zero values, and Err
+// and Done report the lock as ended (ErrInvalidArgument).
+
 // Key returns the lock's Redis key.
-func (l *Lock) Key() string { return l.key }
+func (l *Lock) Key() string {
+	if l == nil {
+		return ""
+	}
+	return l.req.key
+}
 
 // Token returns the random value that marks this acquisition as ours: 32
 // hexadecimal digits, never reused.
-func (l *Lock) Token() string { return l.token }
+func (l *Lock) Token() string {
+	if l == nil {
+		return ""
+	}
+	return l.req.token
+}
 
 // ObtainedAt returns a moment no later than when Redis set the key for us:
 // usually when the winning try was sent; for a lock handed over on release,
 // or found already ours, a moment derived from the server's answer. The
 // key expires no earlier than ObtainedAt().Add(ttl); ValidUntil subtracts
 // the drift margin from that.
-func (l *Lock) ObtainedAt() time.Time { return l.obtainedAt }
+func (l *Lock) ObtainedAt() time.Time {
+	if l == nil {
+		return time.Time{}
+	}
+	return l.obtainedAt
+}
 
 // Fence returns the lock's fencing number when it was obtained with
 // WithFencing, and 0 otherwise. Numbers strictly increase across all the
 // holders of a key: pass it with every write to storage that should reject
 // a holder whose lock has since expired.
-func (l *Lock) Fence() int64 { return l.fence }
+func (l *Lock) Fence() int64 {
+	if l == nil {
+		return 0
+	}
+	return l.fence
+}
 
 // ValidUntil returns the moment until which the lock can be relied on if
 // nothing else is heard from Redis: its TTL from the last successful obtain
 // or refresh, less the drift margin.
 func (l *Lock) ValidUntil() time.Time {
+	if l == nil {
+		return time.Time{}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.validUntil
@@ -151,13 +216,23 @@ func (l *Lock) ValidUntil() time.Time {
 
 // Done returns a channel that is closed when the lock ends: released, found
 // lost, or past its validity. It never closes while the lock is safely held.
-func (l *Lock) Done() <-chan struct{} { return l.lifeCtx().Done() }
+func (l *Lock) Done() <-chan struct{} {
+	if l == nil {
+		return closedChan
+	}
+	return l.lifeCtx().Done()
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Err returns nil while the lock is held, and after Done closes the reason:
 // ErrReleased, an error matching ErrLost (and ErrNotHeld when a refresh
 // found the key gone or another owner's), or ErrClosed when the Client was
 // closed under an auto-refreshed lock.
 func (l *Lock) Err() error {
+	if l == nil {
+		return invalid("nil lock")
+	}
 	life := l.lifeCtx()
 	if life.Err() == nil {
 		return nil
@@ -173,16 +248,16 @@ func (l *Lock) check(ctx context.Context, op string) error {
 		return invalid("nil context")
 	}
 	if l.client.closed.Load() {
-		return ErrClosed
+		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrClosed)
 	}
 	l.mu.Lock()
-	released := l.released
+	settled := l.settled
 	l.mu.Unlock()
-	if released {
-		return fmt.Errorf("relock: %s %q: %w", op, l.key, ErrNotHeld)
+	if settled {
+		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("relock: %s %q: %w", op, l.key, err)
+		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, err)
 	}
 	return nil
 }
@@ -190,10 +265,12 @@ func (l *Lock) check(ctx context.Context, op string) error {
 // notHeld records that the key was found not ours and returns the error.
 func (l *Lock) notHeld(op string) error {
 	l.mu.Lock()
-	l.released = true
+	l.settled = true
 	l.mu.Unlock()
-	err := fmt.Errorf("relock: %s %q: %w", op, l.key, ErrNotHeld)
-	l.finish(fmt.Errorf("%w: %w", ErrLost, err))
+	err := fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
+	if l.finish(fmt.Errorf("%w: %w", ErrLost, err)) {
+		l.observe(EventLost, l.Err())
+	}
 	return err
 }
 
@@ -211,17 +288,18 @@ func (l *Lock) Release(ctx context.Context) error {
 
 // release deletes the key if it holds our token and ends the lock.
 func (l *Lock) release(ctx context.Context) error {
-	ok, err := l.client.path.release(ctx, l.keys, l.token, false)
+	ok, err := l.client.path.release(ctx, l.req.keys, l.req.token, false)
 	if err != nil {
-		return opError("release", l.key, err)
+		return opError("release", l.req.key, err)
 	}
 	if !ok {
 		return l.notHeld("release")
 	}
 	l.mu.Lock()
-	l.released = true
+	l.settled = true
 	l.mu.Unlock()
 	l.finish(ErrReleased)
+	l.observe(EventReleased, nil)
 	return nil
 }
 
@@ -241,22 +319,30 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 
 func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	at := time.Now()
-	ok, acked, err := l.client.path.refresh(ctx, l.key, l.token, ttl, l.wait)
+	ok, acked, err := l.client.path.refresh(ctx, l.req.keys, l.req.token, ttl, l.req.wait)
 	if err != nil {
-		return opError("refresh", l.key, err)
+		err = opError("refresh", l.req.key, err)
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			// Not a refresh that Release, Close or the caller called off.
+			l.observe(EventRefreshFailed, err)
+		}
+		return err
 	}
 	if !ok {
 		return l.notHeld("refresh")
 	}
-	if w := l.wait; w != nil && acked < w.n {
+	if w := l.req.wait; w != nil && acked < w.n {
 		_ = l.release(context.WithoutCancel(ctx))
-		return fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.key, ErrTooFewReplicas, acked, w.n, w.timeout)
+		return fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.req.key, ErrTooFewReplicas, acked, w.n, w.timeout)
 	}
 	l.mu.Lock()
 	if !l.endedLocked() {
 		l.extendLocked(at, ttl)
 	}
 	l.mu.Unlock()
+	if l.observer != nil {
+		l.observer.Observe(Event{Kind: EventRefreshed, Key: l.req.key, Time: time.Now(), Fence: l.fence, TTL: ttl})
+	}
 	return nil
 }
 
@@ -267,9 +353,9 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	if err := l.check(ctx, "ttl"); err != nil {
 		return 0, err
 	}
-	d, ok, err := l.client.path.pttl(ctx, l.key, l.token)
+	d, ok, err := l.client.path.pttl(ctx, l.req.keys, l.req.token)
 	if err != nil {
-		return 0, opError("ttl", l.key, err)
+		return 0, opError("ttl", l.req.key, err)
 	}
 	if !ok {
 		return 0, l.notHeld("ttl")

@@ -2,8 +2,6 @@ package relock
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -303,7 +301,7 @@ func (n *notifier) unidle(channel string) {
 
 // deliver is the subscription's message handler: "token:sec:usec:fence".
 func (n *notifier) deliver(_ string, payload string) {
-	token, _, _ := strings.Cut(payload, ":")
+	token := handoverToken(payload)
 	n.mu.Lock()
 	ch := n.waiters[token]
 	n.mu.Unlock()
@@ -329,24 +327,4 @@ func (n *notifier) close() error {
 		return nil
 	}
 	return s.Close()
-}
-
-// handover is a parsed hand-over announcement.
-type handover struct {
-	serverTime int64 // microseconds
-	fence      int64
-}
-
-func parseHandover(payload string) (handover, bool) {
-	parts := strings.Split(payload, ":")
-	if len(parts) != 4 {
-		return handover{}, false
-	}
-	sec, err1 := strconv.ParseInt(parts[1], 10, 64)
-	usec, err2 := strconv.ParseInt(parts[2], 10, 64)
-	fence, err3 := strconv.ParseInt(parts[3], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return handover{}, false
-	}
-	return handover{serverTime: sec*1e6 + usec, fence: fence}, true
 }

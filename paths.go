@@ -2,6 +2,8 @@ package relock
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -20,21 +22,98 @@ type replicaWait struct {
 // obtainReq is one obtain try.
 type obtainReq struct {
 	key, token string
+	value      string // what the key holds when ours: the token, then "|" and meta if any
+	meta       string // WithMetadata's, or ""
 	keys       lockKeys
-	fenced     bool // draw a fencing number
-	enqueue    bool // join the waiter queue when the lock is taken
-	first      bool // the call's first try: a plain SET NX may do
+	fenced     bool      // draw a fencing number
+	mode       queueMode // whether this try joins or renews a place in the queue
+	first      bool      // the call's first try: a plain SET NX may do
 	ttl        time.Duration
 	wait       *replicaWait // nil: no WAIT
 	// settled, for a quorum, closes when every call of the previous try
 	// has finished and its clean-up is done, so that a clean-up of one try
 	// never undoes the next try with the same token.
 	settled chan struct{}
+
+	// Storage for keys.relKeys, relArgs and leaveArgs.
+	relKeys            [3]string
+	relArgs, leaveArgs [6]string
 }
 
-// waiterLease is how long a queued waiter keeps its place without renewing
-// it; a waiter renews it at least every waiterLease/3.
-const waiterLease = 3 * time.Second
+// init names the request's key (with companions) and draws its token: 128
+// random bits in hex, in the same allocation as the companions' names. It
+// also builds the release script's arguments once.
+func (r *obtainReq) init(key string) {
+	var raw [16]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
+	var hx [32]byte
+	hex.Encode(hx[:], raw[:])
+	r.key = key
+	r.keys, r.token = buildKeys(key, hx[:])
+	r.value = r.token
+	if r.meta != "" {
+		r.value = r.token + "|" + r.meta
+	}
+	r.setReleaseArgs()
+}
+
+// setReleaseArgs builds the release script's KEYS and ARGV for r's keys and
+// token into r's own storage.
+func (r *obtainReq) setReleaseArgs() {
+	k := &r.keys
+	r.relKeys[0] = k.lock
+	n := 1
+	if k.queue != "" {
+		r.relKeys[1], r.relKeys[2] = k.queue, k.fence
+		n = 3
+	}
+	r.relArgs = [6]string{r.token, k.waiter, k.channel, "", leftTombstoneArg, fenceLifeArg}
+	r.leaveArgs = r.relArgs
+	r.leaveArgs[3] = "leave"
+	k.relKeys, k.relArgs, k.leaveArgs = r.relKeys[:n], r.relArgs[:], r.leaveArgs[:]
+}
+
+// queueMode says what a try does with the waiter queue when the lock is
+// taken.
+type queueMode uint8
+
+const (
+	noQueue    queueMode = iota // stay out of the queue
+	joinQueue                   // join it (the first queued try)
+	renewQueue                  // renew our place; never re-create it
+)
+
+var queueModeArg = [...]string{noQueue: "0", joinQueue: "1", renewQueue: "2"}
+
+// Waiter leases. A queued waiter keeps its place for waiterLease without
+// renewing it, and renews it every waiterRenew, so a waiter that died
+// blocks the queue for at most waiterLease. A waiter that gives up leaves
+// a tombstone for leftTombstone, so a join of its delayed by a stall
+// cannot bring it back.
+const (
+	waiterLease   = time.Second
+	waiterRenew   = waiterLease / 5
+	leftTombstone = 10 * time.Second
+)
+
+// fenceLife is how long a fencing counter lives after its last use. A
+// counter made again (after it expired, or after a restart forgot it)
+// starts from the server's clock in microseconds, above every number handed
+// out before, so the numbers keep increasing either way.
+const fenceLife = 24 * time.Hour
+
+// Pre-formatted script arguments for the constants above.
+var (
+	waiterLeaseArg   = millis(waiterLease)
+	leftTombstoneArg = millis(leftTombstone)
+	fenceLifeArg     = millis(fenceLife)
+)
+
+// holds reports whether a lock key's value v marks token as its owner: the
+// token alone, or followed by "|" and metadata.
+func holds(v, token string) bool {
+	return v == token || len(v) > len(token) && v[len(token)] == '|' && v[:len(token)] == token
+}
 
 // obtainRes is what one try found.
 type obtainRes struct {
@@ -48,6 +127,7 @@ type obtainRes struct {
 	fence     int64 // the fencing number, when asked for and ok
 	acked     int   // replicas that acknowledged, when asked for
 	queued    bool  // we are in the waiter queue; serverTime is set
+	lapsed    bool  // a renewal found our place gone: join again
 	// serverTime is the server's clock, in microseconds, when the try ran.
 	serverTime int64
 }
@@ -61,13 +141,87 @@ type path interface {
 	release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error)
 	// refresh sets the key's TTL if it holds token; with w, it then waits
 	// for replicas and reports how many acknowledged.
-	refresh(ctx context.Context, key, token string, ttl time.Duration, w *replicaWait) (ok bool, acked int, err error)
+	refresh(ctx context.Context, k lockKeys, token string, ttl time.Duration, w *replicaWait) (ok bool, acked int, err error)
 	// pttl returns the key's remaining TTL (-1: none) if it holds token.
-	pttl(ctx context.Context, key, token string) (time.Duration, bool, error)
+	pttl(ctx context.Context, k lockKeys, token string) (time.Duration, bool, error)
 	// canWait reports whether the path can wait for replicas.
 	canWait() bool
 	// canFence reports whether the path can draw fencing numbers.
 	canFence() bool
+	// inspect reads the lock's state, whoever holds it.
+	inspect(ctx context.Context, k lockKeys) (lockState, error)
+	// wait returns once calls the path left running in the background
+	// are done. Client.Close calls it.
+	wait()
+}
+
+// lockState is what inspect found.
+type lockState struct {
+	value   string // the key's value; "" when it does not exist
+	exists  bool
+	pttl    int64 // ms; -1 no expiry, -2 missing
+	fence   int64
+	waiters int
+}
+
+func (p scriptPath) inspect(ctx context.Context, k lockKeys) (lockState, error) {
+	keys := []string{k.lock}
+	if k.queue != "" {
+		keys = append(keys, k.queue, k.fence)
+	}
+	r, _, err := p.run(ctx, scripts.Inspect, keys, nil, k.waiter)
+	if err != nil {
+		return lockState{}, err
+	}
+	a, ok := r.([]any)
+	if !ok || len(a) != 4 {
+		return lockState{}, fmt.Errorf("relock: driver replied %T (%v) to the inspect script where an array of 4 values was due", r, r)
+	}
+	var st lockState
+	if a[0] != nil {
+		if st.value, ok = a[0].(string); !ok {
+			return lockState{}, fmt.Errorf("relock: driver replied %T where the lock's value (a string) was due", a[0])
+		}
+		st.exists = true
+	}
+	var n [3]int64
+	for i, v := range a[1:] {
+		if n[i], err = asInt64(v); err != nil {
+			return lockState{}, err
+		}
+	}
+	st.pttl, st.fence, st.waiters = n[0], n[1], int(n[2])
+	return st, nil
+}
+
+func (p watchPath) inspect(ctx context.Context, k lockKeys) (lockState, error) {
+	var st lockState
+	err := p.tx(ctx, []string{k.lock}, func(tx driver.Tx) error {
+		v, ok, err := tx.Get(ctx, k.lock)
+		if err != nil {
+			return err
+		}
+		st = lockState{value: v, exists: ok}
+		cmds := [][]string{{"PTTL", k.lock}}
+		if k.fence != "" {
+			cmds = append(cmds, []string{"GET", k.fence})
+		}
+		r, err := exec(ctx, tx, cmds...)
+		if err != nil {
+			return err
+		}
+		if st.pttl, err = asInt64(r[0]); err != nil {
+			return err
+		}
+		if len(r) > 1 && r[1] != nil {
+			s, _ := r[1].(string)
+			if st.fence, err = strconv.ParseInt(s, 10, 64); err != nil {
+				return fmt.Errorf("relock: fencing counter %q: %w", s, err)
+			}
+		}
+		return nil
+	})
+	return st, err
 }
 
 func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -97,6 +251,7 @@ type scriptPath struct {
 
 func (p scriptPath) canWait() bool { return p.w != nil }
 func (scriptPath) canFence() bool  { return true }
+func (scriptPath) wait()           {}
 
 // run calls sc; with w, WAIT follows on the same connection.
 func (p scriptPath) run(ctx context.Context, sc *scripts.Script, keys []string, w *replicaWait, args ...string) (r any, acked int, err error) {
@@ -116,11 +271,11 @@ func (p scriptPath) run(ctx context.Context, sc *scripts.Script, keys []string, 
 
 func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
 	res := obtainRes{holder: -1}
-	if q.first && !q.enqueue && !q.fenced && q.wait == nil {
+	if q.first && q.mode == noQueue && !q.fenced && q.wait == nil {
 		// A free lock takes one plain SET NX, the cheapest command there
 		// is. It cannot barge past live waiters: a release hands the key
 		// to them, so it is free while they wait only after an expiry.
-		set, err := p.conn.SetNX(ctx, q.key, q.token, q.ttl)
+		set, err := p.conn.SetNX(ctx, q.key, q.value, q.ttl)
 		if err != nil || set {
 			res.ok = set
 			res.left, res.leftKnown = q.ttl, set
@@ -135,74 +290,50 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 			keys = append(keys, q.keys.fence)
 		}
 	}
-	enqueue := "0"
-	if q.enqueue {
-		enqueue = "1"
-	}
-	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), enqueue, q.keys.waiter, millis(waiterLease))
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, waiterLeaseArg, q.meta, fenceLifeArg)
 	if err != nil {
 		return res, err
 	}
 	res.acked = acked
-	a, ok := r.([]any)
-	if !ok || len(a) < 2 || len(a) > 4 {
-		return res, fmt.Errorf("relock: driver replied %T (%v) to the obtain script where an array of 2 to 4 values was due", r, r)
-	}
-	got, err := asInt64(a[0])
+	rep, err := parseObtainReply(r)
 	if err != nil {
 		return res, err
 	}
-	ms, err := asInt64(a[1])
-	if err != nil {
-		return res, err
-	}
-	res.ok = got == 1
-	if res.ok && ms >= 0 {
-		res.left, res.leftKnown = asDuration(ms), true
-	}
-	if !res.ok {
-		res.holder = asDuration(ms)
-		if len(a) == 4 {
-			res.queued = true
-			res.serverTime, err = micros(a[2], a[3])
+	switch rep.status {
+	case obtainOurs:
+		res.ok, res.fence = true, rep.fence
+		if rep.pttl >= 0 {
+			res.left, res.leftKnown = asDuration(rep.pttl), true
 		}
-		return res, err
+	case obtainQueued:
+		res.holder, res.queued, res.serverTime = asDuration(rep.pttl), true, rep.serverTime
+	case obtainLapsed:
+		res.holder, res.lapsed = asDuration(rep.pttl), true
+	default:
+		res.holder = asDuration(rep.pttl)
 	}
-	if q.fenced {
-		if len(a) != 3 {
-			return res, fmt.Errorf("relock: driver replied %v to the obtain script, without the fencing number", a)
-		}
-		res.fence, err = asInt64(a[2])
-	}
-	return res, err
-}
-
-// micros turns TIME's seconds and microseconds, as strings, into
-// microseconds.
-func micros(sec, usec any) (int64, error) {
-	s, ok1 := sec.(string)
-	u, ok2 := usec.(string)
-	if !ok1 || !ok2 {
-		return 0, fmt.Errorf("relock: driver replied %T, %T where the server time's strings were due", sec, usec)
-	}
-	si, err1 := strconv.ParseInt(s, 10, 64)
-	ui, err2 := strconv.ParseInt(u, 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("relock: bad server time %q %q", s, u)
-	}
-	return si*1e6 + ui, nil
+	return res, nil
 }
 
 func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error) {
-	keys := []string{k.lock}
-	if k.queue != "" {
-		keys = append(keys, k.queue, k.fence)
-	}
-	mode := ""
+	keys, args := k.relKeys, k.relArgs
 	if leave {
-		mode = "leave"
+		args = k.leaveArgs
 	}
-	r, _, err := p.run(ctx, scripts.Release, keys, nil, token, k.waiter, k.channel, mode)
+	if keys == nil || args[0] != token {
+		// Not built for this token (a lock rebuilt by Attach builds them
+		// too; this is the general case).
+		keys = []string{k.lock}
+		if k.queue != "" {
+			keys = append(keys, k.queue, k.fence)
+		}
+		mode := ""
+		if leave {
+			mode = "leave"
+		}
+		args = []string{token, k.waiter, k.channel, mode, leftTombstoneArg, fenceLifeArg}
+	}
+	r, _, err := p.run(ctx, scripts.Release, keys, nil, args...)
 	if err != nil {
 		return false, err
 	}
@@ -210,8 +341,8 @@ func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave
 	return n == 1, err
 }
 
-func (p scriptPath) refresh(ctx context.Context, key, token string, ttl time.Duration, w *replicaWait) (bool, int, error) {
-	r, acked, err := p.run(ctx, scripts.Refresh, []string{key}, w, token, millis(ttl))
+func (p scriptPath) refresh(ctx context.Context, k lockKeys, token string, ttl time.Duration, w *replicaWait) (bool, int, error) {
+	r, acked, err := p.run(ctx, scripts.Refresh, []string{k.lock}, w, token, millis(ttl))
 	if err != nil {
 		return false, 0, err
 	}
@@ -219,8 +350,8 @@ func (p scriptPath) refresh(ctx context.Context, key, token string, ttl time.Dur
 	return n == 1, acked, err
 }
 
-func (p scriptPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
-	r, _, err := p.run(ctx, scripts.PTTL, []string{key}, nil, token)
+func (p scriptPath) pttl(ctx context.Context, k lockKeys, token string) (time.Duration, bool, error) {
+	r, _, err := p.run(ctx, scripts.PTTL, []string{k.lock}, nil, token)
 	if err != nil {
 		return 0, false, err
 	}
@@ -241,6 +372,7 @@ type watchPath struct {
 
 func (watchPath) canWait() bool  { return false }
 func (watchPath) canFence() bool { return true }
+func (watchPath) wait()          {}
 
 // maxTxTries bounds the WATCH loop. EXEC aborts only when the lock's key
 // changed between WATCH and EXEC, and the next GET sees the change, so a
@@ -266,7 +398,7 @@ func (p watchPath) owned(ctx context.Context, key, token string, cmds ...[]strin
 	err = p.tx(ctx, []string{key}, func(tx driver.Tx) error {
 		held, replies = false, nil
 		v, ok, err := tx.Get(ctx, key)
-		if err != nil || !ok || v != token {
+		if err != nil || !ok || !holds(v, token) {
 			return err
 		}
 		held = true
@@ -293,7 +425,7 @@ func (p watchPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) 
 		return p.obtainFenced(ctx, q)
 	}
 	res := obtainRes{holder: -1}
-	set, err := p.conn.SetNX(ctx, q.key, q.token, q.ttl)
+	set, err := p.conn.SetNX(ctx, q.key, q.value, q.ttl)
 	if err != nil || set {
 		res.ok = set
 		return res, err
@@ -308,7 +440,7 @@ func (p watchPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) 
 		res.holder = 0 // released in between: try again at once
 		return res, nil
 	}
-	res.ok = v == q.token
+	res.ok = holds(v, q.token)
 	return res, nil
 }
 
@@ -325,8 +457,23 @@ func (p watchPath) obtainFenced(ctx context.Context, q *obtainReq) (obtainRes, e
 		var r []any
 		switch {
 		case !ok:
-			r, err = exec(ctx, tx, []string{"INCR", q.keys.fence}, []string{"SET", q.key, q.token, "PX", millis(q.ttl)})
-		case v == q.token:
+			// Nothing is written unless the counter can be: a counter of
+			// another type fails here, not inside EXEC after the SET.
+			if _, _, err := tx.Get(ctx, q.keys.fence); err != nil {
+				return err
+			}
+			// A missing counter starts from this client's clock in
+			// microseconds (the scripts use the server's): see fenceLife.
+			start := strconv.FormatInt(time.Now().UnixMicro(), 10)
+			r, err = exec(ctx, tx,
+				[]string{"SET", q.keys.fence, start, "NX"},
+				[]string{"INCR", q.keys.fence},
+				[]string{"PEXPIRE", q.keys.fence, fenceLifeArg},
+				[]string{"SET", q.key, q.value, "PX", millis(q.ttl)})
+			if err == nil {
+				r = r[1:]
+			}
+		case holds(v, q.token):
 			r, err = exec(ctx, tx, []string{"GET", q.keys.fence})
 			if err == nil {
 				s, _ := r[0].(string)
@@ -354,8 +501,8 @@ func (p watchPath) release(ctx context.Context, k lockKeys, token string, _ bool
 	return n == 1, err
 }
 
-func (p watchPath) refresh(ctx context.Context, key, token string, ttl time.Duration, _ *replicaWait) (bool, int, error) {
-	held, r, err := p.owned(ctx, key, token, []string{"PEXPIRE", key, millis(ttl)})
+func (p watchPath) refresh(ctx context.Context, k lockKeys, token string, ttl time.Duration, _ *replicaWait) (bool, int, error) {
+	held, r, err := p.owned(ctx, k.lock, token, []string{"PEXPIRE", k.lock, millis(ttl)})
 	if err != nil || !held {
 		return false, 0, err
 	}
@@ -363,8 +510,8 @@ func (p watchPath) refresh(ctx context.Context, key, token string, ttl time.Dura
 	return n == 1, 0, err
 }
 
-func (p watchPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
-	held, r, err := p.owned(ctx, key, token, []string{"PTTL", key})
+func (p watchPath) pttl(ctx context.Context, k lockKeys, token string) (time.Duration, bool, error) {
+	held, r, err := p.owned(ctx, k.lock, token, []string{"PTTL", k.lock})
 	if err != nil || !held {
 		return 0, false, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -47,6 +48,13 @@ func NewQuorum(conns []driver.Conn, opts ...Option) (*Client, error) {
 		if err := checkConn(conn); err != nil {
 			return nil, fmt.Errorf("master %d: %w", i, err)
 		}
+		if reflect.TypeOf(conn).Comparable() {
+			for j, other := range conns[:i] {
+				if reflect.TypeOf(other) == reflect.TypeOf(conn) && other == conn {
+					return nil, invalid("masters %d and %d are the same driver connection: a quorum needs independent masters", j, i)
+				}
+			}
+		}
 		p, err := pathFor(conn)
 		if err != nil {
 			return nil, fmt.Errorf("master %d: %w", i, err)
@@ -54,7 +62,6 @@ func NewQuorum(conns []driver.Conn, opts ...Option) (*Client, error) {
 		q.members = append(q.members, p)
 	}
 	c := newClient(conns)
-	q.bg = &c.background
 	c.path = q
 	if err := c.applyDefaults(opts); err != nil {
 		return nil, err
@@ -65,8 +72,10 @@ func NewQuorum(conns []driver.Conn, opts ...Option) (*Client, error) {
 // quorumPath runs each operation on every member and counts the votes.
 type quorumPath struct {
 	members []path
-	bg      *sync.WaitGroup // calls still running after the outcome was decided
+	bg      sync.WaitGroup // calls still running after the outcome was decided
 }
+
+func (q *quorumPath) wait() { q.bg.Wait() }
 
 func (q *quorumPath) canWait() bool  { return false }
 func (q *quorumPath) canFence() bool { return false }
@@ -144,7 +153,7 @@ func (q *quorumPath) obtain(ctx context.Context, r *obtainReq) (obtainRes, error
 	r.settled = settled
 	start := time.Now()
 	sub := *r
-	sub.enqueue = false
+	sub.mode = noQueue
 	sub.settled = nil
 	releaseAll := func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(min(r.ttl, time.Second), 100*time.Millisecond))
@@ -153,7 +162,10 @@ func (q *quorumPath) obtain(ctx context.Context, r *obtainReq) (obtainRes, error
 	}
 	// Calls that answer after the vote release what they took, unless the
 	// vote was won.
-	decided := make(chan struct{})
+	// A lost vote releases what the try took at once, in the background:
+	// the call does not wait for it, the next try of the same token does
+	// (settled).
+	decided, released := make(chan struct{}), make(chan struct{})
 	var won bool
 	yes, errs, pending := q.vote(ctx, func(ctx context.Context, m path) (bool, error) {
 		res, err := m.obtain(ctx, &sub)
@@ -161,19 +173,27 @@ func (q *quorumPath) obtain(ctx context.Context, r *obtainReq) (obtainRes, error
 	}, func() {
 		<-decided
 		if !won {
-			releaseAll()
+			<-released
+			releaseAll() // the stragglers too
 		}
 		close(settled)
 	})
 	won = yes >= q.need() && time.Since(start) < r.ttl-drift(r.ttl)
 	close(decided)
-	if !pending {
+	if !won {
+		q.bg.Go(func() {
+			releaseAll()
+			close(released)
+			if !pending {
+				close(settled)
+			}
+		})
+	} else if !pending {
 		close(settled) // every member answered: nothing runs late
 	}
 	if won {
 		return obtainRes{ok: true, holder: -1}, nil
 	}
-	releaseAll()
 	if _, err := q.outcome(yes, errs); err != nil {
 		return obtainRes{holder: -1}, err
 	}
@@ -207,17 +227,17 @@ func (q *quorumPath) releaseAll(ctx context.Context, k lockKeys, token string) (
 	return q.all(ctx, func(ctx context.Context, m path) (bool, error) { return m.release(ctx, k, token, true) })
 }
 
-func (q *quorumPath) release(ctx context.Context, k lockKeys, token string, _ bool) (bool, error) {
-	released, errs := q.releaseAll(ctx, k, token)
-	if released == 0 && len(errs) > 0 {
-		return false, fmt.Errorf("relock: release on %d of %d masters failed: %w", len(errs), len(q.members), errors.Join(errs...))
-	}
-	return released > 0, nil
+// release releases on every member. It succeeds when a majority held the
+// lock and released it; when fewer did, the lock was no longer ours (a
+// majority had lost it), unless failures decided that.
+func (q *quorumPath) release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error) {
+	released, errs := q.all(ctx, func(ctx context.Context, m path) (bool, error) { return m.release(ctx, k, token, leave) })
+	return q.outcome(released, errs)
 }
 
-func (q *quorumPath) refresh(ctx context.Context, key, token string, ttl time.Duration, _ *replicaWait) (bool, int, error) {
+func (q *quorumPath) refresh(ctx context.Context, k lockKeys, token string, ttl time.Duration, _ *replicaWait) (bool, int, error) {
 	yes, errs, _ := q.vote(ctx, func(ctx context.Context, m path) (bool, error) {
-		ok, _, err := m.refresh(ctx, key, token, ttl, nil)
+		ok, _, err := m.refresh(ctx, k, token, ttl, nil)
 		return ok, err
 	}, nil)
 	ok, err := q.outcome(yes, errs)
@@ -232,11 +252,11 @@ const forever = time.Duration(math.MaxInt64)
 // longest remaining lifetime among the masters that hold our token. A
 // master that answered late, or whose refresh is still on its way, does
 // not shorten it while a majority holds the lock for longer.
-func (q *quorumPath) pttl(ctx context.Context, key, token string) (time.Duration, bool, error) {
+func (q *quorumPath) pttl(ctx context.Context, k lockKeys, token string) (time.Duration, bool, error) {
 	var mu sync.Mutex
 	var left []time.Duration
 	yes, errs := q.all(ctx, func(ctx context.Context, m path) (bool, error) {
-		d, ok, err := m.pttl(ctx, key, token)
+		d, ok, err := m.pttl(ctx, k, token)
 		if ok {
 			if d < 0 {
 				d = forever // no expiry on this master
@@ -256,4 +276,52 @@ func (q *quorumPath) pttl(ctx context.Context, key, token string) (time.Duration
 		return d, true, nil
 	}
 	return -1, true, nil
+}
+
+// inspect reports the state a majority agrees on: the value a majority of
+// masters hold, with how long a majority still holds it (as pttl does).
+// Waiters are not counted: quorum waiters poll.
+func (q *quorumPath) inspect(ctx context.Context, k lockKeys) (lockState, error) {
+	var mu sync.Mutex
+	var states []lockState
+	_, errs := q.all(ctx, func(ctx context.Context, m path) (bool, error) {
+		st, err := m.inspect(ctx, k)
+		if err == nil {
+			mu.Lock()
+			states = append(states, st)
+			mu.Unlock()
+		}
+		return err == nil, err
+	})
+	if len(states) < q.need() {
+		return lockState{}, fmt.Errorf("relock: quorum of %d not reached, %d of %d masters failed: %w", q.need(), len(errs), len(q.members), errors.Join(errs...))
+	}
+	count := map[string]int{}
+	for _, st := range states {
+		if st.exists {
+			count[st.value]++
+		}
+	}
+	for v, n := range count {
+		if n < q.need() {
+			continue
+		}
+		var left []time.Duration
+		for _, st := range states {
+			if st.exists && st.value == v {
+				d := time.Duration(st.pttl) * time.Millisecond
+				if st.pttl < 0 {
+					d = forever
+				}
+				left = append(left, d)
+			}
+		}
+		slices.SortFunc(left, func(a, b time.Duration) int { return cmp.Compare(b, a) })
+		out := lockState{value: v, exists: true, pttl: -1}
+		if d := left[q.need()-1]; d != forever {
+			out.pttl = d.Milliseconds()
+		}
+		return out, nil
+	}
+	return lockState{pttl: -2}, nil
 }

@@ -65,31 +65,53 @@ func ExponentialRetry(min, max time.Duration) RetryStrategy {
 }
 
 // LimitRetry stops s after at most n retries (n+1 tries in all). n below
-// zero counts as zero.
+// zero counts as zero. It keeps s's way of waiting: LimitRetry(DefaultRetry(),
+// n) still waits for hand-overs rather than polling.
 func LimitRetry(s RetryStrategy, n int) RetryStrategy {
-	return RetryFunc(func(i int) (time.Duration, bool) {
-		if i > n {
-			return 0, false
-		}
-		return s.Backoff(i)
-	})
+	if s == nil {
+		s = NoRetry()
+	}
+	return limitRetry{s: s, n: n}
+}
+
+type limitRetry struct {
+	s RetryStrategy
+	n int
+}
+
+func (l limitRetry) Backoff(i int) (time.Duration, bool) {
+	if i > l.n {
+		return 0, false
+	}
+	return l.s.Backoff(i)
 }
 
 // DefaultRetry is the strategy a Client uses unless told otherwise:
 // ExponentialRetry(2ms, 100ms), until the context ends. When the driver
 // wakes waiters on release (driver.Subscriber with driver.Scripter), a
-// waiter on the default strategy does not poll at all: it sleeps until a
-// release hands it the lock, checking again only when the holder's TTL runs
-// out and every second, in case a notification was lost. Any other
-// strategy is followed as given.
+// waiter on the default strategy does not poll: it sleeps until a release
+// hands it the lock, trying again only to renew its place in the queue
+// (every 200 ms) and when the holder's TTL runs out, which also covers a
+// lost notification and a holder that vanished without releasing.
+//
+// With any other strategy, a waiter on such a driver also joins the queue
+// and takes a hand-over the moment it comes; the strategy decides how
+// often it tries in between (at least every 200 ms, to keep its place) and
+// when it gives up.
 func DefaultRetry() RetryStrategy {
 	return defaultRetry{ExponentialRetry(2*time.Millisecond, 100*time.Millisecond)}
 }
 
 type defaultRetry struct{ RetryStrategy }
 
-// wakeAware marks strategies that leave the waiting to hand-over
-// notifications where the driver has them.
-type wakeAware interface{ wakeAware() }
-
-func (defaultRetry) wakeAware() {}
+// wakes reports whether s leaves the waiting to hand-over notifications
+// where the driver has them: DefaultRetry, alone or under LimitRetry.
+func wakes(s RetryStrategy) bool {
+	switch s := s.(type) {
+	case defaultRetry:
+		return true
+	case limitRetry:
+		return wakes(s.s)
+	}
+	return false
+}

@@ -488,15 +488,9 @@ func movedErr(err error) bool {
 // milliseconds, rounded up: a positive timeout below 1 ms must not become
 // WAIT's 0, which blocks forever.
 func waitArgs(replicas int, timeout time.Duration) (int64, error) {
-	switch {
-	case replicas < 0:
-		return 0, fmt.Errorf("goredis: WAIT for %d replicas: replicas must not be negative", replicas)
-	case timeout <= 0:
-		return 0, fmt.Errorf("goredis: WAIT timeout %v: timeout must be positive", timeout)
-	}
-	ms := int64(timeout / time.Millisecond)
-	if timeout%time.Millisecond != 0 {
-		ms++
+	ms, err := driver.WaitTimeout(replicas, timeout)
+	if err != nil {
+		return 0, fmt.Errorf("goredis: %w", err)
 	}
 	return ms, nil
 }
@@ -837,22 +831,10 @@ func translate(err error) error {
 	if !errors.As(err, &re) {
 		return err
 	}
-	msg := re.Error()
-	switch {
-	case strings.HasPrefix(msg, "NOSCRIPT"):
-		return &serverError{kind: driver.ErrNoScript, err: err}
-	case isWrongType(msg):
-		return &serverError{kind: driver.ErrWrongType, err: err}
+	// driver.ReplyKind classifies the reply's text (NOSCRIPT, WRONGTYPE,
+	// also raised inside a script) as every adapter does.
+	if kind := driver.ReplyKind(re.Error()); kind != nil {
+		return &serverError{kind: kind, err: err}
 	}
 	return err
-}
-
-// isWrongType recognises a WRONGTYPE reply: "WRONGTYPE Operation against
-// ..." from a command, or from a script on Redis 7 ("WRONGTYPE ... script:
-// <sha>, on @user_script:1."); "ERR Error running script (call to f_<sha>):
-// @user_script:1: WRONGTYPE ..." from a script on Redis 6 and older; "ERR
-// Error compiling script (new function): :1: WRONGTYPE ..." from miniredis.
-func isWrongType(msg string) bool {
-	return strings.HasPrefix(msg, "WRONGTYPE") ||
-		(strings.HasPrefix(msg, "ERR ") && strings.Contains(msg, ": WRONGTYPE "))
 }

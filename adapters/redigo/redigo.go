@@ -51,7 +51,6 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -351,15 +350,9 @@ func (c *Conn) evalWait(ctx context.Context, cmd, script string, keys, args []st
 // milliseconds, rounded up: a positive timeout below 1 ms must not become
 // WAIT's 0, which blocks forever.
 func waitArgs(replicas int, timeout time.Duration) (int64, error) {
-	switch {
-	case replicas < 0:
-		return 0, fmt.Errorf("relock/redigo: WAIT for %d replicas: replicas must not be negative", replicas)
-	case timeout <= 0:
-		return 0, fmt.Errorf("relock/redigo: WAIT timeout %v: timeout must be positive", timeout)
-	}
-	ms := int64(timeout / time.Millisecond)
-	if timeout%time.Millisecond != 0 {
-		ms++
+	ms, err := driver.WaitTimeout(replicas, timeout)
+	if err != nil {
+		return 0, fmt.Errorf("relock/redigo: %w", err)
 	}
 	return ms, nil
 }
@@ -409,12 +402,10 @@ func translate(ctx context.Context, err error) error {
 	}
 	var re redis.Error
 	if errors.As(err, &re) {
-		msg := string(re)
-		switch {
-		case strings.HasPrefix(msg, "NOSCRIPT"):
-			return &serverError{sentinel: driver.ErrNoScript, reply: re}
-		case isWrongType(msg):
-			return &serverError{sentinel: driver.ErrWrongType, reply: re}
+		// driver.ReplyKind classifies the reply's text (NOSCRIPT,
+		// WRONGTYPE, also raised inside a script) as every adapter does.
+		if kind := driver.ReplyKind(string(re)); kind != nil {
+			return &serverError{sentinel: kind, reply: re}
 		}
 		return err
 	}
@@ -436,16 +427,6 @@ func ctxErr(ctx context.Context, err error) error {
 		return context.DeadlineExceeded
 	}
 	return nil
-}
-
-// isWrongType reports whether a server error is a WRONGTYPE error. Redis
-// 7 replies "WRONGTYPE Operation against a key holding the wrong kind of
-// value" to commands and to scripts alike (with " script: ..." appended for
-// a script); older servers and miniredis wrap an error raised inside a
-// script as "ERR Error running script ...: WRONGTYPE ...".
-func isWrongType(msg string) bool {
-	return strings.HasPrefix(msg, "WRONGTYPE") ||
-		strings.Contains(msg, "WRONGTYPE Operation against a key")
 }
 
 // Watch takes one connection from the pool, runs WATCH keys... on it and

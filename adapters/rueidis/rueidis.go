@@ -417,15 +417,9 @@ func (c *Conn) evalWait(ctx context.Context, cl rueidis.Client, eval func() ruei
 // milliseconds, rounded up: a positive timeout below 1 ms must not become
 // WAIT's 0, which blocks forever.
 func waitArgs(replicas int, timeout time.Duration) (int64, error) {
-	switch {
-	case replicas < 0:
-		return 0, fmt.Errorf("rueidisadapter: WAIT for %d replicas: replicas must not be negative", replicas)
-	case timeout <= 0:
-		return 0, fmt.Errorf("rueidisadapter: WAIT timeout %v: timeout must be positive", timeout)
-	}
-	ms := int64(timeout / time.Millisecond)
-	if timeout%time.Millisecond != 0 {
-		ms++
+	ms, err := driver.WaitTimeout(replicas, timeout)
+	if err != nil {
+		return 0, fmt.Errorf("rueidisadapter: %w", err)
 	}
 	return ms, nil
 }

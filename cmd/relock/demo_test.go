@@ -174,7 +174,7 @@ func TestDemoOneAdapter(t *testing.T) {
 // the demo must notice and exit 1, not report success.
 func TestDemoLockExpires(t *testing.T) {
 	code, out, errOut := runForTest(t, "demo", "-adapters", "goredis",
-		"-workers", "2", "-rounds", "3", "-ttl", "1ms", "-pause", "20ms")
+		"-workers", "2", "-rounds", "3", "-ttl", "10ms", "-pause", "40ms")
 	if code != exitFailure {
 		t.Fatalf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailure, out, errOut)
 	}

@@ -1,28 +1,65 @@
 -- Obtain a lock, or queue for it.
 -- KEYS[1] lock key; KEYS[2] (optional) the lock's waiter queue, a list of
 -- tokens; KEYS[3] (optional) its fencing counter.
--- ARGV[1] token; ARGV[2] ttl in ms; ARGV[3] "1" to join the queue when the
--- lock is taken; ARGV[4] prefix of waiter keys (prefix..token holds the
--- waiter's ttl, plus ":f" when it wants a fencing number, and expires when
--- the waiter stops renewing its place); ARGV[5] waiter key lifetime in ms.
+-- ARGV[1] token; ARGV[2] ttl in ms; ARGV[3] queue mode: "0" do not queue,
+-- "1" join the queue, "2" renew our place (never re-creates it); ARGV[4]
+-- prefix of waiter keys (prefix..token holds the waiter's ttl, plus ":f"
+-- when it wants a fencing number, and expires when the waiter stops
+-- renewing it; "-" marks a waiter that left, for good); ARGV[5] waiter key
+-- lifetime in ms; ARGV[6] metadata ("" for none): the key then holds
+-- token.."|"..metadata; ARGV[7] how long an unused fencing counter lives,
+-- in ms.
 --
--- Returns {1, pttl[, fence]} when the key now holds the token: set here, set
--- by an earlier run of the same call whose reply was lost, or handed over
--- to us by a release. Otherwise {0, pttl} (pttl -1: unknown), and when we
--- joined the queue {0, pttl, seconds, microseconds} of the server's clock.
+-- Returns {status, pttl, fence, seconds, microseconds}, always five
+-- integers (see obtainReply in wire.go):
+--   1 the key holds the token: set here, set by an earlier run of the same
+--     call whose reply was lost, or handed to us; pttl is ours, fence the
+--     fencing number (0 without a counter);
+--   0 taken (pttl is the holder's, -1 unknown), not queued;
+--   2 taken or held for a waiter ahead, and we are queued: seconds and
+--     microseconds are the server's clock;
+--   3 our place had lapsed (a renewal): join again;
+--   4 this token left the queue for good: nothing was written.
 -- A key of another type raises WRONGTYPE before anything is written.
 local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
-local token, ttl = ARGV[1], ARGV[2]
-local queued = ARGV[3] == '1'
+local token, ttl, mode, meta = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
+local wkey = ARGV[4] .. token
+local value = token
+if meta ~= '' then
+  value = token .. '|' .. meta
+end
+
+-- The next fencing number. A counter that is missing (first use, or a
+-- server restarted empty) starts at the server's clock in microseconds, so
+-- numbers keep increasing across a restart that forgot the counter.
+-- An unused counter expires after ARGV[7] ms; one made again starts from
+-- the clock too.
+local function nextFence()
+  local n
+  if redis.call('EXISTS', fence) == 1 then
+    n = redis.call('INCR', fence)
+  else
+    local t = redis.call('TIME')
+    n = tonumber(t[1] .. string.format('%06d', tonumber(t[2])))
+    redis.call('SET', fence, t[1] .. string.format('%06d', tonumber(t[2])))
+  end
+  redis.call('PEXPIRE', fence, ARGV[7])
+  return n
+end
+
 local v = redis.call('GET', lock)
-if v == token then
-  if queued then
-    redis.call('DEL', ARGV[4] .. token)
+if v == token or v == value or (v and string.sub(v, 1, #token + 1) == token .. '|') then
+  if mode ~= '0' then
+    redis.call('DEL', wkey)
   end
+  local n = 0
   if fence then
-    return {1, redis.call('PTTL', lock), tonumber(redis.call('GET', fence) or '0')}
+    n = tonumber(redis.call('GET', fence) or '0')
   end
-  return {1, redis.call('PTTL', lock)}
+  return {1, redis.call('PTTL', lock), n, 0, 0}
+end
+if queue and mode ~= '0' and redis.call('GET', wkey) == '-' then
+  return {4, -1, 0, 0, 0}
 end
 local pttl = -1
 if v then
@@ -40,37 +77,47 @@ else
         redis.call('LPOP', queue)
         break
       end
-      if redis.call('EXISTS', ARGV[4] .. head) == 1 then
+      local w = redis.call('GET', ARGV[4] .. head)
+      if w and w ~= '-' then
         ahead = true
         break
       end
-      redis.call('LPOP', queue) -- a waiter that gave up without leaving
+      redis.call('LPOP', queue) -- a waiter that left, or stopped renewing
     end
   end
   if not ahead then
-    local n
+    local n = 0
     if fence then
-      n = redis.call('INCR', fence)
+      n = nextFence()
     end
-    redis.call('SET', lock, token, 'PX', ttl)
-    if queued then
-      redis.call('DEL', ARGV[4] .. token)
+    redis.call('SET', lock, value, 'PX', ttl)
+    if mode ~= '0' then
+      redis.call('DEL', wkey)
     end
-    return {1, tonumber(ttl), n}
+    return {1, tonumber(ttl), n, 0, 0}
   end
 end
-if queue and queued then
-  -- Join the queue, or renew our place in it. A token listed twice (its
-  -- waiter key had expired) is harmless: a release skips entries whose
-  -- waiter key is gone.
+if queue and mode ~= '0' then
   local want = ttl
   if fence then
     want = ttl .. ':f'
   end
-  if not redis.call('SET', ARGV[4] .. token, want, 'PX', ARGV[5], 'GET') then
+  if meta ~= '' then
+    want = want .. '|' .. meta
+  end
+  if mode == '2' then
+    -- Renew only a live place: a renewal that arrives late (after a stall)
+    -- never revives a waiter that has since given up.
+    if not redis.call('SET', wkey, want, 'PX', ARGV[5], 'XX') then
+      return {3, pttl, 0, 0, 0}
+    end
+  else
+    -- Join. A token listed twice (its place had lapsed) is harmless: the
+    -- first entry to be served consumes the waiter key.
+    redis.call('SET', wkey, want, 'PX', ARGV[5])
     redis.call('RPUSH', queue, token)
   end
   local t = redis.call('TIME')
-  return {0, pttl, t[1], t[2]}
+  return {2, pttl, 0, tonumber(t[1]), tonumber(t[2])}
 end
-return {0, pttl}
+return {0, pttl, 0, 0, 0}

@@ -337,7 +337,7 @@ func testLease(t *testing.T, h Harness) {
 				t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", err)
 			}
 			wantIs(t, fmt.Sprintf("Obtain waiting for %d replicas of %d", s.h.Replicas+1, s.h.Replicas), err, relock.ErrTooFewReplicas)
-			s.wantGone(k, "a lock whose write too few replicas acknowledged")
+			s.wantCleanedUp(k, "a lock whose write too few replicas acknowledged")
 		}))
 		t.Run("Enough", paths(h, func(t *testing.T, s *setup) {
 			if s.h.Replicas == 0 {

@@ -134,7 +134,7 @@ func testObtain(t *testing.T, h Harness) {
 			t.Fatalf("Obtain reported success (token %s) although the driver returned an error", l.Token())
 		}
 		wantIs(t, "Obtain whose reply was lost", err, errLostReply)
-		s.wantGone(k, "a lock reported as not obtained")
+		s.wantCleanedUp(k, "a lock reported as not obtained")
 	}))
 	t.Run("CancelledInFlightLeavesNothing", paths(h, func(t *testing.T, s *setup) {
 		k := s.key("k")
@@ -143,7 +143,7 @@ func testObtain(t *testing.T, h Harness) {
 		s.probe.arm(faultCancel, cancel)
 		_, err := s.client.Obtain(ctx, k, 10*time.Second)
 		wantIs(t, "Obtain cancelled while its write was in flight", err, relock.ErrNotObtained, context.Canceled)
-		s.wantGone(k, "a lock reported as not obtained")
+		s.wantCleanedUp(k, "a lock reported as not obtained")
 	}))
 	t.Run("CancelledBeforeStart", paths(h, func(t *testing.T, s *setup) {
 		k := s.key("k")
@@ -422,7 +422,7 @@ func testWrongType(t *testing.T, s *setup) {
 		t.Skip("Harness.SetWrongType is nil")
 	}
 	k := s.key("hash")
-	s.h.SetWrongType(t, k)
+	setWrongType(t, s.h, k)
 	ctx, cancel := context.WithTimeout(bg(), 2*time.Second)
 	defer cancel()
 	_, err := s.client.Obtain(ctx, k, 10*time.Second)
