@@ -22,18 +22,39 @@
 //
 // Importing the package also registers the driver under the name "goredis",
 // so that relock.Open can build a client from a redis:// or rediss:// URL
-// (parsed by redis.ParseURL). That relock.Client owns its go-redis client and
-// closes it on Close:
+// (see [Driver.Open] for the forms: single node, cluster, sentinel). That
+// relock.Client owns its go-redis client and closes it on Close:
 //
 //	import _ "github.com/relock-go/relock/adapters/goredis"
 //
 //	locker, err := relock.Open("goredis", "redis://127.0.0.1:6379/0")
 //
+// Open does not contact the server: errors surface on the first call.
+//
+// # Deadlines
+//
+// Every call returns when its context ends, whatever the client's
+// settings. go-redis applies a context's deadline to its sockets only with
+// Options.ContextTimeoutEnabled (the clients Open makes have it); otherwise
+// it waits for ReadTimeout (3 s by default), and retries. New checks the
+// client's options: for a *redis.Client, *redis.ClusterClient or
+// *redis.Ring with ContextTimeoutEnabled, calls with a deadline run as they
+// are. Otherwise (and for a context that can be cancelled but has no
+// deadline, which go-redis never applies to a socket, and for a
+// UniversalClient of another kind) each call runs in a goroutine of its
+// own, which the caller leaves when the context ends, with the context's
+// error. The call left behind ends by itself within the client's
+// timeouts (go-redis retries no more once the context is done); Close
+// waits for such calls, up to the client's read and write timeouts and a
+// second (at most 10 s), and then reports those still running. A context
+// that can never end (context.Background()) costs no goroutine. Setting
+// ContextTimeoutEnabled on your client avoids the goroutine per call.
+//
 // # Behaviour
 //
 // [Conn] implements driver.Conn, driver.Scripter, driver.Watcher,
-// driver.Subscriber (waiters are woken on hand-over) and
-// driver.ReplicaWaiter, so relock uses Lua scripts. SetNX sends exactly SET key value NX PX ms: unlike
+// driver.Subscriber (waiters are woken on hand-over), driver.ReplicaWaiter
+// and driver.Validator, so relock uses Lua scripts. SetNX sends exactly SET key value NX PX ms: unlike
 // go-redis's own SetNX, which switches to EX for whole seconds, it always
 // keeps millisecond precision.
 //

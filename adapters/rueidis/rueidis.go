@@ -25,7 +25,14 @@
 //
 //	locks, err := relock.Open("rueidis", "redis://127.0.0.1:6379/0")
 //
-// opens a client that relock owns and closes.
+// opens a client that relock owns and closes (see [Driver.Open] for the
+// forms; Open does not dial, the client is made on the first call).
+//
+// Calls end when their context ends: rueidis applies contexts itself, and
+// the adapter runs Client.Dedicate, which takes no context and may dial
+// (Watch, EvalShaWait, Subscribe), in a goroutine that the caller leaves
+// when its context ends; Close waits for such goroutines, which rueidis
+// ends within its Dialer.Timeout and ConnWriteTimeout (at most 15 s).
 //
 // # What the adapter does
 //
