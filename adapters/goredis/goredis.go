@@ -54,9 +54,9 @@
 //
 // [Conn] implements driver.Conn, driver.Scripter, driver.Watcher,
 // driver.Subscriber (waiters are woken on hand-over), driver.ReplicaWaiter
-// and driver.Validator, so relock uses Lua scripts. SetNX sends exactly SET key value NX PX ms: unlike
-// go-redis's own SetNX, which switches to EX for whole seconds, it always
-// keeps millisecond precision.
+// and driver.Validator, so relock uses Lua scripts. SetNX sends exactly SET
+// key value NX PX ms: unlike go-redis's own SetNX, which switches to EX for
+// whole seconds, it always keeps millisecond precision.
 //
 // # Waiting for replicas
 //
@@ -80,8 +80,9 @@
 // to the new primary. A *redis.Ring would send the keyless WAIT to a shard
 // of its own choosing, and another UniversalClient may do anything with a
 // pipeline: for those the two methods fail, before sending anything, with
-// an error matching both errors.ErrUnsupported and relock.ErrUnsupported. The timeout must be positive; it goes out rounded
-// up to whole milliseconds (WAIT 0 would block forever).
+// an error matching both errors.ErrUnsupported and relock.ErrUnsupported.
+// The timeout must be positive; it goes out rounded up to whole
+// milliseconds (WAIT 0 would block forever).
 //
 // go-redis v9 speaks RESP3 by default, and a script may then produce RESP3
 // types: booleans (after redis.setresp(3)), doubles, maps, sets, big numbers
