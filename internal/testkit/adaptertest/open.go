@@ -122,3 +122,50 @@ func checkFirstCallFails(t *testing.T, d driver.Driver, dsn string) {
 	}
 	t.Logf("Open(%q): the first call failed after %v: %v", dsn, took.Round(time.Millisecond), err)
 }
+
+// CheckOpenURL opens dsn with d (a cluster or sentinel URL, say) and
+// obtains and releases a lock through it.
+func CheckOpenURL(t *testing.T, d driver.Driver, dsn string) {
+	t.Helper()
+	c, err := d.Open(dsn)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", dsn, err)
+	}
+	client, err := relock.New(c)
+	if err != nil {
+		_ = c.Close()
+		t.Fatalf("relock.New over Open(%q): %v", dsn, err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lock, err := client.Obtain(ctx, Channel("open-url"), time.Minute)
+	if err != nil {
+		t.Fatalf("Obtain through Open(%q): %v", dsn, err)
+	}
+	if err := lock.Release(ctx); err != nil {
+		t.Fatalf("Release through Open(%q): %v", dsn, err)
+	}
+}
+
+// ClusterURL returns the URL of c's cluster form: the first node, with
+// the others as addr options.
+func ClusterURL(c *testredis.Cluster) string {
+	addrs := c.Addrs()
+	q := make([]string, 0, len(addrs)-1)
+	for _, a := range addrs[1:] {
+		q = append(q, "addr="+a)
+	}
+	return "redis://" + addrs[0] + "?" + strings.Join(q, "&")
+}
+
+// SentinelURL returns the URL of s's sentinel form: the first sentinel,
+// the master name, and the other sentinels as addr options.
+func SentinelURL(s *testredis.Sentinel) string {
+	addrs := s.SentinelAddrs()
+	u := "redis://" + addrs[0] + "?master_name=" + s.MasterName()
+	for _, a := range addrs[1:] {
+		u += "&addr=" + a
+	}
+	return u
+}
