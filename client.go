@@ -448,9 +448,7 @@ func (o *obtainer) nextWait(n int, res obtainRes) (time.Duration, error) {
 		return 0, fmt.Errorf("relock: obtain %q: %w", o.req.key, ErrNotObtained)
 	}
 	wait = max(wait, minRetryWait)
-	if o.notify && o.handed == nil && o.register() {
-		wait = 0 // now listening: join the queue at once
-	}
+	listening := o.notify && o.handed == nil && o.register()
 	if o.handed != nil {
 		// A release wakes us. A waking strategy (DefaultRetry) then
 		// polls only to renew our place in the queue; any strategy
@@ -459,8 +457,8 @@ func (o *obtainer) nextWait(n int, res obtainRes) (time.Duration, error) {
 			wait = waiterRenew
 		}
 		wait = min(wait, waiterRenew)
-		if res.lapsed {
-			wait = 0 // join again at once
+		if listening || res.lapsed {
+			wait = 0 // now listening, or our place lapsed: join at once
 		}
 	}
 	if res.holder >= 0 && wait > res.holder {
