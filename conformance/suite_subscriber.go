@@ -282,7 +282,7 @@ func testSubscriber(t *testing.T, h Harness) {
 		// before counting.
 		round(0)
 		prev := runtime.NumGoroutine()
-		const rounds = 3
+		const rounds = 5 // a client may grow now and then (a cluster client loading its slots): only growth every round is a leak
 		counts, grew := []int{prev}, 0
 		for i := 1; i <= rounds; i++ {
 			round(i)
