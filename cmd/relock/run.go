@@ -96,7 +96,9 @@ CMD runs in its own process group, with these in its environment:
                 holders (not set with -fence=false)
 SIGINT, SIGTERM and SIGHUP sent to relock are passed on to CMD's process
 group. When stdin is a terminal that relock has in the foreground, CMD
-gets the terminal (Ctrl-C and Ctrl-\ go to CMD directly). If the lock is
+gets the terminal: Ctrl-C and Ctrl-\ go to CMD directly, and Ctrl-Z stops
+CMD and relock with it (a stopped relock does not refresh the lock: it is
+lost if stopped longer than the TTL). If the lock is
 lost while CMD runs (the key expired, was deleted or taken, or Redis was
 unreachable for the whole TTL), relock sends -kill-signal to CMD's process
 group, SIGKILL after -grace, and exits 122 whatever CMD returns. If relock
@@ -325,7 +327,7 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 	tty := foregroundTTY()
 	cmd.SysProcAttr = childAttr(tty)
 
-	p, err := startChild(cmd)
+	p, err := startChild(cmd, tty >= 0)
 	if err != nil {
 		if tty >= 0 {
 			takeTerminal(tty)
@@ -348,20 +350,24 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 	interrupt := parent.Done()
 	var lostErr error
 	var graceOver <-chan time.Time
-	var state *os.ProcessState
-	for state == nil {
+	var end *childEnd
+	for end == nil {
 		select {
-		case state = <-p.exited:
+		case e := <-p.exited:
+			end = &e
 		case s := <-r.sigs:
 			p.signal(s.(syscall.Signal))
 		case <-interrupt:
 			interrupt = nil
 			p.signal(syscall.SIGTERM)
+		case <-p.stopped:
+			r.suspend(tty, p)
 		case <-lost:
 			lost = nil
 			lostErr = lock.Err()
 			r.logf("lock %q lost while CMD ran (%v); sending %v to CMD", cfg.key, lostErr, cfg.killSignal.String())
 			p.signal(cfg.killSignal.sig)
+			p.signal(syscall.SIGCONT) // a stopped CMD acts on it too
 			t := time.NewTimer(cfg.grace)
 			defer t.Stop()
 			graceOver = t.C
@@ -371,8 +377,14 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 			p.signal(syscall.SIGKILL)
 		}
 	}
-	if err := p.err; err != nil {
-		r.logf("wait for CMD: %v", err)
+	if end.err != nil {
+		// CMD cannot be waited for: make sure it is gone before the lock is.
+		p.signal(syscall.SIGKILL)
+		r.logf("wait for CMD: %v", end.err)
+		if rerr := r.release(lock); rerr != nil {
+			r.logf("release %q: %v", cfg.key, rerr)
+		}
+		return exitError
 	}
 
 	// The lock might have ended while CMD was exiting: count it as lost.
@@ -396,23 +408,48 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 	case cfg.verbose:
 		r.logf("released %q", cfg.key)
 	}
-	return exitStatus(state)
+	return exitStatus(end.status)
 }
 
 // exitStatus is the shell's view of how CMD ended: its exit code, or
 // 128+N when signal N killed it.
-func exitStatus(state *os.ProcessState) int {
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+func exitStatus(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
 		return 128 + int(ws.Signal())
 	}
-	return state.ExitCode()
+	return ws.ExitStatus()
+}
+
+// suspend is job control for a CMD that has the terminal: when CMD is
+// stopped (Ctrl-Z), relock takes the terminal back and stops itself, so
+// that the shell sees the job stopped and gets the terminal. Once
+// continued (fg or bg), it gives the terminal back to CMD if the shell gave
+// it to relock, and continues CMD. The lock is not refreshed while relock
+// is stopped: stopped longer than its validity, it is lost when relock
+// continues, and CMD is stopped as for any loss.
+func (r *runner) suspend(tty int, p *child) {
+	takeTerminal(tty)
+	stopSelf()
+	// Continued.
+	if foregroundTTY() == tty {
+		giveTerminal(tty, p.pid)
+	}
+	p.signal(syscall.SIGCONT)
+	p.resume <- struct{}{}
 }
 
 // child is CMD, started.
 type child struct {
-	pid    int // also its process group's ID
-	exited chan *os.ProcessState
-	err    error // from Wait, read after exited delivered
+	pid     int // also its process group's ID
+	exited  chan childEnd
+	stopped chan struct{} // CMD was stopped (job control only)
+	resume  chan struct{} // sent when the stop has been handled
+}
+
+// childEnd is how CMD ended, or why it could not be waited for.
+type childEnd struct {
+	status syscall.WaitStatus
+	err    error
 }
 
 // signal sends sig to CMD's process group. Errors (the group is gone) are
@@ -424,8 +461,10 @@ func (c *child) signal(sig syscall.Signal) {
 // startChild starts cmd and waits for it in a goroutine locked to its OS
 // thread, which lives as long as the child: the parent-death signal
 // (Linux) is tied to the thread that started the child, not the process.
-func startChild(cmd *exec.Cmd) (*child, error) {
-	c := &child{exited: make(chan *os.ProcessState, 1)}
+// With jobControl, a stop of CMD is reported on stopped, and the wait goes
+// on once resume is sent.
+func startChild(cmd *exec.Cmd, jobControl bool) (*child, error) {
+	c := &child{exited: make(chan childEnd, 1), stopped: make(chan struct{}), resume: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -436,13 +475,31 @@ func startChild(cmd *exec.Cmd) (*child, error) {
 		}
 		c.pid = cmd.Process.Pid
 		started <- nil
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = nil
+		// Wait4 rather than cmd.Wait, which cannot report stops. The
+		// standard streams are files: cmd.Wait would have nothing else to
+		// do but release the process handle.
+		defer cmd.Process.Release()
+		options := 0
+		if jobControl {
+			options = syscall.WUNTRACED
 		}
-		c.err = err
-		c.exited <- cmd.ProcessState
+		for {
+			var ws syscall.WaitStatus
+			_, err := syscall.Wait4(c.pid, &ws, options, nil)
+			switch {
+			case errors.Is(err, syscall.EINTR):
+				continue
+			case err != nil:
+				c.exited <- childEnd{err: err}
+				return
+			case ws.Stopped():
+				c.stopped <- struct{}{}
+				<-c.resume
+				continue
+			}
+			c.exited <- childEnd{status: ws}
+			return
+		}
 	}()
 	if err := <-started; err != nil {
 		return nil, err

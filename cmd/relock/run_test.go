@@ -814,7 +814,9 @@ func openPTY(t *testing.T) (master, tty *os.File) {
 // TestRunTerminal runs relock as a shell runs a foreground job: in a
 // session whose controlling terminal is a pty. CMD must get the terminal:
 // it can read from it (a background process group would be stopped by
-// SIGTTIN), and Ctrl-C reaches it.
+// SIGTTIN), and Ctrl-C reaches it. Ctrl-Z stops CMD, and relock with it
+// (so that a shell would see the job stopped); continuing relock continues
+// CMD, in the terminal's foreground again.
 func TestRunTerminal(t *testing.T) {
 	s := testredis.Start(t)
 	master, tty := openPTY(t)
@@ -822,7 +824,9 @@ func TestRunTerminal(t *testing.T) {
 	go func() { _, _ = io.Copy(io.Discard, master) }()
 
 	dir := t.TempDir()
-	script := `read line; echo "$line" > "$0/read"; trap 'echo INT > "$0/log"; exit 3' INT; echo ready > "$0/ready"; while :; do sleep 0.02; done`
+	// No fork after ready: a Ctrl-Z that catches sh in vfork stops only
+	// the child, and relock waits for sh.
+	script := `read line; echo "$line" > "$0/read"; trap 'echo INT > "$0/log"; exit 3' INT; echo $$ > "$0/pid"; echo ready > "$0/ready"; read never`
 	p := &proc{t: t, done: make(chan struct{})}
 	p.cmd = exec.Command(relockBinary(t), "run", "-url", s.URL(), "relock-cli:tty", "--", "sh", "-c", script, dir)
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = tty, tty, &p.stderr
@@ -847,6 +851,21 @@ func TestRunTerminal(t *testing.T) {
 		t.Errorf("CMD read %q from the terminal", got)
 	}
 	waitFile(t, filepath.Join(dir, "ready"), 20*time.Second, p)
+	cmdPID, err := strconv.Atoi(strings.TrimSpace(waitFile(t, filepath.Join(dir, "pid"), time.Second, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := master.Write([]byte{26}); err != nil { // Ctrl-Z
+		t.Fatal(err)
+	}
+	waitState(t, p.cmd.Process.Pid, "relock", true)
+	waitState(t, cmdPID, "CMD", true)
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil { // as fg does
+		t.Fatal(err)
+	}
+	waitState(t, cmdPID, "CMD", false)
+
 	if _, err := master.Write([]byte{3}); err != nil { // Ctrl-C
 		t.Fatal(err)
 	}
@@ -879,5 +898,29 @@ func TestRunRedisGoneWhileRunning(t *testing.T) {
 	}
 	if !strings.Contains(p.stderr.String(), "refresh of \"relock-cli:gone\" failed") {
 		t.Errorf("stderr does not report the failed refreshes:\n%s", p.stderr.String())
+	}
+}
+
+// waitState waits, at most 10 s, until the process is stopped (state T),
+// or no longer stopped.
+func waitState(t *testing.T, pid int, what string, stopped bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatalf("%s (pid %d) is gone: %v", what, pid, err)
+		}
+		st := string(b)
+		i := strings.LastIndexByte(st, ')')
+		if i >= 0 && i+2 < len(st) && (st[i+2] == 'T') == stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			out, _ := exec.Command("ps", "-o", "pid,ppid,pgid,tpgid,stat,wchan:30,args", "-s", strconv.Itoa(pid)).CombinedOutput()
+			t.Logf("%s", out)
+			t.Fatalf("%s (pid %d): state %q after 10 s, want stopped=%v", what, pid, st[i+2:i+3], stopped)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -30,3 +30,9 @@ func takeTerminal(fd int) {
 	defer signal.Reset(syscall.SIGTTOU)
 	_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, syscall.Getpgrp())
 }
+
+// giveTerminal makes pgrp the terminal's foreground process group; relock
+// must be in the foreground itself.
+func giveTerminal(fd, pgrp int) {
+	_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, pgrp)
+}
