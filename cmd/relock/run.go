@@ -246,7 +246,7 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		select {
 		case s := <-r.sigs:
 			watched <- s
-			cancel(fmt.Errorf("interrupted by %v", s))
+			cancel(fmt.Errorf("interrupted by %s", unix.SignalName(s.(syscall.Signal))))
 		case <-obtained:
 		}
 	}()
