@@ -2,8 +2,6 @@ package relock
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -107,16 +105,15 @@ func newClient(conns []driver.Conn) *Client {
 	return c
 }
 
+// applyDefaults sets the Client's defaults from opts and checks them, so
+// that a Client whose every Obtain would fail is never made.
 func (c *Client) applyDefaults(opts []Option) error {
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c.defaults)
 		}
 	}
-	if c.defaults.maxWait < 0 {
-		return invalid("negative wait budget %v", c.defaults.maxWait)
-	}
-	return nil
+	return c.validate(&c.defaults)
 }
 
 var (
@@ -175,10 +172,13 @@ func Open(driverName, dsn string, opts ...Option) (*Client, error) {
 }
 
 // Close stops the auto-refresh of the Client's locks (they are lost, with
-// ErrClosed, and their goroutines are gone when Close returns) and closes
-// the driver connection. A connection made by an adapter from a client the
-// caller built leaves that client open. Locks still held stay in Redis
-// until they expire; calls after Close return ErrClosed.
+// ErrClosed, and released, bounded and best effort), waits for the
+// clean-ups still running in the background (each cut to one last
+// attempt), and closes the driver connection; no goroutine of the Client
+// outlives it. A connection made by an adapter from a client the caller
+// built leaves that client open. Locks without auto-refresh stay in Redis
+// until they expire or are released: they may have been handed to another
+// process (Attach). Calls after Close return ErrClosed.
 func (c *Client) Close() error {
 	if c == nil {
 		return invalid("nil client")
@@ -228,6 +228,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	if ctx == nil {
 		return nil, invalid("nil context")
 	}
+	key = c.defaults.prefix + key
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
@@ -240,18 +241,25 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 			o.apply(&st)
 		}
 	}
-	req := &obtainReq{key: key, keys: keysFor(key), ttl: ttl}
+	// The Lock is made now, with the request inside it: one allocation
+	// for both, and one more for the token and the companions' names.
+	lock := &Lock{req: obtainReq{ttl: ttl, meta: st.metadata}}
+	req := &lock.req
+	req.init(key)
 	if err := c.checkSettings(&st, req); err != nil {
 		return nil, err
 	}
 	if c.closed.Load() {
-		return nil, ErrClosed
+		return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, err)
+		err = fmt.Errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
+		if st.observer != nil {
+			st.observer.Observe(Event{Kind: EventNotObtained, Key: key, Time: time.Now(), TTL: ttl, Err: err})
+		}
+		return nil, err
 	}
-	req.token = newToken()
-	o := obtainer{c: c, ctx: ctx, req: req, st: &st, start: time.Now()}
+	o := obtainer{c: c, ctx: ctx, lock: lock, req: req, st: &st, start: time.Now()}
 	l, err := o.run()
 	o.done()
 	if st.observer != nil {
@@ -284,7 +292,8 @@ const minRetryWait = time.Millisecond
 type obtainer struct {
 	c     *Client
 	ctx   context.Context // the caller's, bounded by the wait budget
-	req   *obtainReq
+	lock  *Lock           // returned once obtained
+	req   *obtainReq      // &lock.req
 	st    *settings
 	start time.Time
 
@@ -427,7 +436,7 @@ func (o *obtainer) accept(at time.Time, fence int64) (*Lock, error) {
 		}
 		return nil, nil
 	}
-	return o.c.newLock(req, fence, at, o.st)
+	return o.c.newLock(o.lock, fence, at, o.st)
 }
 
 // nextWait returns how long to wait before try n+1, or the error that ends
@@ -550,24 +559,14 @@ func (o *obtainer) done() {
 	}
 }
 
-// checkSettings validates the options of one Obtain and fills req from them.
+// checkSettings validates the options of one Obtain and fills req from
+// them.
 func (c *Client) checkSettings(st *settings, req *obtainReq) error {
-	if st.maxWait < 0 {
-		return invalid("negative wait budget %v", st.maxWait)
+	if err := c.validate(st); err != nil {
+		return err
 	}
-	if w := st.replicas; w != nil {
-		if w.n < 1 || w.timeout < time.Millisecond {
-			return invalid("WithReplicas(%d, %v): want at least 1 replica and 1ms", w.n, w.timeout)
-		}
-		if !c.path.canWait() {
-			return fmt.Errorf("%w: WithReplicas needs a single master whose driver implements driver.ReplicaWaiter and driver.Scripter", ErrUnsupported)
-		}
-		req.wait = w
-	}
+	req.wait = st.replicas
 	if st.fencing {
-		if !c.path.canFence() {
-			return fmt.Errorf("%w: WithFencing on a quorum of masters", ErrUnsupported)
-		}
 		if req.keys.fence == "" {
 			return invalid("key %q contains '}' but no hash tag, so its fencing counter cannot share its hash slot; use a tag like {name}", req.key)
 		}
@@ -576,11 +575,37 @@ func (c *Client) checkSettings(st *settings, req *obtainReq) error {
 	return nil
 }
 
+// validate checks settings that do not depend on the key: New checks the
+// Client's defaults with it, Obtain each call's.
+func (c *Client) validate(st *settings) error {
+	if st.maxWait < 0 {
+		return invalid("negative wait budget %v", st.maxWait)
+	}
+	if len(st.metadata) > MaxMetadataLen {
+		return invalid("metadata of %d bytes is longer than %d", len(st.metadata), MaxMetadataLen)
+	}
+	if w := st.replicas; w != nil {
+		if w.n < 1 || w.timeout < time.Millisecond {
+			return invalid("WithReplicas(%d, %v): want at least 1 replica and 1ms", w.n, w.timeout)
+		}
+		if !c.path.canWait() {
+			return fmt.Errorf("%w: WithReplicas needs a single master whose driver implements driver.ReplicaWaiter and driver.Scripter", ErrUnsupported)
+		}
+	}
+	if st.fencing && !c.path.canFence() {
+		return fmt.Errorf("%w: WithFencing on a quorum of masters", ErrUnsupported)
+	}
+	return nil
+}
+
 // TryObtain tries once to take the lock and never waits: it is Obtain with
 // NoRetry. A taken lock gives ErrNotObtained.
 func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration) (*Lock, error) {
-	return c.Obtain(ctx, key, ttl, WithRetry(NoRetry()))
+	return c.Obtain(ctx, key, ttl, tryOnce...)
 }
+
+// tryOnce is TryObtain's option, made once.
+var tryOnce = []Option{WithRetry(NoRetry())}
 
 // Clean-up bounds: one attempt takes at most cleanupAttempt; attempts go
 // on, backing off, for the lock's TTL (after which Redis drops the key)
@@ -642,11 +667,4 @@ func checkTTL(ttl time.Duration) error {
 		return invalid("TTL %v outside [%v, %v]", ttl, MinTTL, MaxTTL)
 	}
 	return nil
-}
-
-// newToken returns 128 random bits in hex.
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
 }

@@ -18,13 +18,16 @@ var (
 	// told from "it is taken".
 	ErrNotObtained = errors.New("relock: lock not obtained")
 
-	// ErrNotHeld reports that Release, Refresh or TTL found the lock no
-	// longer ours: it expired, was released, or another owner took it.
-	// Nothing was changed in Redis.
+	// ErrNotHeld reports that Release, Refresh, TTL or Attach found the
+	// lock no longer ours: it expired, was released, or another owner took
+	// it (on a quorum: fewer than a majority of masters still held it).
+	// Nothing of another owner's was changed in Redis.
 	ErrNotHeld = errors.New("relock: lock not held")
 
-	// ErrInvalidArgument reports bad input: an empty or over-long key, a TTL
-	// out of range, a nil client or lock, a negative wait. Nothing was sent.
+	// ErrInvalidArgument reports bad input: an empty, over-long or reserved
+	// key, a TTL out of range, a nil client, lock, context or driver, a
+	// negative wait, over-long metadata, a malformed token, the same
+	// connection twice in a quorum, a bad DSN. Nothing was sent.
 	ErrInvalidArgument = errors.New("relock: invalid argument")
 
 	// ErrWrongType reports that the lock's key holds a Redis value that is
@@ -52,7 +55,7 @@ var (
 	// ErrUnsupported reports a driver that implements neither
 	// driver.Scripter nor driver.Watcher, so no owner-checked release is
 	// possible, or an option the driver cannot serve (WithReplicas without
-	// driver.ReplicaWaiter); nothing was sent.
+	// driver.ReplicaWaiter, WithFencing on a quorum); nothing was sent.
 	ErrUnsupported = errors.New("relock: not supported by the driver")
 )
 

@@ -33,6 +33,7 @@ func ExampleClient_Obtain() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer locker.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
@@ -57,6 +58,7 @@ func ExampleClient_TryObtain() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 
 	first, _ := locker.TryObtain(ctx, "nightly-job", time.Minute)
@@ -73,6 +75,7 @@ func ExampleClient_Obtain_giveUp() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	holder, _ := locker.TryObtain(context.Background(), "k", time.Minute)
 	defer holder.Release(context.Background())
 
@@ -96,6 +99,7 @@ func ExampleLock_Refresh() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 
 	lock, _ := locker.Obtain(ctx, "long-task", 10*time.Second)
@@ -115,6 +119,7 @@ func ExampleLock_Release_notHeld() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 
 	lock, _ := locker.Obtain(ctx, "k", time.Minute)
@@ -148,6 +153,7 @@ func ExampleClient_Do() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 
 	// Do obtains the lock, keeps it refreshed while fn runs, cancels fn's
 	// context if the lock is lost, and releases it afterwards.
@@ -165,6 +171,7 @@ func ExampleLock_Done() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 
 	lock, _ := locker.Obtain(ctx, "job", 10*time.Second, relock.WithAutoRefresh())
@@ -203,6 +210,7 @@ func ExampleWithFencing() {
 	rdb, stop := exampleRedis()
 	defer stop()
 	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
 	ctx := context.Background()
 	store := &fencedStore{}
 
@@ -222,4 +230,74 @@ func ExampleWithFencing() {
 	// <nil>
 	// store: write from a stale lock holder
 	// true from the new holder
+}
+
+func ExampleClient_Inspect() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	locker, _ := relock.New(goredis.New(rdb))
+	defer locker.Close()
+	ctx := context.Background()
+
+	lock, err := locker.Obtain(ctx, "report:42", time.Minute,
+		relock.WithMetadata("host=web-3 pid=4711 job=nightly"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer lock.Release(ctx)
+
+	// Anyone, in any process, can see who holds it and why.
+	info, err := locker.Inspect(ctx, "report:42")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(info.Held, info.Token == lock.Token(), info.Metadata, info.TTL > 50*time.Second)
+	// Output: true true host=web-3 pid=4711 job=nightly true
+}
+
+func ExampleClient_Attach() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	ctx := context.Background()
+
+	// One request obtains the lock and passes its key and token on.
+	first, _ := relock.New(goredis.New(rdb))
+	defer first.Close()
+	lock, err := first.Obtain(ctx, "upload:77", time.Minute)
+	if err != nil {
+		log.Fatal(err)
+	}
+	key, token := lock.Key(), lock.Token()
+
+	// Another request, or process, rebuilds the Lock and releases it.
+	second, _ := relock.New(goredis.New(rdb))
+	defer second.Close()
+	same, err := second.Attach(ctx, key, token)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(same.Release(ctx))
+
+	// A wrong token is turned away: the owner check stays intact.
+	_, err = second.Attach(ctx, key, "0123456789abcdef0123456789abcdef")
+	fmt.Println(errors.Is(err, relock.ErrNotHeld))
+	// Output:
+	// <nil>
+	// true
+}
+
+func ExampleWithKeyPrefix() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	locker, _ := relock.New(goredis.New(rdb), relock.WithKeyPrefix("billing:"))
+	defer locker.Close()
+	ctx := context.Background()
+
+	lock, err := locker.Obtain(ctx, "invoice:9", time.Minute)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer lock.Release(ctx)
+	fmt.Println(lock.Key(), rdb.Exists(ctx, "billing:invoice:9").Val())
+	// Output: billing:invoice:9 1
 }

@@ -19,6 +19,8 @@ type settings struct {
 	fencing     bool
 	replicas    *replicaWait
 	observer    Observer // nil: no events
+	metadata    string
+	prefix      string // a Client setting: before every key
 }
 
 func defaultSettings() settings {
@@ -62,9 +64,15 @@ func WithAutoRefresh() Option {
 // number it has seen and rejects writes with a lower one turns away a
 // holder whose lock expired while it was paused.
 //
-// The counter never expires: one small key per lock name. A key that
-// contains '}' must use a hash tag ("{...}") to be fenced, so that the
-// counter can share its slot in a Redis Cluster.
+// Numbers survive a server that restarts empty and forgets the counter: a
+// missing counter starts from the server's clock in microseconds (on the
+// WATCH path, the client's), above every number handed out before as long
+// as that clock does not go back; so numbers are large (about 1.8e15 in
+// 2026) and not consecutive across such a restart. An unused counter
+// expires a day after its last use, and starts from the clock again. A
+// key that contains '}' must use a hash tag ("{...}") to be fenced, so
+// that the counter can share its slot in a Redis Cluster. Not available
+// on a quorum (NewQuorum): each master would count on its own.
 func WithFencing() Option {
 	return optionFunc(func(st *settings) { st.fencing = true })
 }
@@ -77,10 +85,10 @@ func WithFencing() Option {
 //
 // It narrows, not closes, the window in which a failover to a replica that
 // missed the write lets a second holder in: Redis replication stays
-// asynchronous. The driver must implement driver.ReplicaWaiter (all
-// adapters do, but the go-redis cluster client), else Obtain fails with
-// ErrUnsupported before sending anything. n must be at least 1 and timeout
-// at least 1 ms.
+// asynchronous. The driver must implement driver.ReplicaWaiter, else
+// Obtain fails with ErrUnsupported before sending anything. n must be at least 1 and timeout
+// at least 1 ms. All three adapters implement it, on a Redis Cluster too
+// (go-redis and rueidis: the script and WAIT go to the key's primary).
 func WithReplicas(n int, timeout time.Duration) Option {
 	return optionFunc(func(st *settings) { st.replicas = &replicaWait{n: n, timeout: timeout} })
 }

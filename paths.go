@@ -2,6 +2,8 @@ package relock
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -20,6 +22,8 @@ type replicaWait struct {
 // obtainReq is one obtain try.
 type obtainReq struct {
 	key, token string
+	value      string // what the key holds when ours: the token, then "|" and meta if any
+	meta       string // WithMetadata's, or ""
 	keys       lockKeys
 	fenced     bool      // draw a fencing number
 	mode       queueMode // whether this try joins or renews a place in the queue
@@ -30,6 +34,43 @@ type obtainReq struct {
 	// has finished and its clean-up is done, so that a clean-up of one try
 	// never undoes the next try with the same token.
 	settled chan struct{}
+
+	// Storage for keys.relKeys, relArgs and leaveArgs.
+	relKeys            [3]string
+	relArgs, leaveArgs [6]string
+}
+
+// init names the request's key (with companions) and draws its token: 128
+// random bits in hex, in the same allocation as the companions' names. It
+// also builds the release script's arguments once.
+func (r *obtainReq) init(key string) {
+	var raw [16]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
+	var hx [32]byte
+	hex.Encode(hx[:], raw[:])
+	r.key = key
+	r.keys, r.token = buildKeys(key, hx[:])
+	r.value = r.token
+	if r.meta != "" {
+		r.value = r.token + "|" + r.meta
+	}
+	r.setReleaseArgs()
+}
+
+// setReleaseArgs builds the release script's KEYS and ARGV for r's keys and
+// token into r's own storage.
+func (r *obtainReq) setReleaseArgs() {
+	k := &r.keys
+	r.relKeys[0] = k.lock
+	n := 1
+	if k.queue != "" {
+		r.relKeys[1], r.relKeys[2] = k.queue, k.fence
+		n = 3
+	}
+	r.relArgs = [6]string{r.token, k.waiter, k.channel, "", leftTombstoneArg, fenceLifeArg}
+	r.leaveArgs = r.relArgs
+	r.leaveArgs[3] = "leave"
+	k.relKeys, k.relArgs, k.leaveArgs = r.relKeys[:n], r.relArgs[:], r.leaveArgs[:]
 }
 
 // queueMode says what a try does with the waiter queue when the lock is
@@ -55,11 +96,24 @@ const (
 	leftTombstone = 10 * time.Second
 )
 
+// fenceLife is how long a fencing counter lives after its last use. A
+// counter made again (after it expired, or after a restart forgot it)
+// starts from the server's clock in microseconds, above every number handed
+// out before, so the numbers keep increasing either way.
+const fenceLife = 24 * time.Hour
+
 // Pre-formatted script arguments for the constants above.
 var (
 	waiterLeaseArg   = millis(waiterLease)
 	leftTombstoneArg = millis(leftTombstone)
+	fenceLifeArg     = millis(fenceLife)
 )
+
+// holds reports whether a lock key's value v marks token as its owner: the
+// token alone, or followed by "|" and metadata.
+func holds(v, token string) bool {
+	return v == token || len(v) > len(token) && v[len(token)] == '|' && v[:len(token)] == token
+}
 
 // obtainRes is what one try found.
 type obtainRes struct {
@@ -94,9 +148,80 @@ type path interface {
 	canWait() bool
 	// canFence reports whether the path can draw fencing numbers.
 	canFence() bool
+	// inspect reads the lock's state, whoever holds it.
+	inspect(ctx context.Context, k lockKeys) (lockState, error)
 	// wait returns once calls the path left running in the background
 	// are done. Client.Close calls it.
 	wait()
+}
+
+// lockState is what inspect found.
+type lockState struct {
+	value   string // the key's value; "" when it does not exist
+	exists  bool
+	pttl    int64 // ms; -1 no expiry, -2 missing
+	fence   int64
+	waiters int
+}
+
+func (p scriptPath) inspect(ctx context.Context, k lockKeys) (lockState, error) {
+	keys := []string{k.lock}
+	if k.queue != "" {
+		keys = append(keys, k.queue, k.fence)
+	}
+	r, _, err := p.run(ctx, scripts.Inspect, keys, nil, k.waiter)
+	if err != nil {
+		return lockState{}, err
+	}
+	a, ok := r.([]any)
+	if !ok || len(a) != 4 {
+		return lockState{}, fmt.Errorf("relock: driver replied %T (%v) to the inspect script where an array of 4 values was due", r, r)
+	}
+	var st lockState
+	if a[0] != nil {
+		if st.value, ok = a[0].(string); !ok {
+			return lockState{}, fmt.Errorf("relock: driver replied %T where the lock's value (a string) was due", a[0])
+		}
+		st.exists = true
+	}
+	var n [3]int64
+	for i, v := range a[1:] {
+		if n[i], err = asInt64(v); err != nil {
+			return lockState{}, err
+		}
+	}
+	st.pttl, st.fence, st.waiters = n[0], n[1], int(n[2])
+	return st, nil
+}
+
+func (p watchPath) inspect(ctx context.Context, k lockKeys) (lockState, error) {
+	var st lockState
+	err := p.tx(ctx, []string{k.lock}, func(tx driver.Tx) error {
+		v, ok, err := tx.Get(ctx, k.lock)
+		if err != nil {
+			return err
+		}
+		st = lockState{value: v, exists: ok}
+		cmds := [][]string{{"PTTL", k.lock}}
+		if k.fence != "" {
+			cmds = append(cmds, []string{"GET", k.fence})
+		}
+		r, err := exec(ctx, tx, cmds...)
+		if err != nil {
+			return err
+		}
+		if st.pttl, err = asInt64(r[0]); err != nil {
+			return err
+		}
+		if len(r) > 1 && r[1] != nil {
+			s, _ := r[1].(string)
+			if st.fence, err = strconv.ParseInt(s, 10, 64); err != nil {
+				return fmt.Errorf("relock: fencing counter %q: %w", s, err)
+			}
+		}
+		return nil
+	})
+	return st, err
 }
 
 func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -150,7 +275,7 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 		// A free lock takes one plain SET NX, the cheapest command there
 		// is. It cannot barge past live waiters: a release hands the key
 		// to them, so it is free while they wait only after an expiry.
-		set, err := p.conn.SetNX(ctx, q.key, q.token, q.ttl)
+		set, err := p.conn.SetNX(ctx, q.key, q.value, q.ttl)
 		if err != nil || set {
 			res.ok = set
 			res.left, res.leftKnown = q.ttl, set
@@ -165,7 +290,7 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 			keys = append(keys, q.keys.fence)
 		}
 	}
-	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, waiterLeaseArg)
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, waiterLeaseArg, q.meta, fenceLifeArg)
 	if err != nil {
 		return res, err
 	}
@@ -191,15 +316,24 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 }
 
 func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error) {
-	keys := []string{k.lock}
-	if k.queue != "" {
-		keys = append(keys, k.queue, k.fence)
-	}
-	mode := ""
+	keys, args := k.relKeys, k.relArgs
 	if leave {
-		mode = "leave"
+		args = k.leaveArgs
 	}
-	r, _, err := p.run(ctx, scripts.Release, keys, nil, token, k.waiter, k.channel, mode, leftTombstoneArg)
+	if keys == nil || args[0] != token {
+		// Not built for this token (a lock rebuilt by Attach builds them
+		// too; this is the general case).
+		keys = []string{k.lock}
+		if k.queue != "" {
+			keys = append(keys, k.queue, k.fence)
+		}
+		mode := ""
+		if leave {
+			mode = "leave"
+		}
+		args = []string{token, k.waiter, k.channel, mode, leftTombstoneArg, fenceLifeArg}
+	}
+	r, _, err := p.run(ctx, scripts.Release, keys, nil, args...)
 	if err != nil {
 		return false, err
 	}
@@ -264,7 +398,7 @@ func (p watchPath) owned(ctx context.Context, key, token string, cmds ...[]strin
 	err = p.tx(ctx, []string{key}, func(tx driver.Tx) error {
 		held, replies = false, nil
 		v, ok, err := tx.Get(ctx, key)
-		if err != nil || !ok || v != token {
+		if err != nil || !ok || !holds(v, token) {
 			return err
 		}
 		held = true
@@ -291,7 +425,7 @@ func (p watchPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) 
 		return p.obtainFenced(ctx, q)
 	}
 	res := obtainRes{holder: -1}
-	set, err := p.conn.SetNX(ctx, q.key, q.token, q.ttl)
+	set, err := p.conn.SetNX(ctx, q.key, q.value, q.ttl)
 	if err != nil || set {
 		res.ok = set
 		return res, err
@@ -306,7 +440,7 @@ func (p watchPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) 
 		res.holder = 0 // released in between: try again at once
 		return res, nil
 	}
-	res.ok = v == q.token
+	res.ok = holds(v, q.token)
 	return res, nil
 }
 
@@ -323,8 +457,23 @@ func (p watchPath) obtainFenced(ctx context.Context, q *obtainReq) (obtainRes, e
 		var r []any
 		switch {
 		case !ok:
-			r, err = exec(ctx, tx, []string{"INCR", q.keys.fence}, []string{"SET", q.key, q.token, "PX", millis(q.ttl)})
-		case v == q.token:
+			// Nothing is written unless the counter can be: a counter of
+			// another type fails here, not inside EXEC after the SET.
+			if _, _, err := tx.Get(ctx, q.keys.fence); err != nil {
+				return err
+			}
+			// A missing counter starts from this client's clock in
+			// microseconds (the scripts use the server's): see fenceLife.
+			start := strconv.FormatInt(time.Now().UnixMicro(), 10)
+			r, err = exec(ctx, tx,
+				[]string{"SET", q.keys.fence, start, "NX"},
+				[]string{"INCR", q.keys.fence},
+				[]string{"PEXPIRE", q.keys.fence, fenceLifeArg},
+				[]string{"SET", q.key, q.value, "PX", millis(q.ttl)})
+			if err == nil {
+				r = r[1:]
+			}
+		case holds(v, q.token):
 			r, err = exec(ctx, tx, []string{"GET", q.keys.fence})
 			if err == nil {
 				s, _ := r[0].(string)

@@ -277,3 +277,51 @@ func (q *quorumPath) pttl(ctx context.Context, k lockKeys, token string) (time.D
 	}
 	return -1, true, nil
 }
+
+// inspect reports the state a majority agrees on: the value a majority of
+// masters hold, with how long a majority still holds it (as pttl does).
+// Waiters are not counted: quorum waiters poll.
+func (q *quorumPath) inspect(ctx context.Context, k lockKeys) (lockState, error) {
+	var mu sync.Mutex
+	var states []lockState
+	_, errs := q.all(ctx, func(ctx context.Context, m path) (bool, error) {
+		st, err := m.inspect(ctx, k)
+		if err == nil {
+			mu.Lock()
+			states = append(states, st)
+			mu.Unlock()
+		}
+		return err == nil, err
+	})
+	if len(states) < q.need() {
+		return lockState{}, fmt.Errorf("relock: quorum of %d not reached, %d of %d masters failed: %w", q.need(), len(errs), len(q.members), errors.Join(errs...))
+	}
+	count := map[string]int{}
+	for _, st := range states {
+		if st.exists {
+			count[st.value]++
+		}
+	}
+	for v, n := range count {
+		if n < q.need() {
+			continue
+		}
+		var left []time.Duration
+		for _, st := range states {
+			if st.exists && st.value == v {
+				d := time.Duration(st.pttl) * time.Millisecond
+				if st.pttl < 0 {
+					d = forever
+				}
+				left = append(left, d)
+			}
+		}
+		slices.SortFunc(left, func(a, b time.Duration) int { return cmp.Compare(b, a) })
+		out := lockState{value: v, exists: true, pttl: -1}
+		if d := left[q.need()-1]; d != forever {
+			out.pttl = d.Milliseconds()
+		}
+		return out, nil
+	}
+	return lockState{pttl: -2}, nil
+}

@@ -6,7 +6,9 @@
 -- prefix of waiter keys (prefix..token holds the waiter's ttl, plus ":f"
 -- when it wants a fencing number, and expires when the waiter stops
 -- renewing it; "-" marks a waiter that left, for good); ARGV[5] waiter key
--- lifetime in ms.
+-- lifetime in ms; ARGV[6] metadata ("" for none): the key then holds
+-- token.."|"..metadata; ARGV[7] how long an unused fencing counter lives,
+-- in ms.
 --
 -- Returns {status, pttl, fence, seconds, microseconds}, always five
 -- integers (see obtainReply in wire.go):
@@ -20,24 +22,33 @@
 --   4 this token left the queue for good: nothing was written.
 -- A key of another type raises WRONGTYPE before anything is written.
 local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
-local token, ttl, mode = ARGV[1], ARGV[2], ARGV[3]
+local token, ttl, mode, meta = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
 local wkey = ARGV[4] .. token
+local value = token
+if meta ~= '' then
+  value = token .. '|' .. meta
+end
 
 -- The next fencing number. A counter that is missing (first use, or a
 -- server restarted empty) starts at the server's clock in microseconds, so
 -- numbers keep increasing across a restart that forgot the counter.
+-- An unused counter expires after ARGV[7] ms; one made again starts from
+-- the clock too.
 local function nextFence()
+  local n
   if redis.call('EXISTS', fence) == 1 then
-    return redis.call('INCR', fence)
+    n = redis.call('INCR', fence)
+  else
+    local t = redis.call('TIME')
+    n = tonumber(t[1] .. string.format('%06d', tonumber(t[2])))
+    redis.call('SET', fence, t[1] .. string.format('%06d', tonumber(t[2])))
   end
-  local t = redis.call('TIME')
-  local n = t[1] .. string.format('%06d', tonumber(t[2]))
-  redis.call('SET', fence, n)
-  return tonumber(n)
+  redis.call('PEXPIRE', fence, ARGV[7])
+  return n
 end
 
 local v = redis.call('GET', lock)
-if v == token then
+if v == token or v == value or (v and string.sub(v, 1, #token + 1) == token .. '|') then
   if mode ~= '0' then
     redis.call('DEL', wkey)
   end
@@ -79,7 +90,7 @@ else
     if fence then
       n = nextFence()
     end
-    redis.call('SET', lock, token, 'PX', ttl)
+    redis.call('SET', lock, value, 'PX', ttl)
     if mode ~= '0' then
       redis.call('DEL', wkey)
     end
@@ -90,6 +101,9 @@ if queue and mode ~= '0' then
   local want = ttl
   if fence then
     want = ttl .. ':f'
+  end
+  if meta ~= '' then
+    want = want .. '|' .. meta
   end
   if mode == '2' then
     -- Renew only a live place: a renewal that arrives late (after a stall)

@@ -3,7 +3,8 @@
 -- and fencing counter. ARGV[1] token; ARGV[2] prefix of waiter keys;
 -- ARGV[3] channel to announce a hand-over on; ARGV[4] "leave" when a waiter
 -- gives up: take it out of the queue first, for good (its waiter key
--- becomes "-" for ARGV[5] ms, so a join that arrives late is refused).
+-- becomes "-" for ARGV[5] ms, so a join that arrives late is refused);
+-- ARGV[6] how long an unused fencing counter lives, in ms.
 --
 -- When the key holds the token, it goes to the next waiter (SET with the
 -- waiter's ttl, then PUBLISH the hand-over: see handover in wire.go), or
@@ -14,7 +15,8 @@ if queue and ARGV[4] == 'leave' then
   redis.call('LREM', queue, 0, ARGV[1])
   redis.call('SET', ARGV[2] .. ARGV[1], '-', 'PX', ARGV[5])
 end
-if redis.call('GET', lock) ~= ARGV[1] then
+local v = redis.call('GET', lock)
+if v ~= ARGV[1] and not (v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '|') then
   return 0
 end
 if queue then
@@ -27,7 +29,8 @@ if queue then
     local want = redis.call('GET', wkey)
     if want and want ~= '-' then
       redis.call('DEL', wkey)
-      local ttl, fenced = string.match(want, '^(%d+)(:?f?)$')
+      -- want is ttl[:f][|metadata]
+      local ttl, fenced, meta = string.match(want, '^(%d+)(:?f?)(.*)$')
       local n = '0'
       if fenced == ':f' then
         if redis.call('EXISTS', fence) == 1 then
@@ -37,8 +40,9 @@ if queue then
           n = t[1] .. string.format('%06d', tonumber(t[2]))
           redis.call('SET', fence, n)
         end
+        redis.call('PEXPIRE', fence, ARGV[6])
       end
-      redis.call('SET', lock, nxt, 'PX', ttl)
+      redis.call('SET', lock, nxt .. meta, 'PX', ttl)
       local t = redis.call('TIME')
       redis.call('PUBLISH', ARGV[3], nxt .. ':' .. t[1] .. ':' .. t[2] .. ':' .. n)
       return 1

@@ -10,14 +10,13 @@ import (
 
 // Script is a Lua script and the SHA-1 that EVALSHA names it by.
 type Script struct {
-	Name string
 	Src  string
 	SHA1 string
 }
 
-func newScript(name, src string) *Script {
+func newScript(src string) *Script {
 	sum := sha1.Sum([]byte(src))
-	return &Script{Name: name, Src: src, SHA1: hex.EncodeToString(sum[:])}
+	return &Script{Src: src, SHA1: hex.EncodeToString(sum[:])}
 }
 
 var (
@@ -29,18 +28,25 @@ var (
 	refreshSrc string
 	//go:embed pttl.lua
 	pttlSrc string
+	//go:embed inspect.lua
+	inspectSrc string
 )
 
 // The scripts. Each takes the lock key as KEYS[1] and the token as ARGV[1].
 var (
 	// Obtain: see obtain.lua. KEYS lock[, queue[, fence]]; ARGV token,
-	// ttl ms, join the queue ("1"), waiter key prefix, waiter key ms.
-	Obtain = newScript("obtain", obtainSrc)
+	// ttl ms, queue mode, waiter key prefix, waiter key ms, metadata,
+	// fencing counter ms.
+	Obtain = newScript(obtainSrc)
 	// Release: see release.lua. KEYS lock[, queue, fence]; ARGV token,
-	// waiter key prefix, channel, "leave". Returns 1 when it was ours.
-	Release = newScript("release", releaseSrc)
+	// waiter key prefix, channel, "leave", tombstone ms, fencing counter
+	// ms. Returns 1 when it was ours.
+	Release = newScript(releaseSrc)
 	// Refresh: ARGV[2] ttl ms. Returns 1 when extended, 0 when not ours.
-	Refresh = newScript("refresh", refreshSrc)
+	Refresh = newScript(refreshSrc)
 	// PTTL: returns the remaining ms (-1 no expiry) when ours, -3 when not.
-	PTTL = newScript("pttl", pttlSrc)
+	PTTL = newScript(pttlSrc)
+	// Inspect: see inspect.lua. KEYS lock[, queue, fence]; ARGV waiter
+	// key prefix. Returns {value, pttl, fence, live waiters}.
+	Inspect = newScript(inspectSrc)
 )

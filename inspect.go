@@ -1,0 +1,140 @@
+package relock
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// MaxMetadataLen is the longest metadata, in bytes, that WithMetadata
+// accepts.
+const MaxMetadataLen = 1024
+
+// WithMetadata stores meta with the lock, for anyone to read with
+// Client.Inspect: who holds it, since when, why. It lives in the lock's
+// own value (token, "|", meta), so it is written in the same command as
+// the lock, moves with a hand-over and goes with the key. At most
+// MaxMetadataLen bytes; more makes Obtain fail with ErrInvalidArgument.
+func WithMetadata(meta string) Option {
+	return optionFunc(func(st *settings) { st.metadata = meta })
+}
+
+// WithKeyPrefix puts prefix before the name of every lock the Client
+// takes, inspects or attaches to: Obtain(ctx, "job", ...) then uses the
+// Redis key prefix+"job", and Lock.Key returns that. Companion keys follow
+// the prefixed key, so the hash-slot rules hold: a name's own hash tag
+// still decides its slot ("app:" + "{user:7}:lock" keeps the tag user:7).
+// Give it to New (or Open, NewQuorum); it is a Client setting, ignored by
+// Obtain.
+func WithKeyPrefix(prefix string) Option {
+	return optionFunc(func(st *settings) { st.prefix = prefix })
+}
+
+// Info is what Client.Inspect found about a lock.
+type Info struct {
+	// Held is true while some owner holds the lock.
+	Held bool
+	// Token is the holder's token, when held.
+	Token string
+	// Metadata is what the holder gave WithMetadata, when held.
+	Metadata string
+	// TTL is the lock's remaining lifetime when held; -1 means the key has
+	// no expiry (someone outside relock removed it).
+	TTL time.Duration
+	// Fence is the key's fencing counter: the holder's fencing number when
+	// it obtained the lock WithFencing; 0 without a counter.
+	Fence int64
+	// Waiters is how many live waiters queue for a hand-over (waiters
+	// that poll are not counted).
+	Waiters int
+}
+
+// Inspect reads the state of the lock named key, whoever holds it: held or
+// not, by which token, with what metadata, for how long, its fencing
+// counter and its queue. It changes nothing. A key of another type gives
+// ErrWrongType. On a quorum, Held means a majority holds one token, and
+// TTL is how long that majority still holds it.
+func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
+	if c == nil {
+		return Info{}, invalid("nil client")
+	}
+	if ctx == nil {
+		return Info{}, invalid("nil context")
+	}
+	key = c.defaults.prefix + key
+	if err := checkKey(key); err != nil {
+		return Info{}, err
+	}
+	if c.closed.Load() {
+		return Info{}, fmt.Errorf("relock: inspect %q: %w", key, ErrClosed)
+	}
+	st, err := c.path.inspect(ctx, keysFor(key))
+	if err != nil {
+		return Info{}, opError("inspect", key, err)
+	}
+	info := Info{Fence: st.fence, Waiters: st.waiters}
+	if st.exists {
+		info.Held = true
+		info.Token, info.Metadata, _ = strings.Cut(st.value, "|")
+		info.TTL = asDuration(st.pttl)
+	}
+	return info, nil
+}
+
+// Attach rebuilds a Lock from its key and token, in another process or
+// request than the one that obtained it, so that it can be refreshed,
+// released or checked there. It checks with Redis that the key still holds
+// token (ErrNotHeld otherwise) and counts the lock's validity from the
+// remaining TTL it finds; the Lock's Fence is the key's fencing counter.
+// The owner check stays intact: Release and Refresh act only while the key
+// holds token. An attached lock has no auto-refresh: call Refresh.
+func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
+	if c == nil {
+		return nil, invalid("nil client")
+	}
+	if ctx == nil {
+		return nil, invalid("nil context")
+	}
+	key = c.defaults.prefix + key
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if !validToken(token) {
+		return nil, invalid("token %q is not 32 lowercase hexadecimal digits", token)
+	}
+	if c.closed.Load() {
+		return nil, fmt.Errorf("relock: attach %q: %w", key, ErrClosed)
+	}
+	keys := keysFor(key)
+	sent := time.Now()
+	st, err := c.path.inspect(ctx, keys)
+	if err != nil {
+		return nil, opError("attach", key, err)
+	}
+	if !st.exists || !holds(st.value, token) {
+		return nil, fmt.Errorf("relock: attach %q: %w", key, ErrNotHeld)
+	}
+	ttl := asDuration(st.pttl)
+	if ttl < 0 {
+		ttl = MaxTTL // no expiry: valid until Redis says otherwise
+	}
+	_, meta, _ := strings.Cut(st.value, "|")
+	l := &Lock{req: obtainReq{key: key, keys: keys, token: token, value: st.value, ttl: max(ttl, time.Millisecond), meta: meta}}
+	l.req.setReleaseArgs()
+	st2 := c.defaults
+	st2.autoRefresh = false
+	return c.newLock(l, st.fence, sent, &st2)
+}
+
+func validToken(t string) bool {
+	if len(t) != 32 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
