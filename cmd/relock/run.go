@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -47,6 +48,7 @@ type runConfig struct {
 	killSignal signalFlag
 	grace      time.Duration
 	verbose    bool
+	meta       string
 	key        string
 	argv       []string // CMD and its arguments
 }
@@ -94,6 +96,8 @@ CMD runs in its own process group, with these in its environment:
   RELOCK_TOKEN  the random token the key holds while the lock is ours
   RELOCK_FENCE  the fencing number, strictly increasing across the key's
                 holders (not set with -fence=false)
+The lock carries -meta (by default relock's host and pid, and CMD's name)
+for "relock status" to show.
 SIGINT, SIGTERM and SIGHUP sent to relock are passed on to CMD's process
 group. When stdin is a terminal that relock has in the foreground, CMD
 gets the terminal: Ctrl-C and Ctrl-\ go to CMD directly, and Ctrl-Z stops
@@ -130,6 +134,7 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 	fs.BoolVar(&cfg.fence, "fence", true, "draw a fencing number (RELOCK_FENCE); keeps one counter key per lock key in Redis, and a key containing '}' then needs a {hash tag}")
 	fs.Var(&cfg.killSignal, "kill-signal", "`signal` sent to CMD's process group when the lock is lost (name or number)")
 	fs.DurationVar(&cfg.grace, "grace", defaultGrace, "after -kill-signal, wait this long for CMD to exit, then send SIGKILL")
+	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most 1024 bytes); default host=HOST pid=PID cmd=CMD's name")
 	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), runUsage)
@@ -157,7 +162,18 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 		return cfg, errors.New("missing CMD after KEY")
 	}
 	cfg.argv = rest
+	metaSet := false
+	fs.Visit(func(f *flag.Flag) { metaSet = metaSet || f.Name == "meta" })
+	if !metaSet {
+		host, _ := os.Hostname()
+		cfg.meta = fmt.Sprintf("host=%s pid=%d cmd=%s", host, os.Getpid(), filepath.Base(cfg.argv[0]))
+		if len(cfg.meta) > relock.MaxMetadataLen {
+			cfg.meta = strings.ToValidUTF8(cfg.meta[:relock.MaxMetadataLen], "")
+		}
+	}
 	switch {
+	case len(cfg.meta) > relock.MaxMetadataLen:
+		return cfg, fmt.Errorf("-meta: %d bytes, at most %d", len(cfg.meta), relock.MaxMetadataLen)
 	case cfg.ttl < relock.MinTTL || cfg.ttl > relock.MaxTTL:
 		return cfg, fmt.Errorf("-ttl %v: want %v to %v", cfg.ttl, relock.MinTTL, relock.MaxTTL)
 	case cfg.wait < 0:
@@ -251,7 +267,7 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		}
 	}()
 
-	opts := []relock.Option{relock.WithAutoRefresh()}
+	opts := []relock.Option{relock.WithAutoRefresh(), relock.WithMetadata(cfg.meta)}
 	if cfg.fence {
 		opts = append(opts, relock.WithFencing())
 	}

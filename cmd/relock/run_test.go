@@ -251,7 +251,7 @@ func TestRunEnvironment(t *testing.T) {
 		if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(env[1]) {
 			t.Errorf("RELOCK_TOKEN = %q, want 32 hex digits", env[1])
 		}
-		if v, err := s.Do("GET", key); err != nil || v != env[1] {
+		if v, err := s.Do("GET", key); err != nil || heldToken(v) != env[1] {
 			t.Errorf("GET %s = %#v, %v while CMD runs; want RELOCK_TOKEN %q", key, v, err, env[1])
 		}
 		fence, err := strconv.ParseInt(env[2], 10, 64)
@@ -752,7 +752,7 @@ func TestRunClusterAndSentinelURLs(t *testing.T) {
 		for _, key := range []string{"relock-cli:cluster", "relock-cli:cluster", "{relock-cli}:tagged"} {
 			p, dir, env := holder(t, url, key, "-driver", "rueidis")
 			primary := c.PrimaryFor(key)
-			if v, err := primary.Do("GET", key); err != nil || v != env[1] {
+			if v, err := primary.Do("GET", key); err != nil || heldToken(v) != env[1] {
 				t.Errorf("GET %s on its primary = %#v, %v; want RELOCK_TOKEN %q", key, v, err, env[1])
 			}
 			if key == "relock-cli:cluster" {
@@ -777,7 +777,7 @@ func TestRunClusterAndSentinelURLs(t *testing.T) {
 		url := "redis://" + sa[0] + "?master_set=" + s.MasterName() + "&addr=" + sa[1]
 		const key = "relock-cli:sentinel"
 		p, dir, env := holder(t, url, key, "-driver", "rueidis")
-		if v, err := s.Primary().Do("GET", key); err != nil || v != env[1] {
+		if v, err := s.Primary().Do("GET", key); err != nil || heldToken(v) != env[1] {
 			t.Errorf("GET %s on the primary = %#v, %v; want RELOCK_TOKEN %q", key, v, err, env[1])
 		}
 		touch(t, filepath.Join(dir, "go"))
@@ -923,4 +923,12 @@ func waitState(t *testing.T, pid int, what string, stopped bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// heldToken returns the token in a lock key's value, which is the token
+// followed by "|" and the metadata (relock.WithMetadata).
+func heldToken(value any) string {
+	s, _ := value.(string)
+	token, _, _ := strings.Cut(s, "|")
+	return token
 }
