@@ -408,6 +408,13 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 		lostErr = lock.Err()
 	}
 	if lostErr != nil {
+		if graceOver != nil && p.groupAlive() {
+			// CMD is gone, but processes it started ignore -kill-signal:
+			// they get SIGKILL after -grace as CMD would have.
+			<-graceOver
+			r.logf("processes of CMD still running %v after %v; sending SIGKILL", cfg.grace, cfg.killSignal.String())
+			p.signal(syscall.SIGKILL)
+		}
 		r.logf("exit %d: the lock was lost while CMD ran", exitLost)
 		return exitLost
 	}
@@ -472,6 +479,11 @@ type childEnd struct {
 // of no interest: exited reports the end.
 func (c *child) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-c.pid, sig)
+}
+
+// groupAlive reports whether some process is left in CMD's process group.
+func (c *child) groupAlive() bool {
+	return syscall.Kill(-c.pid, 0) == nil
 }
 
 // startChild starts cmd and waits for it in a goroutine locked to its OS

@@ -94,6 +94,9 @@ func startRelock(t *testing.T, args ...string) *proc {
 	p := &proc{t: t, done: make(chan struct{})}
 	p.cmd = exec.Command(relockBinary(t), args...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	// A process CMD left behind may hold the output pipes open: do not
+	// wait for it once relock has exited.
+	p.cmd.WaitDelay = 2 * time.Second
 	p.cmd.Env = append(os.Environ(), "REDIS_URL=redis://127.0.0.1:1") // -url must win
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start relock: %v", err)
@@ -442,6 +445,15 @@ func TestRunLockLost(t *testing.T) {
 			wantLog: "INT",
 		},
 		{
+			// CMD exits on SIGTERM, but leaves a process behind that
+			// ignores it: that one gets SIGKILL after -grace.
+			name:      "LeftoverKilledAfterGrace",
+			flags:     []string{"-grace", "700ms"},
+			script:    `sh -c 'trap "" TERM; echo $$ > "$0/child"; exec sleep 60' "$0" & trap 'echo TERM > "$0/log"; exit 0' TERM; echo ready > "$0/ready"; wait`,
+			wantLog:   "TERM",
+			minToStop: 700 * time.Millisecond,
+		},
+		{
 			name:      "SIGKILLAfterGrace",
 			flags:     []string{"-grace", "700ms"},
 			script:    `trap '' TERM; echo ready > "$0/ready"; while :; do sleep 0.02; done`,
@@ -473,6 +485,13 @@ func TestRunLockLost(t *testing.T) {
 			}
 			if d := p.ended.Sub(deleted); d < tt.minToStop {
 				t.Errorf("relock ended %v after the key was deleted; -grace should have kept CMD %v", d, tt.minToStop)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "child")); err == nil {
+				pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+				if pid > 0 && alive(pid) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					t.Errorf("a process CMD left behind (pid %d) still runs after relock ended", pid)
+				}
 			}
 		})
 	}
