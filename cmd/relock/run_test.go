@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
 	"github.com/relock-go/relock/internal/testkit/testredis"
@@ -645,7 +646,12 @@ func TestRunURLFromEnvironment(t *testing.T) {
 // that the race detector sees its goroutines and machines without Redis run
 // it too.
 func TestRunInProcess(t *testing.T) {
-	mr := miniredis.RunT(t)
+	defer goleak.VerifyNone(t)
+	mr, err := miniredis.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mr.Close() // before goleak looks
 	url := "redis://" + mr.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"go.uber.org/goleak"
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/internal/testkit/testredis"
@@ -164,7 +165,12 @@ func TestReleaseForce(t *testing.T) {
 // TestStatusReleaseInProcess runs status and release through run() against
 // miniredis, for the race detector and machines without Redis.
 func TestStatusReleaseInProcess(t *testing.T) {
-	mr := miniredis.RunT(t)
+	defer goleak.VerifyNone(t)
+	mr, err := miniredis.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mr.Close() // before goleak looks
 	url := "redis://" + mr.Addr()
 	ctx := context.Background()
 	client, err := relock.Open("goredis", url)
