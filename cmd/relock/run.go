@@ -131,10 +131,10 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 	fs.BoolVar(&cfg.nonblock, "n", false, "do not wait: exit 75 at once if the lock is held")
 	fs.BoolVar(&cfg.nonblock, "nonblock", false, "same as -n")
 	fs.DurationVar(&cfg.wait, "wait", 0, "give up, with exit status 75, after waiting this long for the lock; 0 waits until it is free")
-	fs.BoolVar(&cfg.fence, "fence", true, "draw a fencing number (RELOCK_FENCE); keeps one counter key per lock key in Redis, and a key containing '}' then needs a {hash tag}")
+	fs.BoolVar(&cfg.fence, "fence", true, "draw a fencing number (RELOCK_FENCE) from a counter kept next to the lock key (it expires a day after last use); a key containing '}' then needs a {hash tag}")
 	fs.Var(&cfg.killSignal, "kill-signal", "`signal` sent to CMD's process group when the lock is lost (name or number)")
 	fs.DurationVar(&cfg.grace, "grace", defaultGrace, "after -kill-signal, wait this long for CMD to exit, then send SIGKILL")
-	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most 1024 bytes); default host=HOST pid=PID cmd=CMD's name")
+	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most "+strconv.Itoa(relock.MaxMetadataLen)+" bytes); default host=HOST pid=PID cmd=CMD's name")
 	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), runUsage)
