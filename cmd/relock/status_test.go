@@ -163,7 +163,8 @@ func TestReleaseForce(t *testing.T) {
 }
 
 // TestStatusReleaseInProcess runs status and release through run() against
-// miniredis, for the race detector and machines without Redis.
+// miniredis with every driver, for the race detector and machines without
+// Redis.
 func TestStatusReleaseInProcess(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	mr, err := miniredis.Run()
@@ -178,29 +179,32 @@ func TestStatusReleaseInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	lock, err := client.Obtain(ctx, "k", time.Minute, relock.WithMetadata("m"))
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	var stdout, stderr bytes.Buffer
-	if code := run(ctx, []string{"status", "-url", url, "-json", "k"}, &stdout, &stderr); code != exitOK {
-		t.Fatalf("status: exit code %d\n%s", code, stderr.String())
-	}
-	var st statusJSON
-	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil || !st.Held || st.Token != lock.Token() || st.Metadata != "m" {
-		t.Errorf("status -json = %s (%v), want held by %s with metadata m", stdout.String(), err, lock.Token())
-	}
+	for _, driver := range wantAdapters {
+		key := "k-" + driver
+		lock, err := client.Obtain(ctx, key, time.Minute, relock.WithMetadata("m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		if code := run(ctx, []string{"status", "-driver", driver, "-url", url, "-json", key}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("%s: status: exit code %d\n%s", driver, code, stderr.String())
+		}
+		var st statusJSON
+		if err := json.Unmarshal(stdout.Bytes(), &st); err != nil || !st.Held || st.Token != lock.Token() || st.Metadata != "m" {
+			t.Errorf("%s: status -json = %s (%v), want held by %s with metadata m", driver, stdout.String(), err, lock.Token())
+		}
 
-	stdout.Reset()
-	if code := run(ctx, []string{"release", "-force", "-url", url, "k"}, &stdout, &stderr); code != exitOK {
-		t.Fatalf("release: exit code %d\n%s", code, stderr.String())
-	}
-	if mr.Exists("k") {
-		t.Errorf("the key is still there after release --force")
-	}
-	if code := run(ctx, []string{"status", "-url", url, "k"}, &stdout, &stderr); code != exitNotHeld {
-		t.Errorf("status after release: exit code %d, want %d", code, exitNotHeld)
+		stdout.Reset()
+		if code := run(ctx, []string{"release", "-force", "-driver", driver, "-url", url, key}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("%s: release: exit code %d\n%s", driver, code, stderr.String())
+		}
+		if mr.Exists(key) {
+			t.Errorf("%s: the key is still there after release --force", driver)
+		}
+		if code := run(ctx, []string{"status", "-driver", driver, "-url", url, key}, &stdout, &stderr); code != exitNotHeld {
+			t.Errorf("%s: status after release: exit code %d, want %d", driver, code, exitNotHeld)
+		}
 	}
 }
 
