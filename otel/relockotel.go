@@ -135,6 +135,10 @@ func WithKeyAttribute(on bool) Option {
 type Observer struct {
 	tracer trace.Tracer
 	key    bool
+	// Measurement options made once, for the attribute sets that do not
+	// hold the key: none, or one of the fixed values.
+	noAttrs metric.MeasurementOption
+	fixed   map[attribute.KeyValue]metric.MeasurementOption
 
 	obtainDuration metric.Float64Histogram
 	holdDuration   metric.Float64Histogram
@@ -198,8 +202,36 @@ func NewObserver(opts ...Option) (*Observer, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("relockotel: %w", err)
 	}
+	o.noAttrs = metric.WithAttributeSet(*attribute.EmptySet())
+	o.fixed = map[attribute.KeyValue]metric.MeasurementOption{}
+	for _, kv := range []attribute.KeyValue{
+		HandedOverAttr.Bool(false), HandedOverAttr.Bool(true),
+		OutcomeAttr.String("obtained"), OutcomeAttr.String("not_obtained"),
+		ReasonAttr.String("taken"), ReasonAttr.String("context"), ReasonAttr.String("error"),
+		ReasonAttr.String("not_held"), ReasonAttr.String("expired"), ReasonAttr.String("other"),
+		EndAttr.String("released"), EndAttr.String("lost"),
+	} {
+		o.fixed[kv] = metric.WithAttributeSet(attribute.NewSet(kv))
+	}
 	return o, nil
 }
+
+// measure returns the measurement option for the attribute kv (or none),
+// plus the key when the observer records it: made once when it can be.
+func (o *Observer) measure(e *relock.Event, kv ...attribute.KeyValue) metric.MeasurementOption {
+	if !o.key {
+		if len(kv) == 0 {
+			return o.noAttrs
+		}
+		if opt, ok := o.fixed[kv[0]]; ok && len(kv) == 1 {
+			return opt
+		}
+	}
+	return metric.WithAttributes(o.attrs(e, kv...)...)
+}
+
+// internal is the span kind of every span.
+var internal = trace.WithSpanKind(trace.SpanKindInternal)
 
 // NotObtainedReason classifies the error of a failed Obtain as the
 // relock.reason attribute does: "context" when the caller's context ended
@@ -246,18 +278,18 @@ func (o *Observer) Observe(e relock.Event) {
 	case relock.EventObtained, relock.EventNotObtained:
 		o.observeObtain(ctx, &e)
 	case relock.EventReleased:
-		o.released.Add(ctx, 1, metric.WithAttributes(o.attrs(&e)...))
+		o.released.Add(ctx, 1, o.measure(&e))
 		o.observeEnd(ctx, &e, "released")
 		o.instant(ctx, "relock.Release", &e)
 	case relock.EventLost:
 		reason := LostReason(e.Err)
-		o.lost.Add(ctx, 1, metric.WithAttributes(o.attrs(&e, ReasonAttr.String(reason))...))
+		o.lost.Add(ctx, 1, o.measure(&e, ReasonAttr.String(reason)))
 		o.observeEnd(ctx, &e, "lost", ReasonAttr.String(reason))
 	case relock.EventRefreshed:
-		o.refreshed.Add(ctx, 1, metric.WithAttributes(o.attrs(&e)...))
+		o.refreshed.Add(ctx, 1, o.measure(&e))
 		o.instant(ctx, "relock.Refresh", &e, TTLAttr.Int64(e.TTL.Milliseconds()))
 	case relock.EventRefreshFailed:
-		o.refreshFailed.Add(ctx, 1, metric.WithAttributes(o.attrs(&e)...))
+		o.refreshFailed.Add(ctx, 1, o.measure(&e))
 		o.instant(ctx, "relock.Refresh", &e, TTLAttr.Int64(e.TTL.Milliseconds()))
 	}
 }
@@ -266,14 +298,14 @@ func (o *Observer) observeObtain(ctx context.Context, e *relock.Event) {
 	var reason string
 	outcome := "obtained"
 	if e.Kind == relock.EventObtained {
-		o.obtained.Add(ctx, 1, metric.WithAttributes(o.attrs(e, HandedOverAttr.Bool(e.HandedOver))...))
+		o.obtained.Add(ctx, 1, o.measure(e, HandedOverAttr.Bool(e.HandedOver)))
 	} else {
 		outcome, reason = "not_obtained", NotObtainedReason(e.Err)
-		o.notObtained.Add(ctx, 1, metric.WithAttributes(o.attrs(e, ReasonAttr.String(reason))...))
+		o.notObtained.Add(ctx, 1, o.measure(e, ReasonAttr.String(reason)))
 	}
-	o.obtainDuration.Record(ctx, e.Wait.Seconds(), metric.WithAttributes(o.attrs(e, OutcomeAttr.String(outcome))...))
+	o.obtainDuration.Record(ctx, e.Wait.Seconds(), o.measure(e, OutcomeAttr.String(outcome)))
 	if e.Tries > 1 || e.HandedOver || reason == "taken" {
-		o.contended.Add(ctx, 1, metric.WithAttributes(o.attrs(e)...))
+		o.contended.Add(ctx, 1, o.measure(e))
 	}
 
 	kvs := o.attrs(e, OutcomeAttr.String(outcome), TriesAttr.Int(e.Tries), HandedOverAttr.Bool(e.HandedOver), TTLAttr.Int64(e.TTL.Milliseconds()))
@@ -283,19 +315,19 @@ func (o *Observer) observeObtain(ctx context.Context, e *relock.Event) {
 	if reason != "" {
 		kvs = append(kvs, ReasonAttr.String(reason))
 	}
-	_, span := o.tracer.Start(ctx, "relock.Obtain", trace.WithTimestamp(e.Time.Add(-e.Wait)), trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(kvs...))
+	_, span := o.tracer.Start(ctx, "relock.Obtain", trace.WithTimestamp(e.Time.Add(-e.Wait)), internal, trace.WithAttributes(kvs...))
 	o.endSpan(span, e)
 }
 
 // observeEnd records the end of a lock's hold: the histogram and the
 // relock.Hold span.
 func (o *Observer) observeEnd(ctx context.Context, e *relock.Event, end string, extra ...attribute.KeyValue) {
-	o.holdDuration.Record(ctx, e.Held.Seconds(), metric.WithAttributes(o.attrs(e, EndAttr.String(end))...))
+	o.holdDuration.Record(ctx, e.Held.Seconds(), o.measure(e, EndAttr.String(end)))
 	kvs := o.attrs(e, append([]attribute.KeyValue{EndAttr.String(end)}, extra...)...)
 	if e.Fence != 0 {
 		kvs = append(kvs, FenceAttr.Int64(e.Fence))
 	}
-	_, span := o.tracer.Start(ctx, "relock.Hold", trace.WithTimestamp(e.Time.Add(-e.Held)), trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(kvs...))
+	_, span := o.tracer.Start(ctx, "relock.Hold", trace.WithTimestamp(e.Time.Add(-e.Held)), internal, trace.WithAttributes(kvs...))
 	o.endSpan(span, e)
 }
 
@@ -305,7 +337,7 @@ func (o *Observer) instant(ctx context.Context, name string, e *relock.Event, ex
 	if e.Fence != 0 {
 		kvs = append(kvs, FenceAttr.Int64(e.Fence))
 	}
-	_, span := o.tracer.Start(ctx, name, trace.WithTimestamp(e.Time), trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(kvs...))
+	_, span := o.tracer.Start(ctx, name, trace.WithTimestamp(e.Time), internal, trace.WithAttributes(kvs...))
 	o.endSpan(span, e)
 }
 
