@@ -93,7 +93,7 @@ is CMD.
 
 CMD runs in its own process group, with these in its environment:
   RELOCK_KEY    the lock's key
-  RELOCK_TOKEN  the random token the key holds while the lock is ours
+  RELOCK_TOKEN  the lock's random token (relock status shows the holder's)
   RELOCK_FENCE  the fencing number, strictly increasing across the key's
                 holders (not set with -fence=false)
 The lock carries -meta (by default relock's host and pid, and CMD's name)
