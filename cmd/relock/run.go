@@ -99,8 +99,8 @@ CMD runs in its own process group, with these in its environment:
 The lock carries -meta (by default relock's host and pid, and CMD's name)
 for "relock status" to show.
 SIGINT, SIGTERM and SIGHUP sent to relock are passed on to CMD's process
-group. When stdin is a terminal that relock has in the foreground, CMD
-gets the terminal: Ctrl-C and Ctrl-\ go to CMD directly, and Ctrl-Z stops
+group. When relock runs in the foreground of a terminal (on its stdin,
+stdout or stderr), CMD gets the terminal: Ctrl-C and Ctrl-\ go to CMD directly, and Ctrl-Z stops
 CMD and relock with it (a stopped relock does not refresh the lock: it is
 lost if stopped longer than the TTL). If the lock is
 lost while CMD runs (the key expired, was deleted or taken, or Redis was

@@ -957,3 +957,46 @@ func heldToken(value any) string {
 	token, _, _ := strings.Cut(s, "|")
 	return token
 }
+
+// TestRunTerminalOnStdout runs relock with stdin from /dev/null but stdout
+// on the terminal, as "relock run ... < file" from a shell: CMD still gets
+// the terminal, and can read /dev/tty.
+func TestRunTerminalOnStdout(t *testing.T) {
+	s := testredis.Start(t)
+	master, tty := openPTY(t)
+	go func() { _, _ = io.Copy(io.Discard, master) }()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+
+	dir := t.TempDir()
+	p := &proc{t: t, done: make(chan struct{})}
+	p.cmd = exec.Command(relockBinary(t), "run", "-url", s.URL(), "relock-cli:tty-stdout", "--", "sh", "-c",
+		`read line < /dev/tty; echo "$line" > "$0/read"`, dir)
+	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = devNull, tty, &p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 1}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		_ = p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	time.Sleep(100 * time.Millisecond) // a line typed before CMD reads waits in the terminal's buffer anyway
+	if _, err := master.WriteString("typed\n"); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0\nstderr:\n%s", code, p.stderr.String())
+	}
+	if got := strings.TrimSpace(waitFile(t, filepath.Join(dir, "read"), time.Second, nil)); got != "typed" {
+		t.Errorf("CMD read %q from /dev/tty, want typed", got)
+	}
+}
