@@ -55,6 +55,15 @@ func (c *connFlags) check() error {
 	if all := relock.Drivers(); !slices.Contains(all, c.driver) {
 		return fmt.Errorf("-driver: unknown driver %q (registered: %s)", c.driver, strings.Join(all, ", "))
 	}
+	// redigo would ignore these parameters and lock on the first server
+	// alone; go-redis's URL parser rejects them with no hint.
+	if u, err := url.Parse(c.url); err == nil && c.driver != "rueidis" {
+		for _, p := range []string{"addr", "master_set"} {
+			if u.Query().Has(p) {
+				return fmt.Errorf("-url: %s= (a cluster or Sentinel URL) needs -driver rueidis; %s connects to one server", p, c.driver)
+			}
+		}
+	}
 	return nil
 }
 

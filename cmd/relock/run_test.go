@@ -727,6 +727,8 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"run", "-kill-signal", "BOGUS", "k", "true"}, exitError, "unknown signal"},
 		{[]string{"run", "-kill-signal", "0", "k", "true"}, exitError, "no signal"},
 		{[]string{"run", "-driver", "nosuch", "k", "true"}, exitError, "unknown driver"},
+		{[]string{"run", "-url", "redis://h1:7000?addr=h2:7000", "k", "true"}, exitError, "needs -driver rueidis"},
+		{[]string{"run", "-driver", "redigo", "-url", "redis://s1?master_set=m", "k", "true"}, exitError, "needs -driver rueidis"},
 		{[]string{"run", "-url", "http://user:s3cret@example.com", "k", "true"}, exitError, "connect to"},
 	} {
 		var stdout, stderr bytes.Buffer
