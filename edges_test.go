@@ -453,6 +453,21 @@ func TestQuorumReleaseByMinorityIsNotHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Obtain returns once a majority holds the key: wait for the third.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		n := 0
+		for _, s := range stores {
+			if v, _ := memGet(t, s, "k"); v == l.Token() {
+				n++
+			}
+		}
+		if n == len(stores) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the straggling master never got the key")
+		}
+	}
 	memDel(t, stores[0], "k")
 	memDel(t, stores[1], "k")
 	if err := l.Release(ctx); !errors.Is(err, relock.ErrNotHeld) {

@@ -7,6 +7,7 @@ package relock_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,5 +168,109 @@ func TestFenceIncreasesAcrossEmptyRestart(t *testing.T) {
 		before := obtainFences(t, newClient(t, memdriver.New().Conn()), "{fenced}", 3)
 		// A new store is a server that came back empty.
 		check(t, before, obtainFences(t, newClient(t, memdriver.New().Conn()), "{fenced}", 3))
+	})
+}
+
+// A fenced waiter takes the hand-over (the release's announcement), not
+// the lock found by its next renewal: the announcement's fence must parse
+// on real Redis, whose Lua prints large numbers as 1.79e+15.
+func TestFencedWaiterTakesTheHandover(t *testing.T) {
+	eachServer(t, func(t *testing.T, s *srv) {
+		key := "{" + s.key(t, "fencedhand") + "}"
+		var handed atomic.Bool
+		obs := relock.ObserverFunc(func(e relock.Event) {
+			if e.Kind == relock.EventObtained && e.HandedOver {
+				handed.Store(true)
+			}
+		})
+		a, b := s.client(t), s.client(t, relock.WithObserver(obs))
+		ctx := ctxT(t, 10*time.Second)
+		la, err := a.Obtain(ctx, key, 5*time.Second, relock.WithFencing())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := obtainAsync(ctx, b, key, 5*time.Second, relock.WithFencing())
+		deadline := time.Now().Add(5 * time.Second)
+		for { // b queues
+			info, err := a.Inspect(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Waiters == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Inspect counts %d waiters, want b", info.Waiters)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := la.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := <-got
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		defer r.l.Release(ctx)
+		if r.l.Fence() <= la.Fence() {
+			t.Fatalf("b's fence %d is not above a's %d", r.l.Fence(), la.Fence())
+		}
+		if !handed.Load() {
+			t.Fatal("the fenced waiter got the lock by polling: the hand-over announcement was not usable")
+		}
+	})
+}
+
+// A new waiter joins the queue as soon as it listens for hand-overs, not
+// a renewal period (200 ms) later: until it joins, a release cannot hand
+// it the lock, and a newcomer can take the lock before it.
+func TestNewWaiterJoinsTheQueueAtOnce(t *testing.T) {
+	eachServer(t, func(t *testing.T, s *srv) {
+		key := s.key(t, "join")
+		var handed atomic.Bool
+		obs := relock.ObserverFunc(func(e relock.Event) {
+			if e.Kind == relock.EventObtained && e.HandedOver {
+				handed.Store(true)
+			}
+		})
+		a, b := s.client(t), s.client(t, relock.WithObserver(obs))
+		ctx := ctxT(t, 10*time.Second)
+		la, err := a.Obtain(ctx, key, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		got := obtainAsync(ctx, b, key, 5*time.Second)
+		for { // b queues
+			info, err := a.Inspect(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Waiters == 1 {
+				break
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Fatal("the waiter never joined the queue")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		joined := time.Since(start)
+		t.Logf("the waiter joined the queue %v after it started", joined)
+		// Subscribing takes a round trip or two on loopback; the renewal
+		// period is 200 ms.
+		if joined > 150*time.Millisecond {
+			t.Errorf("the waiter joined the queue only %v after it started", joined)
+		}
+		if err := la.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := <-got
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		defer r.l.Release(ctx)
+		if !handed.Load() {
+			t.Error("the waiter got the lock by polling, not by hand-over")
+		}
 	})
 }
