@@ -727,8 +727,7 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"run", "-kill-signal", "BOGUS", "k", "true"}, exitError, "unknown signal"},
 		{[]string{"run", "-kill-signal", "0", "k", "true"}, exitError, "no signal"},
 		{[]string{"run", "-driver", "nosuch", "k", "true"}, exitError, "unknown driver"},
-		{[]string{"run", "-url", "redis://h1:7000?addr=h2:7000", "k", "true"}, exitError, "needs -driver rueidis"},
-		{[]string{"run", "-driver", "redigo", "-url", "redis://s1?master_set=m", "k", "true"}, exitError, "needs -driver rueidis"},
+		{[]string{"run", "-driver", "redigo", "-url", "redis://127.0.0.1:1?addr=127.0.0.1:2", "k", "true"}, exitError, "connect to"},
 		{[]string{"run", "-url", "http://user:s3cret@example.com", "k", "true"}, exitError, "connect to"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -765,51 +764,57 @@ func TestTopLevelUsageListsExitCodes(t *testing.T) {
 	}
 }
 
-// TestRunClusterAndSentinelURLs runs relock through -driver rueidis with
-// the cluster and Sentinel URL forms that "relock run -h" documents.
+// TestRunClusterAndSentinelURLs runs relock through -driver goredis and
+// rueidis with the cluster and Sentinel URL forms that "relock run -h"
+// documents.
 func TestRunClusterAndSentinelURLs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 6-node cluster and a Sentinel set-up")
 	}
+	drivers := []string{"goredis", "rueidis"}
 	t.Run("Cluster", func(t *testing.T) {
 		c := testredis.StartCluster(t)
 		addrs := c.Addrs()
 		url := "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2]
-		var fences []int64
-		for _, key := range []string{"relock-cli:cluster", "relock-cli:cluster", "{relock-cli}:tagged"} {
-			p, dir, env := holder(t, url, key, "-driver", "rueidis")
-			primary := c.PrimaryFor(key)
-			if v, err := primary.Do("GET", key); err != nil || heldToken(v) != env[1] {
-				t.Errorf("GET %s on its primary = %#v, %v; want RELOCK_TOKEN %q", key, v, err, env[1])
-			}
-			if key == "relock-cli:cluster" {
-				f, err := strconv.ParseInt(env[2], 10, 64)
-				if err != nil {
-					t.Fatalf("RELOCK_FENCE %q", env[2])
+		for _, driver := range drivers {
+			var fences []int64
+			for _, key := range []string{"relock-cli:cluster:" + driver, "relock-cli:cluster:" + driver, "{relock-cli}:tagged:" + driver} {
+				p, dir, env := holder(t, url, key, "-driver", driver)
+				primary := c.PrimaryFor(key)
+				if v, err := primary.Do("GET", key); err != nil || heldToken(v) != env[1] {
+					t.Errorf("%s: GET %s on its primary = %#v, %v; want RELOCK_TOKEN %q", driver, key, v, err, env[1])
 				}
-				fences = append(fences, f)
+				if !strings.HasPrefix(key, "{") {
+					f, err := strconv.ParseInt(env[2], 10, 64)
+					if err != nil {
+						t.Fatalf("%s: RELOCK_FENCE %q", driver, env[2])
+					}
+					fences = append(fences, f)
+				}
+				touch(t, filepath.Join(dir, "go"))
+				if code := p.wait(20 * time.Second); code != 0 {
+					t.Fatalf("%s: %s: exit code %d\nstderr:\n%s", driver, key, code, p.stderr.String())
+				}
 			}
-			touch(t, filepath.Join(dir, "go"))
-			if code := p.wait(20 * time.Second); code != 0 {
-				t.Fatalf("%s: exit code %d\nstderr:\n%s", key, code, p.stderr.String())
+			if len(fences) != 2 || fences[1] <= fences[0] {
+				t.Errorf("%s: fences %v do not strictly increase", driver, fences)
 			}
-		}
-		if len(fences) == 2 && fences[1] <= fences[0] {
-			t.Errorf("fences %v do not strictly increase", fences)
 		}
 	})
 	t.Run("Sentinel", func(t *testing.T) {
 		s := testredis.StartSentinel(t)
 		sa := s.SentinelAddrs()
-		url := "redis://" + sa[0] + "?master_set=" + s.MasterName() + "&addr=" + sa[1]
-		const key = "relock-cli:sentinel"
-		p, dir, env := holder(t, url, key, "-driver", "rueidis")
-		if v, err := s.Primary().Do("GET", key); err != nil || heldToken(v) != env[1] {
-			t.Errorf("GET %s on the primary = %#v, %v; want RELOCK_TOKEN %q", key, v, err, env[1])
-		}
-		touch(t, filepath.Join(dir, "go"))
-		if code := p.wait(20 * time.Second); code != 0 {
-			t.Fatalf("exit code %d\nstderr:\n%s", code, p.stderr.String())
+		url := "redis://" + sa[0] + "?master_name=" + s.MasterName() + "&addr=" + sa[1]
+		for _, driver := range drivers {
+			key := "relock-cli:sentinel:" + driver
+			p, dir, env := holder(t, url, key, "-driver", driver)
+			if v, err := s.Primary().Do("GET", key); err != nil || heldToken(v) != env[1] {
+				t.Errorf("%s: GET %s on the primary = %#v, %v; want RELOCK_TOKEN %q", driver, key, v, err, env[1])
+			}
+			touch(t, filepath.Join(dir, "go"))
+			if code := p.wait(20 * time.Second); code != 0 {
+				t.Fatalf("%s: exit code %d\nstderr:\n%s", driver, code, p.stderr.String())
+			}
 		}
 	})
 }
