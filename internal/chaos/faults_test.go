@@ -17,6 +17,9 @@ import (
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
+// go test ./internal/chaos -run TestFaults -v -args -table prints the
+// README's results table; CHAOS_DEBUG=1 also logs every hold near each
+// fault.
 var printTable = flag.Bool("table", false, "print the README's results table (section \"Under faults\") after TestFaults")
 
 // The workload of every scenario.
@@ -370,9 +373,10 @@ func scenarios() []scenario {
 }
 
 // crashHolder obtains the lock through a client of its own and crashes
-// with it: the client is closed without a Release (relock's Close stops
-// the refresh and leaves the key), so the key stays until it expires. The
-// fault lasts until then.
+// with it: its connections are cut first, as when a process dies, so that
+// nothing relock's Close then tries (its best-effort release included)
+// reaches the server, and the key stays until it expires. The fault lasts
+// until then.
 func (e *env) crashHolder() {
 	conn, closeClient, err := chaos.NewConn("goredis", e.srv.Addr())
 	if err != nil {

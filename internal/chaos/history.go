@@ -117,7 +117,6 @@ type History struct {
 	faults   []Fault
 	writes   []Write
 	maxFence int64
-	fenced   bool
 }
 
 // NewHistory returns an empty history that starts now.
@@ -192,7 +191,6 @@ func (h *History) AddFault(name string, start, end time.Time) {
 func (h *History) WriteFenced(worker string, fence int64) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.fenced = true
 	ok := fence >= h.maxFence
 	if ok {
 		h.maxFence = fence
