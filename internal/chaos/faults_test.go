@@ -348,14 +348,14 @@ func scenarios() []scenario {
 			},
 		},
 		{
-			name: "restart empty at once (no wait); TTL 2 s, holds 1–1.5 s", safe: false, duration: 8 * time.Second, setup: single,
+			name: "restart empty at once (no wait); TTL 2 s, holds 1–1.5 s", safe: false, duration: 8500 * time.Millisecond, setup: single,
 			why: "the key is gone while its holder still relies on it",
 			// A longer TTL and holds, so that the restart (0.1–0.8 s on a
 			// loaded machine) ends while the holder still relies on the lock.
 			ttl: 2 * time.Second, holdMin: time.Second, holdMax: 1500 * time.Millisecond,
 			faults: func(e *env) {
 				for i := range 3 {
-					e.at(1200*time.Millisecond + time.Duration(i)*2200*time.Millisecond)
+					e.at(time.Second + time.Duration(i)*2*time.Second)
 					// Right after the next acquisition, unless too little
 					// of the scenario is left to see what follows.
 					since := time.Now()
