@@ -576,7 +576,7 @@ func runScenario(t *testing.T, sc scenario) {
 	tableMu.Lock()
 	tableRows = append(tableRows, row)
 	if !sc.safe {
-		tableNots = append(tableNots, fmt.Sprintf("\n%s: not claimed safe: %s (%d overlaps; longest %v).", sc.name, sc.why, len(r.Violations), longestOverlap(r)))
+		tableNots = append(tableNots, fmt.Sprintf("\n%s: not claimed safe: %s (%d overlaps; longest %v).", sc.name, sc.why, len(r.Violations), longestOverlap(r).Round(time.Millisecond)))
 	}
 	tableMu.Unlock()
 	t.Logf("%s\n%s", chaos.TableHeader, row)
