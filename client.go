@@ -2,8 +2,6 @@ package relock
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -243,22 +241,25 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 			o.apply(&st)
 		}
 	}
-	req := &obtainReq{key: key, keys: keysFor(key), ttl: ttl, meta: st.metadata}
+	// The Lock is made now, with the request inside it: one allocation
+	// for both, and one more for the token and the companions' names.
+	lock := &Lock{req: obtainReq{ttl: ttl, meta: st.metadata}}
+	req := &lock.req
+	req.init(key)
 	if err := c.checkSettings(&st, req); err != nil {
 		return nil, err
 	}
 	if c.closed.Load() {
-		return nil, fmt.Errorf("relock: obtain %q: %w", key, ErrClosed)
+		return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("relock: obtain %q: %w: %w", key, ErrNotObtained, err)
+		err = fmt.Errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
+		if st.observer != nil {
+			st.observer.Observe(Event{Kind: EventNotObtained, Key: key, Time: time.Now(), TTL: ttl, Err: err})
+		}
+		return nil, err
 	}
-	req.token = newToken()
-	req.value = req.token
-	if req.meta != "" {
-		req.value = req.token + "|" + req.meta
-	}
-	o := obtainer{c: c, ctx: ctx, req: req, st: &st, start: time.Now()}
+	o := obtainer{c: c, ctx: ctx, lock: lock, req: req, st: &st, start: time.Now()}
 	l, err := o.run()
 	o.done()
 	if st.observer != nil {
@@ -291,7 +292,8 @@ const minRetryWait = time.Millisecond
 type obtainer struct {
 	c     *Client
 	ctx   context.Context // the caller's, bounded by the wait budget
-	req   *obtainReq
+	lock  *Lock           // returned once obtained
+	req   *obtainReq      // &lock.req
 	st    *settings
 	start time.Time
 
@@ -434,7 +436,7 @@ func (o *obtainer) accept(at time.Time, fence int64) (*Lock, error) {
 		}
 		return nil, nil
 	}
-	return o.c.newLock(req, fence, at, o.st)
+	return o.c.newLock(o.lock, fence, at, o.st)
 }
 
 // nextWait returns how long to wait before try n+1, or the error that ends
@@ -599,8 +601,11 @@ func (c *Client) validate(st *settings) error {
 // TryObtain tries once to take the lock and never waits: it is Obtain with
 // NoRetry. A taken lock gives ErrNotObtained.
 func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration) (*Lock, error) {
-	return c.Obtain(ctx, key, ttl, WithRetry(NoRetry()))
+	return c.Obtain(ctx, key, ttl, tryOnce...)
 }
+
+// tryOnce is TryObtain's option, made once.
+var tryOnce = []Option{WithRetry(NoRetry())}
 
 // Clean-up bounds: one attempt takes at most cleanupAttempt; attempts go
 // on, backing off, for the lock's TTL (after which Redis drops the key)
@@ -662,11 +667,4 @@ func checkTTL(ttl time.Duration) error {
 		return invalid("TTL %v outside [%v, %v]", ttl, MinTTL, MaxTTL)
 	}
 	return nil
-}
-
-// newToken returns 128 random bits in hex.
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
 }

@@ -120,10 +120,11 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 		ttl = MaxTTL // no expiry: valid until Redis says otherwise
 	}
 	_, meta, _ := strings.Cut(st.value, "|")
-	req := &obtainReq{key: key, keys: keys, token: token, ttl: max(ttl, time.Millisecond), meta: meta}
+	l := &Lock{req: obtainReq{key: key, keys: keys, token: token, value: st.value, ttl: max(ttl, time.Millisecond), meta: meta}}
+	l.req.setReleaseArgs()
 	st2 := c.defaults
 	st2.autoRefresh = false
-	return c.newLock(req, st.fence, sent, &st2)
+	return c.newLock(l, st.fence, sent, &st2)
 }
 
 func validToken(t string) bool {

@@ -39,36 +39,56 @@ type lockKeys struct {
 	fence   string // the fencing counter
 	waiter  string // prefix of waiter keys: waiter+token
 	channel string // where hand-overs are announced
+
+	// For a lock of ours (see obtainReq.init), the release script's KEYS
+	// and ARGV, built once so that a release allocates nothing; nil
+	// otherwise.
+	relKeys, relArgs, leaveArgs []string
 }
 
 func keysFor(key string) lockKeys {
+	k, _ := buildKeys(key, nil)
+	return k
+}
+
+// buildKeys returns key's companions and, when hexToken is given, the
+// token as a string, all sliced out of one allocation.
+func buildKeys(key string, hexToken []byte) (lockKeys, string) {
 	k := lockKeys{lock: key}
 	tag, ok := hashTag(key)
-	if !ok {
-		return k
+	n := 0 // the length of one companion but the waiter prefix
+	if ok {
+		n = len(tag) + 2 + len(reservedInfix) + 2 + len(key)
 	}
-	// One allocation for the four names, sliced out of it.
-	pre := len(tag) + 2 + len(reservedInfix)
 	var b strings.Builder
-	b.Grow(4*(pre+2+len(key)) + 1)
-	for i, role := range [4]string{"q:", "f:", "w:", "c:"} {
-		b.WriteByte('{')
-		b.WriteString(tag)
-		b.WriteByte('}')
-		b.WriteString(reservedInfix)
-		b.WriteString(role)
-		b.WriteString(key)
-		if i == 2 {
-			b.WriteByte(':')
+	if n > 0 {
+		b.Grow(len(hexToken) + 4*n + 1)
+	} else {
+		b.Grow(len(hexToken))
+	}
+	b.Write(hexToken)
+	if ok {
+		for i, role := range [4]string{"q:", "f:", "w:", "c:"} {
+			b.WriteByte('{')
+			b.WriteString(tag)
+			b.WriteByte('}')
+			b.WriteString(reservedInfix)
+			b.WriteString(role)
+			b.WriteString(key)
+			if i == 2 {
+				b.WriteByte(':')
+			}
 		}
 	}
 	all := b.String()
-	n := pre + 2 + len(key)
-	k.queue, all = all[:n], all[n:]
-	k.fence, all = all[:n], all[n:]
-	k.waiter, all = all[:n+1], all[n+1:]
-	k.channel = all
-	return k
+	token, all := all[:len(hexToken)], all[len(hexToken):]
+	if ok {
+		k.queue, all = all[:n], all[n:]
+		k.fence, all = all[:n], all[n:]
+		k.waiter, all = all[:n+1], all[n+1:]
+		k.channel = all
+	}
+	return k, token
 }
 
 // hashTag returns the part of key that Redis Cluster hashes, when a

@@ -2,6 +2,7 @@ package relock
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -11,14 +12,14 @@ func TestKeysFor(t *testing.T) {
 		key  string
 		want lockKeys
 	}{
-		{"job", lockKeys{"job", "{job}:relock:q:job", "{job}:relock:f:job", "{job}:relock:w:job:", "{job}:relock:c:job"}},
-		{"{job}", lockKeys{"{job}", "{job}:relock:q:{job}", "{job}:relock:f:{job}", "{job}:relock:w:{job}:", "{job}:relock:c:{job}"}},
-		{"{user:1}:lock", lockKeys{"{user:1}:lock", "{user:1}:relock:q:{user:1}:lock", "{user:1}:relock:f:{user:1}:lock", "{user:1}:relock:w:{user:1}:lock:", "{user:1}:relock:c:{user:1}:lock"}},
-		{"a{b", lockKeys{"a{b", "{a{b}:relock:q:a{b", "{a{b}:relock:f:a{b", "{a{b}:relock:w:a{b:", "{a{b}:relock:c:a{b"}},
+		{"job", lockKeys{lock: "job", queue: "{job}:relock:q:job", fence: "{job}:relock:f:job", waiter: "{job}:relock:w:job:", channel: "{job}:relock:c:job"}},
+		{"{job}", lockKeys{lock: "{job}", queue: "{job}:relock:q:{job}", fence: "{job}:relock:f:{job}", waiter: "{job}:relock:w:{job}:", channel: "{job}:relock:c:{job}"}},
+		{"{user:1}:lock", lockKeys{lock: "{user:1}:lock", queue: "{user:1}:relock:q:{user:1}:lock", fence: "{user:1}:relock:f:{user:1}:lock", waiter: "{user:1}:relock:w:{user:1}:lock:", channel: "{user:1}:relock:c:{user:1}:lock"}},
+		{"a{b", lockKeys{lock: "a{b", queue: "{a{b}:relock:q:a{b", fence: "{a{b}:relock:f:a{b", waiter: "{a{b}:relock:w:a{b:", channel: "{a{b}:relock:c:a{b"}},
 		{"a}b", lockKeys{lock: "a}b"}},
 		{"{}x", lockKeys{lock: "{}x"}},
 	} {
-		if got := keysFor(tc.key); got != tc.want {
+		if got := keysFor(tc.key); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("keysFor(%q) = %+v, want %+v", tc.key, got, tc.want)
 		}
 	}
@@ -30,6 +31,33 @@ func TestKeysForJobAndTaggedJobShareNothing(t *testing.T) {
 	checkPair(t, "job", "{job}")
 	checkPair(t, "job", "{job}:q")
 	checkPair(t, "x", "{x}:relock:q:x") // rejected as a name: see checkPair
+}
+
+// A lock's own token and companions come from one allocation, and its
+// release arguments are built once.
+func TestObtainReqInit(t *testing.T) {
+	var r obtainReq
+	r.init("{user:1}:lock")
+	if !validToken(r.token) || r.value != r.token {
+		t.Fatalf("token %q value %q", r.token, r.value)
+	}
+	if want := keysFor("{user:1}:lock"); r.keys.queue != want.queue || r.keys.channel != want.channel || r.keys.waiter != want.waiter || r.keys.fence != want.fence {
+		t.Fatalf("init's keys %+v differ from keysFor's %+v", r.keys, want)
+	}
+	if got := r.keys.relKeys; len(got) != 3 || got[0] != r.key || got[1] != r.keys.queue || got[2] != r.keys.fence {
+		t.Fatalf("release KEYS %q", got)
+	}
+	if a, l := r.keys.relArgs, r.keys.leaveArgs; a[0] != r.token || a[3] != "" || l[3] != "leave" || a[1] != r.keys.waiter || a[2] != r.keys.channel {
+		t.Fatalf("release ARGV %q, leave ARGV %q", a, l)
+	}
+	var s obtainReq
+	s.init("a}b") // no companions
+	if s.keys.queue != "" || len(s.keys.relKeys) != 1 || !validToken(s.token) {
+		t.Fatalf("init(a}b) = %+v", s)
+	}
+	if r.token == s.token {
+		t.Fatal("two requests drew the same token")
+	}
 }
 
 // crc16 is Redis Cluster's key hash (CRC16-CCITT, XMODEM).

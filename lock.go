@@ -2,6 +2,7 @@ package relock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -18,13 +19,9 @@ import (
 // answers.
 type Lock struct {
 	client     *Client
-	key        string
-	keys       lockKeys
-	token      string
-	ttl        time.Duration
+	req        obtainReq // key, token, ttl and what the obtain asked for
 	fence      int64
 	obtainedAt time.Time
-	wait       *replicaWait
 	observer   Observer // nil: no events
 
 	mu sync.Mutex
@@ -45,11 +42,11 @@ type Lock struct {
 // this process and Redis, as the Redlock algorithm does.
 func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
 
-func (c *Client) newLock(req *obtainReq, fence int64, at time.Time, st *settings) (*Lock, error) {
-	l := &Lock{
-		client: c, key: req.key, keys: req.keys, token: req.token, ttl: req.ttl,
-		fence: fence, obtainedAt: at, wait: req.wait, observer: st.observer,
-	}
+// newLock makes l, whose req the obtain filled, a lock obtained no earlier
+// than at.
+func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Lock, error) {
+	req := &l.req
+	l.client, l.fence, l.obtainedAt, l.observer = c, fence, at, st.observer
 	l.validUntil = at.Add(req.ttl - drift(req.ttl))
 	if st.autoRefresh {
 		if !c.startAutoRefresh(l) {
@@ -107,7 +104,7 @@ func (l *Lock) expireLocked() bool {
 	if l.life.Err() != nil || time.Now().Before(l.validUntil) {
 		return false
 	}
-	l.end(fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.key, ErrLost))
+	l.end(fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost))
 	return true
 }
 
@@ -117,7 +114,7 @@ func (l *Lock) observe(kind EventKind, err error) {
 		return
 	}
 	now := time.Now()
-	l.observer.Observe(Event{Kind: kind, Key: l.key, Time: now, Fence: l.fence, Held: now.Sub(l.obtainedAt), TTL: l.ttl, Err: err})
+	l.observer.Observe(Event{Kind: kind, Key: l.req.key, Time: now, Fence: l.fence, Held: now.Sub(l.obtainedAt), TTL: l.req.ttl, Err: err})
 }
 
 // lifeCtx returns the lock's life context, ended first if the validity has
@@ -170,7 +167,7 @@ func (l *Lock) Key() string {
 	if l == nil {
 		return ""
 	}
-	return l.key
+	return l.req.key
 }
 
 // Token returns the random value that marks this acquisition as ours: 32
@@ -179,7 +176,7 @@ func (l *Lock) Token() string {
 	if l == nil {
 		return ""
 	}
-	return l.token
+	return l.req.token
 }
 
 // ObtainedAt returns a moment no later than when Redis set the key for us:
@@ -251,16 +248,16 @@ func (l *Lock) check(ctx context.Context, op string) error {
 		return invalid("nil context")
 	}
 	if l.client.closed.Load() {
-		return fmt.Errorf("relock: %s %q: %w", op, l.key, ErrClosed)
+		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrClosed)
 	}
 	l.mu.Lock()
 	settled := l.settled
 	l.mu.Unlock()
 	if settled {
-		return fmt.Errorf("relock: %s %q: %w", op, l.key, ErrNotHeld)
+		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("relock: %s %q: %w", op, l.key, err)
+		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, err)
 	}
 	return nil
 }
@@ -270,7 +267,7 @@ func (l *Lock) notHeld(op string) error {
 	l.mu.Lock()
 	l.settled = true
 	l.mu.Unlock()
-	err := fmt.Errorf("relock: %s %q: %w", op, l.key, ErrNotHeld)
+	err := fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
 	if l.finish(fmt.Errorf("%w: %w", ErrLost, err)) {
 		l.observe(EventLost, l.Err())
 	}
@@ -291,9 +288,9 @@ func (l *Lock) Release(ctx context.Context) error {
 
 // release deletes the key if it holds our token and ends the lock.
 func (l *Lock) release(ctx context.Context) error {
-	ok, err := l.client.path.release(ctx, l.keys, l.token, false)
+	ok, err := l.client.path.release(ctx, l.req.keys, l.req.token, false)
 	if err != nil {
-		return opError("release", l.key, err)
+		return opError("release", l.req.key, err)
 	}
 	if !ok {
 		return l.notHeld("release")
@@ -322,18 +319,21 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 
 func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	at := time.Now()
-	ok, acked, err := l.client.path.refresh(ctx, l.keys, l.token, ttl, l.wait)
+	ok, acked, err := l.client.path.refresh(ctx, l.req.keys, l.req.token, ttl, l.req.wait)
 	if err != nil {
-		err = opError("refresh", l.key, err)
-		l.observe(EventRefreshFailed, err)
+		err = opError("refresh", l.req.key, err)
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			// Not a refresh that Release, Close or the caller called off.
+			l.observe(EventRefreshFailed, err)
+		}
 		return err
 	}
 	if !ok {
 		return l.notHeld("refresh")
 	}
-	if w := l.wait; w != nil && acked < w.n {
+	if w := l.req.wait; w != nil && acked < w.n {
 		_ = l.release(context.WithoutCancel(ctx))
-		return fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.key, ErrTooFewReplicas, acked, w.n, w.timeout)
+		return fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.req.key, ErrTooFewReplicas, acked, w.n, w.timeout)
 	}
 	l.mu.Lock()
 	if !l.endedLocked() {
@@ -341,7 +341,7 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	}
 	l.mu.Unlock()
 	if l.observer != nil {
-		l.observer.Observe(Event{Kind: EventRefreshed, Key: l.key, Time: time.Now(), Fence: l.fence, TTL: ttl})
+		l.observer.Observe(Event{Kind: EventRefreshed, Key: l.req.key, Time: time.Now(), Fence: l.fence, TTL: ttl})
 	}
 	return nil
 }
@@ -353,9 +353,9 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	if err := l.check(ctx, "ttl"); err != nil {
 		return 0, err
 	}
-	d, ok, err := l.client.path.pttl(ctx, l.keys, l.token)
+	d, ok, err := l.client.path.pttl(ctx, l.req.keys, l.req.token)
 	if err != nil {
-		return 0, opError("ttl", l.key, err)
+		return 0, opError("ttl", l.req.key, err)
 	}
 	if !ok {
 		return 0, l.notHeld("ttl")

@@ -2,6 +2,8 @@ package relock
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -32,6 +34,43 @@ type obtainReq struct {
 	// has finished and its clean-up is done, so that a clean-up of one try
 	// never undoes the next try with the same token.
 	settled chan struct{}
+
+	// Storage for keys.relKeys, relArgs and leaveArgs.
+	relKeys            [3]string
+	relArgs, leaveArgs [6]string
+}
+
+// init names the request's key (with companions) and draws its token: 128
+// random bits in hex, in the same allocation as the companions' names. It
+// also builds the release script's arguments once.
+func (r *obtainReq) init(key string) {
+	var raw [16]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
+	var hx [32]byte
+	hex.Encode(hx[:], raw[:])
+	r.key = key
+	r.keys, r.token = buildKeys(key, hx[:])
+	r.value = r.token
+	if r.meta != "" {
+		r.value = r.token + "|" + r.meta
+	}
+	r.setReleaseArgs()
+}
+
+// setReleaseArgs builds the release script's KEYS and ARGV for r's keys and
+// token into r's own storage.
+func (r *obtainReq) setReleaseArgs() {
+	k := &r.keys
+	r.relKeys[0] = k.lock
+	n := 1
+	if k.queue != "" {
+		r.relKeys[1], r.relKeys[2] = k.queue, k.fence
+		n = 3
+	}
+	r.relArgs = [6]string{r.token, k.waiter, k.channel, "", leftTombstoneArg, fenceLifeArg}
+	r.leaveArgs = r.relArgs
+	r.leaveArgs[3] = "leave"
+	k.relKeys, k.relArgs, k.leaveArgs = r.relKeys[:n], r.relArgs[:], r.leaveArgs[:]
 }
 
 // queueMode says what a try does with the waiter queue when the lock is
@@ -277,15 +316,24 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 }
 
 func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error) {
-	keys := []string{k.lock}
-	if k.queue != "" {
-		keys = append(keys, k.queue, k.fence)
-	}
-	mode := ""
+	keys, args := k.relKeys, k.relArgs
 	if leave {
-		mode = "leave"
+		args = k.leaveArgs
 	}
-	r, _, err := p.run(ctx, scripts.Release, keys, nil, token, k.waiter, k.channel, mode, leftTombstoneArg, fenceLifeArg)
+	if keys == nil || args[0] != token {
+		// Not built for this token (a lock rebuilt by Attach builds them
+		// too; this is the general case).
+		keys = []string{k.lock}
+		if k.queue != "" {
+			keys = append(keys, k.queue, k.fence)
+		}
+		mode := ""
+		if leave {
+			mode = "leave"
+		}
+		args = []string{token, k.waiter, k.channel, mode, leftTombstoneArg, fenceLifeArg}
+	}
+	r, _, err := p.run(ctx, scripts.Release, keys, nil, args...)
 	if err != nil {
 		return false, err
 	}

@@ -18,7 +18,7 @@ func (c *Client) startAutoRefresh(l *Lock) bool {
 	l.stopAuto, l.autoDone = cancel, make(chan struct{})
 	l.mu.Unlock()
 	c.refreshers.Add(1)
-	go l.autoRefresh(ctx, l.ttl/3, l.autoDone)
+	go l.autoRefresh(ctx, l.req.ttl/3, l.autoDone)
 	return true
 }
 
@@ -50,8 +50,8 @@ func (l *Lock) autoRefresh(ctx context.Context, every time.Duration, done chan s
 			if l.client.life.Err() != nil {
 				// Client.Close: give the lock back rather than leave it
 				// to block others until its TTL (bounded, best effort).
-				rctx, cancel := context.WithTimeout(context.Background(), min(l.ttl, cleanupAttempt))
-				_, _ = l.client.path.release(rctx, l.keys, l.token, false)
+				rctx, cancel := context.WithTimeout(context.Background(), min(l.req.ttl, cleanupAttempt))
+				_, _ = l.client.path.release(rctx, l.req.keys, l.req.token, false)
 				cancel()
 				l.finish(ErrClosed)
 			}
@@ -61,7 +61,7 @@ func (l *Lock) autoRefresh(ctx context.Context, every time.Duration, done chan s
 		case <-t.C:
 		}
 		rctx, cancel := context.WithDeadline(ctx, l.ValidUntil())
-		err := l.refresh(rctx, l.ttl)
+		err := l.refresh(rctx, l.req.ttl)
 		cancel()
 		wait := every
 		switch {

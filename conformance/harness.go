@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -52,4 +53,61 @@ type Harness struct {
 	// than this to see a failure, and for exactly this many, when it is
 	// above zero, to see a success.
 	Replicas int
+
+	// StallReplicas makes every replica stop acknowledging writes for d
+	// (DEBUG SLEEP on each replica, or SIGSTOP then SIGCONT), and returns
+	// once the stall is in force, without waiting for it to end. It needs
+	// Replicas > 0. It makes visible on which connection a driver sends
+	// WAIT: WAIT counts only the writes of its own connection, so a WAIT
+	// on a connection that wrote nothing answers at once, stall or not.
+	// Nil skips Driver/ReplicaWaiter/SameConnection. Give it only on a
+	// backend the test owns.
+	StallReplicas func(t *testing.T, d time.Duration)
+
+	// Publish sends payload on channel, as PUBLISH does, through a
+	// connection of its own (not the driver under test), and returns once
+	// the server has answered. Nil skips the Driver/Subscriber subtests
+	// that need messages.
+	Publish func(t *testing.T, channel, payload string)
+
+	// NewSilentConn returns a driver connection, built as NewConn builds
+	// them, to a server that accepts connections and never answers a
+	// command: usually one started with SilentServer. The suite closes
+	// it. Nil skips Driver/Context/Deadline, which checks that every call
+	// returns, soon after its context's deadline, with an error matching
+	// context.DeadlineExceeded.
+	NewSilentConn func(t *testing.T) driver.Conn
+
+	// KnownFailures skips subtests that the backend is known to fail,
+	// each with the reason given (say, the issue that tracks the fix).
+	// Keys are subtest names below the test that called Run, as
+	// "Driver/Context/Deadline/Eval"; a key also covers every subtest
+	// below it. Use it only while a fix is pending: a known failure is
+	// still a broken promise.
+	KnownFailures map[string]string
+
+	// root is the name of the test that called Run.
+	root string
+}
+
+// skipKnown skips t if h.KnownFailures names it or a test above it.
+func (h Harness) skipKnown(t *testing.T) {
+	t.Helper()
+	if len(h.KnownFailures) == 0 || h.root == "" {
+		return
+	}
+	name, ok := strings.CutPrefix(t.Name(), h.root+"/")
+	if !ok {
+		return
+	}
+	for {
+		if reason, ok := h.KnownFailures[name]; ok {
+			t.Skipf("known failure (Harness.KnownFailures[%q]): %s", name, reason)
+		}
+		i := strings.LastIndexByte(name, '/')
+		if i < 0 {
+			return
+		}
+		name = name[:i]
+	}
 }

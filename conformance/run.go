@@ -15,9 +15,17 @@ import (
 // Run runs the suite against the backend that h reaches. Its subtests:
 //
 //   - Harness: the hooks h sets do what Harness documents.
-//   - Driver: the raw driver methods, reply mapping and error translation,
-//     including Driver/Scripter and Driver/Watcher for the optional
-//     capabilities.
+//   - Driver: the raw driver methods, one subtest per promise of the driver
+//     package: reply mapping and error translation; ScripterOrWatcher;
+//     ConcurrentUse; Context/Cancelled and Context/Deadline (every method
+//     honours its context, the latter on a server that never answers,
+//     through Harness.NewSilentConn); AfterClose (every method fails,
+//     none panics); and Driver/Scripter, Driver/Watcher (errors inside
+//     EXEC, EXECABORT, expiry of a watched key), Driver/ReplicaWaiter
+//     (NOSCRIPT, WAIT on the script's connection through
+//     Harness.StallReplicas) and Driver/Subscriber (delivery after Add, no
+//     loss, order, Remove, one callback at a time, Close; through
+//     Harness.Publish) for the optional capabilities.
 //   - Obtain, Release, Refresh, TTL, NoScript, WrongType, Contention,
 //     Closed, BadInput: the portable relock API over the driver. Each leaf
 //     runs once per path, as .../Script (driver.Scripter) and .../Watch
@@ -26,8 +34,8 @@ import (
 //     LostOnFlushAll, LostOnStall need the Harness hooks of those names),
 //     Client.Do, fencing numbers and replica acknowledgement.
 //   - Wake: waiters woken by a hand-over on release (driver.Subscriber),
-//     the fallback when a notification is lost, FIFO order, and no
-//     subscription left after Close.
+//     promptly (woken, not polling), the fallback when a notification is
+//     lost, FIFO order, and no subscription left after Close.
 //   - Paths/SameAnswers: where a driver has both paths, one scenario gives
 //     the same answers through each.
 func Run(t *testing.T, h Harness) {
@@ -35,6 +43,7 @@ func Run(t *testing.T, h Harness) {
 	if h.NewConn == nil {
 		t.Fatal("conformance: Harness.NewConn is nil")
 	}
+	h.root = t.Name()
 	t.Run("Harness", func(t *testing.T) { testHarness(t, h) })
 	t.Run("Driver", func(t *testing.T) { testDriver(t, h) })
 	t.Run("Obtain", func(t *testing.T) { testObtain(t, h) })
@@ -61,6 +70,7 @@ type env struct {
 }
 
 func newEnv(t *testing.T, h Harness) *env {
+	h.skipKnown(t)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return &env{t: t, h: h, prefix: "relock-conformance:" + hex.EncodeToString(b[:]) + ":"}
@@ -77,8 +87,23 @@ func (e *env) conn() driver.Conn {
 	if c == nil {
 		e.t.Fatal("conformance: Harness.NewConn returned nil")
 	}
-	e.t.Cleanup(func() { _ = c.Close() })
+	e.t.Cleanup(func() {
+		if _, panicked := callSafely(c.Close); panicked != nil {
+			e.t.Errorf("Close of the connection at the end of the subtest panicked: %v", panicked)
+		}
+	})
 	return c
+}
+
+// setWrongType plants a key of another type at key through the harness,
+// and deletes it when t ends if the harness can (a shared server keeps
+// keys without a TTL forever).
+func setWrongType(t *testing.T, h Harness, key string) {
+	t.Helper()
+	h.SetWrongType(t, key)
+	if h.Delete != nil {
+		t.Cleanup(func() { h.Delete(t, key) })
+	}
 }
 
 // advance lets d pass for the backend's TTLs.

@@ -63,6 +63,14 @@
 // context's error should stay visible through errors.Is. After Close, calls
 // should fail with an error rather than panic.
 //
+// Helpers keep this the same in every driver, so that an author writes
+// only the translation of their client's types: [ReplyKind] tells, from an
+// error reply's text, which sentinel it must match; [WrapServerError] makes
+// a client's reply error match it (keeping the client's type for
+// errors.As), and [ServerError] builds one from the text alone.
+// [WaitTimeout] checks the arguments of a replica WAIT and gives its
+// timeout in whole milliseconds, rounded up so it is never 0.
+//
 // # Time
 //
 // relock passes TTLs of at least 1 ms, in whole milliseconds. A key whose
@@ -222,7 +230,10 @@ type Subscription interface {
 	// after Add returns is delivered.
 	Add(ctx context.Context, channels ...string) error
 
-	// Remove unsubscribes from channels (UNSUBSCRIBE).
+	// Remove unsubscribes from channels (UNSUBSCRIBE). It may return
+	// before the server has confirmed, but commands go out in order on
+	// the one connection: once a later Add returns, no message published
+	// on the removed channels after that is delivered.
 	Remove(ctx context.Context, channels ...string) error
 
 	// Close ends the subscription. When it returns, onMessage is not

@@ -89,6 +89,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,6 +109,7 @@ var (
 	_ driver.Tx       = (*tx)(nil)
 
 	_ driver.ReplicaWaiter = (*Conn)(nil)
+	_ driver.Validator     = (*Conn)(nil)
 )
 
 // Driver opens go-redis connections from URLs. It is registered with relock
@@ -123,7 +125,8 @@ func (Driver) Open(dsn string) (driver.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("goredis: %w", err)
 	}
-	return &Conn{rdb: redis.NewClient(opt), owned: true}, nil
+	opt.ContextTimeoutEnabled = true
+	return newConn(redis.NewClient(opt), true), nil
 }
 
 // Conn adapts a go-redis client to relock's driver interfaces. It is safe for
@@ -132,6 +135,17 @@ type Conn struct {
 	rdb    redis.UniversalClient
 	owned  bool
 	closed atomic.Bool
+
+	// guard is set when the client does not apply a context's deadline to
+	// its sockets (ContextTimeoutEnabled off, or a client of unknown
+	// kind): calls then run in a goroutine of their own, which the caller
+	// leaves when its context ends. See "Deadlines" in the package doc.
+	guard bool
+	// abandoned counts the guarded calls still running, whether or not
+	// their caller left them; Close waits for them.
+	abandoned sync.WaitGroup
+	// abandonWait bounds that wait in Close.
+	abandonWait time.Duration
 }
 
 // Errors a Conn returns for misuse, checked with errors.Is.
@@ -146,12 +160,98 @@ var (
 
 // New returns a Conn over rdb, a client the caller built and keeps owning:
 // closing the Conn (or the relock.Client over it) leaves rdb open. When rdb
-// is nil, every method of the Conn but Close fails with ErrNilClient.
+// is nil (or a typed nil such as (*redis.Client)(nil)), relock.New rejects
+// the Conn with an error matching relock.ErrInvalidArgument and ErrNilClient
+// (see [Conn.Validate]), and every method of the Conn but Close fails with
+// ErrNilClient.
 func New(rdb redis.UniversalClient) *Conn {
 	if isNil(rdb) {
-		rdb = nil
+		return &Conn{}
 	}
-	return &Conn{rdb: rdb}
+	return newConn(rdb, false)
+}
+
+// newConn returns a Conn over rdb, which it closes if owned.
+func newConn(rdb redis.UniversalClient, owned bool) *Conn {
+	honours, wait := deadlineSettings(rdb)
+	return &Conn{rdb: rdb, owned: owned, guard: !honours, abandonWait: wait}
+}
+
+// maxAbandonWait caps how long Close waits for calls abandoned at their
+// context's end.
+const maxAbandonWait = 10 * time.Second
+
+// deadlineSettings reports whether rdb applies a context's deadline to its
+// sockets (ContextTimeoutEnabled), and how long a call left running past
+// its context's end may still take: the client's read and write timeouts
+// and a second, at most maxAbandonWait.
+func deadlineSettings(rdb redis.UniversalClient) (honours bool, abandonWait time.Duration) {
+	var read, write time.Duration
+	switch r := rdb.(type) {
+	case *redis.Client: // also what NewFailoverClient returns
+		o := r.Options()
+		honours, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+	case *redis.ClusterClient: // also what NewFailoverClusterClient returns
+		o := r.Options()
+		honours, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+	case *redis.Ring:
+		o := r.Options()
+		honours, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+	default:
+		return false, maxAbandonWait
+	}
+	if read <= 0 || write <= 0 { // no socket deadline, or go-redis's defaults
+		read, write = max(read, 3*time.Second), max(write, 3*time.Second)
+	}
+	return honours, min(read+write+time.Second, maxAbandonWait)
+}
+
+// guarded reports whether a call with ctx must run in a goroutine of its
+// own so that its caller can leave it when ctx ends: when ctx can end and
+// the client would not end the call itself (it ignores deadlines, or ctx
+// has only a cancellation, which go-redis never applies to a socket).
+func (c *Conn) guarded(ctx context.Context) bool {
+	if ctx.Done() == nil {
+		return false
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		return true
+	}
+	return c.guard
+}
+
+// result is what a guarded call returns.
+type result[T any] struct {
+	v   T
+	err error
+}
+
+// call runs f, in a goroutine of its own when c.guarded(ctx), and returns
+// its result, or ctx's error as soon as ctx ends. An abandoned f keeps
+// running until the client's own timeouts (or the client's Close) end it;
+// Conn.Close waits for it. f must not touch anything its caller reads
+// after call returns.
+func call[T any](ctx context.Context, c *Conn, f func() (T, error)) (T, error) {
+	if !c.guarded(ctx) {
+		return f()
+	}
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	done := make(chan result[T], 1)
+	c.abandoned.Add(1)
+	go func() {
+		defer c.abandoned.Done()
+		v, err := f()
+		done <- result[T]{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
 }
 
 // isNil reports whether v is nil or an interface holding a nil pointer.
@@ -161,6 +261,15 @@ func isNil(v any) bool {
 	}
 	rv := reflect.ValueOf(v)
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// Validate implements driver.Validator: it reports ErrNilClient for a Conn
+// made by New from a nil client. It sends nothing.
+func (c *Conn) Validate() error {
+	if c == nil || c.rdb == nil {
+		return ErrNilClient
+	}
+	return nil
 }
 
 // client returns the client, or why it may not be used.
@@ -177,11 +286,35 @@ func (c *Conn) client() (redis.UniversalClient, error) {
 // Close closes the go-redis client if this Conn made it (Driver.Open), and
 // does nothing to a client handed to New. Only the first call does anything;
 // later calls return nil.
+//
+// Close first waits for the calls that their callers left at their
+// context's end (see "Deadlines" in the package doc) to finish, for up to
+// the client's read and write timeouts and a second (at most 10 s). Calls
+// still running then are reported in the error; they end with the client's
+// own timeouts, or when the client is closed.
 func (c *Conn) Close() error {
-	if c.closed.Swap(true) || !c.owned || c.rdb == nil {
+	if c.closed.Swap(true) || c.rdb == nil {
 		return nil
 	}
-	return c.rdb.Close()
+	if c.owned {
+		// Closing the client ends the abandoned calls at once.
+		err := c.rdb.Close()
+		c.abandoned.Wait()
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		c.abandoned.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(c.abandonWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("goredis: calls left at their context's end still run %v after Close; they end with the client's timeouts or its Close", c.abandonWait)
+	}
 }
 
 // SetNX runs SET key value NX PX ms, with ttl in whole milliseconds. It
@@ -191,7 +324,9 @@ func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) 
 	if err != nil {
 		return false, err
 	}
-	r, err := rdb.Do(ctx, "set", key, value, "nx", "px", ttl.Milliseconds()).Result()
+	r, err := call(ctx, c, func() (any, error) {
+		return rdb.Do(ctx, "set", key, value, "nx", "px", ttl.Milliseconds()).Result()
+	})
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
@@ -210,7 +345,17 @@ func (c *Conn) Get(ctx context.Context, key string) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	return get(ctx, rdb, key)
+	r, err := call(ctx, c, func() (getResult, error) {
+		v, ok, err := get(ctx, rdb, key)
+		return getResult{v, ok}, err
+	})
+	return r.v, r.ok, err
+}
+
+// getResult is what get returns besides its error.
+type getResult struct {
+	v  string
+	ok bool
 }
 
 // Eval runs EVAL script numkeys keys... args... and returns the reply
@@ -220,7 +365,9 @@ func (c *Conn) Eval(ctx context.Context, script string, keys []string, args ...s
 	if err != nil {
 		return nil, err
 	}
-	return reply(rdb.Eval(ctx, script, keys, anys(args)...).Result())
+	return call(ctx, c, func() (any, error) {
+		return reply(rdb.Eval(ctx, script, keys, anys(args)...).Result())
+	})
 }
 
 // EvalSha runs EVALSHA sha1 numkeys keys... args.... A script unknown to the
@@ -230,7 +377,9 @@ func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...
 	if err != nil {
 		return nil, err
 	}
-	return reply(rdb.EvalSha(ctx, sha1, keys, anys(args)...).Result())
+	return call(ctx, c, func() (any, error) {
+		return reply(rdb.EvalSha(ctx, sha1, keys, anys(args)...).Result())
+	})
 }
 
 // EvalShaWait runs EVALSHA sha1 numkeys keys... args... and WAIT replicas
@@ -253,7 +402,7 @@ func (c *Conn) EvalWait(ctx context.Context, script string, keys, args []string,
 // a client that cannot pipeline the script and WAIT on one connection.
 var errWaitUnsupported = fmt.Errorf("%w: %w", relock.ErrUnsupported, errors.ErrUnsupported)
 
-func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args []string, replicas int, timeout time.Duration) (_ any, _ int, err error) {
+func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
 	rdb, err := c.client()
 	if err != nil {
 		return nil, 0, err
@@ -265,6 +414,20 @@ func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
+	type waitResult struct {
+		v     any
+		acked int
+	}
+	r, err := call(ctx, c, func() (waitResult, error) {
+		v, acked, err := evalWait(ctx, rdb, sha, script, keys, args, replicas, ms)
+		return waitResult{v, acked}, err
+	})
+	return r.v, r.acked, err
+}
+
+// evalWait sends the script and WAIT ms on one connection of rdb.
+func evalWait(ctx context.Context, rdb redis.UniversalClient, sha bool, script string, keys, args []string, replicas int, ms int64) (_ any, _ int, err error) {
+	timeout := time.Duration(ms) * time.Millisecond
 	var client *redis.Client
 	switch r := rdb.(type) {
 	case *redis.Client:
@@ -310,7 +473,7 @@ func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args
 		if err := eval.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, 0, translate(err)
 		}
-		acked = cn.Wait(ctx, replicas, time.Duration(ms)*time.Millisecond).Result
+		acked = cn.Wait(ctx, replicas, timeout).Result
 	} else {
 		var wait *redis.Cmd
 		_, _ = client.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -342,15 +505,9 @@ func movedErr(err error) bool {
 // milliseconds, rounded up: a positive timeout below 1 ms must not become
 // WAIT's 0, which blocks forever.
 func waitArgs(replicas int, timeout time.Duration) (int64, error) {
-	switch {
-	case replicas < 0:
-		return 0, fmt.Errorf("goredis: WAIT for %d replicas: replicas must not be negative", replicas)
-	case timeout <= 0:
-		return 0, fmt.Errorf("goredis: WAIT timeout %v: timeout must be positive", timeout)
-	}
-	ms := int64(timeout / time.Millisecond)
-	if timeout%time.Millisecond != 0 {
-		ms++
+	ms, err := driver.WaitTimeout(replicas, timeout)
+	if err != nil {
+		return 0, fmt.Errorf("goredis: %w", err)
 	}
 	return ms, nil
 }
@@ -359,12 +516,21 @@ func waitArgs(replicas int, timeout time.Duration) (int64, error) {
 // sends WATCH keys... on it. When fn returns without a transaction having
 // run EXEC (or with an EXEC that failed to reach the server), go-redis sends
 // UNWATCH before the connection goes back to the pool, even when ctx is
-// already done; a connection broken meanwhile is dropped, not pooled. The Tx given to fn must not be used after
-// fn returns.
+// already done; a connection broken meanwhile is dropped, not pooled. The
+// Tx given to fn must not be used after fn returns.
+//
+// When calls are guarded (see "Deadlines" in the package doc), go-redis's
+// Watch runs in a goroutine of its own and every command of the Tx is
+// handed to it, while fn itself runs in the caller's goroutine: Watch and
+// each Tx call return when ctx ends, and the goroutine finishes the
+// command in flight and the UNWATCH by itself.
 func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
 	rdb, err := c.client()
 	if err != nil {
 		return err
+	}
+	if c.guarded(ctx) {
+		return c.guardedWatch(ctx, rdb, keys, fn)
 	}
 	var fnErr error
 	called := false
@@ -379,26 +545,129 @@ func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) erro
 	return translate(err)
 }
 
+// guardedWatch is Watch with go-redis's Watch in a goroutine that runs the
+// Tx's commands, handed over one at a time.
+func (c *Conn) guardedWatch(ctx context.Context, rdb redis.UniversalClient, keys []string, fn func(driver.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var (
+		pinned  = make(chan *redis.Tx) // the goroutine's Tx, once WATCH ran
+		ops     = make(chan func())    // commands to run on the pinned connection
+		finish  = make(chan struct{})  // closed when fn returned, or Watch gave up
+		watched = make(chan error, 1)  // go-redis's Watch returned
+	)
+	c.abandoned.Add(1)
+	go func() {
+		defer c.abandoned.Done()
+		watched <- rdb.Watch(ctx, func(t *redis.Tx) error {
+			select {
+			case pinned <- t:
+			case <-finish:
+				return nil // the caller left before WATCH was answered
+			}
+			for {
+				select {
+				case op := <-ops:
+					op()
+				case <-finish:
+					return nil
+				}
+			}
+		}, keys...)
+	}()
+	var t *redis.Tx
+	select {
+	case t = <-pinned:
+	case err := <-watched: // WATCH failed
+		close(finish)
+		return translate(err)
+	case <-ctx.Done():
+		close(finish)
+		return ctx.Err()
+	}
+	x := &tx{t: t, ops: ops}
+	fnErr := fn(x)
+	x.done = true
+	close(finish)
+	if fnErr != nil {
+		return fnErr
+	}
+	select {
+	case err := <-watched:
+		return translate(err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // tx is the driver.Tx over a go-redis Tx, alive during one Watch callback.
 type tx struct {
 	t *redis.Tx
+	// ops, when not nil, is where the commands go: to the goroutine of
+	// a guarded Watch, which runs them on the pinned connection.
+	ops  chan<- func()
+	done bool // fn returned
+}
+
+// errTxDone reports a Tx used after the fn given to Watch returned.
+var errTxDone = errors.New("goredis: Tx used after its Watch function returned")
+
+// run runs op on the pinned connection: here, or in the goroutine of a
+// guarded Watch, which the caller leaves when ctx ends. op must not touch
+// anything its caller reads after run returned an error.
+func (t *tx) run(ctx context.Context, op func()) error {
+	if t.done {
+		return errTxDone
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if t.ops == nil {
+		op()
+		return nil
+	}
+	ran := make(chan struct{})
+	select {
+	case t.ops <- func() { op(); close(ran) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ran:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Get runs GET key on the pinned connection. Like every call through a Tx,
 // it does nothing and returns ctx's error when ctx is already done: the
 // pinned connection, unlike the pool, does not look at ctx by itself.
 func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
-	if err := ctx.Err(); err != nil {
+	var r result[getResult]
+	if err := t.run(ctx, func() {
+		v, ok, err := get(ctx, t.t, key)
+		r = result[getResult]{getResult{v, ok}, err}
+	}); err != nil {
 		return "", false, err
 	}
-	return get(ctx, t.t, key)
+	return r.v.v, r.v.ok, r.err
 }
 
 // Exec runs MULTI, cmds and EXEC in one round trip through TxPipelined.
 func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
-	if err := ctx.Err(); err != nil {
+	var r result[[]any]
+	if err := t.run(ctx, func() {
+		v, err := t.exec(ctx, cmds)
+		r = result[[]any]{v, err}
+	}); err != nil {
 		return nil, err
 	}
+	return r.v, r.err
+}
+
+func (t *tx) exec(ctx context.Context, cmds [][]string) ([]any, error) {
 	if len(cmds) == 0 {
 		return nil, errors.New("goredis: Exec of a transaction with no commands")
 	}
@@ -579,22 +848,10 @@ func translate(err error) error {
 	if !errors.As(err, &re) {
 		return err
 	}
-	msg := re.Error()
-	switch {
-	case strings.HasPrefix(msg, "NOSCRIPT"):
-		return &serverError{kind: driver.ErrNoScript, err: err}
-	case isWrongType(msg):
-		return &serverError{kind: driver.ErrWrongType, err: err}
+	// driver.ReplyKind classifies the reply's text (NOSCRIPT, WRONGTYPE,
+	// also raised inside a script) as every adapter does.
+	if kind := driver.ReplyKind(re.Error()); kind != nil {
+		return &serverError{kind: kind, err: err}
 	}
 	return err
-}
-
-// isWrongType recognises a WRONGTYPE reply: "WRONGTYPE Operation against
-// ..." from a command, or from a script on Redis 7 ("WRONGTYPE ... script:
-// <sha>, on @user_script:1."); "ERR Error running script (call to f_<sha>):
-// @user_script:1: WRONGTYPE ..." from a script on Redis 6 and older; "ERR
-// Error compiling script (new function): :1: WRONGTYPE ..." from miniredis.
-func isWrongType(msg string) bool {
-	return strings.HasPrefix(msg, "WRONGTYPE") ||
-		(strings.HasPrefix(msg, "ERR ") && strings.Contains(msg, ": WRONGTYPE "))
 }

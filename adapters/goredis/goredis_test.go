@@ -104,7 +104,15 @@ func newConn(t *testing.T, b adaptertest.Backend) driver.Conn {
 	return goredis.New(rdb)
 }
 
-func TestConformance(t *testing.T) { adaptertest.RunConformance(t, newConn) }
+func TestConformance(t *testing.T) {
+	// Known failure, to remove with the fix of issue #8 (branch adapters):
+	// a go-redis client applies a context's deadline to socket I/O only
+	// with Options.ContextTimeoutEnabled, so on a server that never
+	// answers every call waits for ReadTimeout (3 s) and its retries.
+	const deadline = "go-redis ignores context deadlines without Options.ContextTimeoutEnabled (issue #8, branch adapters)"
+	known := map[string]string{"Driver/Context/Deadline": deadline}
+	adaptertest.RunConformanceKnown(t, newConn, adaptertest.Known{"miniredis": known, "redis": known, "private": known})
+}
 
 // recorder is a go-redis hook that records the arguments of every command
 // the client sends, pipelines included.
@@ -939,9 +947,20 @@ func (redisError) RedisError()     {}
 func TestNewNilFailsWithoutPanic(t *testing.T) {
 	ctx := context.Background()
 	for name, c := range map[string]*goredis.Conn{
-		"nil":       goredis.New(nil),
-		"typed nil": goredis.New((*redis.Client)(nil)),
+		"nil":               goredis.New(nil),
+		"typed nil":         goredis.New((*redis.Client)(nil)),
+		"typed nil cluster": goredis.New((*redis.ClusterClient)(nil)),
+		"typed nil ring":    goredis.New((*redis.Ring)(nil)),
 	} {
+		if err := c.Validate(); !errors.Is(err, goredis.ErrNilClient) {
+			t.Errorf("%s: Validate = %v, want ErrNilClient", name, err)
+		}
+		if l, err := relock.New(c); !errors.Is(err, relock.ErrInvalidArgument) || !errors.Is(err, goredis.ErrNilClient) {
+			if l != nil {
+				_ = l.Close()
+			}
+			t.Errorf("%s: relock.New = %v, want an error matching relock.ErrInvalidArgument and goredis.ErrNilClient", name, err)
+		}
 		if _, err := c.SetNX(ctx, "k", "v", time.Second); !errors.Is(err, goredis.ErrNilClient) {
 			t.Errorf("%s: SetNX = %v, want ErrNilClient", name, err)
 		}

@@ -3,8 +3,11 @@ package goredis
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -16,7 +19,15 @@ var _ driver.Subscriber = (*Conn)(nil)
 
 // Subscribe opens a go-redis PubSub (one connection of its own, which
 // go-redis re-dials and re-subscribes after a failure) and delivers its
-// messages to onMessage from one goroutine, which Close ends.
+// messages to onMessage from one goroutine, which Close ends. Subscribe
+// itself sends nothing: the connection is made by the first Add.
+//
+// go-redis writes SUBSCRIBE and UNSUBSCRIBE within its WriteTimeout, and
+// dials and says HELLO within its DialTimeout and ReadTimeout, whatever the
+// context says; so Add and Remove run them in a goroutine of their own and
+// return when their context ends, as guarded calls do. Close waits for
+// that goroutine, and for the receiving one, which go-redis may hold for up
+// to those timeouts while it reconnects to a server that does not answer.
 func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload string)) (driver.Subscription, error) {
 	rdb, err := c.client()
 	if err != nil {
@@ -25,7 +36,10 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	sctx, cancel := context.WithCancel(context.Background())
 	s := &subscription{
+		ctx:       sctx,
+		cancel:    cancel,
 		ps:        rdb.Subscribe(ctx),
 		onMessage: onMessage,
 		pending:   map[string][]*pendingAdd{},
@@ -37,6 +51,9 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 }
 
 type subscription struct {
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	calls     sync.WaitGroup // the goroutines of Add and Remove
 	ps        *redis.PubSub
 	onMessage func(channel, payload string)
 
@@ -53,10 +70,20 @@ func (s *subscription) receive() {
 	defer close(s.done)
 	var wait backoff.Backoff
 	for {
-		msg, err := s.ps.Receive(context.Background())
+		// Each read is cut after receivePoll, so that Close need not
+		// wait for go-redis's own timeouts; a quiet connection is kept
+		// (ReceiveTimeout does not count a timeout as a broken
+		// connection). The context's deadline also bounds a reconnection
+		// on a client with ContextTimeoutEnabled.
+		ctx, cancel := context.WithTimeout(s.ctx, receivePoll)
+		msg, err := s.ps.ReceiveTimeout(ctx, receivePoll)
+		cancel()
 		if err != nil {
-			if s.closed.Load() || errors.Is(err, redis.ErrClosed) {
+			if s.closed.Load() || errors.Is(err, redis.ErrClosed) || s.ctx.Err() != nil {
 				return // we, or the user's client, closed it
+			}
+			if isTimeout(err) {
+				continue // nothing arrived, or a reconnection was cut short
 			}
 			var refused redis.Error
 			if errors.As(err, &refused) {
@@ -82,6 +109,16 @@ func (s *subscription) receive() {
 			}
 		}
 	}
+}
+
+// receivePoll bounds each read of the subscription connection.
+const receivePoll = time.Second
+
+// isTimeout reports whether err is a read or dial that ran out of time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
 }
 
 func (s *subscription) confirm(channel string) {
@@ -126,7 +163,7 @@ func (s *subscription) Add(ctx context.Context, channels ...string) error {
 		s.pending[ch] = append(s.pending[ch], confirmed[i])
 	}
 	s.mu.Unlock()
-	if err := s.ps.Subscribe(ctx, channels...); err != nil {
+	if err := s.send(ctx, func() error { return s.ps.Subscribe(ctx, channels...) }); err != nil {
 		return translate(err)
 	}
 	for _, c := range confirmed {
@@ -149,7 +186,30 @@ func (s *subscription) Remove(ctx context.Context, channels ...string) error {
 	if s.closed.Load() {
 		return errSubscriptionClosed
 	}
-	return translate(s.ps.Unsubscribe(ctx, channels...))
+	return translate(s.send(ctx, func() error { return s.ps.Unsubscribe(ctx, channels...) }))
+}
+
+// send runs f, a write on the PubSub's connection, in a goroutine of its
+// own and returns its error, or ctx's as soon as ctx ends.
+func (s *subscription) send(ctx context.Context, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ctx.Done() == nil {
+		return f()
+	}
+	done := make(chan error, 1)
+	s.calls.Add(1)
+	go func() {
+		defer s.calls.Done()
+		done <- f()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Close closes the PubSub and waits for the receiving goroutine to end.
@@ -159,7 +219,9 @@ func (s *subscription) Close() error {
 		return nil
 	}
 	close(s.stop)
+	s.cancel()
 	err := s.ps.Close()
 	<-s.done
+	s.calls.Wait()
 	return err
 }

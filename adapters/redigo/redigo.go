@@ -52,7 +52,6 @@ import (
 	"os"
 	"reflect"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -89,6 +88,7 @@ var (
 	_ driver.Driver   = Driver{}
 
 	_ driver.ReplicaWaiter = (*Conn)(nil)
+	_ driver.Validator     = (*Conn)(nil)
 )
 
 // Conn is a relock driver connection over a redigo Pool. It is safe for
@@ -101,13 +101,32 @@ type Conn struct {
 
 // New returns a Conn that runs commands on connections from p, usually a
 // *redis.Pool. The caller keeps ownership of p: Conn.Close (and so
-// relock.Client.Close) does not close it. When p is nil, every method of
-// the returned Conn but Close fails with ErrNilPool.
+// relock.Client.Close) does not close it. When p is nil (or a typed nil),
+// relock.New rejects the Conn with an error matching
+// relock.ErrInvalidArgument and ErrNilPool (see [Conn.Validate]), and every
+// method of the Conn but Close fails with ErrNilPool.
 func New(p Pool) *Conn {
 	if isNil(p) {
 		p = nil
 	}
 	return &Conn{pool: p}
+}
+
+// ErrNoDial reports a *redis.Pool with neither Dial nor DialContext set,
+// which can never make a connection.
+var ErrNoDial = errors.New("relock/redigo: pool has neither Dial nor DialContext")
+
+// Validate implements driver.Validator: it reports ErrNilPool for a Conn
+// made by New from a nil pool, and ErrNoDial for a *redis.Pool without a
+// dial function. It sends nothing.
+func (c *Conn) Validate() error {
+	if c == nil || c.pool == nil {
+		return ErrNilPool
+	}
+	if p, ok := c.pool.(*redis.Pool); ok && p.Dial == nil && p.DialContext == nil {
+		return ErrNoDial
+	}
+	return nil
 }
 
 // isNil reports whether p is nil or an interface holding a nil pointer,
@@ -333,15 +352,9 @@ func (c *Conn) evalWait(ctx context.Context, cmd, script string, keys, args []st
 // milliseconds, rounded up: a positive timeout below 1 ms must not become
 // WAIT's 0, which blocks forever.
 func waitArgs(replicas int, timeout time.Duration) (int64, error) {
-	switch {
-	case replicas < 0:
-		return 0, fmt.Errorf("relock/redigo: WAIT for %d replicas: replicas must not be negative", replicas)
-	case timeout <= 0:
-		return 0, fmt.Errorf("relock/redigo: WAIT timeout %v: timeout must be positive", timeout)
-	}
-	ms := int64(timeout / time.Millisecond)
-	if timeout%time.Millisecond != 0 {
-		ms++
+	ms, err := driver.WaitTimeout(replicas, timeout)
+	if err != nil {
+		return 0, fmt.Errorf("relock/redigo: %w", err)
 	}
 	return ms, nil
 }
@@ -391,12 +404,10 @@ func translate(ctx context.Context, err error) error {
 	}
 	var re redis.Error
 	if errors.As(err, &re) {
-		msg := string(re)
-		switch {
-		case strings.HasPrefix(msg, "NOSCRIPT"):
-			return &serverError{sentinel: driver.ErrNoScript, reply: re}
-		case isWrongType(msg):
-			return &serverError{sentinel: driver.ErrWrongType, reply: re}
+		// driver.ReplyKind classifies the reply's text (NOSCRIPT,
+		// WRONGTYPE, also raised inside a script) as every adapter does.
+		if kind := driver.ReplyKind(string(re)); kind != nil {
+			return &serverError{sentinel: kind, reply: re}
 		}
 		return err
 	}
@@ -418,16 +429,6 @@ func ctxErr(ctx context.Context, err error) error {
 		return context.DeadlineExceeded
 	}
 	return nil
-}
-
-// isWrongType reports whether a server error is a WRONGTYPE error. Redis
-// 7 replies "WRONGTYPE Operation against a key holding the wrong kind of
-// value" to commands and to scripts alike (with " script: ..." appended for
-// a script); older servers and miniredis wrap an error raised inside a
-// script as "ERR Error running script ...: WRONGTYPE ...".
-func isWrongType(msg string) bool {
-	return strings.HasPrefix(msg, "WRONGTYPE") ||
-		strings.Contains(msg, "WRONGTYPE Operation against a key")
 }
 
 // Watch takes one connection from the pool, runs WATCH keys... on it and

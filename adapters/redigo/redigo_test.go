@@ -609,17 +609,38 @@ func TestNilPool(t *testing.T) {
 					t.Errorf("call %d: %v; want redigo.ErrNilPool", i+1, err)
 				}
 			}
-			client, err := relock.New(c)
-			if err != nil {
-				t.Fatal(err)
+			if err := c.Validate(); !errors.Is(err, redigo.ErrNilPool) {
+				t.Errorf("Validate: %v; want redigo.ErrNilPool", err)
 			}
-			if _, err := client.TryObtain(ctx, "k", time.Second); !errors.Is(err, redigo.ErrNilPool) {
-				t.Errorf("Obtain: %v; want redigo.ErrNilPool", err)
+			if client, err := relock.New(c); !errors.Is(err, relock.ErrInvalidArgument) || !errors.Is(err, redigo.ErrNilPool) {
+				if client != nil {
+					_ = client.Close()
+				}
+				t.Errorf("relock.New: %v; want an error matching relock.ErrInvalidArgument and redigo.ErrNilPool", err)
 			}
 			if err := c.Close(); err != nil {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// TestPoolWithoutDial checks that relock.New rejects a pool that can never
+// dial, before anything is sent, and accepts a pool with either dial
+// function.
+func TestPoolWithoutDial(t *testing.T) {
+	if _, err := relock.New(redigo.New(&redis.Pool{MaxIdle: 1})); !errors.Is(err, relock.ErrInvalidArgument) || !errors.Is(err, redigo.ErrNoDial) {
+		t.Fatalf("relock.New over a pool without a dial function: %v; want relock.ErrInvalidArgument and redigo.ErrNoDial", err)
+	}
+	for name, p := range map[string]*redis.Pool{
+		"Dial":        {Dial: func() (redis.Conn, error) { return nil, errors.New("unused") }},
+		"DialContext": {DialContext: func(context.Context) (redis.Conn, error) { return nil, errors.New("unused") }},
+	} {
+		c, err := relock.New(redigo.New(p))
+		if err != nil {
+			t.Fatalf("relock.New over a pool with %s: %v", name, err)
+		}
+		_ = c.Close()
 	}
 }
 

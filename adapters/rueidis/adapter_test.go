@@ -572,9 +572,22 @@ func TestClose(t *testing.T) {
 	})
 
 	t.Run("NilClient", func(t *testing.T) {
-		for _, conn := range []*rueidisadapter.Conn{rueidisadapter.New(nil), nil} {
-			if _, err := conn.SetNX(ctx, "k", "v", time.Second); err == nil {
-				t.Error("SetNX on a nil client succeeded")
+		// An interface holding a nil pointer is as nil as nil itself.
+		var typedNil rueidis.Client = (*nilClient)(nil)
+		for _, conn := range []*rueidisadapter.Conn{rueidisadapter.New(nil), rueidisadapter.New(typedNil), nil} {
+			if err := conn.Validate(); !errors.Is(err, rueidisadapter.ErrNilClient) {
+				t.Errorf("Validate: %v; want ErrNilClient", err)
+			}
+			if conn != nil {
+				if l, err := relock.New(conn); !errors.Is(err, relock.ErrInvalidArgument) || !errors.Is(err, rueidisadapter.ErrNilClient) {
+					if l != nil {
+						_ = l.Close()
+					}
+					t.Errorf("relock.New: %v; want an error matching relock.ErrInvalidArgument and ErrNilClient", err)
+				}
+			}
+			if _, err := conn.SetNX(ctx, "k", "v", time.Second); !errors.Is(err, rueidisadapter.ErrNilClient) {
+				t.Errorf("SetNX on a nil client: %v; want ErrNilClient", err)
 			}
 			if _, _, err := conn.Get(ctx, "k"); err == nil {
 				t.Error("Get on a nil client succeeded")
@@ -600,6 +613,10 @@ func TestClose(t *testing.T) {
 		}
 	})
 }
+
+// nilClient is a rueidis.Client implementation for the typed-nil test; its
+// methods are never called.
+type nilClient struct{ rueidis.Client }
 
 // serverConns counts the server's connections named name (CLIENT LIST) on
 // Redis. miniredis has no CLIENT LIST, so there it counts all connections.

@@ -2,7 +2,6 @@ package rueidisadapter
 
 import (
 	"sort"
-	"strings"
 
 	"github.com/redis/rueidis"
 
@@ -90,23 +89,12 @@ func translate(err error) error {
 	if !ok {
 		return err
 	}
-	text := re.Error()
-	switch {
-	case strings.HasPrefix(text, "NOSCRIPT"):
-		return &replyError{sentinel: driver.ErrNoScript, err: re}
-	case isWrongType(text):
-		return &replyError{sentinel: driver.ErrWrongType, err: re}
+	// driver.ReplyKind classifies the reply's text (NOSCRIPT, WRONGTYPE,
+	// also raised inside a script) as every adapter does.
+	if kind := driver.ReplyKind(re.Error()); kind != nil {
+		return &replyError{sentinel: kind, err: re}
 	}
 	return err
-}
-
-// isWrongType recognises a WRONGTYPE reply: plain (a command, or a script on
-// Redis 7, "WRONGTYPE Operation against ... script: <sha>, on
-// @user_script:1.") or inside a script error ("ERR Error running script
-// ...: @user_script:1: WRONGTYPE ..." on Redis 6, "ERR Error compiling
-// script (new function): :1: WRONGTYPE ..." on miniredis).
-func isWrongType(text string) bool {
-	return strings.HasPrefix(text, "WRONGTYPE") || strings.Contains(text, ": WRONGTYPE ")
 }
 
 // replyError is an error reply that also matches a driver sentinel.

@@ -15,8 +15,6 @@ import (
 	"github.com/relock-go/relock/internal/backoff"
 )
 
-var _ driver.Subscriber = (*Conn)(nil)
-
 // Reconnection of a subscription.
 const (
 	// healthyAfter is how long a connection must have lived for the
@@ -62,6 +60,7 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 	}
 	stopCtx, cancel := context.WithCancel(context.Background())
 	s := &subscription{
+		conn:      c,
 		client:    cl,
 		onMessage: onMessage,
 		sem:       make(chan struct{}, 1),
@@ -84,6 +83,7 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 
 // subscription is the driver.Subscription of Conn.Subscribe.
 type subscription struct {
+	conn      *Conn
 	client    rueidis.Client
 	onMessage func(channel, payload string)
 
@@ -187,10 +187,10 @@ func (l *link) close() {
 
 // connect pins a connection and sets its hooks. It does not subscribe.
 func (s *subscription) connect(ctx context.Context) (*link, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err // Dedicate waits for a connection without a context
+	dc, _, err := s.conn.dedicate(ctx, s.client) // dc.Close releases it too
+	if err != nil {
+		return nil, err
 	}
-	dc, _ := s.client.Dedicate() // dc.Close releases it too
 	l := &link{dc: dc, gone: make(chan struct{}), broken: make(chan struct{})}
 	l.errs = dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: l.deliver(s.onMessage)})
 	// A connection that could not be made reports it at once.

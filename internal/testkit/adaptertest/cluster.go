@@ -19,7 +19,10 @@ import (
 // ClusterHarness is the conformance harness over cluster c, with conns from
 // newConn. Hooks that act on a whole server act on every node (each has its
 // own script cache) or every primary (FLUSHALL, CLIENT PAUSE: replicas
-// follow); HSET and DEL go to the key's primary. Each primary has one
+// follow); HSET and DEL go to the key's primary, PUBLISH to any node;
+// StallReplicas puts every replica to sleep (DEBUG SLEEP, shorter than the
+// cluster's node timeout, so no node is taken for failed). NewSilentConn
+// is not given. Each primary has one
 // replica, so Replicas is 1. The hooks assume no failover during the suite.
 func ClusterHarness(c *testredis.Cluster, newConn func(t *testing.T) driver.Conn) conformance.Harness {
 	nodes, primaries := c.Nodes(), c.Primaries()
@@ -40,12 +43,17 @@ func ClusterHarness(c *testredis.Cluster, newConn func(t *testing.T) driver.Conn
 		FlushScripts: func(t *testing.T) { onEach(t, nodes, "SCRIPT", "FLUSH") },
 		SetWrongType: func(t *testing.T, key string) { onKey(t, key, "HSET", key, "f", "v") },
 		Delete:       func(t *testing.T, key string) { onKey(t, key, "DEL", key) },
-		FlushAll:     func(t *testing.T) { onEach(t, primaries, "FLUSHALL") },
+		// A cluster forwards PUBLISH to every node.
+		Publish: func(t *testing.T, channel, payload string) {
+			onEach(t, primaries[:1], "PUBLISH", channel, payload)
+		},
+		FlushAll: func(t *testing.T) { onEach(t, primaries, "FLUSHALL") },
 		PauseWrites: func(t *testing.T, d time.Duration) {
 			ms := (d + time.Millisecond - 1) / time.Millisecond
 			onEach(t, primaries, "CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE")
 		},
-		Replicas: 1,
+		StallReplicas: func(t *testing.T, d time.Duration) { stall(t, d, c.Replicas()...) },
+		Replicas:      1,
 	}
 }
 

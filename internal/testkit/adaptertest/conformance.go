@@ -26,8 +26,9 @@ type NewConnFunc func(t *testing.T, b Backend) driver.Conn
 // ServerHarness is the conformance harness over b: every NewConn reaches
 // it through newConn. The hooks send their commands through testredis's own
 // RESP client, not the adapter's; on a miniredis, Advance fast-forwards it.
-// FlushAll, PauseWrites and Replicas are left for the caller, who knows
-// what it may do to the server.
+// NewSilentConn is newConn to a conformance.SilentServer. FlushAll,
+// PauseWrites, Replicas and StallReplicas are left for the caller, who
+// knows what it may do to the server.
 func ServerHarness(b Backend, newConn NewConnFunc) conformance.Harness {
 	addr := b.Addr
 	h := conformance.Harness{
@@ -35,6 +36,10 @@ func ServerHarness(b Backend, newConn NewConnFunc) conformance.Harness {
 		FlushScripts: func(t *testing.T) { mustDo(t, addr, "SCRIPT", "FLUSH") },
 		SetWrongType: func(t *testing.T, key string) { mustDo(t, addr, "HSET", key, "f", "v") },
 		Delete:       func(t *testing.T, key string) { mustDo(t, addr, "DEL", key) },
+		Publish:      func(t *testing.T, channel, payload string) { mustDo(t, addr, "PUBLISH", channel, payload) },
+		NewSilentConn: func(t *testing.T) driver.Conn {
+			return newConn(t, Backend{Addr: conformance.SilentServer(t)})
+		},
 	}
 	if m := b.Mini; m != nil {
 		h.Advance = func(_ *testing.T, d time.Duration) { m.FastForward(d) }
@@ -42,35 +47,88 @@ func ServerHarness(b Backend, newConn NewConnFunc) conformance.Harness {
 	return h
 }
 
+// Known lists the conformance subtests an adapter is known to fail on
+// each backend of RunConformance ("miniredis", "redis", "private"), as
+// Harness.KnownFailures: subtest name to reason. Every entry stands for a
+// pending fix; remove it with the fix.
+type Known map[string]map[string]string
+
 // RunConformance runs the conformance suite through newConn against a
 // fresh miniredis (with Advance and FlushAll), the shared real server
 // (neither FlushAll nor PauseWrites: other tests use it), and a private
 // server with one replica (every hook).
-func RunConformance(t *testing.T, newConn NewConnFunc) {
+func RunConformance(t *testing.T, newConn NewConnFunc) { RunConformanceKnown(t, newConn, nil) }
+
+// RunConformanceKnown is RunConformance that skips, by name and with
+// their reason, the subtests known lists for each backend.
+func RunConformanceKnown(t *testing.T, newConn NewConnFunc, known Known) {
 	t.Run("miniredis", func(t *testing.T) {
 		// One server for the whole run, so that the connections of one
 		// subtest (and of all of them) share their data.
-		m := miniredis.RunT(t)
-		h := ServerHarness(Backend{Addr: m.Addr(), Mini: m}, newConn)
-		h.FlushAll = func(t *testing.T) { mustDo(t, m.Addr(), "FLUSHALL") }
+		h := MiniHarness(t, newConn)
+		h.KnownFailures = known["miniredis"]
 		conformance.Run(t, h)
 	})
 	t.Run("redis", func(t *testing.T) {
-		conformance.Run(t, ServerHarness(Backend{Addr: testredis.Addr(t)}, newConn))
-	})
-	t.Run("private", func(t *testing.T) {
-		srv := testredis.Start(t)
-		testredis.StartReplica(t, srv)
-		h := ServerHarness(Backend{Addr: srv.Addr()}, newConn)
-		h.FlushAll = func(t *testing.T) { mustDo(t, srv.Addr(), "FLUSHALL") }
-		h.PauseWrites = func(t *testing.T, d time.Duration) {
-			// CLIENT PAUSE ms WRITE answers at once.
-			ms := (d + time.Millisecond - 1) / time.Millisecond
-			mustDo(t, srv.Addr(), "CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE")
-		}
-		h.Replicas = 1
+		h := ServerHarness(Backend{Addr: testredis.Addr(t)}, newConn)
+		h.KnownFailures = known["redis"]
 		conformance.Run(t, h)
 	})
+	t.Run("private", func(t *testing.T) {
+		h, _ := PrivateHarness(t, newConn)
+		h.KnownFailures = known["private"]
+		conformance.Run(t, h)
+	})
+}
+
+// MiniHarness is ServerHarness over a fresh miniredis, stopped when t
+// ends, with FlushAll.
+func MiniHarness(t *testing.T, newConn NewConnFunc) conformance.Harness {
+	m := miniredis.RunT(t)
+	h := ServerHarness(Backend{Addr: m.Addr(), Mini: m}, newConn)
+	h.FlushAll = func(t *testing.T) { mustDo(t, m.Addr(), "FLUSHALL") }
+	return h
+}
+
+// PrivateHarness is ServerHarness over a private server with one replica,
+// both stopped when t ends (skipping t without a redis-server binary), with
+// every hook: FlushAll, PauseWrites (CLIENT PAUSE on the primary),
+// StallReplicas (DEBUG SLEEP on the replica) and Replicas = 1. It returns
+// the primary too.
+func PrivateHarness(t *testing.T, newConn NewConnFunc) (conformance.Harness, *testredis.Server) {
+	srv := testredis.Start(t)
+	replica := testredis.StartReplica(t, srv)
+	h := ServerHarness(Backend{Addr: srv.Addr()}, newConn)
+	h.FlushAll = func(t *testing.T) { mustDo(t, srv.Addr(), "FLUSHALL") }
+	h.PauseWrites = func(t *testing.T, d time.Duration) {
+		// CLIENT PAUSE ms WRITE answers at once.
+		ms := (d + time.Millisecond - 1) / time.Millisecond
+		mustDo(t, srv.Addr(), "CLIENT", "PAUSE", strconv.FormatInt(int64(ms), 10), "WRITE")
+	}
+	h.StallReplicas = func(t *testing.T, d time.Duration) { stall(t, d, replica) }
+	h.Replicas = 1
+	return h, srv
+}
+
+// stall makes each replica sleep for d (DEBUG SLEEP), and returns once
+// they sleep; t's clean-up waits until they are awake again.
+func stall(t *testing.T, d time.Duration, replicas ...*testredis.Server) {
+	t.Helper()
+	for _, r := range replicas {
+		slept := make(chan error, 1)
+		go func() {
+			_, err := r.Do("DEBUG", "SLEEP", strconv.FormatFloat(d.Seconds(), 'f', 3, 64))
+			slept <- err
+		}()
+		t.Cleanup(func() {
+			if err := <-slept; err != nil {
+				t.Errorf("DEBUG SLEEP on the replica %s: %v", r.Addr(), err)
+			}
+		})
+	}
+	// The command is on its way; give the replica a moment to start
+	// sleeping (a loopback round trip is far shorter).
+	time.Sleep(100 * time.Millisecond)
 }
 
 // mustDo sends one command to the server at addr and fails t on an error.

@@ -120,10 +120,16 @@ func testWake(t *testing.T, h Harness) {
 			ws = append(ws, s.startWaiter(k, bg()))
 		}
 		for i, w := range ws {
+			before := tries(w.probe)
 			if err := held.Release(bg()); err != nil {
 				t.Fatalf("Release: %v", err)
 			}
 			held = w.wait(t, "a queued waiter")
+			// Promptness: the lock was handed over and the waiter woken by
+			// the notification; a waiter that polled made a try.
+			if n := tries(w.probe) - before; n != 0 {
+				t.Fatalf("waiter %d made %d tries after the release: it polled instead of being woken by the hand-over", i, n)
+			}
 			for j, other := range ws[i+1:] {
 				select {
 				case r := <-other.got:

@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"context"
 	"errors"
 	"reflect"
 	"testing"
@@ -78,7 +77,7 @@ func testDriver(t *testing.T, h Harness) {
 		}
 		e, c := raw(t)
 		k := e.key("hash")
-		h.SetWrongType(t, k)
+		setWrongType(t, h, k)
 		_, _, err := c.Get(bg(), k)
 		wantIs(t, "Get of a hash", err, driver.ErrWrongType)
 		ok, err := c.SetNX(bg(), k, "v", time.Second)
@@ -86,23 +85,22 @@ func testDriver(t *testing.T, h Harness) {
 			t.Fatalf("SetNX on a hash = %v, %v; want false, nil (SET NX finds the key)", ok, err)
 		}
 	})
-	t.Run("CancelledContext", func(t *testing.T) {
-		e, c := raw(t)
-		ctx, cancel := context.WithCancel(bg())
-		cancel()
-		k := e.key("k")
-		_, err := c.SetNX(ctx, k, "v", time.Second)
-		wantIs(t, "SetNX with a cancelled context", err, context.Canceled)
-		_, _, err = c.Get(ctx, k)
-		wantIs(t, "Get with a cancelled context", err, context.Canceled)
-	})
 	t.Run("CloseTwice", func(t *testing.T) {
 		_, c := raw(t)
-		_ = c.Close()
-		_ = c.Close() // must not panic
+		for i := range 2 {
+			if _, panicked := callSafely(c.Close); panicked != nil {
+				t.Fatalf("Close number %d panicked: %v", i+1, panicked)
+			}
+		}
 	})
+	t.Run("ScripterOrWatcher", func(t *testing.T) { testScripterOrWatcher(t, h) })
+	t.Run("ConcurrentUse", func(t *testing.T) { testConcurrentUse(t, h) })
+	t.Run("Context", func(t *testing.T) { testContext(t, h) })
+	t.Run("AfterClose", func(t *testing.T) { testAfterClose(t, h) })
 	t.Run("Scripter", func(t *testing.T) { testScripter(t, h) })
 	t.Run("Watcher", func(t *testing.T) { testWatcher(t, h) })
+	t.Run("ReplicaWaiter", func(t *testing.T) { testReplicaWaiter(t, h) })
+	t.Run("Subscriber", func(t *testing.T) { testSubscriber(t, h) })
 }
 
 // capable returns a fresh env, its connection and the connection's
@@ -183,7 +181,7 @@ func testScripter(t *testing.T, h Harness) {
 		}
 		e, _, s := scripter(t, h)
 		k := e.key("hash")
-		h.SetWrongType(t, k)
+		setWrongType(t, h, k)
 		_, err := s.Eval(bg(), "return redis.call('GET', KEYS[1])", []string{k})
 		wantIs(t, "a script that GETs a hash", err, driver.ErrWrongType)
 	})
@@ -195,6 +193,7 @@ func testScripter(t *testing.T, h Harness) {
 		}
 		wantNotIs(t, "a plain error reply", err, driver.ErrNoScript, driver.ErrWrongType)
 	})
+	t.Run("ScriptErrorIsNotNoScript", func(t *testing.T) { testScriptErrorIsNotNoScript(t, h) })
 }
 
 func watcher(t *testing.T, h Harness) (*env, driver.Conn, driver.Watcher) {
@@ -286,4 +285,9 @@ func testWatcher(t *testing.T, h Harness) {
 			}
 		}
 	})
+	t.Run("GetWrongType", func(t *testing.T) { testTxGetWrongType(t, h) })
+	t.Run("ErrorInsideExec", func(t *testing.T) { testErrorInsideExec(t, h) })
+	t.Run("QueueError", func(t *testing.T) { testQueueError(t, h) })
+	t.Run("ExpiryAborts", func(t *testing.T) { testExpiryAborts(t, h) })
+	t.Run("RelockCommands", func(t *testing.T) { testRelockCommands(t, h) })
 }

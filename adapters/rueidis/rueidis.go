@@ -105,6 +105,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,11 +126,19 @@ var (
 	_ driver.Driver   = Driver{}
 
 	_ driver.ReplicaWaiter = (*Conn)(nil)
+	_ driver.Subscriber    = (*Conn)(nil)
+	_ driver.Validator     = (*Conn)(nil)
 )
 
+// Errors a Conn returns for misuse, checked with errors.Is.
 var (
-	errNilClient = errors.New("rueidisadapter: nil rueidis.Client")
-	errClosed    = fmt.Errorf("rueidisadapter: use of closed Conn: %w", net.ErrClosed)
+	// ErrNilClient reports a call on a Conn that New made from a nil
+	// rueidis.Client (including an interface holding a nil pointer).
+	ErrNilClient = errors.New("rueidisadapter: nil rueidis.Client")
+
+	// ErrClosed reports a call on a Conn after its Close. It also
+	// matches net.ErrClosed.
+	ErrClosed = fmt.Errorf("rueidisadapter: use of closed Conn: %w", net.ErrClosed)
 )
 
 // unwatchTimeout bounds the UNWATCH sent when a Watch callback returns
@@ -136,19 +146,96 @@ var (
 const unwatchTimeout = time.Second
 
 // Conn is a relock driver connection over a rueidis.Client. It implements
-// driver.Conn, driver.Scripter and driver.Watcher, and is safe for
-// concurrent use, as the rueidis.Client it wraps is.
+// driver.Conn, driver.Scripter, driver.Watcher, driver.ReplicaWaiter,
+// driver.Subscriber and driver.Validator, and is safe for concurrent use,
+// as the rueidis.Client it wraps is.
 type Conn struct {
 	client rueidis.Client
 	owned  bool // Close closes client
 	closed atomic.Bool
+	// pinning counts the Dedicate calls still running, whether or not
+	// their caller left them at its context's end; Close waits for them.
+	pinning sync.WaitGroup
+}
+
+// maxPinWait bounds how long Close waits for Dedicate calls that their
+// callers left: rueidis gives up a connection within its Dialer.Timeout
+// (5 s by default) and ConnWriteTimeout (10 s by default).
+const maxPinWait = 15 * time.Second
+
+// dedicate pins one connection of cl with Dedicate, which takes no context
+// and may dial: against a server that does not answer it waits for
+// rueidis's own timeouts. So it runs in a goroutine of its own, and
+// dedicate returns ctx's error as soon as ctx ends; the goroutine then
+// gives the connection back as soon as it gets one.
+func (c *Conn) dedicate(ctx context.Context, cl rueidis.Client) (rueidis.DedicatedClient, func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if ctx.Done() == nil {
+		dc, release := cl.Dedicate()
+		return dc, release, nil
+	}
+	type pinned struct {
+		dc      rueidis.DedicatedClient
+		release func()
+	}
+	got := make(chan pinned, 1)
+	left := make(chan struct{})
+	c.pinning.Add(1)
+	go func() {
+		defer c.pinning.Done()
+		dc, release := cl.Dedicate()
+		select {
+		case got <- pinned{dc, release}:
+		case <-left:
+			release()
+		}
+	}()
+	select {
+	case p := <-got:
+		return p.dc, p.release, nil
+	case <-ctx.Done():
+		close(left)
+		// The goroutine may have sent just now.
+		select {
+		case p := <-got:
+			p.release()
+		default:
+		}
+		return nil, nil, ctx.Err()
+	}
 }
 
 // New returns a Conn over c. The caller keeps ownership of c: Conn.Close
-// leaves it open, and the caller closes it after the last use. A nil c gives
-// a Conn whose methods return an error.
+// leaves it open, and the caller closes it after the last use. When c is
+// nil (or an interface holding a nil pointer), relock.New rejects the Conn
+// with an error matching relock.ErrInvalidArgument and ErrNilClient (see
+// [Conn.Validate]), and every method of the Conn but Close fails with
+// ErrNilClient.
 func New(c rueidis.Client) *Conn {
+	if isNil(c) {
+		c = nil
+	}
 	return &Conn{client: c}
+}
+
+// isNil reports whether v is nil or an interface holding a nil pointer.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// Validate implements driver.Validator: it reports ErrNilClient for a Conn
+// made by New from a nil client. It sends nothing.
+func (c *Conn) Validate() error {
+	if c == nil || c.client == nil {
+		return ErrNilClient
+	}
+	return nil
 }
 
 // Driver opens Conns from redis:// and rediss:// URLs. It is registered with
@@ -180,9 +267,9 @@ func (Driver) Open(dsn string) (driver.Conn, error) {
 func (c *Conn) use() (rueidis.Client, error) {
 	switch {
 	case c == nil || c.client == nil:
-		return nil, errNilClient
+		return nil, ErrNilClient
 	case c.closed.Load():
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	return c.client, nil
 }
@@ -197,7 +284,19 @@ func (c *Conn) Close() error {
 	if c.owned && c.client != nil {
 		c.client.Close()
 	}
-	return nil
+	done := make(chan struct{})
+	go func() {
+		c.pinning.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(maxPinWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("rueidisadapter: connections being pinned for calls left at their context's end still wait %v after Close", maxPinWait)
+	}
 }
 
 // SetNX runs SET key value NX PX ms, ttl rounded down to whole milliseconds.
@@ -289,7 +388,7 @@ func (c *Conn) EvalShaWait(ctx context.Context, sha1 string, keys, args []string
 	if err != nil {
 		return nil, 0, err
 	}
-	return evalWait(ctx, cl, func() rueidis.Completed {
+	return c.evalWait(ctx, cl, func() rueidis.Completed {
 		return cl.B().Evalsha().Sha1(sha1).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 	}, replicas, timeout)
 }
@@ -300,12 +399,12 @@ func (c *Conn) EvalWait(ctx context.Context, script string, keys, args []string,
 	if err != nil {
 		return nil, 0, err
 	}
-	return evalWait(ctx, cl, func() rueidis.Completed {
+	return c.evalWait(ctx, cl, func() rueidis.Completed {
 		return cl.B().Eval().Script(script).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 	}, replicas, timeout)
 }
 
-func evalWait(ctx context.Context, cl rueidis.Client, eval func() rueidis.Completed, replicas int, timeout time.Duration) (any, int, error) {
+func (c *Conn) evalWait(ctx context.Context, cl rueidis.Client, eval func() rueidis.Completed, replicas int, timeout time.Duration) (any, int, error) {
 	ms, err := waitArgs(replicas, timeout)
 	if err != nil {
 		return nil, 0, err
@@ -316,10 +415,10 @@ func evalWait(ctx context.Context, cl rueidis.Client, eval func() rueidis.Comple
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, 0, err // Dedicate waits for a connection without a context
+	dc, release, err := c.dedicate(ctx, cl)
+	if err != nil {
+		return nil, 0, err
 	}
-	dc, release := cl.Dedicate()
 	defer release()
 	resps := dc.DoMulti(ctx, multi...)
 	v, err := result(resps[0])
@@ -337,15 +436,9 @@ func evalWait(ctx context.Context, cl rueidis.Client, eval func() rueidis.Comple
 // milliseconds, rounded up: a positive timeout below 1 ms must not become
 // WAIT's 0, which blocks forever.
 func waitArgs(replicas int, timeout time.Duration) (int64, error) {
-	switch {
-	case replicas < 0:
-		return 0, fmt.Errorf("rueidisadapter: WAIT for %d replicas: replicas must not be negative", replicas)
-	case timeout <= 0:
-		return 0, fmt.Errorf("rueidisadapter: WAIT timeout %v: timeout must be positive", timeout)
-	}
-	ms := int64(timeout / time.Millisecond)
-	if timeout%time.Millisecond != 0 {
-		ms++
+	ms, err := driver.WaitTimeout(replicas, timeout)
+	if err != nil {
+		return 0, fmt.Errorf("rueidisadapter: %w", err)
 	}
 	return ms, nil
 }
@@ -366,14 +459,14 @@ func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) erro
 	case len(keys) == 0:
 		return errors.New("rueidisadapter: Watch needs at least one key")
 	}
-	if err := ctx.Err(); err != nil {
-		return err // Dedicate waits for a connection without a context
-	}
 	watch, err := build(func() rueidis.Completed { return cl.B().Watch().Key(keys...).Build() })
 	if err != nil {
 		return err
 	}
-	dc, release := cl.Dedicate()
+	dc, release, err := c.dedicate(ctx, cl)
+	if err != nil {
+		return err
+	}
 	defer release()
 	tx := &tx{dc: dc}
 	defer tx.finish(ctx)

@@ -76,7 +76,7 @@ func testHarness(t *testing.T, h Harness) {
 		if !ok {
 			t.Skip("driver does not implement driver.ReplicaWaiter")
 		}
-		const script = "return redis.call('SET', KEYS[1], ARGV[1])"
+		const script = "return redis.call('SET', KEYS[1], ARGV[1], 'PX', 10000)"
 		reply, acked, err := w.EvalWait(bg(), script, []string{e.key("waited")}, []string{"v"}, h.Replicas, time.Second)
 		if errors.Is(err, errors.ErrUnsupported) {
 			t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", err)

@@ -422,7 +422,7 @@ func testWrongType(t *testing.T, s *setup) {
 		t.Skip("Harness.SetWrongType is nil")
 	}
 	k := s.key("hash")
-	s.h.SetWrongType(t, k)
+	setWrongType(t, s.h, k)
 	ctx, cancel := context.WithTimeout(bg(), 2*time.Second)
 	defer cancel()
 	_, err := s.client.Obtain(ctx, k, 10*time.Second)
