@@ -253,7 +253,11 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 		return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
+		err = fmt.Errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
+		if st.observer != nil {
+			st.observer.Observe(Event{Kind: EventNotObtained, Key: key, Time: time.Now(), TTL: ttl, Err: err})
+		}
+		return nil, err
 	}
 	o := obtainer{c: c, ctx: ctx, lock: lock, req: req, st: &st, start: time.Now()}
 	l, err := o.run()
@@ -444,9 +448,7 @@ func (o *obtainer) nextWait(n int, res obtainRes) (time.Duration, error) {
 		return 0, fmt.Errorf("relock: obtain %q: %w", o.req.key, ErrNotObtained)
 	}
 	wait = max(wait, minRetryWait)
-	if o.notify && o.handed == nil && o.register() {
-		wait = 0 // now listening: join the queue at once
-	}
+	listening := o.notify && o.handed == nil && o.register()
 	if o.handed != nil {
 		// A release wakes us. A waking strategy (DefaultRetry) then
 		// polls only to renew our place in the queue; any strategy
@@ -455,8 +457,8 @@ func (o *obtainer) nextWait(n int, res obtainRes) (time.Duration, error) {
 			wait = waiterRenew
 		}
 		wait = min(wait, waiterRenew)
-		if res.lapsed {
-			wait = 0 // join again at once
+		if listening || res.lapsed {
+			wait = 0 // now listening, or our place lapsed: join at once
 		}
 	}
 	if res.holder >= 0 && wait > res.holder {

@@ -2,6 +2,7 @@ package relock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -321,7 +322,10 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	ok, acked, err := l.client.path.refresh(ctx, l.req.keys, l.req.token, ttl, l.req.wait)
 	if err != nil {
 		err = opError("refresh", l.req.key, err)
-		l.observe(EventRefreshFailed, err)
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			// Not a refresh that Release, Close or the caller called off.
+			l.observe(EventRefreshFailed, err)
+		}
 		return err
 	}
 	if !ok {

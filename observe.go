@@ -37,8 +37,9 @@ const (
 	// EventNotObtained: Obtain failed. Err says why (ErrNotObtained, a
 	// context error, a Redis error), Wait and Tries how long it tried.
 	EventNotObtained
-	// EventReleased: Release deleted the key or handed it on. Held is how
-	// long the lock was held.
+	// EventReleased: Release deleted the key or handed it on (also
+	// Client.Close, for the auto-refreshed locks it gives back). Held is
+	// how long the lock was held.
 	EventReleased
 	// EventRefreshed: a refresh (Refresh or auto-refresh) extended the lock.
 	EventRefreshed
@@ -47,7 +48,9 @@ const (
 	// stays valid until its validity runs out.
 	EventRefreshFailed
 	// EventLost: the lock ended before Release: a refresh found it gone or
-	// another owner's, or its validity ran out. Err is the lock's Err.
+	// another owner's, its validity ran out, or Client.Close stopped its
+	// auto-refresh and could not give it back (Err is then ErrClosed).
+	// Err is the lock's Err.
 	EventLost
 )
 
@@ -66,7 +69,9 @@ func (k EventKind) String() string {
 // An Event is one thing that happened to a lock.
 type Event struct {
 	Kind EventKind
-	Key  string
+	// Key is the lock's Redis key: the name given to Obtain, after the
+	// Client's WithKeyPrefix.
+	Key string
 	// Time is when the event happened.
 	Time time.Time
 	// Wait is, for EventObtained and EventNotObtained, how long Obtain ran.

@@ -51,9 +51,15 @@ func (l *Lock) autoRefresh(ctx context.Context, every time.Duration, done chan s
 				// Client.Close: give the lock back rather than leave it
 				// to block others until its TTL (bounded, best effort).
 				rctx, cancel := context.WithTimeout(context.Background(), min(l.req.ttl, cleanupAttempt))
-				_, _ = l.client.path.release(rctx, l.req.keys, l.req.token, false)
+				released, err := l.client.path.release(rctx, l.req.keys, l.req.token, false)
 				cancel()
-				l.finish(ErrClosed)
+				if l.finish(ErrClosed) {
+					if released && err == nil {
+						l.observe(EventReleased, nil)
+					} else {
+						l.observe(EventLost, ErrClosed)
+					}
+				}
 			}
 			return
 		case <-life.Done():

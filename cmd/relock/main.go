@@ -1,6 +1,18 @@
 // Command relock is the relock command-line tool.
 //
-// Its first subcommand, demo, shows on any machine with Go that relock's
+// "relock run" runs a command while holding a lock, like flock(1) across
+// machines:
+//
+//	relock run -ttl 30s nightly-report -- ./report.sh
+//
+// It waits for the lock (-n: not at all; -wait: at most so long), keeps it
+// refreshed while the command runs, passes SIGINT, SIGTERM and SIGHUP on to
+// the command, stops the command if the lock is lost, releases the lock at
+// the end and exits with the command's exit status, or with one of its own
+// codes: 75 not obtained, 122 lost while the command ran, 125 relock's own
+// error. Run "relock run -h" for the details.
+//
+// The subcommand demo shows on any machine with Go that relock's
 // locks exclude each other, through every registered adapter:
 //
 //	go run ./cmd/relock demo
@@ -27,18 +39,30 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.Background(), context.CancelFunc(func() {})
+	if len(os.Args) < 2 || os.Args[1] != "run" {
+		// relock run handles the signals itself: it passes them on.
+		ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	}
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-// Exit codes of run.
+// Exit codes of run. "relock run" passes on its command's exit status, so
+// its own codes avoid the common ones: 1 and 2, the shell's 126, 127 and
+// 128+N, and timeout(1)'s 124.
 const (
 	exitOK          = 0
 	exitFailure     = 1   // the command ran and found a problem
-	exitUsage       = 2   // bad command line
+	exitUsage       = 2   // bad command line (demo)
 	exitInterrupted = 130 // Ctrl-C or SIGTERM, as shells report SIGINT
+
+	exitNotObtained = 75  // relock run: the lock is held (-n) or -wait ran out; sysexits' EX_TEMPFAIL
+	exitLost        = 122 // relock run: the lock was lost while CMD ran
+	exitError       = 125 // relock run: relock's own failure, as coreutils' env, nice and timeout use 125
+	exitCannotRun   = 126 // relock run: CMD found but not executable, as in shells
+	exitNotFound    = 127 // relock run: CMD not found, as in shells
 )
 
 // run executes the subcommand named by args[0] and returns the process's
@@ -49,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	switch args[0] {
+	case "run":
+		return runRun(ctx, args[1:], stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -62,11 +88,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: relock <command> [flags]
+	fmt.Fprint(w, `usage: relock <command> [flags] [arguments]
 
 Commands:
+  run     relock run [flags] KEY [--] CMD [ARGS...]
+          run CMD while holding the lock KEY: wait for it, keep it
+          refreshed, pass signals on, stop CMD if the lock is lost
   demo    contend for one lock from many workers through every adapter, and
           show that no counter update is lost (embedded Redis unless -url)
+
+Redis: -url URL (default $REDIS_URL, else `+defaultURL+`),
+       -driver goredis|redigo|rueidis (default `+defaultDriver+`).
+
+Exit status of relock run:
+  CMD's own  CMD ran while the lock was held throughout
+  128+N      CMD was killed by signal N, or relock was interrupted by
+             signal N while waiting for the lock
+  75         the lock was not obtained (held, and -n or -wait ran out)
+  122        the lock was lost while CMD ran; CMD was stopped
+  125        relock failed: bad usage, Redis unreachable or in error
+  126, 127   CMD could not be run, or was not found
 
 Run "relock <command> -h" for a command's flags.
 `)

@@ -34,7 +34,9 @@ if queue then
       local n = '0'
       if fenced == ':f' then
         if redis.call('EXISTS', fence) == 1 then
-          n = tostring(redis.call('INCR', fence))
+          -- %d, not tostring: Redis's Lua prints a number this large
+          -- as 1.79e+15, which no reader parses.
+          n = string.format('%d', redis.call('INCR', fence))
         else
           local t = redis.call('TIME')
           n = t[1] .. string.format('%06d', tonumber(t[2]))

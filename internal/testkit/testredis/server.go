@@ -300,6 +300,7 @@ func (s *Server) stopLocked(grace time.Duration) {
 // the process has been waited for), then SIGKILL and waits for done.
 func stopProcess(p *os.Process, done <-chan struct{}, grace time.Duration) {
 	if grace > 0 && p.Signal(syscall.SIGTERM) == nil {
+		wake(p) // a suspended server acts on SIGTERM only once continued
 		select {
 		case <-done:
 			return

@@ -437,3 +437,48 @@ func TestParseMonitorLine(t *testing.T) {
 		}
 	}
 }
+
+func TestSuspendResume(t *testing.T) {
+	s := Start(t)
+	mustDo(t, s, "SET", "k", "v", "PX", "200")
+	if err := s.Suspend(); err != nil {
+		t.Fatalf("Suspend: %v", err)
+	}
+	if err := s.Suspend(); err != nil {
+		t.Fatalf("a second Suspend: %v", err)
+	}
+	if _, err := do(s.Addr(), 300*time.Millisecond, "PING"); err == nil {
+		t.Fatal("a suspended server answered PING")
+	}
+	if !s.running() {
+		t.Fatal("a suspended server counts as ended")
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	if r := mustDo(t, s, "PING"); r != "PONG" {
+		t.Fatalf("PING after Resume = %#v", r)
+	}
+	// The key's 200 ms ran out while the server was stopped.
+	if r := mustDo(t, s, "GET", "k"); r != nil {
+		t.Fatalf("GET after Resume = %#v, want nil: the key's deadline passed", r)
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatalf("a second Resume: %v", err)
+	}
+
+	// The clean-up ends a suspended server without waiting for SIGKILL.
+	if err := s.Suspend(); err != nil {
+		t.Fatalf("Suspend: %v", err)
+	}
+	pid, port := s.pid(), s.Port()
+	start := time.Now()
+	s.shutdown()
+	if d := time.Since(start); d >= stopTimeout {
+		t.Errorf("stopping a suspended server took %v: it waited for SIGKILL", d)
+	}
+	gone(t, pid, port)
+	if err := s.Suspend(); err == nil {
+		t.Error("Suspend of an ended server succeeded")
+	}
+}

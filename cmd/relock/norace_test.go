@@ -1,0 +1,6 @@
+//go:build !race
+
+package main
+
+// raceEnabled: the tests build the relock binary with -race too.
+const raceEnabled = false

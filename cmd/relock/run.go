@@ -1,0 +1,451 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/relock-go/relock"
+)
+
+// Defaults of "relock run".
+const (
+	defaultRunTTL = 15 * time.Second
+	defaultGrace  = 5 * time.Second
+	// releaseTimeout bounds the release at the end, and the clean-up after
+	// an interrupted wait.
+	releaseTimeout = 5 * time.Second
+)
+
+// forwarded are the signals that relock run passes on to CMD. Before CMD
+// starts they end the wait for the lock.
+var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
+
+// runConfig is the command line of "relock run".
+type runConfig struct {
+	conn       connFlags
+	ttl        time.Duration
+	nonblock   bool
+	wait       time.Duration
+	fence      bool
+	killSignal signalFlag
+	grace      time.Duration
+	verbose    bool
+	key        string
+	argv       []string // CMD and its arguments
+}
+
+// signalFlag is a flag.Value naming a signal: TERM, SIGTERM or 15.
+type signalFlag struct{ sig syscall.Signal }
+
+func (s *signalFlag) String() string {
+	if s == nil || s.sig == 0 {
+		return ""
+	}
+	return unix.SignalName(s.sig)
+}
+
+func (s *signalFlag) Set(v string) error {
+	if n, err := strconv.Atoi(v); err == nil {
+		if n <= 0 || unix.SignalName(syscall.Signal(n)) == "" {
+			return fmt.Errorf("no signal numbered %d", n)
+		}
+		s.sig = syscall.Signal(n)
+		return nil
+	}
+	name := strings.ToUpper(v)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	sig := unix.SignalNum(name)
+	if sig == 0 {
+		return fmt.Errorf("unknown signal %q", v)
+	}
+	s.sig = sig
+	return nil
+}
+
+const runUsage = `usage: relock run [flags] KEY [--] CMD [ARGS...]
+
+Runs CMD while holding the lock named KEY, like flock(1) across machines.
+relock waits for the lock (unless -n), refreshes it every TTL/3 while CMD
+runs, releases it when CMD exits, and exits with CMD's exit status.
+Flags go before KEY; "--" after KEY is optional, and everything after it
+is CMD.
+
+CMD runs in its own process group, with these in its environment:
+  RELOCK_KEY    the lock's key
+  RELOCK_TOKEN  the random token the key holds while the lock is ours
+  RELOCK_FENCE  the fencing number, strictly increasing across the key's
+                holders (not set with -fence=false)
+SIGINT, SIGTERM and SIGHUP sent to relock are passed on to CMD's process
+group. When stdin is a terminal that relock has in the foreground, CMD
+gets the terminal (Ctrl-C and Ctrl-\ go to CMD directly). If the lock is
+lost while CMD runs (the key expired, was deleted or taken, or Redis was
+unreachable for the whole TTL), relock sends -kill-signal to CMD's process
+group, SIGKILL after -grace, and exits 122 whatever CMD returns. If relock
+itself is killed with SIGKILL, the kernel sends CMD SIGKILL (Linux).
+
+Exit status:
+  CMD's own     CMD ran while the lock was held throughout
+  128+N         CMD was killed by signal N, or relock was interrupted by
+                signal N while it waited for the lock (CMD did not run)
+  75            the lock was not obtained: held by another owner and -n
+                given, or the -wait budget ran out (EX_TEMPFAIL)
+  122           the lock was lost while CMD ran; CMD was stopped
+  125           relock failed: bad usage, Redis unreachable or in error
+  126, 127      CMD could not be run, or was not found (as in shells)
+
+Flags:
+`
+
+// parseRunFlags parses the command line of "relock run".
+func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
+	cfg := runConfig{killSignal: signalFlag{syscall.SIGTERM}}
+	fs := flag.NewFlagSet("relock run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.conn.register(fs)
+	fs.DurationVar(&cfg.ttl, "ttl", defaultRunTTL, "lock TTL, refreshed every TTL/3: how long the lock outlives a relock that was killed")
+	fs.BoolVar(&cfg.nonblock, "n", false, "do not wait: exit 75 at once if the lock is held")
+	fs.BoolVar(&cfg.nonblock, "nonblock", false, "same as -n")
+	fs.DurationVar(&cfg.wait, "wait", 0, "give up, with exit status 75, after waiting this long for the lock; 0 waits until it is free")
+	fs.BoolVar(&cfg.fence, "fence", true, "draw a fencing number (RELOCK_FENCE); keeps one counter key per lock key in Redis, and a key containing '}' then needs a {hash tag}")
+	fs.Var(&cfg.killSignal, "kill-signal", "`signal` sent to CMD's process group when the lock is lost (name or number)")
+	fs.DurationVar(&cfg.grace, "grace", defaultGrace, "after -kill-signal, wait this long for CMD to exit, then send SIGKILL")
+	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), runUsage)
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), "\n"+connHelp)
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	rest := fs.Args()
+	switch {
+	case len(rest) == 0:
+		return cfg, errors.New("missing KEY and CMD (see relock run -h)")
+	case rest[0] == "":
+		return cfg, errors.New("empty KEY")
+	}
+	cfg.key, rest = rest[0], rest[1:]
+	switch {
+	case len(rest) > 0 && rest[0] == "--":
+		rest = rest[1:]
+	case len(rest) > 0 && strings.HasPrefix(rest[0], "-"):
+		return cfg, fmt.Errorf("%q after KEY: flags go before KEY, and -- separates KEY from CMD", rest[0])
+	}
+	if len(rest) == 0 {
+		return cfg, errors.New("missing CMD after KEY")
+	}
+	cfg.argv = rest
+	switch {
+	case cfg.ttl < relock.MinTTL || cfg.ttl > relock.MaxTTL:
+		return cfg, fmt.Errorf("-ttl %v: want %v to %v", cfg.ttl, relock.MinTTL, relock.MaxTTL)
+	case cfg.wait < 0:
+		return cfg, fmt.Errorf("-wait %v: must not be negative", cfg.wait)
+	case cfg.nonblock && cfg.wait > 0:
+		return cfg, errors.New("-n and -wait: give one of them")
+	case cfg.grace < 0:
+		return cfg, fmt.Errorf("-grace %v: must not be negative", cfg.grace)
+	}
+	return cfg, cfg.conn.check()
+}
+
+// runner is one "relock run" in progress.
+type runner struct {
+	cfg  runConfig
+	sigs chan os.Signal
+
+	mu     sync.Mutex // serialises writes to stderr
+	stderr io.Writer
+}
+
+// logf writes one line to stderr. It is safe for concurrent use: the
+// observer calls it from the refresh goroutine.
+func (r *runner) logf(format string, args ...any) {
+	line := fmt.Sprintf("relock run: "+format+"\n", args...)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, _ = io.WriteString(r.stderr, line)
+}
+
+// observe reports what the auto-refresh does: a failed refresh always (the
+// lock may be lost soon), a successful one with -v.
+func (r *runner) observe(e relock.Event) {
+	switch {
+	case e.Kind == relock.EventRefreshFailed:
+		r.logf("refresh of %q failed, the lock is lost unless one succeeds in time: %s", e.Key, r.cfg.conn.hidePassword(fmt.Sprint(e.Err)))
+	case e.Kind == relock.EventRefreshed && r.cfg.verbose:
+		r.logf("refreshed %q (ttl %v)", e.Key, e.TTL)
+	}
+}
+
+// failf reports an error of relock's own and returns exitError.
+func (r *runner) failf(format string, args ...any) int {
+	r.logf("%s", r.cfg.conn.hidePassword(fmt.Sprintf(format, args...)))
+	return exitError
+}
+
+// runRun is "relock run": it returns the exit code. A cancelled parent
+// counts as SIGTERM.
+func runRun(parent context.Context, args []string, stderr io.Writer) int {
+	cfg, err := parseRunFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	r := &runner{cfg: cfg, stderr: stderr, sigs: make(chan os.Signal, 8)}
+	if err != nil {
+		return r.failf("%v", err)
+	}
+	// From here on the signals are ours to pass on, not to end relock.
+	signal.Notify(r.sigs, forwarded...)
+	defer signal.Stop(r.sigs)
+
+	client, err := cfg.conn.open(relock.WithObserver(relock.ObserverFunc(r.observe)))
+	if err != nil {
+		return r.failf("%v", err)
+	}
+	defer client.Close()
+
+	lock, code := r.obtain(parent, client)
+	if lock == nil {
+		return code
+	}
+	return r.runHolding(parent, lock)
+}
+
+// obtain takes the lock as the flags say. It returns the lock, or nil and
+// the exit code.
+func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.Lock, int) {
+	cfg := r.cfg
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	obtained := make(chan struct{})
+	watched := make(chan os.Signal, 1)
+	go func() {
+		defer close(watched)
+		select {
+		case s := <-r.sigs:
+			watched <- s
+			cancel(fmt.Errorf("interrupted by %v", s))
+		case <-obtained:
+		}
+	}()
+
+	opts := []relock.Option{relock.WithAutoRefresh()}
+	if cfg.fence {
+		opts = append(opts, relock.WithFencing())
+	}
+	switch {
+	case cfg.nonblock:
+		opts = append(opts, relock.WithRetry(relock.NoRetry()))
+	case cfg.wait > 0:
+		opts = append(opts, relock.WithMaxWait(cfg.wait))
+	}
+	if cfg.verbose {
+		r.logf("obtaining %q (ttl %v)", cfg.key, cfg.ttl)
+	}
+	start := time.Now()
+	lock, err := client.Obtain(ctx, cfg.key, cfg.ttl, opts...)
+	close(obtained)
+	sig, interrupted := <-watched
+
+	switch {
+	case interrupted || parent.Err() != nil:
+		if lock != nil {
+			r.release(lock)
+		}
+		r.logf("%v while waiting for %q; CMD not run", context.Cause(ctx), cfg.key)
+		return nil, signalExit(sig)
+	case errors.Is(err, relock.ErrNotObtained):
+		why := "it is held (-n)"
+		if !cfg.nonblock {
+			why = fmt.Sprintf("still held after -wait %v", cfg.wait)
+		}
+		r.logf("lock %q not obtained: %s", cfg.key, why)
+		return nil, exitNotObtained
+	case errors.Is(err, relock.ErrInvalidArgument) && cfg.fence && strings.Contains(cfg.key, "}"):
+		return nil, r.failf("%v (a key with '}' needs a {hash tag} for its fencing counter, or -fence=false)", err)
+	case err != nil:
+		return nil, r.failf("%v", err)
+	}
+	if cfg.verbose {
+		fence := ""
+		if cfg.fence {
+			fence = fmt.Sprintf(" (fence %d)", lock.Fence())
+		}
+		r.logf("obtained %q after %v%s", cfg.key, time.Since(start).Round(time.Millisecond), fence)
+	}
+	return lock, exitOK
+}
+
+// signalExit is the exit code for an interruption by sig: 128+N as shells
+// report it, exitInterrupted when no signal but a cancelled context.
+func signalExit(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return exitInterrupted
+}
+
+// release releases lock within releaseTimeout and returns the error.
+func (r *runner) release(lock *relock.Lock) error {
+	ctx, cancel := context.WithTimeout(context.Background(), min(releaseTimeout, r.cfg.ttl+time.Second))
+	defer cancel()
+	return lock.Release(ctx)
+}
+
+// runHolding runs CMD while lock is held, stops it if the lock is lost,
+// releases the lock, and returns the exit code.
+func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
+	cfg := r.cfg
+	cmd := exec.Command(cfg.argv[0], cfg.argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), "RELOCK_KEY="+cfg.key, "RELOCK_TOKEN="+lock.Token())
+	if cfg.fence {
+		cmd.Env = append(cmd.Env, "RELOCK_FENCE="+strconv.FormatInt(lock.Fence(), 10))
+	}
+	tty := foregroundTTY()
+	cmd.SysProcAttr = childAttr(tty)
+
+	p, err := startChild(cmd)
+	if err != nil {
+		if tty >= 0 {
+			takeTerminal(tty)
+		}
+		code := exitCannotRun
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			code = exitNotFound
+		}
+		if rerr := r.release(lock); rerr != nil {
+			r.logf("release %q: %v", cfg.key, rerr)
+		}
+		r.logf("%v", err)
+		return code
+	}
+	if tty >= 0 {
+		defer takeTerminal(tty)
+	}
+
+	lost := lock.Done()
+	interrupt := parent.Done()
+	var lostErr error
+	var graceOver <-chan time.Time
+	var state *os.ProcessState
+	for state == nil {
+		select {
+		case state = <-p.exited:
+		case s := <-r.sigs:
+			p.signal(s.(syscall.Signal))
+		case <-interrupt:
+			interrupt = nil
+			p.signal(syscall.SIGTERM)
+		case <-lost:
+			lost = nil
+			lostErr = lock.Err()
+			r.logf("lock %q lost while CMD ran (%v); sending %v to CMD", cfg.key, lostErr, cfg.killSignal.String())
+			p.signal(cfg.killSignal.sig)
+			t := time.NewTimer(cfg.grace)
+			defer t.Stop()
+			graceOver = t.C
+		case <-graceOver:
+			graceOver = nil
+			r.logf("CMD still running %v after %v; sending SIGKILL", cfg.grace, cfg.killSignal.String())
+			p.signal(syscall.SIGKILL)
+		}
+	}
+	if err := p.err; err != nil {
+		r.logf("wait for CMD: %v", err)
+	}
+
+	// The lock might have ended while CMD was exiting: count it as lost.
+	if lostErr == nil {
+		lostErr = lock.Err()
+	}
+	if lostErr != nil {
+		r.logf("exit %d: the lock was lost while CMD ran", exitLost)
+		return exitLost
+	}
+	rerr := r.release(lock)
+	switch {
+	case errors.Is(rerr, relock.ErrNotHeld):
+		// Deleted or taken behind our back since the last refresh: another
+		// owner may have held the lock while CMD ran.
+		r.logf("lock %q was not ours when CMD ended (%v); exit %d", cfg.key, rerr, exitLost)
+		return exitLost
+	case rerr != nil:
+		// The lock was valid when CMD ended; it expires by itself.
+		r.logf("release %q: %v (it expires within %v)", cfg.key, r.cfg.conn.hidePassword(rerr.Error()), cfg.ttl)
+	case cfg.verbose:
+		r.logf("released %q", cfg.key)
+	}
+	return exitStatus(state)
+}
+
+// exitStatus is the shell's view of how CMD ended: its exit code, or
+// 128+N when signal N killed it.
+func exitStatus(state *os.ProcessState) int {
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return state.ExitCode()
+}
+
+// child is CMD, started.
+type child struct {
+	pid    int // also its process group's ID
+	exited chan *os.ProcessState
+	err    error // from Wait, read after exited delivered
+}
+
+// signal sends sig to CMD's process group. Errors (the group is gone) are
+// of no interest: exited reports the end.
+func (c *child) signal(sig syscall.Signal) {
+	_ = syscall.Kill(-c.pid, sig)
+}
+
+// startChild starts cmd and waits for it in a goroutine locked to its OS
+// thread, which lives as long as the child: the parent-death signal
+// (Linux) is tied to the thread that started the child, not the process.
+func startChild(cmd *exec.Cmd) (*child, error) {
+	c := &child{exited: make(chan *os.ProcessState, 1)}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		c.pid = cmd.Process.Pid
+		started <- nil
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = nil
+		}
+		c.err = err
+		c.exited <- cmd.ProcessState
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,16 @@
+//go:build !unix
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// runRun reports that "relock run" needs a Unix system: it relies on
+// process groups and POSIX signals to pass signals on to CMD and to stop it.
+func runRun(_ context.Context, _ []string, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "relock run: needs a Unix system (process groups and POSIX signals)")
+	return exitError
+}

@@ -1,0 +1,217 @@
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/internal/chaos"
+)
+
+// store is one in-memory lock key with a fencing counter: the backend of
+// the fake lockers below.
+type store struct {
+	mu      sync.Mutex
+	token   string
+	expires time.Time
+	fence   int64
+	next    int
+}
+
+// fakeLocker locks the store. The safe one checks the token on release and
+// refresh and ends a lease at its validity. The broken ones do what the
+// checker must catch:
+//   - releaseAny: release deletes the key whoever holds it, and the lease
+//     knows no validity (a holder that runs late releases late);
+//   - refreshAny: refresh re-creates the key with our token even after it
+//     expired, and the lease believes every refresh.
+//
+// Leases refresh every TTL/3, after a pause now and then that outlasts the
+// TTL (a GC pause, a stalled process).
+type fakeLocker struct {
+	s                      *store
+	releaseAny, refreshAny bool
+	refresh                bool
+}
+
+func (l *fakeLocker) Obtain(ctx context.Context, key string, ttl time.Duration) (chaos.Lease, error) {
+	for {
+		now := time.Now()
+		l.s.mu.Lock()
+		if l.s.token == "" || !now.Before(l.s.expires) {
+			l.s.next++
+			l.s.fence++
+			tok := fmt.Sprint(l.s.next)
+			l.s.token, l.s.expires = tok, now.Add(ttl)
+			fence := l.s.fence
+			l.s.mu.Unlock()
+			return l.lease(tok, fence, now, ttl), nil
+		}
+		l.s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("fake: %w: %w", relock.ErrNotObtained, ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (l *fakeLocker) lease(tok string, fence int64, at time.Time, ttl time.Duration) *fakeLease {
+	ls := &fakeLease{l: l, tok: tok, fence: fence, ttl: ttl, done: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{})}
+	ls.valid = at.Add(ttl - chaos.KeyExpiryMargin(ttl))
+	if !l.releaseAny && !l.refreshAny {
+		ls.expiry = time.AfterFunc(time.Until(ls.valid), func() { ls.end(relock.ErrLost) })
+	}
+	if l.refresh {
+		go ls.autoRefresh()
+	} else {
+		close(ls.stopped)
+	}
+	return ls
+}
+
+type fakeLease struct {
+	l       *fakeLocker
+	tok     string
+	fence   int64
+	ttl     time.Duration
+	expiry  *time.Timer
+	stop    chan struct{}
+	stopped chan struct{}
+
+	mu    sync.Mutex
+	valid time.Time
+	done  chan struct{}
+	err   error
+}
+
+func (ls *fakeLease) end(err error) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.err == nil {
+		ls.err = err
+		close(ls.done)
+	}
+}
+
+func (ls *fakeLease) Done() <-chan struct{} { return ls.done }
+func (ls *fakeLease) Fence() int64          { return ls.fence }
+
+func (ls *fakeLease) Err() error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.err
+}
+
+func (ls *fakeLease) ValidUntil() time.Time {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.valid
+}
+
+func (ls *fakeLease) autoRefresh() {
+	defer close(ls.stopped)
+	for {
+		wait := ls.ttl / 3
+		if rand.N(4) == 0 {
+			wait = ls.ttl * 3 / 2 // a pause longer than the TTL
+		}
+		select {
+		case <-ls.stop:
+			return
+		case <-ls.done:
+			return
+		case <-time.After(wait):
+		}
+		now := time.Now()
+		s := ls.l.s
+		s.mu.Lock()
+		ours := s.token == ls.tok && now.Before(s.expires)
+		if ours || ls.l.refreshAny {
+			s.token, s.expires = ls.tok, now.Add(ls.ttl)
+		}
+		s.mu.Unlock()
+		if !ours && !ls.l.refreshAny {
+			ls.end(fmt.Errorf("fake: %w: %w", relock.ErrLost, relock.ErrNotHeld))
+			return
+		}
+		ls.mu.Lock()
+		ls.valid = now.Add(ls.ttl - chaos.KeyExpiryMargin(ls.ttl))
+		if ls.expiry != nil && ls.err == nil {
+			ls.expiry.Reset(time.Until(ls.valid))
+		}
+		ls.mu.Unlock()
+	}
+}
+
+func (ls *fakeLease) Release(context.Context) error {
+	close(ls.stop)
+	<-ls.stopped
+	if ls.expiry != nil {
+		ls.expiry.Stop()
+	}
+	s := ls.l.s
+	s.mu.Lock()
+	ours := s.token == ls.tok && time.Now().Before(s.expires)
+	if ours || ls.l.releaseAny {
+		s.token = ""
+	}
+	s.mu.Unlock()
+	if !ours && !ls.l.releaseAny {
+		ls.end(fmt.Errorf("fake: %w", relock.ErrNotHeld))
+		return relock.ErrNotHeld
+	}
+	ls.end(relock.ErrReleased)
+	return nil
+}
+
+// runFake runs 4 workers over one fake locker for d and checks the history.
+func runFake(t *testing.T, l *fakeLocker, d time.Duration) chaos.Report {
+	t.Helper()
+	h := chaos.NewHistory()
+	wl := &chaos.Workload{Key: "k", TTL: 30 * time.Millisecond, ObtainTimeout: time.Second,
+		HoldMin: 10 * time.Millisecond, HoldMax: 60 * time.Millisecond, Fenced: true, History: h}
+	for i := range 4 {
+		wl.Workers = append(wl.Workers, chaos.Worker{Name: fmt.Sprint("w", i), Locker: l})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	wl.Run(ctx)
+	r := chaos.Check(h.Snapshot())
+	t.Logf("%s\n%s", r.Row(t.Name(), true, true), r.Describe(h.Snapshot().Start))
+	return r
+}
+
+// TestCheckerCatchesUnsafeLockers runs the checker over lockers that are
+// broken on purpose: it must report their overlaps, and none for the safe
+// one that pauses the same way.
+func TestCheckerCatchesUnsafeLockers(t *testing.T) {
+	t.Run("safe", func(t *testing.T) {
+		r := runFake(t, &fakeLocker{s: &store{}, refresh: true}, time.Second)
+		if len(r.Violations) != 0 || r.StaleWrites != 0 {
+			t.Errorf("violations %d, stale writes %d on the safe locker; want none", len(r.Violations), r.StaleWrites)
+		}
+		if r.Losses == 0 || r.LossesSignalledFirst != r.Losses {
+			t.Errorf("losses %d, signalled first %d; want some, all signalled (its pauses outlast the TTL)", r.Losses, r.LossesSignalledFirst)
+		}
+	})
+	t.Run("release without a token check", func(t *testing.T) {
+		r := runFake(t, &fakeLocker{s: &store{}, releaseAny: true}, time.Second)
+		if len(r.Violations) == 0 {
+			t.Error("no violations reported for a release that deletes another holder's key")
+		}
+	})
+	t.Run("refresh that re-creates an expired key", func(t *testing.T) {
+		r := runFake(t, &fakeLocker{s: &store{}, refreshAny: true, refresh: true}, time.Second)
+		if len(r.Violations) == 0 {
+			t.Error("no violations reported for a refresh that takes the key back")
+		}
+		if r.StaleWrites == 0 {
+			t.Error("no stale writes: a holder that took the key back wrote with its old fence after a newer holder")
+		}
+	})
+}
