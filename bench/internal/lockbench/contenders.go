@@ -88,6 +88,19 @@ func Contenders() []Contender {
 	}
 	cs = append(cs,
 		Contender{
+			Name: "relock/goredis/ctxtimeout", Library: "relock", Client: "goredis", MustExclude: true,
+			Settings: "DefaultRetry, over a go-redis client with ContextTimeoutEnabled (as relock.Open(\"goredis\", url) builds it): contexts' deadlines reach the sockets, so the adapter need not run calls with a deadline on a goroutine of their own",
+			Open: func(cfg Config) (Session, error) {
+				rdb := newGoRedis(cfg, func(o *goredislib.Options) { o.ContextTimeoutEnabled = true })
+				c, err := relock.New(goredis.New(rdb))
+				if err != nil {
+					_ = rdb.Close()
+					return nil, err
+				}
+				return &relockSession{c: c, ttl: cfg.TTL, closeClient: rdb.Close}, nil
+			},
+		},
+		Contender{
 			Name: "redsync/default", Library: "redsync", Client: "goredis",
 			Settings: "expiry 8s, 32 tries, random 50-250ms delay",
 			Open:     func(cfg Config) (Session, error) { return openRedsync(cfg) },
@@ -196,13 +209,19 @@ func newRueidis(cfg Config) (rueidis.Client, error) {
 	return countRueidis(c, cfg.Sent), nil
 }
 
-func newGoRedis(cfg Config) *goredislib.Client {
-	rdb := goredislib.NewClient(&goredislib.Options{
+// newGoRedis is a go-redis client with default options but the pool size;
+// tune, if given, changes the options first.
+func newGoRedis(cfg Config, tune ...func(*goredislib.Options)) *goredislib.Client {
+	o := &goredislib.Options{
 		Addr:     cfg.Addr,
 		DB:       cfg.DB,
 		Password: cfg.Password,
 		PoolSize: cfg.PoolSize,
-	})
+	}
+	for _, f := range tune {
+		f(o)
+	}
+	rdb := goredislib.NewClient(o)
 	if cfg.Sent != nil {
 		rdb.AddHook(goredisCounter{n: cfg.Sent})
 	}
