@@ -41,7 +41,7 @@ type Client struct {
 	life       context.Context // cancelled by Close: auto-refresh stops
 	shutdown   context.CancelFunc
 	refreshers sync.WaitGroup // the auto-refresh goroutines
-	cleanups   sync.WaitGroup // clean-ups of failed tries and of Do's release
+	cleanups   tracker        // clean-ups of failed tries and of Do's release
 }
 
 // New returns a Client over conn, usually an adapter wrapping a client the
@@ -191,7 +191,7 @@ func (c *Client) Close() error {
 	c.shutdown()
 	c.mu.Unlock()
 	c.refreshers.Wait()
-	c.cleanups.Wait()
+	c.cleanups.close()
 	c.path.wait()
 	var errs []error
 	if c.notifier != nil {
@@ -277,7 +277,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 
 // lastTryGrace is how long the last try, sent as the wait budget
 // (WithMaxWait) runs out, may take: Obtain returns by the budget plus this.
-const lastTryGrace = 50 * time.Millisecond
+const lastTryGrace = 100 * time.Millisecond
 
 // minRetryWait is the shortest wait between two tries that a retry
 // strategy can ask for: a strategy that answers less (or a negative wait)
@@ -625,9 +625,7 @@ func (c *Client) cleanUp(req *obtainReq, leave bool, cause error) {
 	}
 	keys, token := req.keys, req.token
 	until := time.Now().Add(max(waiterLease, min(req.ttl, cleanupFor)))
-	c.cleanups.Add(1)
-	go func() {
-		defer c.cleanups.Done()
+	c.cleanups.goFunc(func() {
 		pause := 10 * time.Millisecond
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), min(cleanupAttempt, max(time.Until(until), 10*time.Millisecond)))
@@ -645,7 +643,7 @@ func (c *Client) cleanUp(req *obtainReq, leave bool, cause error) {
 			}
 			pause = min(2*pause, 200*time.Millisecond)
 		}
-	}()
+	})
 }
 
 func checkKey(key string) error {

@@ -41,7 +41,9 @@ func WithRetry(s RetryStrategy) Option {
 // WithMaxWait bounds how long Obtain waits for a taken lock, counted from
 // the call's start; 0 (the default) waits until the context ends or the
 // retry strategy stops. The last try happens at the budget's end, so a lock
-// released just before then is still obtained. A negative budget makes
+// released just before then is still obtained. The budget bounds network
+// I/O too: Obtain returns by the budget plus 100 ms (the last try's
+// grace), however slow the server. A negative budget makes
 // Obtain fail with ErrInvalidArgument.
 func WithMaxWait(d time.Duration) Option {
 	return optionFunc(func(st *settings) { st.maxWait = d })

@@ -72,10 +72,10 @@ func NewQuorum(conns []driver.Conn, opts ...Option) (*Client, error) {
 // quorumPath runs each operation on every member and counts the votes.
 type quorumPath struct {
 	members []path
-	bg      sync.WaitGroup // calls still running after the outcome was decided
+	bg      tracker // calls still running after the outcome was decided
 }
 
-func (q *quorumPath) wait() { q.bg.Wait() }
+func (q *quorumPath) wait() { q.bg.close() }
 
 func (q *quorumPath) canWait() bool  { return false }
 func (q *quorumPath) canFence() bool { return false }
@@ -93,10 +93,17 @@ type vote struct {
 func (q *quorumPath) vote(ctx context.Context, fn func(context.Context, path) (bool, error), late func()) (yes int, errs []error, pending bool) {
 	n, need := len(q.members), q.need()
 	results := make(chan vote, n)
-	q.bg.Add(n)
+	// n calls and the one that waits for stragglers, counted before any
+	// starts: Close may be waiting already.
+	if !q.bg.start(n + 1) {
+		for range n {
+			errs = append(errs, ErrClosed)
+		}
+		return 0, errs, false
+	}
 	for _, m := range q.members {
 		go func() {
-			defer q.bg.Done()
+			defer q.bg.done()
 			ok, err := fn(ctx, m)
 			results <- vote{ok, err}
 		}()
@@ -116,17 +123,18 @@ func (q *quorumPath) vote(ctx context.Context, fn func(context.Context, path) (b
 		}
 	}
 	rest := n - got
-	if rest > 0 && late != nil {
-		q.bg.Add(1)
-		go func() {
-			defer q.bg.Done()
-			for range rest {
-				<-results
-			}
-			late()
-		}()
+	if rest == 0 || late == nil {
+		q.bg.done() // no straggler to wait for
+		return yes, errs, rest > 0
 	}
-	return yes, errs, rest > 0
+	go func() {
+		defer q.bg.done()
+		for range rest {
+			<-results
+		}
+		late()
+	}()
+	return yes, errs, true
 }
 
 // outcome turns a vote that fell short into "not held" or, when failures
@@ -181,7 +189,7 @@ func (q *quorumPath) obtain(ctx context.Context, r *obtainReq) (obtainRes, error
 	won = yes >= q.need() && time.Since(start) < r.ttl-drift(r.ttl)
 	close(decided)
 	if !won {
-		q.bg.Go(func() {
+		q.bg.goFunc(func() {
 			releaseAll()
 			close(released)
 			if !pending {

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,10 +45,24 @@ type probe struct {
 	dropping atomic.Bool  // drop hand-over messages instead of passing them on
 	subs     atomic.Int32 // subscriptions open
 
-	mu     sync.Mutex
-	calls  map[string]int
-	next   fault
-	cancel context.CancelFunc
+	mu        sync.Mutex
+	calls     map[string]int
+	next      fault
+	cancel    context.CancelFunc
+	delivered []string // payloads passed on to relock's onMessage
+}
+
+// heard reports whether a message whose payload starts with prefix was
+// passed on to relock.
+func (p *probe) heard(prefix string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.delivered {
+		if strings.HasPrefix(m, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func newProbe(conn driver.Conn) *probe {
@@ -174,6 +189,9 @@ func (p *probe) Subscribe(ctx context.Context, onMessage func(channel, payload s
 	p.count("Subscribe")
 	s, err := p.sub.Subscribe(ctx, func(channel, payload string) {
 		if !p.dropping.Load() {
+			p.mu.Lock()
+			p.delivered = append(p.delivered, payload)
+			p.mu.Unlock()
 			onMessage(channel, payload)
 		}
 	})

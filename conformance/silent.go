@@ -38,8 +38,35 @@ func SilentServer(t testing.TB) string {
 	s := &silentServer{ln: ln, conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
 	go s.serve()
-	t.Cleanup(s.close)
+	silentMu.Lock()
+	silentServers[t] = append(silentServers[t], s)
+	silentMu.Unlock()
+	t.Cleanup(func() {
+		silentMu.Lock()
+		delete(silentServers, t)
+		silentMu.Unlock()
+		s.close()
+	})
 	return ln.Addr().String()
+}
+
+// The silent servers started for each test, so that the suite can hang
+// them up before it closes the connections to them: a driver whose Close
+// waits for calls still blocked on a silent server then does not wait long.
+var (
+	silentMu      sync.Mutex
+	silentServers = map[testing.TB][]*silentServer{}
+)
+
+// hangUpSilentServers closes the silent servers started for t, and their
+// connections.
+func hangUpSilentServers(t testing.TB) {
+	silentMu.Lock()
+	servers := silentServers[t]
+	silentMu.Unlock()
+	for _, s := range servers {
+		s.close()
+	}
 }
 
 type silentServer struct {
@@ -71,6 +98,8 @@ func (s *silentServer) serve() {
 	}
 }
 
+// close closes s and its connections, and waits for its goroutines. It
+// may be called more than once.
 func (s *silentServer) close() {
 	s.mu.Lock()
 	s.closed = true

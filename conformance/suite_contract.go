@@ -219,6 +219,9 @@ func testContext(t *testing.T, h Harness) {
 					t.Fatal("Harness.NewSilentConn returned nil")
 				}
 				t.Cleanup(func() { _ = conn.Close() })
+				// Runs first: a call left blocked ends when the server
+				// hangs up, so Close need not wait for it.
+				t.Cleanup(func() { hangUpSilentServers(t) })
 				if !has(conn, c.need) {
 					t.Skip("driver does not implement driver." + c.need)
 				}

@@ -76,8 +76,8 @@ func testObtain(t *testing.T, h Harness) {
 	}))
 	t.Run("Takeover", paths(h, func(t *testing.T, s *setup) {
 		k := s.key("k")
-		a := s.mustObtain(s.client, k, 100*time.Millisecond)
-		s.advance(200 * time.Millisecond)
+		a := s.mustObtain(s.client, k, 300*time.Millisecond)
+		s.advance(450 * time.Millisecond)
 		b, _ := s.other()
 		l := s.mustObtain(b, k, 10*time.Second)
 		s.wantHolder(k, l.Token(), "after a takeover of an expired lock")
@@ -230,8 +230,8 @@ func obtainAsync(c *relock.Client, key string, ttl time.Duration) <-chan obtaine
 // of another owner that took the key over.
 func (s *setup) expiredAndRetaken(k string) (old, cur *relock.Lock) {
 	s.t.Helper()
-	old = s.mustObtain(s.client, k, 100*time.Millisecond)
-	s.advance(200 * time.Millisecond)
+	old = s.mustObtain(s.client, k, 300*time.Millisecond)
+	s.advance(450 * time.Millisecond)
 	b, _ := s.other()
 	cur = s.mustObtain(b, k, 10*time.Second)
 	return old, cur
@@ -262,8 +262,8 @@ func testRelease(t *testing.T, h Harness) {
 		wantIs(t, "a second Release", l.Release(bg()), relock.ErrNotHeld)
 	}))
 	t.Run("AfterExpiry", paths(h, func(t *testing.T, s *setup) {
-		l := s.mustObtain(s.client, s.key("k"), 100*time.Millisecond)
-		s.advance(200 * time.Millisecond)
+		l := s.mustObtain(s.client, s.key("k"), 300*time.Millisecond)
+		s.advance(450 * time.Millisecond)
 		wantIs(t, "Release after expiry", l.Release(bg()), relock.ErrNotHeld)
 	}))
 	t.Run("CancelledContext", paths(h, func(t *testing.T, s *setup) {
@@ -333,8 +333,8 @@ func testRefresh(t *testing.T, h Harness) {
 	}))
 	t.Run("AfterExpiry", paths(h, func(t *testing.T, s *setup) {
 		k := s.key("k")
-		l := s.mustObtain(s.client, k, 100*time.Millisecond)
-		s.advance(200 * time.Millisecond)
+		l := s.mustObtain(s.client, k, 300*time.Millisecond)
+		s.advance(450 * time.Millisecond)
 		wantIs(t, "Refresh after expiry", l.Refresh(bg(), time.Minute), relock.ErrNotHeld)
 		s.wantGone(k, "after a Refresh of an expired lock")
 	}))

@@ -105,7 +105,13 @@ var (
 type Driver interface {
 	// Open returns a new Conn for dsn, a redis:// or rediss:// URL parsed
 	// by the client library's own URL parser. The Conn owns the client it
-	// made: its Close closes that client.
+	// made: its Close closes that client. The three adapters follow one
+	// rule, which other drivers should follow too: Open does not connect
+	// (an unreachable server shows on the first call, within its
+	// context); a malformed URL or an unknown query option fails Open with
+	// an error matching relock.ErrInvalidArgument, without the password
+	// in its text; and the client made ends every call at its context's
+	// deadline.
 	Open(dsn string) (Conn, error)
 }
 

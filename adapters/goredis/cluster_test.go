@@ -66,6 +66,7 @@ func TestConformanceCluster(t *testing.T) {
 	c := testredis.StartCluster(t)
 	h := adaptertest.ClusterHarness(c, func(t *testing.T) driver.Conn { return goredis.New(newClusterClient(t, c)) })
 	t.Run("Hooks", func(t *testing.T) { adaptertest.CheckClusterHooks(t, c, h, "goredis") })
+	t.Run("Open URL", func(t *testing.T) { adaptertest.CheckOpenURL(t, goredis.Driver{}, adaptertest.ClusterURL(c)) })
 	conformance.Run(t, h)
 }
 
@@ -191,6 +192,7 @@ func TestSentinelFailover(t *testing.T) {
 	skipShortCluster(t)
 	t.Parallel() // mostly waiting for failovers
 	s := testredis.StartSentinel(t)
+	t.Run("Open URL", func(t *testing.T) { adaptertest.CheckOpenURL(t, goredis.Driver{}, adaptertest.SentinelURL(s)) })
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
 		MasterName:    s.MasterName(),
 		SentinelAddrs: s.SentinelAddrs(),

@@ -177,3 +177,27 @@ func TestCloseWaitsForAbandonedCalls(t *testing.T) {
 		t.Fatalf("Close returned %v after the call started; want it to wait for the ReadTimeout (500 ms)", d)
 	}
 }
+
+// TestClientDeadlineStoppedServer checks relock's own calls (Obtain,
+// TryObtain, Release, Refresh, TTL) over this adapter against a SIGSTOPped
+// server.
+func TestClientDeadlineStoppedServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a redis-server: skipped in -short mode")
+	}
+	srv := testredis.Start(t)
+	t.Run("user client", func(t *testing.T) {
+		adaptertest.CheckClientDeadlines(t, srv, func() driver.Conn {
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			t.Cleanup(func() { _ = rdb.Close() })
+			return goredis.New(rdb)
+		}(), 10)
+	})
+	t.Run("Open", func(t *testing.T) {
+		c, err := goredis.Driver{}.Open(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		adaptertest.CheckClientDeadlines(t, srv, c, 10)
+	})
+}

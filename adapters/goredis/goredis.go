@@ -22,20 +22,41 @@
 //
 // Importing the package also registers the driver under the name "goredis",
 // so that relock.Open can build a client from a redis:// or rediss:// URL
-// (parsed by redis.ParseURL). That relock.Client owns its go-redis client and
-// closes it on Close:
+// (see [Driver.Open] for the forms: single node, cluster, sentinel). That
+// relock.Client owns its go-redis client and closes it on Close:
 //
 //	import _ "github.com/relock-go/relock/adapters/goredis"
 //
 //	locker, err := relock.Open("goredis", "redis://127.0.0.1:6379/0")
 //
+// Open does not contact the server: errors surface on the first call.
+//
+// # Deadlines
+//
+// Every call returns when its context ends, whatever the client's
+// settings. go-redis applies a context's deadline to its sockets only with
+// Options.ContextTimeoutEnabled (the clients Open makes have it); otherwise
+// it waits for ReadTimeout (3 s by default), and retries. New checks the
+// client's options: for a *redis.Client, *redis.ClusterClient or
+// *redis.Ring with ContextTimeoutEnabled, calls with a deadline run as they
+// are. Otherwise (and for a context that can be cancelled but has no
+// deadline, which go-redis never applies to a socket, and for a
+// UniversalClient of another kind) each call runs in a goroutine of its
+// own, which the caller leaves when the context ends, with the context's
+// error. The call left behind ends by itself within the client's
+// timeouts (go-redis retries no more once the context is done); Close
+// waits for such calls, up to the client's read and write timeouts and a
+// second (at most 10 s), and then reports those still running. A context
+// that can never end (context.Background()) costs no goroutine. Setting
+// ContextTimeoutEnabled on your client avoids the goroutine per call.
+//
 // # Behaviour
 //
 // [Conn] implements driver.Conn, driver.Scripter, driver.Watcher,
-// driver.Subscriber (waiters are woken on hand-over) and
-// driver.ReplicaWaiter, so relock uses Lua scripts. SetNX sends exactly SET key value NX PX ms: unlike
-// go-redis's own SetNX, which switches to EX for whole seconds, it always
-// keeps millisecond precision.
+// driver.Subscriber (waiters are woken on hand-over), driver.ReplicaWaiter
+// and driver.Validator, so relock uses Lua scripts. SetNX sends exactly SET
+// key value NX PX ms: unlike go-redis's own SetNX, which switches to EX for
+// whole seconds, it always keeps millisecond precision.
 //
 // # Waiting for replicas
 //
@@ -59,8 +80,9 @@
 // to the new primary. A *redis.Ring would send the keyless WAIT to a shard
 // of its own choosing, and another UniversalClient may do anything with a
 // pipeline: for those the two methods fail, before sending anything, with
-// an error matching both errors.ErrUnsupported and relock.ErrUnsupported. The timeout must be positive; it goes out rounded
-// up to whole milliseconds (WAIT 0 would block forever).
+// an error matching both errors.ErrUnsupported and relock.ErrUnsupported.
+// The timeout must be positive; it goes out rounded up to whole
+// milliseconds (WAIT 0 would block forever).
 //
 // go-redis v9 speaks RESP3 by default, and a script may then produce RESP3
 // types: booleans (after redis.setresp(3)), doubles, maps, sets, big numbers
@@ -111,23 +133,6 @@ var (
 	_ driver.ReplicaWaiter = (*Conn)(nil)
 	_ driver.Validator     = (*Conn)(nil)
 )
-
-// Driver opens go-redis connections from URLs. It is registered with relock
-// under the name "goredis"; most programs use it through relock.Open.
-type Driver struct{}
-
-// Open parses dsn, a redis:// or rediss:// URL, with redis.ParseURL (so
-// every query option go-redis knows, such as protocol=2 or dial_timeout=3s,
-// works), builds a *redis.Client from it and returns a Conn that owns the
-// client: the Conn's Close closes it. Open does not contact the server.
-func (Driver) Open(dsn string) (driver.Conn, error) {
-	opt, err := redis.ParseURL(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("goredis: %w", err)
-	}
-	opt.ContextTimeoutEnabled = true
-	return newConn(redis.NewClient(opt), true), nil
-}
 
 // Conn adapts a go-redis client to relock's driver interfaces. It is safe for
 // concurrent use by many goroutines, as the client is.

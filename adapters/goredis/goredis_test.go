@@ -104,15 +104,7 @@ func newConn(t *testing.T, b adaptertest.Backend) driver.Conn {
 	return goredis.New(rdb)
 }
 
-func TestConformance(t *testing.T) {
-	// Known failure, to remove with the fix of issue #8 (branch adapters):
-	// a go-redis client applies a context's deadline to socket I/O only
-	// with Options.ContextTimeoutEnabled, so on a server that never
-	// answers every call waits for ReadTimeout (3 s) and its retries.
-	const deadline = "go-redis ignores context deadlines without Options.ContextTimeoutEnabled (issue #8, branch adapters)"
-	known := map[string]string{"Driver/Context/Deadline": deadline}
-	adaptertest.RunConformanceKnown(t, newConn, adaptertest.Known{"miniredis": known, "redis": known, "private": known})
-}
+func TestConformance(t *testing.T) { adaptertest.RunConformance(t, newConn) }
 
 // recorder is a go-redis hook that records the arguments of every command
 // the client sends, pipelines included.

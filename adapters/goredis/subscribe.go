@@ -132,16 +132,27 @@ func (s *subscription) confirm(channel string) {
 }
 
 // refuse fails every Add still waiting with err.
+// The refused channels are also taken out of the PubSub, so that a new
+// connection does not send them again: go-redis subscribes a new
+// connection to all its channels in one SUBSCRIBE, which one refused
+// channel would fail whole.
 func (s *subscription) refuse(err error) {
 	s.mu.Lock()
 	pending := s.pending
 	s.pending = map[string][]*pendingAdd{}
 	s.mu.Unlock()
-	for _, ws := range pending {
+	channels := make([]string, 0, len(pending))
+	for ch, ws := range pending {
+		channels = append(channels, ch)
 		for _, w := range ws {
 			w.err = err
 			close(w.done)
 		}
+	}
+	if len(channels) > 0 {
+		ctx, cancel := context.WithTimeout(s.ctx, receivePoll)
+		_ = s.ps.Unsubscribe(ctx, channels...)
+		cancel()
 	}
 }
 
@@ -156,6 +167,9 @@ func (s *subscription) Add(ctx context.Context, channels ...string) error {
 	if s.closed.Load() {
 		return errSubscriptionClosed
 	}
+	if len(channels) == 0 {
+		return ctx.Err() // go-redis would send SUBSCRIBE alone: an error
+	}
 	confirmed := make([]*pendingAdd, len(channels))
 	s.mu.Lock()
 	for i, ch := range channels {
@@ -163,8 +177,19 @@ func (s *subscription) Add(ctx context.Context, channels ...string) error {
 		s.pending[ch] = append(s.pending[ch], confirmed[i])
 	}
 	s.mu.Unlock()
-	if err := s.send(ctx, func() error { return s.ps.Subscribe(ctx, channels...) }); err != nil {
+	err := s.send(ctx, func() error { return s.ps.Subscribe(ctx, channels...) })
+	var refused redis.Error
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.As(err, &refused), errors.Is(err, redis.ErrClosed), s.closed.Load():
 		return translate(err)
+	default:
+		// The connection is broken (the server is down, say). go-redis
+		// has recorded the channels: the connection the receiving
+		// goroutine makes next subscribes to them, and its confirmation
+		// ends the wait below.
 	}
 	for _, c := range confirmed {
 		select {
@@ -181,10 +206,13 @@ func (s *subscription) Add(ctx context.Context, channels ...string) error {
 	return nil
 }
 
-// Remove sends UNSUBSCRIBE.
+// Remove sends UNSUBSCRIBE, without waiting for the server to apply it.
 func (s *subscription) Remove(ctx context.Context, channels ...string) error {
 	if s.closed.Load() {
 		return errSubscriptionClosed
+	}
+	if len(channels) == 0 {
+		return ctx.Err() // go-redis would unsubscribe from every channel
 	}
 	return translate(s.send(ctx, func() error { return s.ps.Unsubscribe(ctx, channels...) }))
 }

@@ -99,3 +99,27 @@ func TestDeadlineStoppedServer(t *testing.T) {
 		run(t, c)
 	})
 }
+
+// TestClientDeadlineStoppedServer checks relock's own calls (Obtain,
+// TryObtain, Release, Refresh, TTL) over this adapter against a SIGSTOPped
+// server.
+func TestClientDeadlineStoppedServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a redis-server: skipped in -short mode")
+	}
+	srv := testredis.Start(t)
+	t.Run("user client", func(t *testing.T) {
+		adaptertest.CheckClientDeadlines(t, srv, func() driver.Conn {
+			p := userPool(srv.Addr())
+			t.Cleanup(func() { _ = p.Close() })
+			return redigo.New(p)
+		}(), 10)
+	})
+	t.Run("Open", func(t *testing.T) {
+		c, err := redigo.Driver{}.Open(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		adaptertest.CheckClientDeadlines(t, srv, c, 10)
+	})
+}

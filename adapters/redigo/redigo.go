@@ -21,18 +21,30 @@
 //	}
 //	defer lock.Release(ctx)
 //
-// Or let relock build and own the pool from a redis:// URL; importing the
-// package registers the driver under the name "redigo":
+// Set MaxIdle: without it the pool closes every connection after each use,
+// and each lock call dials anew (1,000 Obtain+Release pairs opened 2,001
+// TCP connections; 2 with MaxIdle: 16). A pool without a dial function is
+// rejected by relock.New.
+//
+// Or let relock build and own the pool from a redis:// URL (see
+// [Driver.Open] for the options; Open does not dial, errors surface on the
+// first call); importing the package registers the driver under the name
+// "redigo":
 //
 //	import _ "github.com/relock-go/relock/adapters/redigo"
 //
 //	locks, err := relock.Open("redigo", "redis://127.0.0.1:6379/0")
 //
 // A [Conn] implements driver.Conn, driver.Scripter, driver.Watcher,
-// driver.Subscriber (waiters are woken on hand-over) and
-// driver.ReplicaWaiter. Every command takes a connection from the pool with
+// driver.Subscriber (waiters are woken on hand-over), driver.ReplicaWaiter
+// and driver.Validator. Every command takes a connection from the pool with
 // GetContext, runs with redis.DoContext so that the caller's context bounds
-// it, and returns the connection to the pool. Replies and errors are mapped
+// it, and returns the connection to the pool: a call ends at its context's
+// deadline even on a pool without any timeout. A call with a context that
+// never ends (context.Background()) waits as long as the pool's
+// DialReadTimeout says, forever when it is not set. redigo bounds the TLS
+// handshake of a pool you build by its own timer (10 s by default), not by
+// the context; the pools Open builds bound it by the context too. Replies and errors are mapped
 // as the relock/driver package documents.
 //
 // EvalShaWait and EvalWait send the script call and WAIT on one pooled
@@ -51,13 +63,11 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"runtime"
 	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 
-	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/driver"
 )
 
@@ -544,41 +554,4 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("relock/redigo: unexpected reply %T (%v) to EXEC", r, r)
-}
-
-// Driver opens Conns from redis:// and rediss:// URLs. The package
-// registers it with relock under the name "redigo".
-type Driver struct{}
-
-func init() {
-	relock.Register("redigo", Driver{})
-}
-
-// openTimeout bounds the connection test that Driver.Open runs.
-const openTimeout = 10 * time.Second
-
-// Open builds a *redis.Pool that dials dsn with redis.DialURLContext, and
-// returns a Conn that owns it: the Conn's Close closes the pool. Open dials
-// and PINGs once, so a malformed URL or an unreachable server fails here;
-// the tested connection stays in the pool.
-func (Driver) Open(dsn string) (driver.Conn, error) {
-	pool := &redis.Pool{
-		MaxIdle:     10 * runtime.GOMAXPROCS(0),
-		IdleTimeout: 5 * time.Minute,
-		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return redis.DialURLContext(ctx, dsn)
-		},
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
-	defer cancel()
-	rc, err := pool.GetContext(ctx)
-	if err == nil {
-		_, err = redis.DoContext(rc, ctx, "PING")
-		_ = rc.Close()
-	}
-	if err != nil {
-		_ = pool.Close()
-		return nil, fmt.Errorf("relock/redigo: %w", err)
-	}
-	return &Conn{pool: pool, owned: pool}, nil
 }

@@ -696,7 +696,6 @@ func TestOpen(t *testing.T) {
 			"redis://127.0.0.1:6379/0/1",
 			"redis://user:s3cret@127.0.0.1:6379/?db=x",
 			"redis://user:s3cret@%zz",
-			"redis://127.0.0.1:1", // nothing listens there
 		} {
 			locks, err := relock.Open("rueidis", dsn)
 			if err == nil {

@@ -40,6 +40,7 @@ func TestConformanceCluster(t *testing.T) {
 	c := testredis.StartCluster(t)
 	h := adaptertest.ClusterHarness(c, func(t *testing.T) driver.Conn { return rueidisadapter.New(newClusterClient(t, c)) })
 	t.Run("Hooks", func(t *testing.T) { adaptertest.CheckClusterHooks(t, c, h, "rueidis") })
+	t.Run("Open URL", func(t *testing.T) { adaptertest.CheckOpenURL(t, rueidisadapter.Driver{}, adaptertest.ClusterURL(c)) })
 	conformance.Run(t, h)
 }
 
@@ -119,6 +120,7 @@ func TestSentinelFailover(t *testing.T) {
 	failover.SkipShort(t)
 	t.Parallel() // mostly waiting for failovers
 	s := testredis.StartSentinel(t)
+	t.Run("Open URL", func(t *testing.T) { adaptertest.CheckOpenURL(t, rueidisadapter.Driver{}, adaptertest.SentinelURL(s)) })
 	cl, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress: s.SentinelAddrs(),
 		Sentinel:    rueidis.SentinelOption{MasterSet: s.MasterName()},

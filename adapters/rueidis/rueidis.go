@@ -25,7 +25,14 @@
 //
 //	locks, err := relock.Open("rueidis", "redis://127.0.0.1:6379/0")
 //
-// opens a client that relock owns and closes.
+// opens a client that relock owns and closes (see [Driver.Open] for the
+// forms; Open does not dial, the client is made on the first call).
+//
+// Calls end when their context ends: rueidis applies contexts itself, and
+// the adapter runs Client.Dedicate, which takes no context and may dial
+// (Watch, EvalShaWait, Subscribe), in a goroutine that the caller leaves
+// when its context ends; Close waits for such goroutines, which rueidis
+// ends within its Dialer.Timeout and ConnWriteTimeout (at most 15 s).
 //
 // # What the adapter does
 //
@@ -104,7 +111,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -151,7 +157,8 @@ const unwatchTimeout = time.Second
 // as the rueidis.Client it wraps is.
 type Conn struct {
 	client rueidis.Client
-	owned  bool // Close closes client
+	lazy   *lazyClient // instead of client, for a Conn made by Driver.Open
+	owned  bool        // Close closes client
 	closed atomic.Bool
 	// pinning counts the Dedicate calls still running, whether or not
 	// their caller left them at its context's end; Close waits for them.
@@ -232,46 +239,24 @@ func isNil(v any) bool {
 // Validate implements driver.Validator: it reports ErrNilClient for a Conn
 // made by New from a nil client. It sends nothing.
 func (c *Conn) Validate() error {
-	if c == nil || c.client == nil {
+	if c == nil || (c.client == nil && c.lazy == nil) {
 		return ErrNilClient
 	}
 	return nil
 }
 
-// Driver opens Conns from redis:// and rediss:// URLs. It is registered with
-// relock under the name "rueidis".
-type Driver struct{}
-
-// Open parses dsn with rueidis.ParseURL (so the query parameters rueidis
-// knows, such as db, protocol=2 or dial_timeout, work), turns off the
-// client-side cache, which relock never reads, and builds a client with
-// rueidis.NewClient. The returned Conn owns that client: its Close closes it.
-func (Driver) Open(dsn string) (driver.Conn, error) {
-	opt, err := rueidis.ParseURL(dsn)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL, password included
-		}
-		return nil, fmt.Errorf("rueidisadapter: invalid DSN: %w", err)
-	}
-	opt.DisableCache = true
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("rueidisadapter: connect to %v: %w", opt.InitAddress, err)
-	}
-	return &Conn{client: c, owned: true}, nil
-}
-
-// use returns the client to send commands with, or why there is none.
-func (c *Conn) use() (rueidis.Client, error) {
+// use returns the client to send commands with, or why there is none. A
+// Conn made by Driver.Open makes its client on first use, within ctx.
+func (c *Conn) use(ctx context.Context) (rueidis.Client, error) {
 	switch {
-	case c == nil || c.client == nil:
+	case c == nil || (c.client == nil && c.lazy == nil):
 		return nil, ErrNilClient
 	case c.closed.Load():
 		return nil, ErrClosed
+	case c.client != nil:
+		return c.client, nil
 	}
-	return c.client, nil
+	return c.lazy.get(ctx, c)
 }
 
 // Close marks the Conn closed, so that later calls fail, and closes the
@@ -283,6 +268,9 @@ func (c *Conn) Close() error {
 	}
 	if c.owned && c.client != nil {
 		c.client.Close()
+	}
+	if c.lazy != nil {
+		c.lazy.close()
 	}
 	done := make(chan struct{})
 	go func() {
@@ -302,7 +290,7 @@ func (c *Conn) Close() error {
 // SetNX runs SET key value NX PX ms, ttl rounded down to whole milliseconds.
 // It reports true on "OK" and false on a nil reply (the key existed).
 func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
-	cl, err := c.use()
+	cl, err := c.use(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -325,7 +313,7 @@ func setReply(r rueidis.RedisResult) (bool, error) {
 
 // Get runs GET key. A missing key gives ok == false and a nil error.
 func (c *Conn) Get(ctx context.Context, key string) (string, bool, error) {
-	cl, err := c.use()
+	cl, err := c.use(ctx)
 	if err != nil {
 		return "", false, err
 	}
@@ -346,7 +334,7 @@ func getReply(r rueidis.RedisResult) (string, bool, error) {
 // Eval runs EVAL script numkeys keys... args... and maps the reply as the
 // package doc says.
 func (c *Conn) Eval(ctx context.Context, script string, keys []string, args ...string) (any, error) {
-	cl, err := c.use()
+	cl, err := c.use(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +351,7 @@ func (c *Conn) Eval(ctx context.Context, script string, keys []string, args ...s
 // not know the script the error matches driver.ErrNoScript; EvalSha never
 // falls back to EVAL itself.
 func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...string) (any, error) {
-	cl, err := c.use()
+	cl, err := c.use(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +372,7 @@ func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...
 // but WAIT failed, the error says so and the script's reply is returned
 // with it.
 func (c *Conn) EvalShaWait(ctx context.Context, sha1 string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
-	cl, err := c.use()
+	cl, err := c.use(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -395,7 +383,7 @@ func (c *Conn) EvalShaWait(ctx context.Context, sha1 string, keys, args []string
 
 // EvalWait is EvalShaWait with EVAL script instead of EVALSHA.
 func (c *Conn) EvalWait(ctx context.Context, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
-	cl, err := c.use()
+	cl, err := c.use(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -449,7 +437,7 @@ func waitArgs(replicas int, timeout time.Duration) (int64, error) {
 // gets UNWATCH before it goes back to the pool, even when ctx is over or fn
 // panics.
 func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
-	cl, err := c.use()
+	cl, err := c.use(ctx)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ var errSubscriptionClosed = fmt.Errorf("rueidisadapter: subscription is closed: 
 // connection goes to the node of the first SUBSCRIBE; PUBLISH reaches the
 // subscribers of every node.
 func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload string)) (driver.Subscription, error) {
-	cl, err := c.use()
+	cl, err := c.use(ctx)
 	if err != nil {
 		return nil, err
 	}

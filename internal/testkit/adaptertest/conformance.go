@@ -1,6 +1,8 @@
 package adaptertest
 
 import (
+	"errors"
+	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -126,9 +128,36 @@ func stall(t *testing.T, d time.Duration, replicas ...*testredis.Server) {
 			}
 		})
 	}
-	// The command is on its way; give the replica a moment to start
-	// sleeping (a loopback round trip is far shorter).
-	time.Sleep(100 * time.Millisecond)
+	for _, r := range replicas {
+		waitAsleep(t, r.Addr())
+	}
+}
+
+// waitAsleep returns once the server at addr leaves a PING unanswered for
+// 50 ms, or fails t after 2 s.
+func waitAsleep(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatalf("waiting for %s to sleep: %v", addr, err)
+		}
+		_ = c.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		_, err = c.Write([]byte("*1\r\n$4\r\nPING\r\n"))
+		if err == nil {
+			_, err = c.Read(make([]byte, 16))
+		}
+		_ = c.Close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return // no answer: asleep
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still answers PING 2s after DEBUG SLEEP was sent (last: %v)", addr, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // mustDo sends one command to the server at addr and fails t on an error.

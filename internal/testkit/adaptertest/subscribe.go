@@ -503,3 +503,15 @@ func CheckErrorReply(t *testing.T, srv *testredis.Server, connect func(user, pas
 	}
 	WaitResubscribed(t, r, "allowed:x", ServerPublish(srv, "allowed:x"))
 }
+
+// NextMessage returns the next message r got, failing t after [Wait].
+func NextMessage(t *testing.T, r *Recorder) Message {
+	t.Helper()
+	select {
+	case m := <-r.msgs:
+		return m
+	case <-time.After(Wait):
+		t.Fatalf("no message within %v", Wait)
+		return Message{}
+	}
+}

@@ -1,0 +1,14 @@
+package goredis_test
+
+import (
+	"testing"
+
+	"github.com/relock-go/relock/adapters/goredis"
+
+	"github.com/relock-go/relock/internal/testkit/adaptertest"
+)
+
+// TestOpenRules checks the rules Open follows on every driver.
+func TestOpenRules(t *testing.T) {
+	adaptertest.CheckOpen(t, goredis.Driver{})
+}
