@@ -311,6 +311,7 @@ func TestSubscribeReconnect(t *testing.T) {
 // answering (DEBUG SLEEP, no connection is closed) makes the subscription
 // take a new connection, which gets the messages once it answers again.
 func TestSubscribeDeadConnection(t *testing.T) {
+	testredis.SkipShort(t, "kills and stalls a private server")
 	srv := testredis.Start(t)
 	pool, dials := subPool(t, srv.Addr())
 	r := adaptertest.NewRecorder(t)

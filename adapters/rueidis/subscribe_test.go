@@ -132,6 +132,7 @@ func TestSubscribeContext(t *testing.T) {
 // the confirmation until its context ends, and that Close does not wait
 // for the server.
 func TestSubscribeUnconfirmed(t *testing.T) {
+	testredis.SkipShort(t, "stalls a private server for seconds")
 	srv := testredis.Start(t)
 	c := newClient(t, backend{addr: srv.Addr()}, nil)
 	r := adaptertest.NewRecorder(t)
@@ -238,6 +239,7 @@ func TestSubscribeReconnect(t *testing.T) {
 			r.Expect(t, other, "y")
 		})
 		t.Run("redis/"+proto, func(t *testing.T) {
+			testredis.SkipShort(t, "restarts a private server and waits for resubscription")
 			srv := testredis.Start(t)
 			c := newClient(t, backend{addr: srv.Addr()}, edit)
 			r := adaptertest.NewRecorder(t)
@@ -289,6 +291,7 @@ func subscriberIDs(t *testing.T, srv *testredis.Server) []string {
 // (DEBUG SLEEP: no connection is closed) makes rueidis's health check close
 // the connection, which the subscription then replaces.
 func TestSubscribeDeadConnection(t *testing.T) {
+	testredis.SkipShort(t, "stalls a private server for seconds")
 	for _, resp2 := range []bool{false, true} {
 		name := "resp3"
 		if resp2 {

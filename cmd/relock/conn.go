@@ -27,15 +27,15 @@ type connFlags struct {
 
 // connHelp explains the connection flags, for the subcommands' usage.
 const connHelp = `Connection:
-  -url is parsed by the chosen client library. Every driver takes
-  redis://[user:password@]host:port/db and rediss://... (TLS). With
-  -driver rueidis a URL can also name a Redis Cluster,
+  -url is parsed by the driver that -driver names. Every driver takes
+    redis://[user:password@]host:port/db    rediss://... for TLS
+  and query options of its client library (dial_timeout=3s, ...). With
+  -driver goredis or rueidis a URL can also name a Redis Cluster,
     redis://host1:port?addr=host2:port&addr=host3:port
-  or a Sentinel-managed primary,
-    redis://sentinel1:26379?master_set=NAME&addr=sentinel2:26379
-  (the goredis and redigo drivers connect to one server only).
-  Prefer $REDIS_URL to -url when the URL holds a password: command lines
-  are visible to other users in ps.
+  or a primary that Sentinels watch,
+    redis://sentinel1:26379?master_name=NAME&addr=sentinel2:26379
+  (redigo has no cluster or Sentinel client). Prefer $REDIS_URL to -url
+  when the URL holds a password: command lines are visible in ps.
 `
 
 // register adds -url and -driver to fs.

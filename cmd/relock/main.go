@@ -75,6 +75,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runRun(ctx, args[1:], stderr)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
+	case "release":
+		return runRelease(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -94,6 +98,12 @@ Commands:
   run     relock run [flags] KEY [--] CMD [ARGS...]
           run CMD while holding the lock KEY: wait for it, keep it
           refreshed, pass signals on, stop CMD if the lock is lost
+  status  relock status [-json] KEY
+          show whether KEY is held, its token, metadata, TTL, fence and
+          waiters (exit 0 held, 1 free)
+  release relock release --force [-token TOKEN] KEY
+          release KEY whoever holds it, for operators (exit 0 released,
+          1 nothing released)
   demo    contend for one lock from many workers through every adapter, and
           show that no counter update is lost (embedded Redis unless -url)
 
@@ -108,6 +118,7 @@ Exit status of relock run:
   122        the lock was lost while CMD ran; CMD was stopped
   125        relock failed: bad usage, Redis unreachable or in error
   126, 127   CMD could not be run, or was not found
+status and release exit 125 when they fail.
 
 Run "relock <command> -h" for a command's flags.
 `)

@@ -1,6 +1,11 @@
 package main
 
-import "syscall"
+import (
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // childAttr returns how CMD is started: in a process group of its own (in
 // the terminal's foreground when tty is not -1), and killed by the kernel
@@ -11,4 +16,14 @@ func childAttr(tty int) *syscall.SysProcAttr {
 		a.Foreground, a.Ctty = true, tty
 	}
 	return a
+}
+
+// stopSelf stops relock with SIGSTOP and returns once it is continued.
+// The signal goes to the calling thread (locked to this goroutine), which
+// therefore stops before it returns: a process-wide kill(2) may be taken
+// by another thread, and the caller run on for a moment.
+func stopSelf() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGSTOP)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -47,6 +48,7 @@ type runConfig struct {
 	killSignal signalFlag
 	grace      time.Duration
 	verbose    bool
+	meta       string
 	key        string
 	argv       []string // CMD and its arguments
 }
@@ -91,12 +93,16 @@ is CMD.
 
 CMD runs in its own process group, with these in its environment:
   RELOCK_KEY    the lock's key
-  RELOCK_TOKEN  the random token the key holds while the lock is ours
+  RELOCK_TOKEN  the lock's random token (relock status shows the holder's)
   RELOCK_FENCE  the fencing number, strictly increasing across the key's
                 holders (not set with -fence=false)
+The lock carries -meta (by default relock's host and pid, and CMD's name)
+for "relock status" to show.
 SIGINT, SIGTERM and SIGHUP sent to relock are passed on to CMD's process
-group. When stdin is a terminal that relock has in the foreground, CMD
-gets the terminal (Ctrl-C and Ctrl-\ go to CMD directly). If the lock is
+group. When relock runs in the foreground of a terminal (on its stdin,
+stdout or stderr), CMD gets the terminal: Ctrl-C and Ctrl-\ go to CMD directly, and Ctrl-Z stops
+CMD and relock with it (a stopped relock does not refresh the lock: it is
+lost if stopped longer than the TTL). If the lock is
 lost while CMD runs (the key expired, was deleted or taken, or Redis was
 unreachable for the whole TTL), relock sends -kill-signal to CMD's process
 group, SIGKILL after -grace, and exits 122 whatever CMD returns. If relock
@@ -125,9 +131,10 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 	fs.BoolVar(&cfg.nonblock, "n", false, "do not wait: exit 75 at once if the lock is held")
 	fs.BoolVar(&cfg.nonblock, "nonblock", false, "same as -n")
 	fs.DurationVar(&cfg.wait, "wait", 0, "give up, with exit status 75, after waiting this long for the lock; 0 waits until it is free")
-	fs.BoolVar(&cfg.fence, "fence", true, "draw a fencing number (RELOCK_FENCE); keeps one counter key per lock key in Redis, and a key containing '}' then needs a {hash tag}")
+	fs.BoolVar(&cfg.fence, "fence", true, "draw a fencing number (RELOCK_FENCE) from a counter kept next to the lock key (it expires a day after last use); a key containing '}' then needs a {hash tag}")
 	fs.Var(&cfg.killSignal, "kill-signal", "`signal` sent to CMD's process group when the lock is lost (name or number)")
 	fs.DurationVar(&cfg.grace, "grace", defaultGrace, "after -kill-signal, wait this long for CMD to exit, then send SIGKILL")
+	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most "+strconv.Itoa(relock.MaxMetadataLen)+" bytes); default host=HOST pid=PID cmd=CMD's name")
 	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), runUsage)
@@ -155,7 +162,18 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 		return cfg, errors.New("missing CMD after KEY")
 	}
 	cfg.argv = rest
+	metaSet := false
+	fs.Visit(func(f *flag.Flag) { metaSet = metaSet || f.Name == "meta" })
+	if !metaSet {
+		host, _ := os.Hostname()
+		cfg.meta = fmt.Sprintf("host=%s pid=%d cmd=%s", host, os.Getpid(), filepath.Base(cfg.argv[0]))
+		if len(cfg.meta) > relock.MaxMetadataLen {
+			cfg.meta = strings.ToValidUTF8(cfg.meta[:relock.MaxMetadataLen], "")
+		}
+	}
 	switch {
+	case len(cfg.meta) > relock.MaxMetadataLen:
+		return cfg, fmt.Errorf("-meta: %d bytes, at most %d", len(cfg.meta), relock.MaxMetadataLen)
 	case cfg.ttl < relock.MinTTL || cfg.ttl > relock.MaxTTL:
 		return cfg, fmt.Errorf("-ttl %v: want %v to %v", cfg.ttl, relock.MinTTL, relock.MaxTTL)
 	case cfg.wait < 0:
@@ -244,12 +262,12 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		select {
 		case s := <-r.sigs:
 			watched <- s
-			cancel(fmt.Errorf("interrupted by %v", s))
+			cancel(fmt.Errorf("interrupted by %s", unix.SignalName(s.(syscall.Signal))))
 		case <-obtained:
 		}
 	}()
 
-	opts := []relock.Option{relock.WithAutoRefresh()}
+	opts := []relock.Option{relock.WithAutoRefresh(), relock.WithMetadata(cfg.meta)}
 	if cfg.fence {
 		opts = append(opts, relock.WithFencing())
 	}
@@ -325,7 +343,7 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 	tty := foregroundTTY()
 	cmd.SysProcAttr = childAttr(tty)
 
-	p, err := startChild(cmd)
+	p, err := startChild(cmd, tty >= 0)
 	if err != nil {
 		if tty >= 0 {
 			takeTerminal(tty)
@@ -348,20 +366,24 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 	interrupt := parent.Done()
 	var lostErr error
 	var graceOver <-chan time.Time
-	var state *os.ProcessState
-	for state == nil {
+	var end *childEnd
+	for end == nil {
 		select {
-		case state = <-p.exited:
+		case e := <-p.exited:
+			end = &e
 		case s := <-r.sigs:
 			p.signal(s.(syscall.Signal))
 		case <-interrupt:
 			interrupt = nil
 			p.signal(syscall.SIGTERM)
+		case <-p.stopped:
+			r.suspend(tty, p)
 		case <-lost:
 			lost = nil
 			lostErr = lock.Err()
 			r.logf("lock %q lost while CMD ran (%v); sending %v to CMD", cfg.key, lostErr, cfg.killSignal.String())
 			p.signal(cfg.killSignal.sig)
+			p.signal(syscall.SIGCONT) // a stopped CMD acts on it too
 			t := time.NewTimer(cfg.grace)
 			defer t.Stop()
 			graceOver = t.C
@@ -371,8 +393,14 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 			p.signal(syscall.SIGKILL)
 		}
 	}
-	if err := p.err; err != nil {
-		r.logf("wait for CMD: %v", err)
+	if end.err != nil {
+		// CMD cannot be waited for: make sure it is gone before the lock is.
+		p.signal(syscall.SIGKILL)
+		r.logf("wait for CMD: %v", end.err)
+		if rerr := r.release(lock); rerr != nil {
+			r.logf("release %q: %v", cfg.key, rerr)
+		}
+		return exitError
 	}
 
 	// The lock might have ended while CMD was exiting: count it as lost.
@@ -380,6 +408,13 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 		lostErr = lock.Err()
 	}
 	if lostErr != nil {
+		if graceOver != nil && p.groupAlive() {
+			// CMD is gone, but processes it started ignore -kill-signal:
+			// they get SIGKILL after -grace as CMD would have.
+			<-graceOver
+			r.logf("processes of CMD still running %v after %v; sending SIGKILL", cfg.grace, cfg.killSignal.String())
+			p.signal(syscall.SIGKILL)
+		}
 		r.logf("exit %d: the lock was lost while CMD ran", exitLost)
 		return exitLost
 	}
@@ -396,23 +431,48 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 	case cfg.verbose:
 		r.logf("released %q", cfg.key)
 	}
-	return exitStatus(state)
+	return exitStatus(end.status)
 }
 
 // exitStatus is the shell's view of how CMD ended: its exit code, or
 // 128+N when signal N killed it.
-func exitStatus(state *os.ProcessState) int {
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+func exitStatus(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
 		return 128 + int(ws.Signal())
 	}
-	return state.ExitCode()
+	return ws.ExitStatus()
+}
+
+// suspend is job control for a CMD that has the terminal: when CMD is
+// stopped (Ctrl-Z), relock takes the terminal back and stops itself, so
+// that the shell sees the job stopped and gets the terminal. Once
+// continued (fg or bg), it gives the terminal back to CMD if the shell gave
+// it to relock, and continues CMD. The lock is not refreshed while relock
+// is stopped: stopped longer than its validity, it is lost when relock
+// continues, and CMD is stopped as for any loss.
+func (r *runner) suspend(tty int, p *child) {
+	takeTerminal(tty)
+	stopSelf()
+	// Continued.
+	if foregroundTTY() == tty {
+		giveTerminal(tty, p.pid)
+	}
+	p.signal(syscall.SIGCONT)
+	p.resume <- struct{}{}
 }
 
 // child is CMD, started.
 type child struct {
-	pid    int // also its process group's ID
-	exited chan *os.ProcessState
-	err    error // from Wait, read after exited delivered
+	pid     int // also its process group's ID
+	exited  chan childEnd
+	stopped chan struct{} // CMD was stopped (job control only)
+	resume  chan struct{} // sent when the stop has been handled
+}
+
+// childEnd is how CMD ended, or why it could not be waited for.
+type childEnd struct {
+	status syscall.WaitStatus
+	err    error
 }
 
 // signal sends sig to CMD's process group. Errors (the group is gone) are
@@ -421,11 +481,18 @@ func (c *child) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-c.pid, sig)
 }
 
+// groupAlive reports whether some process is left in CMD's process group.
+func (c *child) groupAlive() bool {
+	return syscall.Kill(-c.pid, 0) == nil
+}
+
 // startChild starts cmd and waits for it in a goroutine locked to its OS
 // thread, which lives as long as the child: the parent-death signal
 // (Linux) is tied to the thread that started the child, not the process.
-func startChild(cmd *exec.Cmd) (*child, error) {
-	c := &child{exited: make(chan *os.ProcessState, 1)}
+// With jobControl, a stop of CMD is reported on stopped, and the wait goes
+// on once resume is sent.
+func startChild(cmd *exec.Cmd, jobControl bool) (*child, error) {
+	c := &child{exited: make(chan childEnd, 1), stopped: make(chan struct{}), resume: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -436,13 +503,31 @@ func startChild(cmd *exec.Cmd) (*child, error) {
 		}
 		c.pid = cmd.Process.Pid
 		started <- nil
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = nil
+		// Wait4 rather than cmd.Wait, which cannot report stops. The
+		// standard streams are files: cmd.Wait would have nothing else to
+		// do but release the process handle.
+		defer cmd.Process.Release()
+		options := 0
+		if jobControl {
+			options = syscall.WUNTRACED
 		}
-		c.err = err
-		c.exited <- cmd.ProcessState
+		for {
+			var ws syscall.WaitStatus
+			_, err := syscall.Wait4(c.pid, &ws, options, nil)
+			switch {
+			case errors.Is(err, syscall.EINTR):
+				continue
+			case err != nil:
+				c.exited <- childEnd{err: err}
+				return
+			case ws.Stopped():
+				c.stopped <- struct{}{}
+				<-c.resume
+				continue
+			}
+			c.exited <- childEnd{status: ws}
+			return
+		}
 	}()
 	if err := <-started; err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
 	"github.com/relock-go/relock/internal/testkit/testredis"
@@ -94,6 +95,9 @@ func startRelock(t *testing.T, args ...string) *proc {
 	p := &proc{t: t, done: make(chan struct{})}
 	p.cmd = exec.Command(relockBinary(t), args...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	// A process CMD left behind may hold the output pipes open: do not
+	// wait for it once relock has exited.
+	p.cmd.WaitDelay = 2 * time.Second
 	p.cmd.Env = append(os.Environ(), "REDIS_URL=redis://127.0.0.1:1") // -url must win
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start relock: %v", err)
@@ -251,7 +255,7 @@ func TestRunEnvironment(t *testing.T) {
 		if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(env[1]) {
 			t.Errorf("RELOCK_TOKEN = %q, want 32 hex digits", env[1])
 		}
-		if v, err := s.Do("GET", key); err != nil || v != env[1] {
+		if v, err := s.Do("GET", key); err != nil || heldToken(v) != env[1] {
 			t.Errorf("GET %s = %#v, %v while CMD runs; want RELOCK_TOKEN %q", key, v, err, env[1])
 		}
 		fence, err := strconv.ParseInt(env[2], 10, 64)
@@ -442,6 +446,15 @@ func TestRunLockLost(t *testing.T) {
 			wantLog: "INT",
 		},
 		{
+			// CMD exits on SIGTERM, but leaves a process behind that
+			// ignores it: that one gets SIGKILL after -grace.
+			name:      "LeftoverKilledAfterGrace",
+			flags:     []string{"-grace", "700ms"},
+			script:    `sh -c 'trap "" TERM; echo $$ > "$0/child"; exec sleep 60' "$0" & trap 'echo TERM > "$0/log"; exit 0' TERM; echo ready > "$0/ready"; wait`,
+			wantLog:   "TERM",
+			minToStop: 700 * time.Millisecond,
+		},
+		{
 			name:      "SIGKILLAfterGrace",
 			flags:     []string{"-grace", "700ms"},
 			script:    `trap '' TERM; echo ready > "$0/ready"; while :; do sleep 0.02; done`,
@@ -473,6 +486,13 @@ func TestRunLockLost(t *testing.T) {
 			}
 			if d := p.ended.Sub(deleted); d < tt.minToStop {
 				t.Errorf("relock ended %v after the key was deleted; -grace should have kept CMD %v", d, tt.minToStop)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "child")); err == nil {
+				pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+				if pid > 0 && alive(pid) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					t.Errorf("a process CMD left behind (pid %d) still runs after relock ended", pid)
+				}
 			}
 		})
 	}
@@ -626,7 +646,12 @@ func TestRunURLFromEnvironment(t *testing.T) {
 // that the race detector sees its goroutines and machines without Redis run
 // it too.
 func TestRunInProcess(t *testing.T) {
-	mr := miniredis.RunT(t)
+	defer goleak.VerifyNone(t)
+	mr, err := miniredis.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mr.Close() // before goleak looks
 	url := "redis://" + mr.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -702,6 +727,7 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"run", "-kill-signal", "BOGUS", "k", "true"}, exitError, "unknown signal"},
 		{[]string{"run", "-kill-signal", "0", "k", "true"}, exitError, "no signal"},
 		{[]string{"run", "-driver", "nosuch", "k", "true"}, exitError, "unknown driver"},
+		{[]string{"run", "-driver", "redigo", "-url", "redis://127.0.0.1:1?addr=127.0.0.1:2", "k", "true"}, exitError, "connect to"},
 		{[]string{"run", "-url", "http://user:s3cret@example.com", "k", "true"}, exitError, "connect to"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -738,51 +764,57 @@ func TestTopLevelUsageListsExitCodes(t *testing.T) {
 	}
 }
 
-// TestRunClusterAndSentinelURLs runs relock through -driver rueidis with
-// the cluster and Sentinel URL forms that "relock run -h" documents.
+// TestRunClusterAndSentinelURLs runs relock through -driver goredis and
+// rueidis with the cluster and Sentinel URL forms that "relock run -h"
+// documents.
 func TestRunClusterAndSentinelURLs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 6-node cluster and a Sentinel set-up")
 	}
+	drivers := []string{"goredis", "rueidis"}
 	t.Run("Cluster", func(t *testing.T) {
 		c := testredis.StartCluster(t)
 		addrs := c.Addrs()
 		url := "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2]
-		var fences []int64
-		for _, key := range []string{"relock-cli:cluster", "relock-cli:cluster", "{relock-cli}:tagged"} {
-			p, dir, env := holder(t, url, key, "-driver", "rueidis")
-			primary := c.PrimaryFor(key)
-			if v, err := primary.Do("GET", key); err != nil || v != env[1] {
-				t.Errorf("GET %s on its primary = %#v, %v; want RELOCK_TOKEN %q", key, v, err, env[1])
-			}
-			if key == "relock-cli:cluster" {
-				f, err := strconv.ParseInt(env[2], 10, 64)
-				if err != nil {
-					t.Fatalf("RELOCK_FENCE %q", env[2])
+		for _, driver := range drivers {
+			var fences []int64
+			for _, key := range []string{"relock-cli:cluster:" + driver, "relock-cli:cluster:" + driver, "{relock-cli}:tagged:" + driver} {
+				p, dir, env := holder(t, url, key, "-driver", driver)
+				primary := c.PrimaryFor(key)
+				if v, err := primary.Do("GET", key); err != nil || heldToken(v) != env[1] {
+					t.Errorf("%s: GET %s on its primary = %#v, %v; want RELOCK_TOKEN %q", driver, key, v, err, env[1])
 				}
-				fences = append(fences, f)
+				if !strings.HasPrefix(key, "{") {
+					f, err := strconv.ParseInt(env[2], 10, 64)
+					if err != nil {
+						t.Fatalf("%s: RELOCK_FENCE %q", driver, env[2])
+					}
+					fences = append(fences, f)
+				}
+				touch(t, filepath.Join(dir, "go"))
+				if code := p.wait(20 * time.Second); code != 0 {
+					t.Fatalf("%s: %s: exit code %d\nstderr:\n%s", driver, key, code, p.stderr.String())
+				}
 			}
-			touch(t, filepath.Join(dir, "go"))
-			if code := p.wait(20 * time.Second); code != 0 {
-				t.Fatalf("%s: exit code %d\nstderr:\n%s", key, code, p.stderr.String())
+			if len(fences) != 2 || fences[1] <= fences[0] {
+				t.Errorf("%s: fences %v do not strictly increase", driver, fences)
 			}
-		}
-		if len(fences) == 2 && fences[1] <= fences[0] {
-			t.Errorf("fences %v do not strictly increase", fences)
 		}
 	})
 	t.Run("Sentinel", func(t *testing.T) {
 		s := testredis.StartSentinel(t)
 		sa := s.SentinelAddrs()
-		url := "redis://" + sa[0] + "?master_set=" + s.MasterName() + "&addr=" + sa[1]
-		const key = "relock-cli:sentinel"
-		p, dir, env := holder(t, url, key, "-driver", "rueidis")
-		if v, err := s.Primary().Do("GET", key); err != nil || v != env[1] {
-			t.Errorf("GET %s on the primary = %#v, %v; want RELOCK_TOKEN %q", key, v, err, env[1])
-		}
-		touch(t, filepath.Join(dir, "go"))
-		if code := p.wait(20 * time.Second); code != 0 {
-			t.Fatalf("exit code %d\nstderr:\n%s", code, p.stderr.String())
+		url := "redis://" + sa[0] + "?master_name=" + s.MasterName() + "&addr=" + sa[1]
+		for _, driver := range drivers {
+			key := "relock-cli:sentinel:" + driver
+			p, dir, env := holder(t, url, key, "-driver", driver)
+			if v, err := s.Primary().Do("GET", key); err != nil || heldToken(v) != env[1] {
+				t.Errorf("%s: GET %s on the primary = %#v, %v; want RELOCK_TOKEN %q", driver, key, v, err, env[1])
+			}
+			touch(t, filepath.Join(dir, "go"))
+			if code := p.wait(20 * time.Second); code != 0 {
+				t.Fatalf("%s: exit code %d\nstderr:\n%s", driver, code, p.stderr.String())
+			}
 		}
 	})
 }
@@ -814,7 +846,9 @@ func openPTY(t *testing.T) (master, tty *os.File) {
 // TestRunTerminal runs relock as a shell runs a foreground job: in a
 // session whose controlling terminal is a pty. CMD must get the terminal:
 // it can read from it (a background process group would be stopped by
-// SIGTTIN), and Ctrl-C reaches it.
+// SIGTTIN), and Ctrl-C reaches it. Ctrl-Z stops CMD, and relock with it
+// (so that a shell would see the job stopped); continuing relock continues
+// CMD, in the terminal's foreground again.
 func TestRunTerminal(t *testing.T) {
 	s := testredis.Start(t)
 	master, tty := openPTY(t)
@@ -822,7 +856,9 @@ func TestRunTerminal(t *testing.T) {
 	go func() { _, _ = io.Copy(io.Discard, master) }()
 
 	dir := t.TempDir()
-	script := `read line; echo "$line" > "$0/read"; trap 'echo INT > "$0/log"; exit 3' INT; echo ready > "$0/ready"; while :; do sleep 0.02; done`
+	// No fork after ready: a Ctrl-Z that catches sh in vfork stops only
+	// the child, and relock waits for sh.
+	script := `read line; echo "$line" > "$0/read"; trap 'echo INT > "$0/log"; exit 3' INT; echo $$ > "$0/pid"; echo ready > "$0/ready"; read never`
 	p := &proc{t: t, done: make(chan struct{})}
 	p.cmd = exec.Command(relockBinary(t), "run", "-url", s.URL(), "relock-cli:tty", "--", "sh", "-c", script, dir)
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = tty, tty, &p.stderr
@@ -847,6 +883,21 @@ func TestRunTerminal(t *testing.T) {
 		t.Errorf("CMD read %q from the terminal", got)
 	}
 	waitFile(t, filepath.Join(dir, "ready"), 20*time.Second, p)
+	cmdPID, err := strconv.Atoi(strings.TrimSpace(waitFile(t, filepath.Join(dir, "pid"), time.Second, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := master.Write([]byte{26}); err != nil { // Ctrl-Z
+		t.Fatal(err)
+	}
+	waitState(t, p.cmd.Process.Pid, "relock", true)
+	waitState(t, cmdPID, "CMD", true)
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil { // as fg does
+		t.Fatal(err)
+	}
+	waitState(t, cmdPID, "CMD", false)
+
 	if _, err := master.Write([]byte{3}); err != nil { // Ctrl-C
 		t.Fatal(err)
 	}
@@ -879,5 +930,80 @@ func TestRunRedisGoneWhileRunning(t *testing.T) {
 	}
 	if !strings.Contains(p.stderr.String(), "refresh of \"relock-cli:gone\" failed") {
 		t.Errorf("stderr does not report the failed refreshes:\n%s", p.stderr.String())
+	}
+}
+
+// waitState waits, at most 10 s, until the process is stopped (state T),
+// or no longer stopped.
+func waitState(t *testing.T, pid int, what string, stopped bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatalf("%s (pid %d) is gone: %v", what, pid, err)
+		}
+		st := string(b)
+		i := strings.LastIndexByte(st, ')')
+		if i >= 0 && i+2 < len(st) && (st[i+2] == 'T') == stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			out, _ := exec.Command("ps", "-o", "pid,ppid,pgid,tpgid,stat,wchan:30,args", "-s", strconv.Itoa(pid)).CombinedOutput()
+			t.Logf("%s", out)
+			t.Fatalf("%s (pid %d): state %q after 10 s, want stopped=%v", what, pid, st[i+2:i+3], stopped)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// heldToken returns the token in a lock key's value, which is the token
+// followed by "|" and the metadata (relock.WithMetadata).
+func heldToken(value any) string {
+	s, _ := value.(string)
+	token, _, _ := strings.Cut(s, "|")
+	return token
+}
+
+// TestRunTerminalOnStdout runs relock with stdin from /dev/null but stdout
+// on the terminal, as "relock run ... < file" from a shell: CMD still gets
+// the terminal, and can read /dev/tty.
+func TestRunTerminalOnStdout(t *testing.T) {
+	s := testredis.Start(t)
+	master, tty := openPTY(t)
+	go func() { _, _ = io.Copy(io.Discard, master) }()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+
+	dir := t.TempDir()
+	p := &proc{t: t, done: make(chan struct{})}
+	p.cmd = exec.Command(relockBinary(t), "run", "-url", s.URL(), "relock-cli:tty-stdout", "--", "sh", "-c",
+		`read line < /dev/tty; echo "$line" > "$0/read"`, dir)
+	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = devNull, tty, &p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 1}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		_ = p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	time.Sleep(100 * time.Millisecond) // a line typed before CMD reads waits in the terminal's buffer anyway
+	if _, err := master.WriteString("typed\n"); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0\nstderr:\n%s", code, p.stderr.String())
+	}
+	if got := strings.TrimSpace(waitFile(t, filepath.Join(dir, "read"), time.Second, nil)); got != "typed" {
+		t.Errorf("CMD read %q from /dev/tty, want typed", got)
 	}
 }

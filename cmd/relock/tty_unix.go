@@ -10,16 +10,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// foregroundTTY returns the descriptor of stdin when it is a terminal whose
-// foreground process group is relock's, so that CMD can be given the
-// terminal; -1 otherwise (no terminal, or relock runs in the background).
+// foregroundTTY returns the first of stdin, stdout and stderr that is a
+// terminal whose foreground process group is relock's, so that CMD can be
+// given the terminal; -1 when there is none (no terminal, or relock runs
+// in the background).
 func foregroundTTY() int {
-	fd := int(os.Stdin.Fd())
-	pgrp, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
-	if err != nil || pgrp != syscall.Getpgrp() {
-		return -1
+	for _, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
+		fd := int(f.Fd())
+		if pgrp, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err == nil && pgrp == syscall.Getpgrp() {
+			return fd
+		}
 	}
-	return fd
+	return -1
 }
 
 // takeTerminal makes relock's process group the terminal's foreground
@@ -29,4 +31,10 @@ func takeTerminal(fd int) {
 	signal.Ignore(syscall.SIGTTOU)
 	defer signal.Reset(syscall.SIGTTOU)
 	_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, syscall.Getpgrp())
+}
+
+// giveTerminal makes pgrp the terminal's foreground process group; relock
+// must be in the foreground itself.
+func giveTerminal(fd, pgrp int) {
+	_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, pgrp)
 }

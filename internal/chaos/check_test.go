@@ -139,10 +139,16 @@ func TestFencedResource(t *testing.T) {
 	for _, f := range []int64{1, 1, 2, 5, 3, 5, 6} {
 		h.WriteFenced("w", f)
 	}
+	if wrote, ok := h.WriteFencedBefore("w", 7, time.Now().Add(time.Minute)); !wrote || !ok {
+		t.Errorf("WriteFencedBefore within the lease: wrote %v, accepted %v", wrote, ok)
+	}
+	if wrote, _ := h.WriteFencedBefore("w", 8, time.Now().Add(-time.Millisecond)); wrote {
+		t.Error("WriteFencedBefore wrote after the lease's end")
+	}
 	h.Stop()
 	r := chaos.Check(h.Snapshot())
-	if r.Writes != 7 || r.StaleWrites != 1 {
-		t.Fatalf("writes %d, stale %d; want 7, 1 (the 3 after 5)", r.Writes, r.StaleWrites)
+	if r.Writes != 8 || r.StaleWrites != 1 {
+		t.Fatalf("writes %d, stale %d; want 8, 1 (the 3 after 5)", r.Writes, r.StaleWrites)
 	}
 	if row := r.Row("f", false, true); !strings.Contains(row, "| f | **no** | 0 | 0 | 1 |") {
 		t.Errorf("Row = %q", row)

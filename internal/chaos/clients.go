@@ -54,8 +54,8 @@ func NewConn(adapter, addr string) (driver.Conn, func(), error) {
 // driver.Watcher, so that relock runs its WATCH/MULTI/EXEC path (and its
 // waiters poll).
 type WatchOnly struct {
-	driver.Conn
-	W driver.Watcher
+	driver.Conn                // SetNX, Get, Close
+	W           driver.Watcher // the same driver, for Watch
 }
 
 // NewWatchOnly wraps conn, which must implement driver.Watcher.

@@ -19,5 +19,6 @@
 // returned), losses (Done closed before the holder called Release) and
 // whether each was signalled before the next holder got the lock, the
 // recovery after each fault (fault end → next holder), and the longest time
-// the lock was free while some worker waited for it, outside fault windows.
+// the lock was free while some worker waited for it, outside fault windows
+// and after the first acquisition.
 package chaos

@@ -17,6 +17,9 @@ import (
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
+// go test ./internal/chaos -run TestFaults -v -args -table prints the
+// README's results table; CHAOS_DEBUG=1 also logs every hold near each
+// fault.
 var printTable = flag.Bool("table", false, "print the README's results table (section \"Under faults\") after TestFaults")
 
 // The workload of every scenario.
@@ -345,14 +348,14 @@ func scenarios() []scenario {
 			},
 		},
 		{
-			name: "restart empty at once (no wait); TTL 2 s, holds 1–1.5 s", safe: false, duration: 8 * time.Second, setup: single,
+			name: "restart empty at once (no wait); TTL 2 s, holds 1–1.5 s", safe: false, duration: 8500 * time.Millisecond, setup: single,
 			why: "the key is gone while its holder still relies on it",
 			// A longer TTL and holds, so that the restart (0.1–0.8 s on a
 			// loaded machine) ends while the holder still relies on the lock.
 			ttl: 2 * time.Second, holdMin: time.Second, holdMax: 1500 * time.Millisecond,
 			faults: func(e *env) {
 				for i := range 3 {
-					e.at(1200*time.Millisecond + time.Duration(i)*2200*time.Millisecond)
+					e.at(time.Second + time.Duration(i)*2*time.Second)
 					// Right after the next acquisition, unless too little
 					// of the scenario is left to see what follows.
 					since := time.Now()
@@ -370,9 +373,10 @@ func scenarios() []scenario {
 }
 
 // crashHolder obtains the lock through a client of its own and crashes
-// with it: the client is closed without a Release (relock's Close stops
-// the refresh and leaves the key), so the key stays until it expires. The
-// fault lasts until then.
+// with it: its connections are cut first, as when a process dies, so that
+// nothing relock's Close then tries (its best-effort release included)
+// reaches the server, and the key stays until it expires. The fault lasts
+// until then.
 func (e *env) crashHolder() {
 	conn, closeClient, err := chaos.NewConn("goredis", e.srv.Addr())
 	if err != nil {
@@ -572,7 +576,7 @@ func runScenario(t *testing.T, sc scenario) {
 	tableMu.Lock()
 	tableRows = append(tableRows, row)
 	if !sc.safe {
-		tableNots = append(tableNots, fmt.Sprintf("\n%s: not claimed safe: %s (%d overlaps; longest %v).", sc.name, sc.why, len(r.Violations), longestOverlap(r)))
+		tableNots = append(tableNots, fmt.Sprintf("\n%s: not claimed safe: %s (%d overlaps; longest %v).", sc.name, sc.why, len(r.Violations), longestOverlap(r).Round(time.Millisecond)))
 	}
 	tableMu.Unlock()
 	t.Logf("%s\n%s", chaos.TableHeader, row)

@@ -109,15 +109,15 @@ type Write struct {
 // fenced resource they write to (WriteFenced). It is safe for concurrent
 // use.
 type History struct {
-	mu       sync.Mutex
-	start    time.Time
-	stop     time.Time
-	waits    []*Wait
-	holds    []*Hold
-	faults   []Fault
-	writes   []Write
-	maxFence int64
-	fenced   bool
+	mu           sync.Mutex
+	start        time.Time
+	stop         time.Time
+	waits        []*Wait
+	holds        []*Hold
+	faults       []Fault
+	writes       []Write
+	maxFence     int64
+	lastAcquired time.Time
 }
 
 // NewHistory returns an empty history that starts now.
@@ -154,6 +154,9 @@ func (h *History) EndWait(w *Wait, end time.Time, err error) {
 func (h *History) AddHold(hold *Hold) {
 	h.mu.Lock()
 	h.holds = append(h.holds, hold)
+	if hold.Acquired.After(h.lastAcquired) {
+		h.lastAcquired = hold.Acquired
+	}
 	h.mu.Unlock()
 }
 
@@ -170,13 +173,7 @@ func (h *History) Update(fn func()) {
 func (h *History) LastAcquired() time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var last time.Time
-	for _, hd := range h.holds {
-		if hd.Acquired.After(last) {
-			last = hd.Acquired
-		}
-	}
-	return last
+	return h.lastAcquired
 }
 
 // AddFault records a fault window.
@@ -192,7 +189,24 @@ func (h *History) AddFault(name string, start, end time.Time) {
 func (h *History) WriteFenced(worker string, fence int64) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.fenced = true
+	return h.writeLocked(worker, fence)
+}
+
+// WriteFencedBefore is WriteFenced by a careful holder: it writes only if
+// the clock, read once the resource is locked, is still before validUntil
+// (the holder's lease), and reports whether it wrote and whether the
+// write was accepted. Checking inside the lock keeps a holder that was
+// descheduled between its own check and the write from counting as stale.
+func (h *History) WriteFencedBefore(worker string, fence int64, validUntil time.Time) (wrote, accepted bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !time.Now().Before(validUntil) {
+		return false, false
+	}
+	return true, h.writeLocked(worker, fence)
+}
+
+func (h *History) writeLocked(worker string, fence int64) bool {
 	ok := fence >= h.maxFence
 	if ok {
 		h.maxFence = fence

@@ -215,3 +215,46 @@ func TestCheckerCatchesUnsafeLockers(t *testing.T) {
 		}
 	})
 }
+
+// TestCycleAbandon checks the record of a crashed holder: abandoned, not a
+// loss, its interval ending at the crash, its key busy until it expires.
+func TestCycleAbandon(t *testing.T) {
+	h := chaos.NewHistory()
+	wl := &chaos.Workload{Key: "k", TTL: 40 * time.Millisecond, ObtainTimeout: time.Second, History: h}
+	l := &fakeLocker{s: &store{}}
+	var lease chaos.Lease
+	crashed := false
+	wk := chaos.Worker{Name: "crasher", Locker: lockerFunc(func(ctx context.Context, key string, ttl time.Duration) (chaos.Lease, error) {
+		var err error
+		lease, err = l.Obtain(ctx, key, ttl)
+		return lease, err
+	})}
+	hold := wl.Cycle(context.Background(), wk, 5*time.Millisecond, func() {
+		crashed = true
+		// A crash ends the lease without a release: here, its validity
+		// runs out.
+	})
+	if hold == nil || !crashed {
+		t.Fatalf("Cycle returned %v, crashed %v", hold, crashed)
+	}
+	<-lease.Done()
+	wl.Wait()
+	h.Stop()
+	s := h.Snapshot()
+	got := s.Holds[0]
+	if !got.Abandoned || got.Lost() || !got.ReleaseCalled.IsZero() || !got.SafeEnd().Equal(got.Abandon) {
+		t.Errorf("crashed hold recorded as %+v", got)
+	}
+	if want := got.ValidUntil.Add(chaos.KeyExpiryMargin(40 * time.Millisecond)); !got.BusyEnd().Equal(want) {
+		t.Errorf("BusyEnd = %v, want ValidUntil + margin = %v", got.BusyEnd(), want)
+	}
+	if r := chaos.Check(s); r.Abandoned != 1 || r.Losses != 0 || r.Acquisitions != 1 {
+		t.Errorf("report %+v", r)
+	}
+}
+
+type lockerFunc func(ctx context.Context, key string, ttl time.Duration) (chaos.Lease, error)
+
+func (f lockerFunc) Obtain(ctx context.Context, key string, ttl time.Duration) (chaos.Lease, error) {
+	return f(ctx, key, ttl)
+}

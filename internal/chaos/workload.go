@@ -154,8 +154,8 @@ func (w *Workload) cycle(ctx context.Context, wk Worker, hold time.Duration, aba
 		select {
 		case <-lease.Done():
 		default:
-			if w.Fenced && time.Now().Before(lease.ValidUntil()) {
-				h.WriteFenced(wk.Name, rec.Fence)
+			if w.Fenced {
+				h.WriteFencedBefore(wk.Name, rec.Fence, lease.ValidUntil())
 			}
 		}
 	}

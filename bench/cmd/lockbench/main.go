@@ -121,12 +121,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := lockbench.Config{TTL: *ttl, PoolSize: *pool}
 	own := *url == ""
 	if own {
-		srv, err := lockbench.StartServer(ctx, *serverBin)
+		srv, err := lockbench.StartServer(*serverBin)
 		if err != nil {
 			return err
 		}
-		defer srv.Stop()
-		cfg.Addr = srv.Addr
+		defer srv.Close()
+		cfg.Addr = srv.Addr()
 	} else {
 		if cfg.Addr, cfg.DB, cfg.Password, err = lockbench.ParseURL(*url); err != nil {
 			return fmt.Errorf("-url: %w", err)

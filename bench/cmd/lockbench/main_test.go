@@ -4,20 +4,21 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // TestRun runs the command end to end on its own redis-server with tiny
 // durations and checks the report has its header and both kinds of table.
 func TestRun(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("RELOCK_REQUIRE_REDIS") == "1" {
-			t.Fatalf("redis-server not on PATH: %v", err)
+	if _, err := testredis.ServerBinary(); err != nil {
+		if testredis.Required() {
+			t.Fatal(err)
 		}
-		t.Skipf("redis-server not on PATH: %v", err)
+		t.Skip(err)
 	}
 	out := filepath.Join(t.TempDir(), "report.md")
 	var stdout, stderr bytes.Buffer

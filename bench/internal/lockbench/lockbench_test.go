@@ -3,31 +3,19 @@ package lockbench
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // startRedis starts a private redis-server for the test, or skips when
 // there is none (fails instead when RELOCK_REQUIRE_REDIS=1, as in CI).
 func startRedis(t *testing.T) Config {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("RELOCK_REQUIRE_REDIS") == "1" {
-			t.Fatalf("redis-server not on PATH: %v", err)
-		}
-		t.Skipf("redis-server not on PATH: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := StartServer(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	return Config{Addr: srv.Addr, TTL: 10 * time.Second, PoolSize: 32}
+	srv := testredis.Start(t)
+	return Config{Addr: srv.Addr(), TTL: 10 * time.Second, PoolSize: 32}
 }
 
 // TestEveryContender runs each contender briefly in both scenario kinds

@@ -5,112 +5,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	goredislib "github.com/redis/go-redis/v9"
+
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
-// Server is a redis-server process started for one run.
-type Server struct {
-	Addr string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// StartServer starts `redis-server` (found on PATH, or at bin when not
-// empty) on a free loopback port with persistence off, and waits until it
-// answers PING. Stop kills it.
-func StartServer(ctx context.Context, bin string) (*Server, error) {
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			return nil, fmt.Errorf("redis-server not found on PATH (give -url or -redis-server): %w", err)
-		}
+// StartServer starts a private redis-server for one run, through
+// testredis.StartServer (the binary at bin, or redis-server from
+// $RELOCK_REDIS_SERVER or PATH when bin is empty): a free loopback port,
+// persistence off, its log in a temporary directory. Close stops it and
+// removes the directory; its Addr is what a Config needs.
+func StartServer(bin string) (*testredis.Server, error) {
+	srv, err := testredis.StartServer(testredis.Options{Bin: bin, Args: []string{"--loglevel", "warning"}})
+	if errors.Is(err, testredis.ErrNoBinary) {
+		return nil, fmt.Errorf("%w (give -url or -redis-server)", err)
 	}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		s, err := startOn(ctx, bin, port)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err // most likely someone took the port between probe and start
-	}
-	return nil, lastErr
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func startOn(ctx context.Context, bin string, port int) (*Server, error) {
-	cmd := exec.Command(bin,
-		"--port", strconv.Itoa(port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
-		"--protected-mode", "no",
-		"--loglevel", "warning",
-	)
-	var out strings.Builder
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-
-	rdb := goredislib.NewClient(&goredislib.Options{Addr: s.Addr, MaxRetries: -1})
-	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		err := rdb.Ping(pctx).Err()
-		cancel()
-		if err == nil {
-			return s, nil
-		}
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("redis-server exited: %s", strings.TrimSpace(out.String()))
-		default:
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			s.Stop()
-			return nil, fmt.Errorf("redis-server on %s did not answer: %w", s.Addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Stop kills the server and waits for it to exit. Safe to call twice.
-func (s *Server) Stop() {
-	if s == nil || s.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(os.Kill)
-	<-s.done
+	return srv, err
 }
 
 // Admin is the harness's own connection to Redis, for statistics.

@@ -59,6 +59,11 @@ type Known map[string]map[string]string
 // fresh miniredis (with Advance and FlushAll), the shared real server
 // (neither FlushAll nor PauseWrites: other tests use it), and a private
 // server with one replica (every hook).
+//
+// Under go test -short it runs against miniredis only: the suite waits for
+// real TTLs on a real server (about 16 s a run, against 10 s on miniredis,
+// whose clock it advances), and the quick run must stay well under a
+// minute for the whole module. The full run, which CI makes, has all three.
 func RunConformance(t *testing.T, newConn NewConnFunc) { RunConformanceKnown(t, newConn, nil) }
 
 // RunConformanceKnown is RunConformance that skips, by name and with
@@ -72,11 +77,13 @@ func RunConformanceKnown(t *testing.T, newConn NewConnFunc, known Known) {
 		conformance.Run(t, h)
 	})
 	t.Run("redis", func(t *testing.T) {
+		testredis.SkipShort(t, "runs the conformance suite on the shared server (miniredis has it under -short)")
 		h := ServerHarness(Backend{Addr: testredis.Addr(t)}, newConn)
 		h.KnownFailures = known["redis"]
 		conformance.Run(t, h)
 	})
 	t.Run("private", func(t *testing.T) {
+		testredis.SkipShort(t, "runs the conformance suite on a private server with a replica")
 		h, _ := PrivateHarness(t, newConn)
 		h.KnownFailures = known["private"]
 		conformance.Run(t, h)

@@ -16,15 +16,14 @@ import (
 	"time"
 
 	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // SkipShort skips t in -short mode: failover tests start clusters or
 // sentinels and wait for failovers.
 func SkipShort(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a Redis Cluster or Sentinel and waits for failovers: skipped in -short mode")
-	}
+	testredis.SkipShort(t, "starts a Redis Cluster or Sentinel and waits for failovers")
 }
 
 // Probe runs TryObtain then Release on fresh keys, from its own

@@ -70,9 +70,11 @@ type Cluster struct {
 //
 // Without a redis-server binary (as for Start) or a redis-cli binary
 // ($RELOCK_REDIS_CLI, else redis-cli next to $RELOCK_REDIS_SERVER, else
-// redis-cli in $PATH), it skips t, or fails it when Required.
+// redis-cli in $PATH), it skips t, or fails it when Required. It skips t
+// under go test -short ([SkipShort]).
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	SkipShort(t, "starts a six-node Redis Cluster")
 	cli := cliBinary(t)
 	start := time.Now()
 	ownBusPort := serverMajorVersion() >= 7 // --cluster-port is new in 7.0

@@ -62,13 +62,14 @@ type Sentinel struct {
 // every 2 s); the bound is 20 s.
 //
 // Without a redis-server binary it skips t, or fails it when Required, as
-// Start does.
+// Start does. It skips t under go test -short ([SkipShort]).
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
-	primary := Start(t) // skips without a binary
+	SkipShort(t, "starts Redis Sentinel (a primary, a replica, three sentinels)")
+	bin := serverBinary(t) // skips without one
+	primary := Start(t)
 	replica := StartReplica(t, primary)
 	start := time.Now()
-	bin := sentinelBinary(t)
 	s := &Sentinel{primary: primary, replica: replica}
 	for range sentinelCount {
 		s.sentinels = append(s.sentinels, startSentinelProc(t, bin, primary.Port()))
@@ -252,22 +253,6 @@ func flatMap(v any) map[string]string {
 		m[k] = val
 	}
 	return m
-}
-
-// sentinelBinary returns the redis-server binary that runs the sentinels,
-// found as Start finds it ($RELOCK_REDIS_SERVER, else redis-server in
-// $PATH). Start has already skipped t when there is none.
-func sentinelBinary(t testing.TB) string {
-	t.Helper()
-	name := os.Getenv("RELOCK_REDIS_SERVER")
-	if name == "" {
-		name = "redis-server"
-	}
-	bin, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("testredis: redis-server for the sentinels: %v", err)
-	}
-	return bin
 }
 
 // sentinelProc is one sentinel process.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,25 +27,27 @@ const (
 	doTimeout    = 10 * time.Second // one Server.Do, dial to reply
 )
 
-// Server is a private redis-server process that one test started with
-// [Start] or [StartReplica]. It listens on 127.0.0.1 only, saves nothing
-// (--save "", --appendonly no) and lives in the test's temporary directory,
-// which also holds its log (redis.log). The test's clean-up stops it and
-// waits for the process to end.
+// Server is a private redis-server process, started by a test with [Start]
+// or [StartReplica], or by any program with [StartServer]. It listens on
+// 127.0.0.1 only, saves nothing (--save "", --appendonly no) and lives in
+// a directory of its own, which also holds its log (redis.log). Close (for
+// a test, its clean-up) stops it and waits for the process to end.
 //
 // Its methods are safe for concurrent use; Restart, like Start, must be
 // called from the test's goroutine, since it fails the test with t.Fatal.
 type Server struct {
-	t    testing.TB
-	bin  string
-	args []string // everything after the binary, --port included
-	port int
-	dir  string
-	log  string // path of the server's stdout and stderr
+	t      testing.TB // the test that started it; nil for StartServer
+	bin    string
+	args   []string // everything after the binary, --port included
+	port   int
+	dir    string
+	ownDir bool   // dir was made by StartServer: Close removes it
+	log    string // path of the server's stdout and stderr
 
-	mu   sync.Mutex
-	proc *exec.Cmd
-	done chan struct{} // closed when proc has been waited for
+	mu     sync.Mutex
+	proc   *exec.Cmd
+	done   chan struct{} // closed when proc has been waited for
+	closed bool
 }
 
 // Error is an error reply (RESP "-") that Server.Do returns, or finds nested
@@ -53,23 +56,122 @@ type Error string
 
 func (e Error) Error() string { return string(e) }
 
-// serverBinary returns the redis-server binary to run: $RELOCK_REDIS_SERVER
-// if set, else redis-server from $PATH. When there is none it skips the
-// test, or fails it when Required.
-func serverBinary(t testing.TB) string {
-	t.Helper()
+// ErrNoBinary is what StartServer's error matches (errors.Is) when there
+// is no redis-server binary to run: the TB helpers skip then, or fail when
+// Required.
+var ErrNoBinary = errors.New("testredis: no redis-server binary")
+
+// ServerBinary returns the path of the redis-server binary that the helpers
+// run: $RELOCK_REDIS_SERVER if set, else redis-server from $PATH. Its error
+// matches [ErrNoBinary] when there is none.
+func ServerBinary() (string, error) {
 	name := os.Getenv("RELOCK_REDIS_SERVER")
 	if name == "" {
 		name = "redis-server"
 	}
 	bin, err := exec.LookPath(name)
 	if err != nil {
-		if Required() {
-			t.Fatalf("redis-server is required (RELOCK_REQUIRE_REDIS is set) but not found: %v", err)
-		}
-		t.Skipf("no redis-server binary (%v); install Redis, set RELOCK_REDIS_SERVER, or RELOCK_REQUIRE_REDIS=1 to fail instead", err)
+		return "", fmt.Errorf("%w: %w; install Redis or set RELOCK_REDIS_SERVER", ErrNoBinary, err)
+	}
+	return bin, nil
+}
+
+// serverBinary returns ServerBinary or, when there is none, skips t (fails
+// it when Required).
+func serverBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := ServerBinary()
+	if err != nil {
+		skipOrFail(t, err)
 	}
 	return bin
+}
+
+// skipOrFail skips t because of err, or fails it when Required.
+func skipOrFail(t testing.TB, err error) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("%v (RELOCK_REQUIRE_REDIS is set, so this fails instead of skipping)", err)
+	}
+	t.Skipf("%v; or set RELOCK_REQUIRE_REDIS=1 to fail instead of skipping", err)
+}
+
+// Options configure [StartServer].
+type Options struct {
+	// Bin is the redis-server binary to run. Empty: [ServerBinary].
+	Bin string
+	// Dir is the server's working directory, which also holds its log
+	// (redis.log). Empty: a new temporary directory, which Close removes.
+	Dir string
+	// Args come after the default arguments (see [Start]); a later
+	// directive wins, so they may override any of them.
+	Args []string
+	// ReplicaOf, when not nil, makes the server a replica of that one
+	// (--replicaof before Args), and StartServer waits until the
+	// replica's link to it is up, as [StartReplica] does.
+	ReplicaOf *Server
+}
+
+// StartServer runs a private redis-server on a free loopback port, as
+// [Start] does, for any program (a benchmark, a tool) rather than a test:
+// it returns an error instead of failing or skipping a test, and the
+// caller stops the server with Close. When there is no redis-server binary
+// the error matches [ErrNoBinary]. On error nothing is left running.
+func StartServer(opts Options) (*Server, error) {
+	bin := opts.Bin
+	if bin == "" {
+		var err error
+		if bin, err = ServerBinary(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{bin: bin, dir: opts.Dir}
+	if s.dir == "" {
+		dir, err := os.MkdirTemp("", "testredis-")
+		if err != nil {
+			return nil, fmt.Errorf("testredis: %w", err)
+		}
+		s.dir, s.ownDir = dir, true
+	}
+	s.log = filepath.Join(s.dir, "redis.log")
+	extra := opts.Args
+	if opts.ReplicaOf != nil {
+		extra = append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(opts.ReplicaOf.Port())}, extra...)
+	}
+
+	// Another process can take the free port between our probe and the
+	// server's bind: then the server exits at once, and we try another.
+	var lastErr error
+	for range 3 {
+		port, err := freePort()
+		if err != nil {
+			lastErr = fmt.Errorf("find a free port: %w", err)
+			break
+		}
+		s.port = port
+		s.args = append([]string{
+			"--port", strconv.Itoa(port),
+			"--bind", "127.0.0.1",
+			"--save", "",
+			"--appendonly", "no",
+			"--dir", s.dir,
+			"--enable-debug-command", "local",
+			"--repl-diskless-sync-delay", "0",
+		}, extra...)
+		if lastErr = s.launch(); lastErr == nil {
+			break
+		}
+	}
+	if lastErr == nil && opts.ReplicaOf != nil {
+		if err := s.waitLinkUp(linkTimeout); err != nil {
+			lastErr = fmt.Errorf("replica %s of %s: %w", s.Addr(), opts.ReplicaOf.Addr(), err)
+		}
+	}
+	if lastErr != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("testredis: %w", lastErr)
+	}
+	return s, nil
 }
 
 // Start runs a private redis-server for t on a free loopback port:
@@ -86,38 +188,24 @@ func serverBinary(t testing.TB) string {
 //
 // When no redis-server binary is found ($RELOCK_REDIS_SERVER, else
 // redis-server in $PATH), Start skips t, or fails it when Required, as Addr
-// does. A server that does not come up fails t.
+// does. A server that does not come up fails t. It is [StartServer] for a
+// test.
 func Start(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
-	bin := serverBinary(t)
-	dir := t.TempDir()
-	s := &Server{t: t, bin: bin, dir: dir, log: dir + string(os.PathSeparator) + "redis.log"}
-	t.Cleanup(s.shutdown)
+	return start(t, Options{Args: extraArgs})
+}
 
-	// Another process can take the free port between our probe and the
-	// server's bind: then the server exits at once, and we try another.
-	var lastErr error
-	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("testredis: find a free port: %v", err)
-		}
-		s.port = port
-		s.args = append([]string{
-			"--port", strconv.Itoa(port),
-			"--bind", "127.0.0.1",
-			"--save", "",
-			"--appendonly", "no",
-			"--dir", dir,
-			"--enable-debug-command", "local",
-			"--repl-diskless-sync-delay", "0",
-		}, extraArgs...)
-		if lastErr = s.launch(); lastErr == nil {
-			return s
-		}
+func start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	opts.Bin = serverBinary(t)
+	opts.Dir = t.TempDir()
+	s, err := StartServer(opts)
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
-	t.Fatalf("testredis: %v", lastErr)
-	return nil
+	s.t = t
+	t.Cleanup(s.shutdown)
+	return s
 }
 
 // StartReplica runs a private redis-server, as Start does, with
@@ -127,14 +215,13 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 // flow to the replica. That takes some tens of milliseconds: the first sync
 // starts at once because Start gave the primary --repl-diskless-sync-delay
 // 0 (the setting is the primary's, not the replica's).
+//
+// Replication is for the heavy tests: StartReplica skips t under
+// go test -short ([SkipShort]).
 func StartReplica(t testing.TB, primary *Server, extraArgs ...string) *Server {
 	t.Helper()
-	args := append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(primary.Port())}, extraArgs...)
-	r := Start(t, args...)
-	if err := r.waitLinkUp(linkTimeout); err != nil {
-		t.Fatalf("testredis: replica %s of %s: %v", r.Addr(), primary.Addr(), err)
-	}
-	return r
+	SkipShort(t, "starts a replica")
+	return start(t, Options{Args: extraArgs, ReplicaOf: primary})
 }
 
 // Port returns the server's TCP port, the same across Restart.
@@ -160,14 +247,59 @@ func (s *Server) Stop() {
 // stopped first, as by Stop. The data is gone: nothing was saved. It fails
 // the test that started the server, with t.Fatal, when the server does not
 // come back (the port was taken meanwhile, say): call it from that test's
-// goroutine. A replica reconnects to a restarted primary by itself, after
-// a second or so.
+// goroutine. A server from StartServer has no test to fail: Restart panics
+// there, and Relaunch is the call to make. A replica reconnects to a
+// restarted primary by itself, after a second or so.
 func (s *Server) Restart() {
-	s.t.Helper()
-	s.Stop()
-	if err := s.launch(); err != nil {
-		s.t.Fatalf("testredis: restart: %v", err)
+	if s.t == nil {
+		if err := s.Relaunch(); err != nil {
+			panic(err)
+		}
+		return
 	}
+	s.t.Helper()
+	if err := s.Relaunch(); err != nil {
+		s.t.Fatalf("%v", err)
+	}
+}
+
+// Relaunch is Restart that returns the error instead of failing a test.
+func (s *Server) Relaunch() error {
+	s.Stop()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return errors.New("testredis: restart: the server was closed")
+	}
+	if err := s.launch(); err != nil {
+		return fmt.Errorf("testredis: restart: %w", err)
+	}
+	return nil
+}
+
+// shutdown is the clean-up that Start registers: Close, whose only
+// error, removing a directory, cannot happen for the test's own TempDir.
+func (s *Server) shutdown() { _ = s.Close() }
+
+// Close stops the server (SIGTERM, which a server that saves nothing obeys
+// at once; SIGKILL if it has not exited after 3 s), waits for the process
+// to end, and removes the directory that StartServer made for it. A test's
+// clean-up calls it for Start's servers. Closing twice does nothing.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked(stopTimeout)
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.ownDir {
+		if err := os.RemoveAll(s.dir); err != nil {
+			return fmt.Errorf("testredis: %w", err)
+		}
+	}
+	return nil
 }
 
 // Do sends one command, args[0] being its name, on a new connection to the
@@ -194,6 +326,9 @@ func (s *Server) launch() error {
 	defer s.mu.Unlock()
 	if s.proc != nil {
 		return errors.New("server already running")
+	}
+	if s.closed {
+		return errors.New("server closed")
 	}
 	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -274,15 +409,6 @@ func (s *Server) waitLinkUp(timeout time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// shutdown is the clean-up registered by Start: SIGTERM (a server started
-// with --save "" then exits without saving), SIGKILL if it has not exited
-// after stopTimeout, and a wait for the process either way.
-func (s *Server) shutdown() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stopLocked(stopTimeout)
 }
 
 // stopLocked ends the process, gently within grace if grace > 0, and waits

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -434,6 +435,103 @@ func TestParseMonitorLine(t *testing.T) {
 	for _, bad := range []string{`OK`, `+1.0 "GET"`, `+1.0 [0 x] GET`, `+1.0 [0 x] "GET`, `+1.0 [0 x] "\`, `+1.0 [0 x] "\x4"`, `+1.0 [0 x] "\xzz"`} {
 		if c, err := parseMonitorLine(bad); err == nil {
 			t.Errorf("parseMonitorLine(%q) = %+v, no error", bad, c)
+		}
+	}
+}
+
+// TestStartServer starts a server without a testing.TB, as bench/ does:
+// Close stops it and removes the directory StartServer made.
+func TestStartServer(t *testing.T) {
+	serverBinary(t) // skips, or fails under RELOCK_REQUIRE_REDIS, without one
+	s, err := StartServer(Options{Args: []string{"--maxmemory", "7mb"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, port, dir := s.pid(), s.Port(), s.dir
+	if r, err := s.Do("CONFIG", "GET", "maxmemory"); err != nil || !reflect.DeepEqual(r, []any{"maxmemory", strconv.Itoa(7 << 20)}) {
+		t.Errorf("CONFIG GET maxmemory = %#v, %v: Args not passed", r, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "redis.log")); err != nil {
+		t.Errorf("no log in the server's directory: %v", err)
+	}
+
+	// A replica, waited for as StartReplica does.
+	r, err := StartServer(Options{ReplicaOf: s})
+	if err != nil {
+		_ = s.Close()
+		t.Fatal(err)
+	}
+	if _, err := s.Do("SET", "k", "v"); err != nil {
+		t.Error(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("replica Close: %v", err)
+	}
+
+	if err := s.Relaunch(); err != nil || s.Port() != port {
+		t.Errorf("Relaunch: %v (port %d, was %d)", err, s.Port(), port)
+	}
+	if s.pid() == pid {
+		t.Errorf("Relaunch kept process %d", pid)
+	}
+	pid = s.pid()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	gone(t, pid, port)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Close left the directory %s (stat: %v)", dir, err)
+	}
+	if err := s.Relaunch(); err == nil {
+		t.Error("Relaunch after Close started the server again")
+		_ = s.Close()
+	}
+}
+
+// TestStartServerErrors: no binary gives ErrNoBinary; a server that does
+// not come up gives an error with its log, and leaves no directory behind.
+func TestStartServerErrors(t *testing.T) {
+	bin, binErr := ServerBinary()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	t.Setenv("RELOCK_REDIS_SERVER", "redis-server-that-does-not-exist")
+	if s, err := StartServer(Options{}); !errors.Is(err, ErrNoBinary) {
+		t.Errorf("StartServer without a binary = %v, %v; want ErrNoBinary", s, err)
+	}
+	if binErr != nil {
+		skipOrFail(t, binErr)
+	}
+	if s, err := StartServer(Options{Bin: bin, Args: []string{"--no-such-directive", "x"}}); err == nil || !strings.Contains(err.Error(), "no-such-directive") {
+		t.Errorf("StartServer with a bad directive = %v, %v; want an error quoting the log", s, err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("StartServer left %v in TMPDIR", left)
+	}
+}
+
+// TestHeavySetUpsSkipShort: under go test -short, StartReplica,
+// StartCluster and StartSentinel skip the test before starting anything.
+func TestHeavySetUpsSkipShort(t *testing.T) {
+	if !testing.Short() {
+		t.Skip("checks the -short behaviour: run with go test -short")
+	}
+	for name, setUp := range map[string]func(testing.TB){
+		"StartReplica":  func(tb testing.TB) { StartReplica(tb, &Server{port: 1}) },
+		"StartCluster":  func(tb testing.TB) { StartCluster(tb) },
+		"StartSentinel": func(tb testing.TB) { StartSentinel(tb) },
+	} {
+		f := &fakeTB{TB: t}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			setUp(f)
+		}()
+		<-done
+		if !f.skipped || !strings.Contains(f.msg, "-short") {
+			t.Errorf("%s under -short: skipped %v, failed %v (%q)", name, f.skipped, f.failed, f.msg)
 		}
 	}
 }

@@ -1,8 +1,0 @@
-//go:build !linux
-
-package lockbench
-
-import "os/exec"
-
-// dieWithParent does nothing here: only Linux has a parent-death signal.
-func dieWithParent(*exec.Cmd) {}
