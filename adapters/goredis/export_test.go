@@ -10,3 +10,7 @@ var (
 
 // Client exposes the client a Conn wraps.
 func Client(c *Conn) redis.UniversalClient { return c.rdb }
+
+// WorkersStarted is how many worker goroutines c has started for guarded
+// calls.
+func WorkersStarted(c *Conn) int64 { return c.spawned.Load() }

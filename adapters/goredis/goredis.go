@@ -151,7 +151,23 @@ type Conn struct {
 	abandoned sync.WaitGroup
 	// abandonWait bounds that wait in Close.
 	abandonWait time.Duration
+
+	// Guarded calls run on worker goroutines that stay for workerIdle
+	// after their last call, so that a call does not pay for a new
+	// goroutine and its stack's growth: idle hands a call to a waiting
+	// worker; stop, closed by Close, sends the waiting ones away.
+	idle     chan func()
+	stop     chan struct{}
+	workerMu sync.Mutex // orders starting a worker against Close
+	stopped  bool       // under workerMu: Close has begun
+	workers  sync.WaitGroup
+	spawned  atomic.Int64 // workers started, for the tests
 }
+
+// workerIdle is how long a worker waits for another guarded call before it
+// exits: long enough for a caller's next call in a busy loop, short enough
+// that a Conn nobody closes keeps no goroutine for long.
+const workerIdle = 100 * time.Millisecond
 
 // Errors a Conn returns for misuse, checked with errors.Is.
 var (
@@ -179,7 +195,8 @@ func New(rdb redis.UniversalClient) *Conn {
 // newConn returns a Conn over rdb, which it closes if owned.
 func newConn(rdb redis.UniversalClient, owned bool) *Conn {
 	honours, wait := deadlineSettings(rdb)
-	return &Conn{rdb: rdb, owned: owned, guard: !honours, abandonWait: wait}
+	return &Conn{rdb: rdb, owned: owned, guard: !honours, abandonWait: wait,
+		idle: make(chan func()), stop: make(chan struct{})}
 }
 
 // maxAbandonWait caps how long Close waits for calls abandoned at their
@@ -246,17 +263,67 @@ func call[T any](ctx context.Context, c *Conn, f func() (T, error)) (T, error) {
 	}
 	done := make(chan result[T], 1)
 	c.abandoned.Add(1)
-	go func() {
+	c.goRun(func() {
 		defer c.abandoned.Done()
 		v, err := f()
 		done <- result[T]{v, err}
-	}()
+	})
 	select {
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}
+}
+
+// goRun runs task on a worker goroutine: a waiting one, or a new one
+// that then waits up to workerIdle for the next task (until Close).
+func (c *Conn) goRun(task func()) {
+	select {
+	case c.idle <- task:
+		return
+	default:
+	}
+	c.workerMu.Lock()
+	if c.stopped {
+		c.workerMu.Unlock()
+		go task() // a call racing with Close: no worker to keep
+		return
+	}
+	c.workers.Add(1)
+	c.workerMu.Unlock()
+	c.spawned.Add(1)
+	go c.work(task)
+}
+
+// work runs task, then the tasks handed to it while it waits, until it has
+// waited workerIdle or Close stops it.
+func (c *Conn) work(task func()) {
+	defer c.workers.Done()
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		task()
+		t.Reset(workerIdle)
+		select {
+		case task = <-c.idle:
+		case <-t.C:
+			return
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// stopWorkers sends the waiting workers away; a worker still running a
+// call leaves once it is done.
+func (c *Conn) stopWorkers() {
+	c.workerMu.Lock()
+	if !c.stopped && c.stop != nil {
+		c.stopped = true
+		close(c.stop)
+	}
+	c.workerMu.Unlock()
 }
 
 // isNil reports whether v is nil or an interface holding a nil pointer.
@@ -301,10 +368,12 @@ func (c *Conn) Close() error {
 	if c.closed.Swap(true) || c.rdb == nil {
 		return nil
 	}
+	c.stopWorkers()
 	if c.owned {
 		// Closing the client ends the abandoned calls at once.
 		err := c.rdb.Close()
 		c.abandoned.Wait()
+		c.workers.Wait()
 		return err
 	}
 	done := make(chan struct{})
@@ -316,6 +385,7 @@ func (c *Conn) Close() error {
 	defer t.Stop()
 	select {
 	case <-done:
+		c.workers.Wait() // every call is done: the workers are leaving
 		return nil
 	case <-t.C:
 		return fmt.Errorf("goredis: calls left at their context's end still run %v after Close; they end with the client's timeouts or its Close", c.abandonWait)

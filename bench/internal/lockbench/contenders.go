@@ -48,31 +48,15 @@ var relockAdapters = []struct {
 		return goredis.New(rdb), rdb.Close, nil
 	}},
 	{"redigo", func(cfg Config) (driver.Conn, func() error, error) {
-		pool := &redigo.Pool{
-			MaxIdle:     cfg.PoolSize,
-			IdleTimeout: 5 * time.Minute,
-			DialContext: func(ctx context.Context) (redigo.Conn, error) {
-				c, err := redigo.DialContext(ctx, "tcp", cfg.Addr,
-					redigo.DialDatabase(cfg.DB), redigo.DialPassword(cfg.Password))
-				if err != nil || cfg.Sent == nil {
-					return c, err
-				}
-				return redigoCounter{Conn: c, n: cfg.Sent}, nil
-			},
-		}
+		pool := newRedigoPool(cfg)
 		return redigoadapter.New(pool), pool.Close, nil
 	}},
 	{"rueidis", func(cfg Config) (driver.Conn, func() error, error) {
-		c, err := rueidis.NewClient(rueidis.ClientOption{
-			InitAddress:  []string{cfg.Addr},
-			SelectDB:     cfg.DB,
-			Password:     cfg.Password,
-			DisableCache: true, // as relock.Open("rueidis", ...) does: relock never reads the cache
-		})
+		c, err := newRueidis(cfg)
 		if err != nil {
 			return nil, nil, err
 		}
-		return rueidisadapter.New(countRueidis(c, cfg.Sent)), func() error { c.Close(); return nil }, nil
+		return rueidisadapter.New(c), func() error { c.Close(); return nil }, nil
 	}},
 }
 
@@ -84,6 +68,7 @@ func Contenders() []Contender {
 			cs = append(cs, Contender{
 				Name:        "relock/" + a.Name + "/" + v.Name,
 				Library:     "relock",
+				Client:      a.Name,
 				Settings:    v.Settings,
 				MustExclude: true,
 				Open: func(cfg Config) (Session, error) {
@@ -103,12 +88,25 @@ func Contenders() []Contender {
 	}
 	cs = append(cs,
 		Contender{
-			Name: "redsync/default", Library: "redsync",
+			Name: "relock/goredis/ctxtimeout", Library: "relock", Client: "goredis", MustExclude: true,
+			Settings: "DefaultRetry, over a go-redis client with ContextTimeoutEnabled (as relock.Open(\"goredis\", url) builds it): contexts' deadlines reach the sockets, so the adapter need not run calls with a deadline on a goroutine of their own",
+			Open: func(cfg Config) (Session, error) {
+				rdb := newGoRedis(cfg, func(o *goredislib.Options) { o.ContextTimeoutEnabled = true })
+				c, err := relock.New(goredis.New(rdb))
+				if err != nil {
+					_ = rdb.Close()
+					return nil, err
+				}
+				return &relockSession{c: c, ttl: cfg.TTL, closeClient: rdb.Close}, nil
+			},
+		},
+		Contender{
+			Name: "redsync/default", Library: "redsync", Client: "goredis",
 			Settings: "expiry 8s, 32 tries, random 50-250ms delay",
 			Open:     func(cfg Config) (Session, error) { return openRedsync(cfg) },
 		},
 		Contender{
-			Name: "redsync/retry1ms", Library: "redsync",
+			Name: "redsync/retry1ms", Library: "redsync", Client: "goredis",
 			Settings: "WithRetryDelay(1ms), WithTries(MaxInt32), WithExpiry(ttl)",
 			Open: func(cfg Config) (Session, error) {
 				return openRedsync(cfg,
@@ -118,14 +116,14 @@ func Contenders() []Contender {
 			},
 		},
 		Contender{
-			Name: "redislock/default", Library: "redislock",
+			Name: "redislock/default", Library: "redislock", Client: "goredis",
 			Settings: "no retry: the worker calls Obtain again at once (tight loop)",
 			Open: func(cfg Config) (Session, error) {
 				return openRedislock(cfg, func() *redislock.Options { return nil })
 			},
 		},
 		Contender{
-			Name: "redislock/linear1ms", Library: "redislock",
+			Name: "redislock/linear1ms", Library: "redislock", Client: "goredis",
 			Settings: "RetryStrategy LinearBackoff(1ms), context deadline",
 			Open: func(cfg Config) (Session, error) {
 				return openRedislock(cfg, func() *redislock.Options {
@@ -134,38 +132,96 @@ func Contenders() []Contender {
 			},
 		},
 		Contender{
-			Name: "rueidislock/default", Library: "rueidislock",
+			Name: "rueidislock/default", Library: "rueidislock", Client: "rueidis",
 			Settings: "KeyMajority 2 (3 keys), KeyValidity 5s, tracking without NOLOOP",
 			Open: func(cfg Config) (Session, error) {
 				return openRueidislock(cfg, rueidislock.LockerOption{})
 			},
 		},
 		Contender{
-			Name: "rueidislock/best", Library: "rueidislock",
+			Name: "rueidislock/best", Library: "rueidislock", Client: "rueidis",
 			Settings: "KeyMajority 1 (1 key), NoLoopTracking",
 			Open: func(cfg Config) (Session, error) {
 				return openRueidislock(cfg, rueidislock.LockerOption{KeyMajority: 1, NoLoopTracking: true})
 			},
 		},
 		Contender{
-			Name: "raw/goredis", Library: "raw",
-			Settings: "SET NX PX + EVALSHA compare-and-delete, 1ms sleep between tries",
+			Name: "raw/goredis", Library: "raw", Client: "goredis",
+			Settings: "go-redis: Do(SET NX PX) + Script.Run (EVALSHA compare-and-delete, EVAL on NOSCRIPT), 1ms sleep between tries",
 			Open:     openRaw,
+		},
+		Contender{
+			Name: "raw/redigo", Library: "raw", Client: "redigo",
+			Settings: "redigo Pool (MaxIdle = pool size): Do(SET NX PX) + Script.Do (EVALSHA compare-and-delete, EVAL on NOSCRIPT), 1ms sleep between tries",
+			Open:     openRawRedigo,
+		},
+		Contender{
+			Name: "raw/rueidis", Library: "raw", Client: "rueidis",
+			Settings: "rueidis: B().Set().Nx().Px() + Lua.Exec (EVALSHA compare-and-delete, EVAL on NOSCRIPT), 1ms sleep between tries",
+			Open:     openRawRueidis,
 		},
 	)
 	return cs
 }
 
-// RawName is the contender other uncontended rates are compared with.
+// RawName is the raw loop on go-redis, the baseline of contenders that
+// name no client.
 const RawName = "raw/goredis"
 
-func newGoRedis(cfg Config) *goredislib.Client {
-	rdb := goredislib.NewClient(&goredislib.Options{
+// RawFor is the name of the raw loop that c is compared with: the one on
+// c's own client ("raw/" + c.Client), or RawName when c names none.
+func RawFor(c Contender) string {
+	if c.Client == "" {
+		return RawName
+	}
+	return "raw/" + c.Client
+}
+
+// newRedigoPool is a redigo Pool as its users build one: MaxIdle set to the
+// pool size, so connections are kept between calls.
+func newRedigoPool(cfg Config) *redigo.Pool {
+	return &redigo.Pool{
+		MaxIdle:     cfg.PoolSize,
+		IdleTimeout: 5 * time.Minute,
+		DialContext: func(ctx context.Context) (redigo.Conn, error) {
+			c, err := redigo.DialContext(ctx, "tcp", cfg.Addr,
+				redigo.DialDatabase(cfg.DB), redigo.DialPassword(cfg.Password))
+			if err != nil || cfg.Sent == nil {
+				return c, err
+			}
+			return redigoCounter{Conn: c, n: cfg.Sent}, nil
+		},
+	}
+}
+
+// newRueidis is a rueidis client without client-side caching, as
+// relock.Open("rueidis", ...) builds it (relock never reads the cache).
+func newRueidis(cfg Config) (rueidis.Client, error) {
+	c, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress:  []string{cfg.Addr},
+		SelectDB:     cfg.DB,
+		Password:     cfg.Password,
+		DisableCache: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return countRueidis(c, cfg.Sent), nil
+}
+
+// newGoRedis is a go-redis client with default options but the pool size;
+// tune, if given, changes the options first.
+func newGoRedis(cfg Config, tune ...func(*goredislib.Options)) *goredislib.Client {
+	o := &goredislib.Options{
 		Addr:     cfg.Addr,
 		DB:       cfg.DB,
 		Password: cfg.Password,
 		PoolSize: cfg.PoolSize,
-	})
+	}
+	for _, f := range tune {
+		f(o)
+	}
+	rdb := goredislib.NewClient(o)
 	if cfg.Sent != nil {
 		rdb.AddHook(goredisCounter{n: cfg.Sent})
 	}
@@ -314,9 +370,44 @@ func (s *rueidislockSession) Lock(ctx context.Context, key string) (Unlock, erro
 
 func (s *rueidislockSession) Close() error { s.l.Close(); return nil }
 
-// ---- raw floor
+// ---- raw floors: the same loop on each client, as its users write it:
+// SET key token NX PX ttl, a 1 ms sleep after a failed try, release by a
+// compare-and-delete script (EVALSHA, EVAL on NOSCRIPT).
 
-var rawRelease = goredislib.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
+const rawReleaseSrc = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`
+
+var (
+	rawRelease        = goredislib.NewScript(rawReleaseSrc)
+	rawReleaseRedigo  = redigo.NewScript(1, rawReleaseSrc)
+	rawReleaseRueidis = rueidis.NewLuaScript(rawReleaseSrc)
+)
+
+// rawToken is a random 128-bit token in hex.
+func rawToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// rawLoop calls set until it reports the key set (or fails), sleeping 1 ms
+// after each "not set", bounded by ctx.
+func rawLoop(ctx context.Context, set func() (bool, error)) error {
+	for {
+		ok, err := set()
+		if err != nil || ok {
+			return err
+		}
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+var errRawNotOurs = errors.New("raw: key no longer ours at release")
 
 type rawSession struct {
 	rdb *goredislib.Client
@@ -328,31 +419,99 @@ func openRaw(cfg Config) (Session, error) {
 }
 
 func (s *rawSession) Lock(ctx context.Context, key string) (Unlock, error) {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
-	for {
+	token := rawToken()
+	err := rawLoop(ctx, func() (bool, error) {
 		err := s.rdb.Do(ctx, "set", key, token, "nx", "px", s.ttl.Milliseconds()).Err()
-		switch {
-		case err == nil:
-			return func(ctx context.Context) error {
-				n, err := rawRelease.Run(ctx, s.rdb, []string{key}, token).Int64()
-				if err == nil && n != 1 {
-					err = errors.New("raw: key no longer ours at release")
-				}
-				return err
-			}, nil
-		case !errors.Is(err, goredislib.Nil):
-			return nil, err
+		if errors.Is(err, goredislib.Nil) {
+			return false, nil
 		}
-		t := time.NewTimer(time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
+		return err == nil, err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return func(ctx context.Context) error {
+		n, err := rawRelease.Run(ctx, s.rdb, []string{key}, token).Int64()
+		if err == nil && n != 1 {
+			err = errRawNotOurs
+		}
+		return err
+	}, nil
 }
 
 func (s *rawSession) Close() error { return s.rdb.Close() }
+
+type rawRedigoSession struct {
+	pool *redigo.Pool
+	ttl  time.Duration
+}
+
+func openRawRedigo(cfg Config) (Session, error) {
+	return &rawRedigoSession{pool: newRedigoPool(cfg), ttl: cfg.TTL}, nil
+}
+
+func (s *rawRedigoSession) Lock(ctx context.Context, key string) (Unlock, error) {
+	token := rawToken()
+	err := rawLoop(ctx, func() (bool, error) {
+		conn, err := s.pool.GetContext(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer conn.Close()
+		r, err := conn.Do("SET", key, token, "NX", "PX", s.ttl.Milliseconds())
+		return r != nil, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		conn, err := s.pool.GetContext(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		n, err := redigo.Int(rawReleaseRedigo.Do(conn, key, token))
+		if err == nil && n != 1 {
+			err = errRawNotOurs
+		}
+		return err
+	}, nil
+}
+
+func (s *rawRedigoSession) Close() error { return s.pool.Close() }
+
+type rawRueidisSession struct {
+	c   rueidis.Client
+	ttl time.Duration
+}
+
+func openRawRueidis(cfg Config) (Session, error) {
+	c, err := newRueidis(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &rawRueidisSession{c: c, ttl: cfg.TTL}, nil
+}
+
+func (s *rawRueidisSession) Lock(ctx context.Context, key string) (Unlock, error) {
+	token := rawToken()
+	err := rawLoop(ctx, func() (bool, error) {
+		err := s.c.Do(ctx, s.c.B().Set().Key(key).Value(token).Nx().Px(s.ttl).Build()).Error()
+		if rueidis.IsRedisNil(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		n, err := rawReleaseRueidis.Exec(ctx, s.c, []string{key}, []string{token}).AsInt64()
+		if err == nil && n != 1 {
+			err = errRawNotOurs
+		}
+		return err
+	}, nil
+}
+
+func (s *rawRueidisSession) Close() error { s.c.Close(); return nil }

@@ -53,6 +53,29 @@ func TestEveryContender(t *testing.T) {
 	if !names[RawName] {
 		t.Fatalf("no %s contender", RawName)
 	}
+	// Every contender runs on a known client, and that client has its raw
+	// loop, so every uncontended rate has its baseline.
+	for _, c := range cs {
+		switch c.Client {
+		case "goredis", "redigo", "rueidis":
+		default:
+			t.Errorf("%s: client %q, want goredis, redigo or rueidis", c.Name, c.Client)
+		}
+		if !names[RawFor(c)] {
+			t.Errorf("%s: no raw loop %s to compare with", c.Name, RawFor(c))
+		}
+	}
+	for _, want := range []string{"relock/redigo/default", "raw/redigo", "rueidislock/best", "raw/rueidis"} {
+		if !names[want] {
+			t.Errorf("no contender %s", want)
+		}
+	}
+	if got := RawFor(byName(cs, "rueidislock/best")); got != "raw/rueidis" {
+		t.Errorf("rueidislock is compared with %s, want raw/rueidis", got)
+	}
+	if got := RawFor(byName(cs, "redislock/default")); got != "raw/goredis" {
+		t.Errorf("redislock is compared with %s, want raw/goredis", got)
+	}
 
 	for _, c := range cs {
 		t.Run(strings.ReplaceAll(c.Name, "/", "_"), func(t *testing.T) {
@@ -215,11 +238,20 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+func byName(cs []Contender, name string) Contender {
+	for _, c := range cs {
+		if c.Name == name {
+			return c
+		}
+	}
+	return Contender{Name: name}
+}
+
 func TestReport(t *testing.T) {
 	cs := Contenders()
-	raw, other := cs[len(cs)-1], cs[0]
-	if raw.Name != RawName {
-		t.Fatalf("last contender %q, want %q", raw.Name, RawName)
+	other, raw := byName(cs, "relock/goredis/default"), byName(cs, RawName)
+	if raw.Library != "raw" || other.Library != "relock" {
+		t.Fatalf("contenders %+v, %+v", other, raw)
 	}
 	p := Params{UncontendedDuration: time.Second, ContendedDuration: time.Second}
 	unc := Scenario{Name: "uncontended", Kind: Uncontended, Workers: 2}
@@ -231,6 +263,29 @@ func TestReport(t *testing.T) {
 	WriteTable(&b, unc, p, results)
 	if !strings.Contains(b.String(), "| 950 | 0.95x |") || !strings.Contains(b.String(), "| 2.0 | 6.0 |") {
 		t.Errorf("uncontended table:\n%s", b.String())
+	}
+	// Each contender is compared with the raw loop on its own client:
+	// relock/redigo and raw/redigo, rueidislock and raw/rueidis; without
+	// that raw loop in the run, no ratio.
+	b.Reset()
+	WriteTable(&b, unc, p, []*Result{
+		{Contender: byName(cs, "relock/redigo/default"), Scenario: unc, Window: time.Second, Acquisitions: 1100},
+		{Contender: byName(cs, "rueidislock/best"), Scenario: unc, Window: time.Second, Acquisitions: 900},
+		{Contender: byName(cs, "relock/rueidis/default"), Scenario: unc, Window: time.Second, Acquisitions: 700},
+		{Contender: raw, Scenario: unc, Window: time.Second, Acquisitions: 500},
+		{Contender: byName(cs, "raw/redigo"), Scenario: unc, Window: time.Second, Acquisitions: 1000},
+	})
+	for _, want := range []string{
+		"| relock/redigo/default | 1100 | 1.10x |",
+		"| rueidislock/best | 900 | – |",
+		"| relock/rueidis/default | 700 | – |",
+		"| raw/goredis | 500 | 1.00x |",
+		"| raw/redigo | 1000 | 1.00x |",
+		"vs raw/<same client>",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("uncontended table lacks %q:\n%s", want, b.String())
+		}
 	}
 	con := Scenario{Name: "contended-2", Kind: Contended, Workers: 2}
 	b.Reset()

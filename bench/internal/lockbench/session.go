@@ -60,6 +60,10 @@ type Contender struct {
 	// Library groups contenders: "relock", "redsync", "redislock",
 	// "rueidislock", "raw".
 	Library string
+	// Client is the Redis client library it runs on: "goredis", "redigo"
+	// or "rueidis". Its uncontended rate is compared with the raw loop on
+	// the same client (RawFor).
+	Client string
 	// Settings says, in a few words, how it is configured.
 	Settings string
 	// MustExclude is set for contenders whose mutual exclusion is asserted
