@@ -98,6 +98,19 @@ var (
 	// ErrTxAborted reports that EXEC returned a nil reply because a watched
 	// key changed after WATCH.
 	ErrTxAborted = errors.New("relock/driver: transaction aborted, a watched key changed")
+
+	// ErrNoPermission reports a NOPERM reply: the connection's ACL user may
+	// not run the command (EVALSHA for a user without @scripting) or touch
+	// the key or channel. It is permanent for that command and key: trying
+	// again does not help.
+	ErrNoPermission = errors.New("relock/driver: NOPERM no permission")
+
+	// ErrServerRefused reports a reply by which the server refuses a
+	// command for now, although it may accept it later: BUSY (a script
+	// runs too long), LOADING, TRYAGAIN, MASTERDOWN, CLUSTERDOWN, OOM
+	// (maxmemory with noeviction) and READONLY (a replica, or a demoted
+	// master). Nothing was written by the refused command.
+	ErrServerRefused = errors.New("relock/driver: server refused the command for now")
 )
 
 // Driver opens connections from a data source name. Adapters register one

@@ -20,7 +20,9 @@ const wrongTypeInScript = ": WRONGTYPE Operation against a key"
 // [ErrWrongType] for one that starts with "WRONGTYPE" (a command, or a
 // script on Redis 7) or that quotes a WRONGTYPE reply raised inside a
 // script (": WRONGTYPE Operation against a key", as Redis 6 and miniredis
-// report it), and nil for every other reply. msg is the reply's text, with
+// report it), [ErrNoPermission] for one that starts with "NOPERM",
+// [ErrServerRefused] for one whose first word is BUSY, LOADING, TRYAGAIN,
+// MASTERDOWN, CLUSTERDOWN, OOM or READONLY, and nil for every other reply. msg is the reply's text, with
 // or without the leading "ERR " some clients drop. Only the start of the
 // text and that one quotation count: a script error that merely mentions
 // "script" or "NOSCRIPT" in its message is not ErrNoScript.
@@ -30,9 +32,20 @@ func ReplyKind(msg string) error {
 		return ErrNoScript
 	case strings.HasPrefix(msg, "WRONGTYPE"), strings.Contains(msg, wrongTypeInScript):
 		return ErrWrongType
+	case strings.HasPrefix(msg, "NOPERM"):
+		return ErrNoPermission
+	}
+	for _, code := range refusedCodes {
+		if strings.HasPrefix(msg, code) && (len(msg) == len(code) || msg[len(code)] == ' ') {
+			return ErrServerRefused
+		}
 	}
 	return nil
 }
+
+// refusedCodes are the error codes by which a server refuses a command for
+// now: see ErrServerRefused.
+var refusedCodes = [...]string{"BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "OOM", "READONLY"}
 
 // ServerError returns an error for an error reply whose text is msg: its
 // Error() is msg, and errors.Is matches it to the sentinel ReplyKind(msg)
@@ -62,7 +75,7 @@ func WrapServerError(reply error) error {
 // serverError is an error reply that may match a sentinel.
 type serverError struct {
 	msg   string
-	kind  error // ErrNoScript, ErrWrongType or nil
+	kind  error // a sentinel ReplyKind names, or nil
 	reply error // the client's own error, or nil
 }
 
