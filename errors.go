@@ -52,6 +52,22 @@ var (
 	// for acknowledged the lock's write in time. The lock was released.
 	ErrTooFewReplicas = errors.New("relock: too few replicas acknowledged the lock")
 
+	// ErrUnavailable reports that Redis could not be used: no try got an
+	// answer (no reply before the deadline, connection refused or reset, a
+	// TLS mismatch), or the server refused the commands for now (BUSY,
+	// LOADING, TRYAGAIN, MASTERDOWN, CLUSTERDOWN, OOM, READONLY). Unlike
+	// ErrNotObtained it says nothing about another holder: none was seen.
+	// The error also matches the context's error, when the context ended
+	// the call, and the last underlying error.
+	ErrUnavailable = errors.New("relock: redis unavailable")
+
+	// ErrNoPermission reports that the Redis user may not run a command
+	// relock needs or touch one of the lock's keys or channels (a NOPERM
+	// reply: see the README's list of the ACL permissions relock needs).
+	// Trying again does not help. A lock is never left behind holding our
+	// token because of it.
+	ErrNoPermission = errors.New("relock: no permission")
+
 	// ErrUnsupported reports a driver that implements neither
 	// driver.Scripter nor driver.Watcher, so no owner-checked release is
 	// possible, or an option the driver cannot serve (WithReplicas without
