@@ -73,8 +73,6 @@ func (l *Lock) releaseForDo(ctx context.Context) error {
 // releaseInBackground releases l as the clean-up of a failed try does:
 // retried, bounded, and waited for by Close.
 func (l *Lock) releaseInBackground() {
-	l.client.cleanUp(&obtainReq{keys: l.req.keys, token: l.req.token, ttl: l.req.ttl}, false, nil)
-	if l.finish(ErrReleased) {
-		l.observe(EventReleased, nil)
-	}
+	l.client.cleanUp(&obtainReq{keys: l.req.keys, token: l.req.token, ttl: l.currentTTL()}, false, nil)
+	l.released()
 }

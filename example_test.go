@@ -124,9 +124,15 @@ func ExampleLock_Release_notHeld() {
 
 	lock, _ := locker.Obtain(ctx, "k", time.Minute)
 	_ = lock.Release(ctx)
-	err := lock.Release(ctx) // a second release, or one after expiry
-	fmt.Println(errors.Is(err, relock.ErrNotHeld))
-	// Output: true
+	fmt.Println(lock.Release(ctx)) // a second release: the lock stays released
+
+	short, _ := locker.Obtain(ctx, "short", 50*time.Millisecond)
+	time.Sleep(60 * time.Millisecond) // work outlived the lock's validity
+	err := short.Release(ctx)
+	fmt.Println(errors.Is(err, relock.ErrNotHeld), errors.Is(err, relock.ErrLost))
+	// Output:
+	// <nil>
+	// true true
 }
 
 func ExampleOpen() {

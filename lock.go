@@ -11,18 +11,28 @@ import (
 // A Lock is one obtained lock: a key that holds our random token until it
 // expires or is released. Its methods are safe for concurrent use.
 //
-// A Lock knows how long it is valid: its TTL counted from the moment the
-// winning try was sent, less a drift margin (TTL/100 + 2ms) for clock rate
-// differences, and extended by each successful Refresh. Done closes, and
-// Err tells why, when the lock ends: released, found lost by a refresh, or
-// past its validity without a successful refresh, whether or not Redis
-// answers.
+// A Lock knows how long it is valid: a lower bound of when Redis drops the
+// key, less a drift margin (TTL/100 + 2ms) for clock rate differences.
+// Every write that sets the key's expiry (the obtain, a hand-over, each
+// Refresh, by hand or automatic) sets the validity from that write alone:
+// its send time plus its TTL, whether that is earlier or later than before.
+// A write whose outcome is unknown (a timeout) may only shorten it, and a
+// TTL read that finds less time left than the lock believed shortens it
+// too. Done closes, and Err tells why, when the lock ends: released, found
+// lost, or past its validity, whether or not Redis answers. Each lock ends
+// exactly once, and its observer hears of that end exactly once, from
+// whichever call notices it first.
 type Lock struct {
 	client     *Client
 	req        obtainReq // key, token, ttl and what the obtain asked for
 	fence      int64
 	obtainedAt time.Time
 	observer   Observer // nil: no events
+
+	// writes orders the calls that set the key's expiry (Refresh, by hand
+	// or automatic): one at a time, so that the last one to return is the
+	// last one Redis applied, and the validity follows it.
+	writes sync.Mutex
 
 	mu sync.Mutex
 	// life ends when the lock does; its cause says why. It and the expiry
@@ -32,6 +42,7 @@ type Lock struct {
 	end        context.CancelCauseFunc
 	endCause   error
 	settled    bool               // no longer ours to act on: released, or found not ours
+	ttl        time.Duration      // the TTL of the last write: auto-refresh renews to it
 	validUntil time.Time          // when the lock stops being safe to rely on
 	expiry     *time.Timer        // ends life at validUntil
 	stopAuto   context.CancelFunc // stops the refresher, if any
@@ -47,7 +58,7 @@ func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecon
 func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Lock, error) {
 	req := &l.req
 	l.client, l.fence, l.obtainedAt, l.observer = c, fence, at, st.observer
-	l.validUntil = at.Add(req.ttl - drift(req.ttl))
+	l.ttl, l.validUntil = req.ttl, validity(at, req.ttl)
 	if st.autoRefresh {
 		if !c.startAutoRefresh(l) {
 			l.finish(ErrClosed)
@@ -58,34 +69,58 @@ func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Loc
 	return l, nil
 }
 
-// extendLocked moves the validity to at+ttl-drift, if that is later. l.mu
-// must be held.
-func (l *Lock) extendLocked(at time.Time, ttl time.Duration) {
-	if until := at.Add(ttl - drift(ttl)); until.After(l.validUntil) {
-		l.validUntil = until
-		if l.expiry != nil {
-			l.expiry.Reset(time.Until(until))
-		}
+// validity is how long a write sent at at with ttl lets the lock be relied
+// on: until at+ttl, less the drift margin.
+func validity(at time.Time, ttl time.Duration) time.Time {
+	return at.Add(ttl - drift(ttl))
+}
+
+// setValidityLocked makes until the lock's validity, earlier or later than
+// before, and moves the expiry timer with it. l.mu must be held.
+func (l *Lock) setValidityLocked(until time.Time) {
+	l.validUntil = until
+	if l.expiry != nil && l.life.Err() == nil {
+		l.expiry.Reset(time.Until(until))
 	}
 }
 
+// wrote records a write sent at at that set the key's expiry to ttl: the
+// validity now follows it alone. A lock that has ended stays ended.
+func (l *Lock) wrote(at time.Time, ttl time.Duration) {
+	l.mu.Lock()
+	if !l.endedLocked() {
+		l.ttl = ttl
+		l.setValidityLocked(validity(at, ttl))
+	}
+	l.mu.Unlock()
+}
+
+// mayHaveWritten records a write sent at at whose outcome is unknown: if
+// Redis applied it, the key expires no earlier than at+ttl, so the validity
+// is whichever is earlier, that or the present one.
+func (l *Lock) mayHaveWritten(at time.Time, ttl time.Duration) {
+	l.mu.Lock()
+	if until := validity(at, ttl); !l.endedLocked() && until.Before(l.validUntil) {
+		l.setValidityLocked(until)
+	}
+	l.mu.Unlock()
+}
+
 // lifeLocked returns the lock's life context, making it and the expiry
-// timer on first use. l.mu must be held.
-func (l *Lock) lifeLocked() context.Context {
+// timer on first use, and reports whether it ended the lock because its
+// validity had run out (the caller then emits the loss). l.mu must be
+// held.
+func (l *Lock) lifeLocked() (context.Context, bool) {
 	if l.life != nil {
-		return l.life
+		return l.life, l.expireLocked()
 	}
 	l.life, l.end = context.WithCancelCause(context.Background())
 	if l.endCause != nil {
 		l.end(l.endCause)
-		return l.life
+		return l.life, false
 	}
-	left := time.Until(l.validUntil)
-	if left <= 0 {
-		l.expireLocked()
-	}
-	l.expiry = time.AfterFunc(max(left, 0), l.expire)
-	return l.life
+	l.expiry = time.AfterFunc(max(time.Until(l.validUntil), 0), l.expire)
+	return l.life, l.expireLocked()
 }
 
 // expire ends the lock when its validity has run out; the timer calls it.
@@ -105,6 +140,7 @@ func (l *Lock) expireLocked() bool {
 		return false
 	}
 	l.end(fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost))
+	l.expiry.Stop()
 	return true
 }
 
@@ -122,8 +158,7 @@ func (l *Lock) observe(kind EventKind, err error) {
 // before the timer fires.
 func (l *Lock) lifeCtx() context.Context {
 	l.mu.Lock()
-	life := l.lifeLocked()
-	ended := l.expireLocked()
+	life, ended := l.lifeLocked()
 	l.mu.Unlock()
 	if ended {
 		l.observe(EventLost, context.Cause(life))
@@ -250,16 +285,45 @@ func (l *Lock) check(ctx context.Context, op string) error {
 	if l.client.closed.Load() {
 		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrClosed)
 	}
-	l.mu.Lock()
-	settled := l.settled
-	l.mu.Unlock()
-	if settled {
-		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
-	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, err)
 	}
 	return nil
+}
+
+// endedCause returns nil while l is valid, and otherwise the cause it ended
+// with. It ends a lock whose validity has run out, and emits that loss,
+// without making the life context.
+func (l *Lock) endedCause() error {
+	var cause error
+	ended := false
+	l.mu.Lock()
+	switch {
+	case l.life != nil:
+		ended = l.expireLocked()
+		if l.life.Err() != nil {
+			cause = context.Cause(l.life)
+		}
+	case l.endCause != nil:
+		cause = l.endCause
+	case !time.Now().Before(l.validUntil):
+		l.endCause = fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost)
+		cause, ended = l.endCause, true
+	}
+	l.mu.Unlock()
+	if ended {
+		l.observe(EventLost, cause)
+	}
+	return cause
+}
+
+// endedError is the error of op on a lock that ended with cause: it
+// matches ErrNotHeld and the cause.
+func (l *Lock) endedError(op string, cause error) error {
+	if errors.Is(cause, ErrNotHeld) {
+		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, cause)
+	}
+	return fmt.Errorf("relock: %s %q: %w: %w", op, l.req.key, ErrNotHeld, cause)
 }
 
 // notHeld records that the key was found not ours and returns the error.
@@ -274,10 +338,26 @@ func (l *Lock) notHeld(op string) error {
 	return err
 }
 
+// released ends the lock as released, if it had not ended, and emits that.
+func (l *Lock) released() {
+	l.mu.Lock()
+	l.settled = true
+	l.mu.Unlock()
+	if l.finish(ErrReleased) {
+		l.observe(EventReleased, nil)
+	}
+}
+
 // Release stops the lock's auto-refresh, if any, and deletes the key if it
-// still holds our token. It returns ErrNotHeld when the lock had expired or
-// belongs to another owner (whose key is left alone), and for a lock
-// already released.
+// still holds our token (or hands it to the next waiter). It returns nil
+// once the lock is released, also when called again. When the lock had
+// already ended otherwise, it still deletes the key if it holds our token
+// (so that others need not wait for it to expire), and returns an error
+// matching ErrNotHeld and the lock's Err: ErrLost when its validity ran out
+// or a call found it gone or another owner's (whose key is left alone).
+//
+// ctx bounds the call to Redis: give it a context of its own rather than
+// one whose deadline the work may have used up.
 func (l *Lock) Release(ctx context.Context) error {
 	if err := l.check(ctx, "release"); err != nil {
 		return err
@@ -288,6 +368,18 @@ func (l *Lock) Release(ctx context.Context) error {
 
 // release deletes the key if it holds our token and ends the lock.
 func (l *Lock) release(ctx context.Context) error {
+	l.writes.Lock()
+	defer l.writes.Unlock()
+	cause := l.endedCause()
+	if errors.Is(cause, ErrReleased) {
+		return nil
+	}
+	l.mu.Lock()
+	settled := l.settled
+	l.mu.Unlock()
+	if settled {
+		return l.endedError("release", cause)
+	}
 	ok, err := l.client.path.release(ctx, l.req.keys, l.req.token, false)
 	if err != nil {
 		return opError("release", l.req.key, err)
@@ -295,18 +387,28 @@ func (l *Lock) release(ctx context.Context) error {
 	if !ok {
 		return l.notHeld("release")
 	}
-	l.mu.Lock()
-	l.settled = true
-	l.mu.Unlock()
-	l.finish(ErrReleased)
-	l.observe(EventReleased, nil)
+	if cause != nil {
+		l.mu.Lock()
+		l.settled = true
+		l.mu.Unlock()
+		return l.endedError("release", cause)
+	}
+	l.released()
 	return nil
 }
 
 // Refresh sets the lock's remaining lifetime to ttl if the key still holds
-// our token, extending its validity, and returns ErrNotHeld otherwise (the
-// lock is then lost). With WithReplicas, it also waits for the replicas,
-// and releases the lock when too few acknowledge.
+// our token, and returns an error matching ErrNotHeld otherwise (the lock
+// is then lost). The lock's validity then follows this write alone: a
+// shorter ttl shortens it. On an auto-refreshed lock, later automatic
+// refreshes renew to ttl. With WithReplicas, it also waits for the
+// replicas, and releases the lock when too few acknowledge.
+//
+// A lock that has already ended (released, lost, or past its validity) is
+// not refreshed: the error matches ErrNotHeld and the lock's Err. A
+// refresh that fails without an answer (a timeout) leaves the lock valid
+// only until the earlier of its validity and what the refresh would have
+// set, since Redis may have applied it.
 func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	if err := checkTTL(ttl); err != nil {
 		return err
@@ -318,9 +420,15 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 }
 
 func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
+	l.writes.Lock()
+	defer l.writes.Unlock()
+	if cause := l.endedCause(); cause != nil {
+		return l.endedError("refresh", cause)
+	}
 	at := time.Now()
 	ok, acked, err := l.client.path.refresh(ctx, l.req.keys, l.req.token, ttl, l.req.wait)
 	if err != nil {
+		l.mayHaveWritten(at, ttl)
 		err = opError("refresh", l.req.key, err)
 		if !errors.Is(ctx.Err(), context.Canceled) {
 			// Not a refresh that Release, Close or the caller called off.
@@ -331,34 +439,54 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	if !ok {
 		return l.notHeld("refresh")
 	}
+	l.wrote(at, ttl)
 	if w := l.req.wait; w != nil && acked < w.n {
-		_ = l.release(context.WithoutCancel(ctx))
-		return fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.req.key, ErrTooFewReplicas, acked, w.n, w.timeout)
+		rerr := l.releaseLocked(context.WithoutCancel(ctx))
+		return errors.Join(fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.req.key, ErrTooFewReplicas, acked, w.n, w.timeout), rerr)
 	}
-	l.mu.Lock()
-	if !l.endedLocked() {
-		l.extendLocked(at, ttl)
-	}
-	l.mu.Unlock()
 	if l.observer != nil {
 		l.observer.Observe(Event{Kind: EventRefreshed, Key: l.req.key, Time: time.Now(), Fence: l.fence, TTL: ttl})
 	}
 	return nil
 }
 
+// releaseLocked is release for a caller that holds l.writes.
+func (l *Lock) releaseLocked(ctx context.Context) error {
+	ok, err := l.client.path.release(ctx, l.req.keys, l.req.token, false)
+	switch {
+	case err != nil:
+		return opError("release", l.req.key, err)
+	case !ok:
+		return l.notHeld("release")
+	}
+	l.released()
+	return nil
+}
+
 // TTL returns the lock's remaining lifetime if the key still holds our
-// token, and ErrNotHeld otherwise. A negative duration means the key has
-// no expiry (someone outside relock removed it).
+// token, and an error matching ErrNotHeld otherwise, or when the lock has
+// already ended. A negative duration means the key has no expiry (someone
+// outside relock removed it). When the key has less time left than the
+// lock's validity assumed (someone outside relock shortened it), the
+// validity shrinks to match.
 func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	if err := l.check(ctx, "ttl"); err != nil {
 		return 0, err
 	}
+	if cause := l.endedCause(); cause != nil {
+		return 0, l.endedError("ttl", cause)
+	}
+	sent := time.Now()
 	d, ok, err := l.client.path.pttl(ctx, l.req.keys, l.req.token)
 	if err != nil {
 		return 0, opError("ttl", l.req.key, err)
 	}
 	if !ok {
 		return 0, l.notHeld("ttl")
+	}
+	if d >= 0 {
+		// The key expires no earlier than sent+d.
+		l.mayHaveWritten(sent, d)
 	}
 	return d, nil
 }

@@ -18,7 +18,7 @@ func (c *Client) startAutoRefresh(l *Lock) bool {
 	l.stopAuto, l.autoDone = cancel, make(chan struct{})
 	l.mu.Unlock()
 	c.refreshers.Add(1)
-	go l.autoRefresh(ctx, l.req.ttl/3, l.autoDone)
+	go l.autoRefresh(ctx, l.autoDone)
 	return true
 }
 
@@ -34,15 +34,16 @@ func (l *Lock) stopAutoRefresh() {
 	}
 }
 
-// autoRefresh refreshes l to its full TTL every interval until ctx ends
-// (Release or Client.Close) or the lock ends. A refresh that fails for a
-// reason other than loss is tried again sooner; each try is bounded by the
-// lock's validity, whose timer signals the loss if no try gets through.
-func (l *Lock) autoRefresh(ctx context.Context, every time.Duration, done chan struct{}) {
+// autoRefresh refreshes l to its TTL (the obtain's, or the last Refresh's)
+// every third of it until ctx ends (Release or Client.Close) or the lock
+// ends. A refresh that fails for a reason other than loss is tried again
+// sooner; each try is bounded by the lock's validity, whose timer signals
+// the loss if no try gets through.
+func (l *Lock) autoRefresh(ctx context.Context, done chan struct{}) {
 	defer l.client.refreshers.Done()
 	defer close(done)
 	life := l.lifeCtx()
-	t := time.NewTimer(every)
+	t := time.NewTimer(l.currentTTL() / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -66,18 +67,27 @@ func (l *Lock) autoRefresh(ctx context.Context, every time.Duration, done chan s
 			return
 		case <-t.C:
 		}
+		ttl := l.currentTTL()
 		rctx, cancel := context.WithDeadline(ctx, l.ValidUntil())
-		err := l.refresh(rctx, l.req.ttl)
+		err := l.refresh(rctx, ttl)
 		cancel()
-		wait := every
+		wait := l.currentTTL() / 3
 		switch {
 		case errors.Is(err, ErrNotHeld), errors.Is(err, ErrTooFewReplicas):
 			return // the refresh ended the lock
 		case err != nil:
 			// Redis failed or did not answer in time: try again soon, while
 			// the validity lasts; its timer ends the lock otherwise.
-			wait = max(every/4, time.Millisecond)
+			wait = max(wait/4, time.Millisecond)
 		}
 		t.Reset(wait)
 	}
+}
+
+// currentTTL is the TTL of the lock's last write: what auto-refresh renews
+// it to.
+func (l *Lock) currentTTL() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ttl
 }

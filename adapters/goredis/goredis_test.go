@@ -831,8 +831,11 @@ func TestEndToEnd(t *testing.T) {
 		if n, err := rdb.Exists(ctx, k).Result(); err != nil || n != 0 {
 			t.Fatalf("key still exists after Release (%d, %v)", n, err)
 		}
-		if err := lock.Release(ctx); !errors.Is(err, relock.ErrNotHeld) {
-			t.Fatalf("second Release = %v, want ErrNotHeld", err)
+		if err := lock.Release(ctx); err != nil {
+			t.Fatalf("second Release = %v, want nil (still released)", err)
+		}
+		if err := lock.Refresh(ctx, time.Second); !errors.Is(err, relock.ErrNotHeld) || !errors.Is(err, relock.ErrReleased) {
+			t.Fatalf("Refresh after Release = %v, want ErrNotHeld and ErrReleased", err)
 		}
 		again, err := locker.TryObtain(ctx, k, time.Second)
 		if err != nil {

@@ -697,8 +697,11 @@ func roundTrip(t *testing.T, client *relock.Client, k string) {
 	if err := lock.Release(ctx); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	if err := lock.Release(ctx); !errors.Is(err, relock.ErrNotHeld) {
-		t.Errorf("second Release: %v; want ErrNotHeld", err)
+	if err := lock.Release(ctx); err != nil {
+		t.Errorf("second Release: %v; want nil (still released)", err)
+	}
+	if err := lock.Refresh(ctx, time.Second); !errors.Is(err, relock.ErrNotHeld) || !errors.Is(err, relock.ErrReleased) {
+		t.Errorf("Refresh after Release: %v; want ErrNotHeld and ErrReleased", err)
 	}
 	again, err := client.TryObtain(ctx, k, time.Second)
 	if err != nil {

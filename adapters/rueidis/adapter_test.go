@@ -762,8 +762,11 @@ func roundTrip(t *testing.T, ctx context.Context, locks *relock.Client, key stri
 	if err := lock.Release(ctx); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	if err := lock.Release(ctx); !errors.Is(err, relock.ErrNotHeld) {
-		t.Fatalf("second Release: %v; want ErrNotHeld", err)
+	if err := lock.Release(ctx); err != nil {
+		t.Fatalf("second Release: %v; want nil (still released)", err)
+	}
+	if err := lock.Refresh(ctx, time.Second); !errors.Is(err, relock.ErrNotHeld) || !errors.Is(err, relock.ErrReleased) {
+		t.Fatalf("Refresh after Release: %v; want ErrNotHeld and ErrReleased", err)
 	}
 	again, err := locks.TryObtain(ctx, key, time.Second)
 	if err != nil {
