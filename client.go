@@ -37,8 +37,11 @@ type Client struct {
 	defaults settings
 	closed   atomic.Bool
 
-	mu         sync.Mutex      // orders starting a refresher against Close
-	life       context.Context // cancelled by Close: auto-refresh stops
+	mu   sync.Mutex      // orders starting a refresher against Close
+	life context.Context // cancelled by Close: auto-refresh and waiting Obtains stop
+	// obtaining is read-locked by each Obtain in progress; Close takes it
+	// to wait until they have all returned and filed their clean-ups.
+	obtaining  sync.RWMutex
 	shutdown   context.CancelFunc
 	refreshers sync.WaitGroup // the auto-refresh goroutines
 	cleanups   tracker        // clean-ups of failed tries and of Do's release
@@ -171,11 +174,14 @@ func Open(driverName, dsn string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Close stops the auto-refresh of the Client's locks (they are lost, with
-// ErrClosed, and released, bounded and best effort), waits for the
-// clean-ups still running in the background (each cut to one last
-// attempt), and closes the driver connection; no goroutine of the Client
-// outlives it. A connection made by an adapter from a client the caller
+// Close makes every Obtain in progress return ErrClosed (a waiting one at
+// once; one whose first try is on the wire when that try returns), and
+// takes their places out of the waiter queues, passing on any lock handed
+// to them meanwhile; it stops the auto-refresh of the Client's locks (they
+// are lost, with ErrClosed, and released, bounded and best effort), waits
+// for the clean-ups still running in the background (each cut to one last
+// attempt), and only then closes the driver connection; no goroutine of
+// the Client outlives it. A connection made by an adapter from a client the caller
 // built leaves that client open. Locks without auto-refresh stay in Redis
 // until they expire or are released: they may have been handed to another
 // process (Attach). Calls after Close return ErrClosed.
@@ -190,6 +196,10 @@ func (c *Client) Close() error {
 	}
 	c.shutdown()
 	c.mu.Unlock()
+	// Wait for the Obtains in progress: each leaves its queue place by
+	// filing a clean-up, which must go out before the connection closes.
+	c.obtaining.Lock()
+	c.obtaining.Unlock()
 	c.refreshers.Wait()
 	c.cleanups.close()
 	c.path.wait()
@@ -249,6 +259,8 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	if err := c.checkSettings(&st, req); err != nil {
 		return nil, err
 	}
+	c.obtaining.RLock()
+	defer c.obtaining.RUnlock()
 	if c.closed.Load() {
 		return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
 	}
@@ -335,6 +347,15 @@ func (o *obtainer) run() (*Lock, error) {
 			}
 			// Dead on arrival: given back; a failed try.
 		}
+		if n == 1 {
+			// From now on the call waits: Close must be able to end it,
+			// also while a try is on the wire.
+			ctx, cancel := context.WithCancelCause(o.ctx)
+			stop := context.AfterFunc(c.life, func() { cancel(ErrClosed) })
+			defer stop()
+			defer cancel(nil)
+			o.ctx = ctx
+		}
 		wait, err := o.nextWait(n, res)
 		if err != nil {
 			return nil, err
@@ -390,6 +411,9 @@ func (o *obtainer) try(n int) (obtainRes, error) {
 // notObtained is the error of a call that the context, or the budget's
 // deadline, ended.
 func (o *obtainer) notObtained(cause error) error {
+	if errors.Is(context.Cause(o.ctx), ErrClosed) {
+		return fmt.Errorf("relock: obtain %q: %w", o.req.key, ErrClosed)
+	}
 	if !o.budgetEnd.IsZero() && errors.Is(cause, context.DeadlineExceeded) && o.ctx.Err() != nil && time.Now().After(o.budgetEnd) {
 		if d, ok := o.ctx.Deadline(); ok && d.Equal(o.budgetEnd.Add(lastTryGrace)) {
 			// Our own budget's deadline, not the caller's.
