@@ -61,7 +61,7 @@ func New(conn driver.Conn, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c.path = p
-	if sp, ok := p.(scriptPath); ok {
+	if sp, ok := p.(permPath); ok {
 		if sub, ok := conn.(driver.Subscriber); ok && sp.s != nil {
 			c.notifier = newNotifier(sub)
 		}
@@ -94,7 +94,7 @@ func checkConn(conn driver.Conn) error {
 func pathFor(conn driver.Conn) (path, error) {
 	if s, ok := conn.(driver.Scripter); ok {
 		w, _ := conn.(driver.ReplicaWaiter)
-		return scriptPath{conn: conn, s: s, w: w}, nil
+		return newPermPath(scriptPath{conn: conn, s: s, w: w}, conn), nil
 	}
 	if w, ok := conn.(driver.Watcher); ok {
 		return watchPath{conn: conn, w: w}, nil

@@ -15,12 +15,20 @@ import (
 // ..." (miniredis). Clients may drop the leading "ERR ".
 const wrongTypeInScript = ": WRONGTYPE Operation against a key"
 
+// scriptRefused is how Redis 7 reports an ACL refusal of a command that a
+// script calls: "ERR The user executing the script can't access at least
+// one of the keys mentioned in the command ...", "... can't publish to the
+// channel ...", "... can't run this command or subcommand ...".
+const scriptRefused = "The user executing the script can't "
+
 // ReplyKind returns the sentinel that an error reply whose text is msg must
 // match: [ErrNoScript] for a reply that starts with "NOSCRIPT",
 // [ErrWrongType] for one that starts with "WRONGTYPE" (a command, or a
 // script on Redis 7) or that quotes a WRONGTYPE reply raised inside a
 // script (": WRONGTYPE Operation against a key", as Redis 6 and miniredis
-// report it), [ErrNoPermission] for one that starts with "NOPERM",
+// report it), [ErrNoPermission] for one that starts with "NOPERM" or that
+// reports an ACL refusal inside a script ("The user executing the script
+// can't ..."),
 // [ErrServerRefused] for one whose first word is BUSY, LOADING, TRYAGAIN,
 // MASTERDOWN, CLUSTERDOWN, OOM or READONLY, and nil for every other reply. msg is the reply's text, with
 // or without the leading "ERR " some clients drop. Only the start of the
@@ -32,7 +40,7 @@ func ReplyKind(msg string) error {
 		return ErrNoScript
 	case strings.HasPrefix(msg, "WRONGTYPE"), strings.Contains(msg, wrongTypeInScript):
 		return ErrWrongType
-	case strings.HasPrefix(msg, "NOPERM"):
+	case strings.HasPrefix(msg, "NOPERM"), strings.Contains(msg, scriptRefused):
 		return ErrNoPermission
 	}
 	for _, code := range refusedCodes {

@@ -1,0 +1,170 @@
+package relock_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	redigolib "github.com/gomodule/redigo/redis"
+	goredislib "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+
+	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/adapters/goredis"
+	"github.com/relock-go/relock/adapters/redigo"
+	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
+	"github.com/relock-go/relock/driver"
+	"github.com/relock-go/relock/internal/testkit/testredis"
+)
+
+// userConns returns, for each adapter, a constructor of a connection to
+// addr as the ACL user user (password "pw").
+func userConns(addr, user string) map[string]func(t *testing.T) driver.Conn {
+	return map[string]func(t *testing.T) driver.Conn{
+		"goredis": func(t *testing.T) driver.Conn {
+			rdb := goredislib.NewClient(&goredislib.Options{Addr: addr, Username: user, Password: "pw", MaxRetries: -1})
+			t.Cleanup(func() { _ = rdb.Close() })
+			return goredis.New(rdb)
+		},
+		"redigo": func(t *testing.T) driver.Conn {
+			pool := &redigolib.Pool{MaxIdle: 8, DialContext: func(ctx context.Context) (redigolib.Conn, error) {
+				return redigolib.DialContext(ctx, "tcp", addr, redigolib.DialUsername(user), redigolib.DialPassword("pw"))
+			}}
+			t.Cleanup(func() { _ = pool.Close() })
+			return redigo.New(pool)
+		},
+		"rueidis": func(t *testing.T) driver.Conn {
+			c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, Username: user, Password: "pw", DisableCache: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Close)
+			return rueidisadapter.New(c)
+		},
+	}
+}
+
+// scriptsOnly hides a connection's WATCH, so that no fallback exists when
+// scripting is refused.
+type scriptsOnly struct {
+	driver.Conn
+	s driver.Scripter
+}
+
+func (c scriptsOnly) Eval(ctx context.Context, script string, keys []string, args ...string) (any, error) {
+	return c.s.Eval(ctx, script, keys, args...)
+}
+
+func (c scriptsOnly) EvalSha(ctx context.Context, sha string, keys []string, args ...string) (any, error) {
+	return c.s.EvalSha(ctx, sha, keys, args...)
+}
+
+// exercise runs the lock API as a user would and fails t on any error:
+// obtain, contended obtain (another Client waits and gets the lock on
+// release), refresh, TTL, Inspect, release, Do.
+func exercise(t *testing.T, a, b *relock.Client, key string, opts ...relock.Option) {
+	t.Helper()
+	ctx := ctxT(t, 20*time.Second)
+	l, err := a.Obtain(ctx, key, 2*time.Second, opts...)
+	if err != nil {
+		t.Fatalf("Obtain: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		l2, err := b.Obtain(ctx, key, 2*time.Second, opts...)
+		if err == nil {
+			err = l2.Release(ctx)
+		}
+		got <- err
+	}()
+	if err := l.Refresh(ctx, 3*time.Second); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	if d, err := l.TTL(ctx); err != nil || d <= 0 {
+		t.Fatalf("TTL = %v, %v", d, err)
+	}
+	if info, err := a.Inspect(ctx, key); err != nil || !info.Held || info.Token != l.Token() {
+		t.Fatalf("Inspect = %+v, %v", info, err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the waiting Client: %v", err)
+	}
+	ran := false
+	if err := a.Do(ctx, key, time.Second, func(context.Context) error { ran = true; return nil }, opts...); err != nil || !ran {
+		t.Fatalf("Do = %v (ran %v)", err, ran)
+	}
+}
+
+// wantNoKeys fails t if any key matching pattern is left on srv.
+func wantNoKeys(t *testing.T, srv *testredis.Server, pattern string) {
+	t.Helper()
+	r, err := srv.Do("KEYS", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := r.([]any); len(keys) > 0 {
+		t.Fatalf("keys left behind: %v", keys)
+	}
+}
+
+// A Redis user without @scripting gets a working lock through the WATCH
+// path; a driver without WATCH fails Obtain with ErrNoPermission at once,
+// and leaves no key behind: never a lock that cannot be released.
+func TestNoScriptingPermission(t *testing.T) {
+	srv := testredis.Start(t)
+	if _, err := srv.Do("ACL", "SETUSER", "noscripts", "on", ">pw", "~*", "&*", "+@all", "-@scripting"); err != nil {
+		t.Fatal(err)
+	}
+	for name, newConn := range userConns(srv.Addr(), "noscripts") {
+		t.Run(name, func(t *testing.T) {
+			a, b := newClient(t, newConn(t)), newClient(t, newConn(t))
+			exercise(t, a, b, "noscripts-"+name)
+			exercise(t, a, b, "noscripts-fenced-"+name, relock.WithFencing())
+			wantNoKeys(t, srv, "noscripts-"+name+"*")
+
+			conn := newConn(t)
+			s := newClient(t, scriptsOnly{conn, conn.(driver.Scripter)})
+			ctx := ctxT(t, 5*time.Second)
+			k := "noscripts-nowatch-" + name
+			l, err := s.Obtain(ctx, k, 10*time.Second)
+			if !errors.Is(err, relock.ErrNoPermission) || l != nil {
+				t.Fatalf("Obtain without scripting or WATCH = %v, %v; want ErrNoPermission", l, err)
+			}
+			wantNoKeys(t, srv, k)
+		})
+	}
+}
+
+// A Redis user whose key pattern covers the lock key but not its
+// companions gets a working lock (waiters poll); fencing, which needs a
+// companion, fails with ErrNoPermission and leaves nothing behind.
+func TestCompanionKeysRefused(t *testing.T) {
+	srv := testredis.Start(t)
+	if _, err := srv.Do("ACL", "SETUSER", "lockonly", "on", ">pw", "~job*", "&*", "+@all"); err != nil {
+		t.Fatal(err)
+	}
+	for name, newConn := range userConns(srv.Addr(), "lockonly") {
+		t.Run(name, func(t *testing.T) {
+			a, b := newClient(t, newConn(t)), newClient(t, newConn(t))
+			k := "job-" + name
+			exercise(t, a, b, k)
+			ctx := ctxT(t, 5*time.Second)
+			fk := "job-fenced-" + name
+			l, err := newClient(t, newConn(t)).Obtain(ctx, fk, 10*time.Second, relock.WithFencing())
+			if !errors.Is(err, relock.ErrNoPermission) || l != nil {
+				t.Fatalf("fenced Obtain without access to the counter = %v, %v; want ErrNoPermission", l, err)
+			}
+			wantNoKeys(t, srv, "job-*"+name+"*")
+
+			// A key outside the pattern: refused at once, nothing written.
+			l, err = a.Obtain(ctx, "other-"+name, 10*time.Second)
+			if !errors.Is(err, relock.ErrNoPermission) || l != nil {
+				t.Fatalf("Obtain of a refused key = %v, %v; want ErrNoPermission", l, err)
+			}
+		})
+	}
+}
