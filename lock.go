@@ -419,11 +419,16 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	return l.refresh(ctx, ttl)
 }
 
+// refresh refreshes the lock to ttl; 0 means the TTL of the lock's last
+// write (auto-refresh), read once no other write is in flight.
 func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	l.writes.Lock()
 	defer l.writes.Unlock()
 	if cause := l.endedCause(); cause != nil {
 		return l.endedError("refresh", cause)
+	}
+	if ttl == 0 {
+		ttl = l.currentTTL()
 	}
 	at := time.Now()
 	ok, acked, err := l.client.path.refresh(ctx, l.req.keys, l.req.token, ttl, l.req.wait)

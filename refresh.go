@@ -67,9 +67,8 @@ func (l *Lock) autoRefresh(ctx context.Context, done chan struct{}) {
 			return
 		case <-t.C:
 		}
-		ttl := l.currentTTL()
 		rctx, cancel := context.WithDeadline(ctx, l.ValidUntil())
-		err := l.refresh(rctx, ttl)
+		err := l.refresh(rctx, 0) // to the TTL of the last write
 		cancel()
 		wait := l.currentTTL() / 3
 		switch {
