@@ -1,3 +1,6 @@
+// The benchmark harness, run from a checkout: not released, not tagged
+// (CONTRIBUTING.md, "Releasing"). relmod: no-release
+
 module github.com/relock-go/relock/bench
 
 go 1.26.0
