@@ -22,11 +22,14 @@ func WithMetadata(meta string) Option {
 
 // WithKeyPrefix puts prefix before every key and pub/sub channel the
 // Client uses: Obtain(ctx, "job", ...) then locks the Redis key
-// prefix+"job", and Lock.Key returns that; the lock's waiter queue, waiter
-// leases, fencing counter and hand-over channel start with prefix too (see
-// the README, "Lock names and the keys relock reserves"). So tenants can
-// share one Redis as ACL users confined to their prefix (~prefix*
-// &prefix*).
+// prefix+"job", and the lock's waiter queue, waiter leases, fencing counter
+// and hand-over channel start with prefix too (see the README, "Lock names
+// and the keys relock reserves"). So tenants can share one Redis as ACL
+// users confined to their prefix (~prefix* &prefix*).
+//
+// Names in and out of the API are without the prefix: Lock.Key returns
+// "job", which Inspect and Attach on the same Client take back as is;
+// Lock.RedisKey, Event.Key and error messages give the Redis key.
 //
 // Every key of a lock stays in one hash slot of a Redis Cluster. A name's
 // own hash tag decides its slot ("app:" + "{user:7}:lock" keeps the tag
@@ -67,7 +70,9 @@ type Info struct {
 // not, by which token, with what metadata, for how long, its fencing
 // counter and its queue. It changes nothing. A key of another type gives
 // ErrWrongType. On a quorum, Held means a majority holds one token, and
-// TTL is how long that majority still holds it.
+// TTL is how long that majority still holds it. key is the lock's name as
+// Obtain took it and Lock.Key returns it: the Client's prefix goes before
+// it.
 func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 	if c == nil {
 		return Info{}, invalid("nil client")
@@ -101,7 +106,9 @@ func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 // token (ErrNotHeld otherwise) and counts the lock's validity from the
 // remaining TTL it finds; the Lock's Fence is the key's fencing counter.
 // The owner check stays intact: Release and Refresh act only while the key
-// holds token. An attached lock has no auto-refresh: call Refresh.
+// holds token. An attached lock has no auto-refresh: call Refresh. key is
+// the lock's name as Lock.Key returns it: the Client's prefix goes before
+// it, as in Obtain.
 func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 	if c == nil {
 		return nil, invalid("nil client")

@@ -1,15 +1,20 @@
 package relock_test
 
-// Issue 15.4: New refuses a prefix whose locks could not keep their keys
-// in one slot, and a prefixed lock's companions are reserved names. The
-// keys themselves are checked in keys_test.go.
+// Issue 15.4 and a papercut of issue 18: names round-trip through the API,
+// New refuses a prefix whose locks could not keep their keys in one slot,
+// and a prefixed lock's companions are reserved names. The keys themselves
+// are checked in keys_test.go.
 
 import (
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	goredislib "github.com/redis/go-redis/v9"
+
 	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/memdriver"
 )
@@ -43,6 +48,70 @@ func TestNewRefusesUnusablePrefix(t *testing.T) {
 	if n := store.Commands(); n != 0 {
 		t.Fatalf("%d commands sent, want none", n)
 	}
+}
+
+// On a prefixed Client, the name Lock.Key returns is what Obtain was
+// given, and Inspect, Attach and Obtain on the same Client take it back:
+// Obtain → Key → Inspect/Attach finds the same lock, on every path.
+func TestKeyPrefixNamesRoundTrip(t *testing.T) {
+	eachPrefixedPath(t, func(t *testing.T, c *relock.Client, prefix, name string) {
+		ctx := ctxT(t, 10*time.Second)
+		l, err := c.Obtain(ctx, name, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Key() != name || l.RedisKey() != prefix+name {
+			t.Fatalf("Key(), RedisKey() = %q, %q; want %q, %q", l.Key(), l.RedisKey(), name, prefix+name)
+		}
+		info, err := c.Inspect(ctx, l.Key())
+		if err != nil || !info.Held || info.Token != l.Token() {
+			t.Fatalf("Inspect(Key()) = %+v, %v; want held by %s", info, err, l.Token())
+		}
+		al, err := c.Attach(ctx, l.Key(), l.Token())
+		if err != nil {
+			t.Fatalf("Attach(Key(), Token()): %v", err)
+		}
+		if al.Key() != name || al.RedisKey() != prefix+name {
+			t.Fatalf("attached Key(), RedisKey() = %q, %q; want %q, %q", al.Key(), al.RedisKey(), name, prefix+name)
+		}
+		if _, err := c.TryObtain(ctx, al.Key(), time.Second); !errors.Is(err, relock.ErrNotObtained) {
+			t.Fatalf("TryObtain(Key()) of the held lock = %v, want ErrNotObtained", err)
+		}
+		if err := al.Release(ctx); err != nil {
+			t.Fatalf("Release of the attached lock: %v", err)
+		}
+		if info, err := c.Inspect(ctx, l.Key()); err != nil || info.Held {
+			t.Fatalf("Inspect(Key()) after Release = %+v, %v; want not held", info, err)
+		}
+	})
+}
+
+// eachPrefixedPath runs f with a prefixed Client on the script path
+// (miniredis and the shared real server), the WATCH path (memdriver) and a
+// quorum of three miniredis servers, with a unique name.
+func eachPrefixedPath(t *testing.T, f func(t *testing.T, c *relock.Client, prefix, name string)) {
+	const name = "{user:7}:job"
+	eachServer(t, func(t *testing.T, s *srv) {
+		prefix := s.key(t, "app") + ":"
+		f(t, s.client(t, relock.WithKeyPrefix(prefix)), prefix, name)
+	})
+	t.Run("watch", func(t *testing.T) {
+		f(t, newClient(t, memdriver.New().Conn(), relock.WithKeyPrefix("app:")), "app:", name)
+	})
+	t.Run("quorum", func(t *testing.T) {
+		var conns []driver.Conn
+		for range 3 {
+			rdb := goredislib.NewClient(&goredislib.Options{Addr: miniredis.RunT(t).Addr(), MaxRetries: -1})
+			t.Cleanup(func() { _ = rdb.Close() })
+			conns = append(conns, goredis.New(rdb))
+		}
+		c, err := relock.NewQuorum(conns, relock.WithKeyPrefix("app:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		f(t, c, "app:", name)
+	})
 }
 
 // A prefixed lock's companions are reserved names too, for a Client with
