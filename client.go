@@ -116,6 +116,7 @@ func (c *Client) applyDefaults(opts []Option) error {
 	if err := checkPrefix(c.defaults.prefix); err != nil {
 		return err
 	}
+	c.defaults.prefixGiven = false // given to New: Obtain checks its own options
 	return c.validate(&c.defaults)
 }
 
@@ -565,6 +566,9 @@ func (o *obtainer) done() {
 func (c *Client) checkSettings(st *settings, req *obtainReq) error {
 	if err := c.validate(st); err != nil {
 		return err
+	}
+	if st.prefixGiven {
+		return invalid("WithKeyPrefix is a Client setting: give it to New, Open or NewQuorum, not to Obtain or Do")
 	}
 	req.wait = st.replicas
 	if st.fencing {

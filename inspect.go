@@ -41,10 +41,10 @@ func WithMetadata(meta string) Option {
 // with another split ("app:job" without a prefix) excludes the others, but
 // has its own queue and fencing counter.
 //
-// Give it to New (or Open, NewQuorum); it is a Client setting, ignored by
-// Obtain.
+// It is a Client setting: give it to New (or Open, NewQuorum). Obtain and
+// Do fail with ErrInvalidArgument when given it, sending nothing.
 func WithKeyPrefix(prefix string) Option {
-	return optionFunc(func(st *settings) { st.prefix = prefix })
+	return optionFunc(func(st *settings) { st.prefix, st.prefixGiven = prefix, true })
 }
 
 // Info is what Client.Inspect found about a lock.

@@ -1,11 +1,13 @@
 package relock_test
 
-// Issue 15.4 and a papercut of issue 18: names round-trip through the API,
-// New refuses a prefix whose locks could not keep their keys in one slot,
-// and a prefixed lock's companions are reserved names. The keys themselves
-// are checked in keys_test.go.
+// Issue 15.4 and two papercuts of issue 18: WithKeyPrefix is a Client
+// setting that Obtain refuses, names round-trip through the API, and New
+// refuses a prefix whose locks could not keep their keys in one slot. The
+// keys themselves are checked in keys_test.go, and against a Redis user
+// confined to the prefix in each adapter's TestKeyPrefixACL.
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -18,6 +20,32 @@ import (
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/memdriver"
 )
+
+// WithKeyPrefix given to Obtain or Do fails with ErrInvalidArgument
+// before anything is sent, on a Client with or without a prefix of its
+// own.
+func TestObtainRefusesKeyPrefix(t *testing.T) {
+	store := memdriver.New()
+	for _, c := range []*relock.Client{
+		newClient(t, store.Conn()),
+		newClient(t, store.Conn(), relock.WithKeyPrefix("app:")),
+	} {
+		ctx := context.Background()
+		for _, p := range []string{"app:", "other:", ""} {
+			if _, err := c.Obtain(ctx, "job", time.Second, relock.WithKeyPrefix(p)); !errors.Is(err, relock.ErrInvalidArgument) {
+				t.Fatalf("Obtain with WithKeyPrefix(%q) = %v; want ErrInvalidArgument", p, err)
+			}
+		}
+		ran := false
+		err := c.Do(ctx, "job", time.Second, func(context.Context) error { ran = true; return nil }, relock.WithKeyPrefix("other:"))
+		if !errors.Is(err, relock.ErrInvalidArgument) || ran {
+			t.Fatalf("Do with WithKeyPrefix = %v (ran %v); want ErrInvalidArgument", err, ran)
+		}
+	}
+	if n := store.Commands(); n != 0 {
+		t.Fatalf("%d commands sent, want none", n)
+	}
+}
 
 // New (and NewQuorum) refuse a prefix that would leave its locks unusable
 // or without companions in their slot.
