@@ -116,6 +116,10 @@ func (c *Client) applyDefaults(opts []Option) error {
 			o.apply(&c.defaults)
 		}
 	}
+	if err := checkPrefix(c.defaults.prefix); err != nil {
+		return err
+	}
+	c.defaults.prefixGiven = false // given to New: Obtain checks its own options
 	return c.validate(&c.defaults)
 }
 
@@ -253,7 +257,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	}
 	// The Lock is made now, with the request inside it: one allocation
 	// for both, and one more for the token and the companions' names.
-	lock := &Lock{req: obtainReq{ttl: ttl, meta: st.metadata}}
+	lock := &Lock{req: obtainReq{ttl: ttl, meta: st.metadata, plen: len(c.defaults.prefix)}}
 	req := &lock.req
 	req.init(key)
 	if err := c.checkSettings(&st, req); err != nil {
@@ -587,6 +591,9 @@ func (c *Client) checkSettings(st *settings, req *obtainReq) error {
 	if err := c.validate(st); err != nil {
 		return err
 	}
+	if st.prefixGiven {
+		return invalid("WithKeyPrefix is a Client setting: give it to New, Open or NewQuorum, not to Obtain or Do")
+	}
 	req.wait = st.replicas
 	if st.fencing {
 		if req.keys.fence == "" {
@@ -677,7 +684,7 @@ func checkKey(key string) error {
 	case len(key) > MaxKeyLen:
 		return invalid("key of %d bytes is longer than %d", len(key), MaxKeyLen)
 	case reserved(key):
-		return invalid("key %q has the form {tag}:relock:..., reserved for relock's own keys", key)
+		return invalid("key %q contains %q, reserved for relock's own keys", key, reservedMark)
 	}
 	return nil
 }

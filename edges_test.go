@@ -263,6 +263,7 @@ func TestNilLockAccessorsDoNotPanic(t *testing.T) {
 	var l *relock.Lock
 	for name, f := range map[string]func(){
 		"Key":        func() { _ = l.Key() },
+		"RedisKey":   func() { _ = l.RedisKey() },
 		"Token":      func() { _ = l.Token() },
 		"Fence":      func() { _ = l.Fence() },
 		"ValidUntil": func() { _ = l.ValidUntil() },

@@ -304,6 +304,8 @@ func ExampleWithKeyPrefix() {
 		log.Fatal(err)
 	}
 	defer lock.Release(ctx)
-	fmt.Println(lock.Key(), rdb.Exists(ctx, "billing:invoice:9").Val())
-	// Output: billing:invoice:9 1
+	// Key is the name given to Obtain, which Inspect and Attach on this
+	// Client take back; RedisKey is the key in Redis.
+	fmt.Println(lock.Key(), lock.RedisKey(), rdb.Exists(ctx, "billing:invoice:9").Val())
+	// Output: invoice:9 billing:invoice:9 1
 }

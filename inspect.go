@@ -20,15 +20,31 @@ func WithMetadata(meta string) Option {
 	return optionFunc(func(st *settings) { st.metadata = meta })
 }
 
-// WithKeyPrefix puts prefix before the name of every lock the Client
-// takes, inspects or attaches to: Obtain(ctx, "job", ...) then uses the
-// Redis key prefix+"job", and Lock.Key returns that. Companion keys follow
-// the prefixed key, so the hash-slot rules hold: a name's own hash tag
-// still decides its slot ("app:" + "{user:7}:lock" keeps the tag user:7).
-// Give it to New (or Open, NewQuorum); it is a Client setting, ignored by
-// Obtain.
+// WithKeyPrefix puts prefix before every key and pub/sub channel the
+// Client uses: Obtain(ctx, "job", ...) then locks the Redis key
+// prefix+"job", and the lock's waiter queue, waiter leases, fencing counter
+// and hand-over channel start with prefix too (see the README, "Lock names
+// and the keys relock reserves"). So tenants can share one Redis as ACL
+// users confined to their prefix (~prefix* &prefix*).
+//
+// Names in and out of the API are without the prefix: Lock.Key returns
+// "job", which Inspect and Attach on the same Client take back as is;
+// Lock.RedisKey, Event.Key and error messages give the Redis key.
+//
+// Every key of a lock stays in one hash slot of a Redis Cluster. A name's
+// own hash tag decides its slot ("app:" + "{user:7}:lock" keeps the tag
+// user:7) unless the prefix carries a tag ("{tenant}:"), which then decides
+// the slot of all the Client's locks. New rejects, with
+// ErrInvalidArgument, a prefix that opens a tag it does not close ("app{")
+// or leaves empty ("{}:"), or that contains "}:relock:". Every client of a
+// lock must use the same prefix: a client that names the same Redis key
+// with another split ("app:job" without a prefix) excludes the others, but
+// has its own queue and fencing counter.
+//
+// It is a Client setting: give it to New (or Open, NewQuorum). Obtain and
+// Do fail with ErrInvalidArgument when given it, sending nothing.
 func WithKeyPrefix(prefix string) Option {
-	return optionFunc(func(st *settings) { st.prefix = prefix })
+	return optionFunc(func(st *settings) { st.prefix, st.prefixGiven = prefix, true })
 }
 
 // Info is what Client.Inspect found about a lock.
@@ -54,7 +70,9 @@ type Info struct {
 // not, by which token, with what metadata, for how long, its fencing
 // counter and its queue. It changes nothing. A key of another type gives
 // ErrWrongType. On a quorum, Held means a majority holds one token, and
-// TTL is how long that majority still holds it.
+// TTL is how long that majority still holds it. key is the lock's name as
+// Obtain took it and Lock.Key returns it: the Client's prefix goes before
+// it.
 func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 	if c == nil {
 		return Info{}, invalid("nil client")
@@ -69,7 +87,7 @@ func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 	if c.closed.Load() {
 		return Info{}, fmt.Errorf("relock: inspect %q: %w", key, ErrClosed)
 	}
-	st, err := c.path.inspect(ctx, keysFor(key))
+	st, err := c.path.inspect(ctx, keysIn(key, len(c.defaults.prefix)))
 	if err != nil {
 		return Info{}, opError("inspect", key, err)
 	}
@@ -88,7 +106,9 @@ func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 // token (ErrNotHeld otherwise) and counts the lock's validity from the
 // remaining TTL it finds; the Lock's Fence is the key's fencing counter.
 // The owner check stays intact: Release and Refresh act only while the key
-// holds token. An attached lock has no auto-refresh: call Refresh.
+// holds token. An attached lock has no auto-refresh: call Refresh. key is
+// the lock's name as Lock.Key returns it: the Client's prefix goes before
+// it, as in Obtain.
 func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 	if c == nil {
 		return nil, invalid("nil client")
@@ -106,7 +126,8 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 	if c.closed.Load() {
 		return nil, fmt.Errorf("relock: attach %q: %w", key, ErrClosed)
 	}
-	keys := keysFor(key)
+	plen := len(c.defaults.prefix)
+	keys := keysIn(key, plen)
 	sent := time.Now()
 	st, err := c.path.inspect(ctx, keys)
 	if err != nil {
@@ -120,7 +141,7 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 		ttl = MaxTTL // no expiry: valid until Redis says otherwise
 	}
 	_, meta, _ := strings.Cut(st.value, "|")
-	l := &Lock{req: obtainReq{key: key, keys: keys, token: token, value: st.value, ttl: max(ttl, time.Millisecond), meta: meta}}
+	l := &Lock{req: obtainReq{key: key, plen: plen, keys: keys, token: token, value: st.value, ttl: max(ttl, time.Millisecond), meta: meta}}
 	l.req.setReleaseArgs()
 	st2 := c.defaults
 	st2.autoRefresh = false

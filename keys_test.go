@@ -25,6 +25,50 @@ func TestKeysFor(t *testing.T) {
 	}
 }
 
+// With a prefix (issue 15.4), every companion and the channel start with
+// it; the tag is the prefixed key's (its own, the prefix's, or the whole
+// prefixed key).
+func TestKeysInWithPrefix(t *testing.T) {
+	comp := func(p, tag, name string) lockKeys {
+		c := func(role string) string { return p + "{" + tag + "}:relock:" + role + ":" + name }
+		return lockKeys{lock: p + name, queue: c("q"), fence: c("f"), waiter: c("w") + ":", channel: c("c")}
+	}
+	for _, tc := range []struct {
+		prefix, name string
+		want         lockKeys
+	}{
+		{"app:", "job", comp("app:", "app:job", "job")},
+		{"app:", "{user:1}:lock", comp("app:", "user:1", "{user:1}:lock")},
+		{"app:", "a{b", comp("app:", "app:a{b", "a{b")},
+		{"{t}:", "job", comp("{t}:", "t", "job")},
+		{"{t}:", "{x}y", comp("{t}:", "t", "{x}y")},
+		{"a}b:", "{x}y", comp("a}b:", "x", "{x}y")},
+		{"a}b:", "job", lockKeys{lock: "a}b:job"}}, // no tag, a '}': like "a}b"
+		{"app{", "job", lockKeys{lock: "app{job"}}, // New rejects the prefix
+		{"{}:", "job", lockKeys{lock: "{}:job"}},   // New rejects the prefix
+		{"app:", "a}b", lockKeys{lock: "app:a}b"}},
+	} {
+		if got := keysIn(tc.prefix+tc.name, len(tc.prefix)); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("keysIn(%q+%q) = %+v, want %+v", tc.prefix, tc.name, got, tc.want)
+		}
+	}
+}
+
+// New's rules for a prefix: it must not open a tag it leaves open or
+// empty, nor contain the reserved mark, nor fill the key.
+func TestCheckPrefix(t *testing.T) {
+	for _, p := range []string{"", "app:", "{t}:", "a}b:", "{a}{", "{a}:{", "a{b}c{", "x:relock:"} {
+		if err := checkPrefix(p); err != nil {
+			t.Errorf("checkPrefix(%q) = %v, want nil", p, err)
+		}
+	}
+	for _, p := range []string{"app{", "{}:", "{", "a}b{", "x}:relock:", "{t}:relock:", strings.Repeat("p", MaxKeyLen)} {
+		if err := checkPrefix(p); err == nil {
+			t.Errorf("checkPrefix(%q) = nil, want an error", p)
+		}
+	}
+}
+
 // The sequence of issue 8: "job" and "{job}" used to share a queue, so a
 // release of one handed the other to a waiter.
 func TestKeysForJobAndTaggedJobShareNothing(t *testing.T) {
@@ -60,6 +104,20 @@ func TestObtainReqInit(t *testing.T) {
 	}
 }
 
+// With a prefix, init names the companions after it, in the same
+// allocation as the token.
+func TestObtainReqInitWithPrefix(t *testing.T) {
+	r := obtainReq{plen: len("app:")}
+	r.init("app:job")
+	want := keysIn("app:job", len("app:"))
+	if r.keys.lock != "app:job" || r.keys.queue != want.queue || r.keys.fence != want.fence || r.keys.waiter != want.waiter || r.keys.channel != want.channel {
+		t.Fatalf("init's keys %+v differ from keysIn's %+v", r.keys, want)
+	}
+	if got := r.keys.relKeys; len(got) != 3 || got[1] != "app:{app:job}:relock:q:job" || r.keys.relArgs[2] != "app:{app:job}:relock:c:job" {
+		t.Fatalf("release KEYS %q, ARGV %q", got, r.keys.relArgs)
+	}
+}
+
 // crc16 is Redis Cluster's key hash (CRC16-CCITT, XMODEM).
 func crc16(s string) uint16 {
 	var crc uint16
@@ -90,8 +148,12 @@ const tokA, tokB = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba98
 
 // names returns every key and channel the lock named key may use, with
 // waiter keys for two tokens; empty names are left out.
-func names(key string) []string {
-	k := keysFor(key)
+func names(key string) []string { return namesIn("", key) }
+
+// namesIn is names for the lock named name on a Client with prefix: the
+// lock key (prefix+name) first.
+func namesIn(prefix, name string) []string {
+	k := keysIn(prefix+name, len(prefix))
 	out := []string{k.lock}
 	if k.queue != "" {
 		out = append(out, k.queue, k.fence, k.channel, k.waiter+tokA, k.waiter+tokB)
@@ -102,42 +164,55 @@ func names(key string) []string {
 // checkKeyProperties checks one name: every companion shares the lock
 // key's slot, is reserved (so no lock can be named like it), and differs
 // from the others.
-func checkKeyProperties(t *testing.T, key string) {
+func checkKeyProperties(t *testing.T, key string) { t.Helper(); checkKeyPropertiesIn(t, "", key) }
+
+// checkKeyPropertiesIn is checkKeyProperties on a Client with prefix:
+// also, every key and the channel start with the prefix.
+func checkKeyPropertiesIn(t *testing.T, prefix, name string) {
 	t.Helper()
+	key := prefix + name
 	if checkKey(key) != nil {
 		return
 	}
-	all := names(key)
+	all := namesIn(prefix, name)
 	seen := map[string]bool{}
 	for i, n := range all {
 		if seen[n] {
-			t.Fatalf("keysFor(%q): %q used twice", key, n)
+			t.Fatalf("keysIn(%q+%q): %q used twice", prefix, name, n)
 		}
 		seen[n] = true
+		if !strings.HasPrefix(n, prefix) {
+			t.Fatalf("keysIn(%q+%q): %q does not start with the prefix", prefix, name, n)
+		}
 		if s, want := slot(n), slot(key); s != want {
-			t.Fatalf("keysFor(%q): %q is in slot %d, the lock key in %d", key, n, s, want)
+			t.Fatalf("keysIn(%q+%q): %q is in slot %d, the lock key in %d", prefix, name, n, s, want)
 		}
 		if i > 0 && checkKey(n) == nil {
-			t.Fatalf("keysFor(%q): companion %q is accepted as a lock name", key, n)
+			t.Fatalf("keysIn(%q+%q): companion %q is accepted as a lock name", prefix, name, n)
 		}
 	}
 }
 
 // checkPair checks that two names share no key or channel.
-func checkPair(t *testing.T, a, b string) {
+func checkPair(t *testing.T, a, b string) { t.Helper(); checkPairIn(t, "", a, "", b) }
+
+// checkPairIn checks that two (prefix, name) pairs share no key or
+// channel, but the lock key when both make the same one (one key split two
+// ways): then only their companions differ.
+func checkPairIn(t *testing.T, pa, a, pb, b string) {
 	t.Helper()
-	checkKeyProperties(t, a)
-	checkKeyProperties(t, b)
-	if a == b || checkKey(a) != nil || checkKey(b) != nil {
+	checkKeyPropertiesIn(t, pa, a)
+	checkKeyPropertiesIn(t, pb, b)
+	if pa == pb && a == b || checkKey(pa+a) != nil || checkKey(pb+b) != nil {
 		return
 	}
 	mine := map[string]bool{}
-	for _, n := range names(a) {
+	for _, n := range namesIn(pa, a) {
 		mine[n] = true
 	}
-	for _, n := range names(b) {
-		if mine[n] {
-			t.Fatalf("names %q and %q both use %q", a, b, n)
+	for i, n := range namesIn(pb, b) {
+		if mine[n] && !(i == 0 && pa+a == pb+b) {
+			t.Fatalf("(%q, %q) and (%q, %q) both use %q", pa, a, pb, b, n)
 		}
 	}
 }
@@ -171,6 +246,80 @@ func TestKeysInjectiveAndSlotted(t *testing.T) {
 			checkPair(t, a, b)
 		}
 	}
+}
+
+// prefixPieces make prefixes: colons, closed, open and empty tags, stray
+// braces, the reserved infix.
+var prefixPieces = []string{"app:", "{t}:", "{", "}", "{}", ":", "a", "relock", ":relock:", "{app}", "}:", "\x00", "q:"}
+
+func genPrefix(r *rand.Rand) string {
+	var b strings.Builder
+	for range r.IntN(4) {
+		b.WriteString(prefixPieces[r.IntN(len(prefixPieces))])
+	}
+	return b.String()
+}
+
+// The property test with prefixes (issue 15.4): generated (prefix, name)
+// pairs, the same keys split at other places, and names equal to others'
+// companions, taken whole or after their prefix. Each pair's properties
+// are checked once, then every name it uses against those of all the
+// others at once: only pairs that make the same lock key share it, and
+// nothing else.
+func TestKeysInjectiveAndSlottedWithPrefixes(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	type pn struct{ p, n string }
+	gen := make([]pn, 0, 30000)
+	for range 5000 {
+		gen = append(gen, pn{genPrefix(r), genName(r)})
+	}
+	for _, x := range gen[:2000] {
+		key := x.p + x.n
+		i := r.IntN(len(key)) // another split of the same key
+		gen = append(gen, pn{key[:i], key[i:]}, pn{"", key})
+		for _, c := range namesIn(x.p, x.n)[1:] {
+			gen = append(gen, pn{x.p, c[len(x.p):]}, pn{"", c})
+		}
+	}
+	type use struct {
+		pn
+		lock bool // the name is this pair's lock key
+	}
+	users := map[string]use{}
+	checked := map[pn]bool{}
+	for _, x := range gen {
+		if checked[x] || checkKey(x.p+x.n) != nil {
+			continue
+		}
+		checked[x] = true
+		checkKeyPropertiesIn(t, x.p, x.n)
+		for i, n := range namesIn(x.p, x.n) {
+			u, dup := users[n]
+			if dup && !(i == 0 && u.lock) {
+				t.Fatalf("(%q, %q) and (%q, %q) both use %q", u.p, u.n, x.p, x.n, n)
+			}
+			users[n] = use{x, i == 0}
+		}
+	}
+	if len(checked) < 5000 { // most generated pairs are distinct and valid
+		t.Fatalf("only %d pairs checked", len(checked))
+	}
+}
+
+// FuzzKeysWithPrefixes is FuzzKeys with a prefix for each name.
+func FuzzKeysWithPrefixes(f *testing.F) {
+	f.Add("app:", "job", "", "app:job")
+	f.Add("app:", "job", "app", ":job")
+	f.Add("{t}:", "{x}y", "{t}:{t}", ":relock:q:{x}y")
+	f.Add("a", "{b", "a{a", "{b")
+	f.Add("a}b:", "{x}", "", "a}b:{x}")
+	f.Fuzz(func(t *testing.T, pa, a, pb, b string) {
+		checkPairIn(t, pa, a, pb, b)
+		for _, n := range namesIn(pa, a)[1:] {
+			checkPairIn(t, pa, strings.TrimPrefix(n, pa), pb, b)
+			checkPairIn(t, "", n, pb, b)
+		}
+	})
 }
 
 func FuzzKeys(f *testing.F) {

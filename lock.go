@@ -197,8 +197,19 @@ func (l *Lock) finish(cause error) bool {
 // The accessors are safe on a nil *Lock: they return zero values, and Err
 // and Done report the lock as ended (ErrInvalidArgument).
 
-// Key returns the lock's Redis key.
+// Key returns the lock's name, as given to Obtain or Attach: without the
+// Client's prefix (WithKeyPrefix), so that Inspect and Attach on the same
+// Client take it back as is.
 func (l *Lock) Key() string {
+	if l == nil {
+		return ""
+	}
+	return l.req.key[l.req.plen:]
+}
+
+// RedisKey returns the lock's Redis key: the Client's prefix followed by
+// Key. It is Key on a Client without a prefix.
+func (l *Lock) RedisKey() string {
 	if l == nil {
 		return ""
 	}

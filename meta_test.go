@@ -246,9 +246,10 @@ func TestAttachMalformedTokenSendsNothing(t *testing.T) {
 	}
 }
 
-// WithKeyPrefix: the Redis key is prefix+name; Inspect and Attach apply
-// the prefix; a name's hash tag still decides its slot, so fencing (whose
-// counter must share the slot) works.
+// WithKeyPrefix: the Redis key is prefix+name; Key returns the name and
+// RedisKey the Redis key; Inspect and Attach apply the prefix; a name's
+// hash tag still decides its slot, so fencing (whose counter must share the
+// slot) works.
 func TestKeyPrefix(t *testing.T) {
 	eachServer(t, func(t *testing.T, s *srv) {
 		prefix := s.key(t, "app") + ":"
@@ -260,8 +261,8 @@ func TestKeyPrefix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if l.Key() != prefix+name {
-			t.Fatalf("Key() = %q, want %q", l.Key(), prefix+name)
+		if l.Key() != name || l.RedisKey() != prefix+name {
+			t.Fatalf("Key(), RedisKey() = %q, %q; want %q, %q", l.Key(), l.RedisKey(), name, prefix+name)
 		}
 		if v, ok := s.get(t, prefix+name); !ok || !strings.HasPrefix(v, l.Token()) {
 			t.Fatalf("GET %s = %q, %v; want the lock's token", prefix+name, v, ok)
@@ -269,8 +270,8 @@ func TestKeyPrefix(t *testing.T) {
 		if _, ok := s.get(t, name); ok {
 			t.Fatalf("the unprefixed key %s exists", name)
 		}
-		if testredis.KeySlot(l.Key()) != testredis.KeySlot(name) {
-			t.Fatalf("the prefixed key is in slot %d, the name's tag in %d", testredis.KeySlot(l.Key()), testredis.KeySlot(name))
+		if testredis.KeySlot(l.RedisKey()) != testredis.KeySlot(name) {
+			t.Fatalf("the prefixed key is in slot %d, the name's tag in %d", testredis.KeySlot(l.RedisKey()), testredis.KeySlot(name))
 		}
 		if l.Fence() <= 0 {
 			t.Fatalf("Fence() = %d on a prefixed, tagged name", l.Fence())
@@ -289,8 +290,8 @@ func TestKeyPrefix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if al.Key() != prefix+name {
-			t.Fatalf("attached Key() = %q, want %q", al.Key(), prefix+name)
+		if al.Key() != name || al.RedisKey() != prefix+name {
+			t.Fatalf("attached Key(), RedisKey() = %q, %q; want %q, %q", al.Key(), al.RedisKey(), name, prefix+name)
 		}
 		if err := al.Release(ctx); err != nil {
 			t.Fatal(err)

@@ -69,8 +69,8 @@ func (k EventKind) String() string {
 // An Event is one thing that happened to a lock.
 type Event struct {
 	Kind EventKind
-	// Key is the lock's Redis key: the name given to Obtain, after the
-	// Client's WithKeyPrefix.
+	// Key is the lock's Redis key (Lock.RedisKey): the name given to
+	// Obtain, after the Client's WithKeyPrefix.
 	Key string
 	// Time is when the event happened.
 	Time time.Time

@@ -21,6 +21,7 @@ type settings struct {
 	observer    Observer // nil: no events
 	metadata    string
 	prefix      string // a Client setting: before every key
+	prefixGiven bool   // WithKeyPrefix was given (to Obtain: refused)
 }
 
 func defaultSettings() settings {

@@ -22,6 +22,7 @@ type replicaWait struct {
 // obtainReq is one obtain try.
 type obtainReq struct {
 	key, token string
+	plen       int    // how many bytes of key are the Client's prefix
 	value      string // what the key holds when ours: the token, then "|" and meta if any
 	meta       string // WithMetadata's, or ""
 	keys       lockKeys
@@ -40,16 +41,17 @@ type obtainReq struct {
 	relArgs, leaveArgs [6]string
 }
 
-// init names the request's key (with companions) and draws its token: 128
-// random bits in hex, in the same allocation as the companions' names. It
-// also builds the release script's arguments once.
+// init names the request's key (with companions; its first r.plen bytes
+// are the Client's prefix) and draws its token: 128 random bits in hex, in
+// the same allocation as the companions' names. It also builds the release
+// script's arguments once.
 func (r *obtainReq) init(key string) {
 	var raw [16]byte
 	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
 	var hx [32]byte
 	hex.Encode(hx[:], raw[:])
 	r.key = key
-	r.keys, r.token = buildKeys(key, hx[:])
+	r.keys, r.token = buildKeys(key, r.plen, hx[:])
 	r.value = r.token
 	if r.meta != "" {
 		r.value = r.token + "|" + r.meta
