@@ -9,8 +9,14 @@
 // refreshed while the command runs, passes SIGINT, SIGTERM and SIGHUP on to
 // the command, stops the command if the lock is lost, releases the lock at
 // the end and exits with the command's exit status, or with one of its own
-// codes: 75 not obtained, 122 lost while the command ran, 125 relock's own
-// error. Run "relock run -h" for the details.
+// codes: 75 not obtained (-E sets another), 69 Redis unavailable, 77 no
+// permission, 122 lost while the command ran, 125 relock's own error or bad
+// usage, 126 and 127 the command cannot run or is not found (checked before
+// the lock is taken). Run "relock run -h" for the details.
+//
+// "relock hold KEY" takes the lock, prints its token and holds it until a
+// signal; "relock status" and "relock release --force" are for operators;
+// "relock --version" prints the version.
 //
 // The subcommand demo shows on any machine with Go that relock's
 // locks exclude each other, through every registered adapter:

@@ -358,3 +358,31 @@ func TestParseFlags(t *testing.T) {
 func slicesEqual(a, b []string) bool {
 	return strings.Join(a, "\x00") == strings.Join(b, "\x00") && len(a) == len(b)
 }
+
+// TestRunServerStopsAnsweringWhileWaiting freezes the server (SIGSTOP)
+// while relock run -wait queues behind a holder: the wait ends, and relock
+// must say 69 (Redis unavailable), not 75 (held), although no answer came
+// to tell. With a core that reports ErrUnavailable this holds directly;
+// before it, relock's last look at the key finds no answer.
+func TestRunServerStopsAnsweringWhileWaiting(t *testing.T) {
+	s := testredis.Start(t)
+	const key = "relock-cli:frozen"
+	holderProc, _, _ := holder(t, s.URL(), key, "-ttl", "30s")
+	w := startRelock(t, "run", "-url", s.URL(), "-timeout", "1s", "-connect-timeout", "1s", "-wait", "3", key, "--", "true")
+	deadline := time.Now().Add(20 * time.Second)
+	for inspect(t, s, key).Waiters == 0 {
+		if !w.running() || time.Now().After(deadline) {
+			t.Fatalf("the waiter did not queue (running %v)\nstderr:\n%s", w.running(), w.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	thaw := adaptertest.Freeze(t, s)
+	code := w.wait(30 * time.Second)
+	thaw()
+	t.Logf("relock run: exit %d: %s", code, w.stderr.String())
+	if code != exitUnavailable {
+		t.Errorf("exit code %d, want %d\nstderr:\n%s", code, exitUnavailable, w.stderr.String())
+	}
+	_ = holderProc.cmd.Process.Signal(syscall.SIGTERM)
+	holderProc.wait(20 * time.Second)
+}
