@@ -386,3 +386,22 @@ func TestRunServerStopsAnsweringWhileWaiting(t *testing.T) {
 	_ = holderProc.cmd.Process.Signal(syscall.SIGTERM)
 	holderProc.wait(20 * time.Second)
 }
+
+// TestNoPermission checks exit status 77 (EX_NOPERM) when the server
+// refuses the password, or the user may not touch the key (NOPERM),
+// through every driver.
+func TestNoPermission(t *testing.T) {
+	s := testredis.Start(t)
+	if _, err := s.Do("ACL", "SETUSER", "app", "on", ">right", "~app:*", "&app:*", "+@all"); err != nil {
+		t.Fatal(err)
+	}
+	for _, driver := range wantAdapters {
+		for _, url := range []string{"redis://app:wrong@" + s.Addr(), "redis://app:right@" + s.Addr()} {
+			code, stderr, took := timedRelock(t, "run", "-driver", driver, "-url", url, "-n", "relock-cli:noperm", "--", "true")
+			t.Logf("%s %s: exit %d after %v: %s", driver, redactURL(url), code, took.Round(time.Millisecond), stderr)
+			if code != exitNoPermission || strings.Contains(stderr, "wrong") || strings.Contains(stderr, "right") {
+				t.Errorf("%s %s: exit code %d, want %d (and no password on stderr)\nstderr:\n%s", driver, redactURL(url), code, exitNoPermission, stderr)
+			}
+		}
+	}
+}
