@@ -228,8 +228,8 @@ func parseRunFlags(args []string, stderr io.Writer, hold bool) (runConfig, error
 	fs.DurationVar(&cfg.ttl, "ttl", defaultRunTTL, "lock TTL, refreshed every TTL/3: how long the lock outlives a relock that was killed")
 	fs.BoolVar(&cfg.nonblock, "n", false, "do not wait: exit 75 (or -E) at once if the lock is held")
 	fs.BoolVar(&cfg.nonblock, "nonblock", false, "same as -n")
-	fs.Var(secondsFlag{&cfg.wait}, "wait", "give up, with exit status 75 (or -E), after waiting this `long` for the lock: seconds (5, 0.5) or a duration (30s); 0 waits until it is free")
-	fs.Var(secondsFlag{&cfg.wait}, "w", "same as -wait")
+	fs.Var(secondsFlag{&cfg.wait}, "wait", "give up, with exit status 75 (or -E), after waiting so many `seconds` (5, 0.5) or so long (30s, 2m) for the lock; 0 waits until it is free")
+	fs.Var(secondsFlag{&cfg.wait}, "w", "same as -wait `seconds`")
 	fs.IntVar(&cfg.conflictCode, "E", exitNotObtained, "exit `status` when the lock is not obtained (-n, -wait), as flock -E")
 	fs.IntVar(&cfg.conflictCode, "conflict-exit-code", exitNotObtained, "same as -E")
 	fs.BoolVar(&cfg.fence, "fence", true, "draw a fencing number (RELOCK_FENCE) from a counter kept next to the lock key (it expires a day after last use); a key containing '}' then needs a {hash tag}")
@@ -238,7 +238,11 @@ func parseRunFlags(args []string, stderr io.Writer, hold bool) (runConfig, error
 		fs.Var(&cfg.killSignal, "kill-signal", "`signal` sent to CMD's process group when the lock is lost (name or number)")
 		fs.DurationVar(&cfg.grace, "grace", defaultGrace, "after -kill-signal, wait this long for CMD to exit, then send SIGKILL")
 	}
-	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most "+strconv.Itoa(relock.MaxMetadataLen)+" bytes); default host=HOST pid=PID cmd=CMD's name")
+	defaultMeta := "host=HOST pid=PID cmd=CMD's name"
+	if hold {
+		defaultMeta = "host=HOST pid=PID cmd=hold"
+	}
+	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most "+strconv.Itoa(relock.MaxMetadataLen)+" bytes); default "+defaultMeta)
 	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported), and let the client library log")
 	rest, err := parseFlags(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
