@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -171,7 +172,13 @@ func (c *connFlags) open(opts ...relock.Option) (*relock.Client, driver.Conn, er
 	if !c.verbose {
 		redis.SetLogger(quietLogger{})
 	}
-	conn, err := drivers[c.driver].Open(c.dsn())
+	var conn driver.Conn
+	var err error
+	if c.driver == "goredis" {
+		conn, err = openGoredis(c.dsn())
+	} else {
+		conn, err = drivers[c.driver].Open(c.dsn())
+	}
 	if err == nil {
 		var client *relock.Client
 		if client, err = relock.New(conn, opts...); err == nil {
@@ -335,4 +342,66 @@ func (c *connFlags) speaksTLS(addr, host string) bool {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// openGoredis is goredis.Driver.Open (see adapters/goredis/open.go: the
+// same URL forms, ContextTimeoutEnabled) with one dial attempt per
+// connection instead of go-redis's five: relock retries on its own
+// schedule, and five attempts made a refused port or a TLS mismatch cost
+// five times the dial timeout, and a wrong password seconds of back-off.
+// go-redis's plain-URL parser has no option for it (dialer_retries is for
+// cluster and failover URLs only), hence the client built here.
+func openGoredis(dsn string) (driver.Conn, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return drivers["goredis"].Open(dsn) // for its error, without the URL
+	}
+	var rdb redis.UniversalClient
+	switch q := u.Query(); {
+	case q.Has("master_name"):
+		var opt *redis.FailoverOptions
+		if opt, err = redis.ParseFailoverURL(dsn); err == nil {
+			opt.ContextTimeoutEnabled = true
+			if !q.Has("dialer_retries") {
+				opt.DialerRetries = 1
+			}
+			rdb = redis.NewFailoverClient(opt)
+		}
+	case q.Has("addr"):
+		var opt *redis.ClusterOptions
+		if opt, err = redis.ParseClusterURL(dsn); err == nil {
+			opt.ContextTimeoutEnabled = true
+			if !q.Has("dialer_retries") {
+				opt.DialerRetries = 1
+			}
+			rdb = redis.NewClusterClient(opt)
+		}
+	default:
+		var opt *redis.Options
+		if opt, err = redis.ParseURL(dsn); err == nil {
+			opt.ContextTimeoutEnabled = true
+			opt.DialerRetries = 1
+			rdb = redis.NewClient(opt)
+		}
+	}
+	if err != nil {
+		return drivers["goredis"].Open(dsn) // the adapter's error: relock.ErrInvalidArgument, no password
+	}
+	return &ownedGoredis{Conn: goredis.New(rdb), rdb: rdb}, nil
+}
+
+// ownedGoredis is a goredis.Conn that closes its client: the methods of
+// *goredis.Conn, and so every optional driver interface it implements,
+// are promoted.
+type ownedGoredis struct {
+	*goredis.Conn
+	rdb  redis.UniversalClient
+	once sync.Once
+	err  error
+}
+
+// Close closes the Conn, then the client, once.
+func (c *ownedGoredis) Close() error {
+	c.once.Do(func() { c.err = errors.Join(c.Conn.Close(), c.rdb.Close()) })
+	return c.err
 }
