@@ -6,6 +6,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +20,7 @@ import (
 	"time"
 
 	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
@@ -402,6 +407,65 @@ func TestNoPermission(t *testing.T) {
 			if code != exitNoPermission || strings.Contains(stderr, "wrong") || strings.Contains(stderr, "right") {
 				t.Errorf("%s %s: exit code %d, want %d (and no password on stderr)\nstderr:\n%s", driver, redactURL(url), code, exitNoPermission, stderr)
 			}
+		}
+	}
+}
+
+// TestClassify checks how errors of Redis calls map to exit statuses,
+// with relock's sentinels and without them (older cores, the CLI's own
+// check).
+func TestClassify(t *testing.T) {
+	var c connFlags
+	for _, tt := range []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("relock: obtain \"k\": %w: %w", relock.ErrUnavailable, context.DeadlineExceeded), exitUnavailable},
+		{fmt.Errorf("x: %w", driver.ErrServerRefused), exitUnavailable},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, exitUnavailable},
+		{fmt.Errorf("relock: inspect \"k\": %w", context.DeadlineExceeded), exitUnavailable},
+		{fmt.Errorf("read: %w", io.EOF), exitUnavailable},
+		{fmt.Errorf("x: %w", relock.ErrNoPermission), exitNoPermission},
+		{errors.New("WRONGPASS invalid username-password pair"), exitNoPermission},
+		{fmt.Errorf("x: %w", relock.ErrInvalidArgument), exitError},
+		{fmt.Errorf("x: %w: %w", relock.ErrWrongType, io.EOF), exitError},
+		{errors.New("ERR something else"), exitError},
+	} {
+		if got := c.classify(tt.err, false).code; got != tt.want {
+			t.Errorf("classify(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestDSNTimeouts checks how -timeout and -connect-timeout reach each
+// driver's URL: a flag given wins over the URL, the URL over a default.
+func TestDSNTimeouts(t *testing.T) {
+	parse := func(args ...string) connFlags {
+		t.Helper()
+		var c connFlags
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		c.register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.check(fs); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-url", "redis://h:1/0"}, "redis://h:1/0?dial_timeout=2s&read_timeout=2s&write_timeout=2s"},
+		{[]string{"-url", "redis://h:1?dial_timeout=9s", "-timeout", "500ms"}, "redis://h:1?dial_timeout=9s&read_timeout=500ms&write_timeout=500ms"},
+		{[]string{"-url", "redis://h:1?dial_timeout=9s", "-connect-timeout", "1s"}, "redis://h:1?dial_timeout=1s&read_timeout=2s&write_timeout=2s"},
+		{[]string{"-driver", "rueidis", "-url", "rediss://u:p@h:1?addr=h:2"}, "rediss://u:p@h:1?addr=h%3A2&dial_timeout=2s&write_timeout=2s"},
+		{[]string{"-driver", "redigo", "-url", "redis://h:1", "-timeout", "3s"}, "redis://h:1?dial_timeout=2s&read_timeout=3s&write_timeout=3s"},
+	} {
+		c := parse(tt.args...)
+		if got := c.dsn(); got != tt.want {
+			t.Errorf("%q: dsn %q, want %q", tt.args, got, tt.want)
 		}
 	}
 }
