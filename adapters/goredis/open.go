@@ -30,6 +30,12 @@ type Driver struct{}
 // Open does not contact the server: an unreachable server, a bad password
 // or a TLS mismatch surface on the first call, within that call's context.
 // Every error of Open matches relock.ErrInvalidArgument.
+//
+// go-redis logs dial failures ("failed to dial after 5 attempts") through
+// a logger global to the process. Open leaves it alone, since the
+// program's other go-redis clients share it; to silence it, call
+// redis.SetLogger with a logger whose Printf does nothing (the relock
+// command does, unless -v).
 func (Driver) Open(dsn string) (driver.Conn, error) {
 	rdb, err := openClient(dsn)
 	if err != nil {

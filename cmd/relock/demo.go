@@ -44,6 +44,7 @@ type demoConfig struct {
 	pause    time.Duration
 	timeout  time.Duration
 	adapters []string
+	verbose  bool // -v: the client libraries may log
 }
 
 // demoRow is the outcome of one run: one adapter, or no lock at all.
@@ -81,6 +82,7 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoConfig, error) {
 	fs.DurationVar(&cfg.pause, "pause", 200*time.Microsecond, "sleep between a worker's GET and SET of the counter, to widen the race window")
 	fs.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "give up after this long")
 	fs.StringVar(&adapters, "adapters", strings.Join(all, ","), "comma-separated `drivers` to run")
+	fs.BoolVar(&cfg.verbose, "v", false, "let the client libraries log on stderr (go-redis's dial failures)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: relock demo [flags]
 
@@ -140,6 +142,9 @@ func runDemo(parent context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 
+	if !cfg.verbose {
+		redis.SetLogger(quietLogger{})
+	}
 	ctx, cancel := context.WithTimeout(parent, cfg.timeout)
 	defer cancel()
 

@@ -9,8 +9,14 @@
 // refreshed while the command runs, passes SIGINT, SIGTERM and SIGHUP on to
 // the command, stops the command if the lock is lost, releases the lock at
 // the end and exits with the command's exit status, or with one of its own
-// codes: 75 not obtained, 122 lost while the command ran, 125 relock's own
-// error. Run "relock run -h" for the details.
+// codes: 75 not obtained (-E sets another), 69 Redis unavailable, 77 no
+// permission, 122 lost while the command ran, 125 relock's own error or bad
+// usage, 126 and 127 the command cannot run or is not found (checked before
+// the lock is taken). Run "relock run -h" for the details.
+//
+// "relock hold KEY" takes the lock, prints its token and holds it until a
+// signal; "relock status" and "relock release --force" are for operators;
+// "relock --version" prints the version.
 //
 // The subcommand demo shows on any machine with Go that relock's
 // locks exclude each other, through every registered adapter:
@@ -29,6 +35,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 
 	// The adapters register the drivers "goredis", "redigo" and "rueidis",
@@ -40,8 +48,8 @@ import (
 
 func main() {
 	ctx, stop := context.Background(), context.CancelFunc(func() {})
-	if len(os.Args) < 2 || os.Args[1] != "run" {
-		// relock run handles the signals itself: it passes them on.
+	if len(os.Args) < 2 || (os.Args[1] != "run" && os.Args[1] != "hold") {
+		// relock run and hold handle the signals themselves.
 		ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	}
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -55,10 +63,10 @@ func main() {
 const (
 	exitOK          = 0
 	exitFailure     = 1   // the command ran and found a problem
-	exitUsage       = 2   // bad command line (demo)
+	exitUsage       = 2   // bad command line (relock itself, demo)
 	exitInterrupted = 130 // Ctrl-C or SIGTERM, as shells report SIGINT
 
-	exitNotObtained = 75  // relock run: the lock is held (-n) or -wait ran out; sysexits' EX_TEMPFAIL
+	exitNotObtained = 75  // relock run, hold: the lock is held (-n) or -wait ran out; sysexits' EX_TEMPFAIL; -E sets another
 	exitLost        = 122 // relock run: the lock was lost while CMD ran
 	exitError       = 125 // relock run: relock's own failure, as coreutils' env, nice and timeout use 125
 	exitCannotRun   = 126 // relock run: CMD found but not executable, as in shells
@@ -74,7 +82,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "run":
-		return runRun(ctx, args[1:], stderr)
+		return runRun(ctx, args[1:], stdout, stderr, false)
+	case "hold":
+		return runRun(ctx, args[1:], stdout, stderr, true)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, versionLine())
+		return exitOK
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
 	case "release":
@@ -95,9 +108,13 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: relock <command> [flags] [arguments]
 
 Commands:
-  run     relock run [flags] KEY [--] CMD [ARGS...]
+  run     relock run [flags] KEY [flags] [--] CMD [ARGS...]
+          relock run [flags] KEY [flags] -c 'SHELL COMMAND'
           run CMD while holding the lock KEY: wait for it, keep it
           refreshed, pass signals on, stop CMD if the lock is lost
+  hold    relock hold [flags] KEY
+          take the lock KEY, print its token, hold it until SIGINT,
+          SIGTERM or SIGHUP, then release it (exit 0)
   status  relock status [-json] KEY
           show whether KEY is held, its token, metadata, TTL, fence and
           waiters (exit 0 held, 1 free)
@@ -106,20 +123,59 @@ Commands:
           1 nothing released)
   demo    contend for one lock from many workers through every adapter, and
           show that no counter update is lost (embedded Redis unless -url)
+  version print relock's version (also --version)
 
 Redis: -url URL (default $REDIS_URL, else `+defaultURL+`),
-       -driver goredis|redigo|rueidis (default `+defaultDriver+`).
+       -driver goredis|redigo|rueidis (default `+defaultDriver+`),
+       -timeout (per call, default `+defaultTimeout.String()+`),
+       -connect-timeout (default `+defaultConnectTimeout.String()+`).
+Flags go before or after KEY.
 
-Exit status of relock run:
-  CMD's own  CMD ran while the lock was held throughout
+Exit status of relock run (and hold):
+  CMD's own  CMD ran while the lock was held throughout (hold: 0)
   128+N      CMD was killed by signal N, or relock was interrupted by
              signal N while waiting for the lock
-  75         the lock was not obtained (held, and -n or -wait ran out)
+  75         the lock was not obtained (held, and -n or -wait ran out);
+             -E N makes it N
+  69         Redis unavailable: nothing listens, no answer in time, TLS
+             mismatch, or the server refuses commands for now
+  77         Redis refused for lack of permission (NOPERM, failed AUTH)
   122        the lock was lost while CMD ran; CMD was stopped
-  125        relock failed: bad usage, Redis unreachable or in error
-  126, 127   CMD could not be run, or was not found
-status and release exit 125 when they fail.
+  125        relock failed: bad usage, or another error
+  126, 127   CMD could not be run, or was not found (checked before the
+             lock is taken)
+status and release exit 69 and 77 as run does, and 125 on bad usage or
+another error. relock with no or an unknown command, and demo on bad
+usage, exit 2.
 
 Run "relock <command> -h" for a command's flags.
 `)
+}
+
+// versionLine is what relock --version prints: the module version the
+// binary was built from (or "(devel)"), the VCS revision when the build
+// recorded one, and the Go version.
+func versionLine() string {
+	v, rev, dirty := "(unknown)", "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		v += " " + rev
+		if dirty {
+			v += "+dirty"
+		}
+	}
+	return "relock " + v + " " + runtime.Version()
 }

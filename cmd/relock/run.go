@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,19 +39,50 @@ const (
 // starts they end the wait for the lock.
 var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 
-// runConfig is the command line of "relock run".
+// runConfig is the command line of "relock run" and "relock hold".
 type runConfig struct {
-	conn       connFlags
-	ttl        time.Duration
-	nonblock   bool
-	wait       time.Duration
-	fence      bool
-	killSignal signalFlag
-	grace      time.Duration
-	verbose    bool
-	meta       string
-	key        string
-	argv       []string // CMD and its arguments
+	conn         connFlags
+	hold         bool // relock hold: no CMD, print the token, hold until a signal
+	ttl          time.Duration
+	nonblock     bool
+	wait         time.Duration
+	conflictCode int // exit status when the lock is not obtained (-E)
+	fence        bool
+	killSignal   signalFlag
+	grace        time.Duration
+	verbose      bool
+	meta         string
+	shell        string // -c: CMD is sh -c shell
+	key          string
+	argv         []string // CMD and its arguments
+	path         string   // CMD resolved in $PATH
+}
+
+// secondsFlag is a flag.Value for a duration given as seconds, as
+// flock -w takes it (5, 0.5), or with a unit (500ms, 2m).
+type secondsFlag struct{ d *time.Duration }
+
+func (s secondsFlag) String() string {
+	if s.d == nil {
+		return ""
+	}
+	return s.d.String()
+}
+
+func (s secondsFlag) Set(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > float64(math.MaxInt64/int64(time.Second)) {
+			return errors.New("out of range")
+		}
+		*s.d = time.Duration(f * float64(time.Second))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("want seconds (5, 0.5) or a duration (30s, 2m)")
+	}
+	*s.d = d
+	return nil
 }
 
 // signalFlag is a flag.Value naming a signal: TERM, SIGTERM or 15.
@@ -83,13 +115,16 @@ func (s *signalFlag) Set(v string) error {
 	return nil
 }
 
-const runUsage = `usage: relock run [flags] KEY [--] CMD [ARGS...]
+const runUsage = `usage: relock run [flags] KEY [flags] [--] CMD [ARGS...]
+       relock run [flags] KEY [flags] -c 'SHELL COMMAND'
 
 Runs CMD while holding the lock named KEY, like flock(1) across machines.
 relock waits for the lock (unless -n), refreshes it every TTL/3 while CMD
 runs, releases it when CMD exits, and exits with CMD's exit status.
-Flags go before KEY; "--" after KEY is optional, and everything after it
-is CMD.
+Flags go before or after KEY; "--" ends them, and everything after the
+flags is CMD. With -c, /bin/sh -c runs the string instead of CMD. CMD is
+looked up in $PATH before the lock is taken: a CMD that is not found
+exits 127 (126 if not executable) without touching Redis.
 
 CMD runs in its own process group, with these in its environment:
   RELOCK_KEY    the lock's key
@@ -107,66 +142,125 @@ lost while CMD runs (the key expired, was deleted or taken, or Redis was
 unreachable for the whole TTL), relock sends -kill-signal to CMD's process
 group, SIGKILL after -grace, and exits 122 whatever CMD returns. If relock
 itself is killed with SIGKILL, the kernel sends CMD SIGKILL (Linux).
+To hold a lock without a command, see relock hold.
 
 Exit status:
   CMD's own     CMD ran while the lock was held throughout
   128+N         CMD was killed by signal N, or relock was interrupted by
                 signal N while it waited for the lock (CMD did not run)
   75            the lock was not obtained: held by another owner and -n
-                given, or the -wait budget ran out (EX_TEMPFAIL)
+                given, or the -wait budget ran out (EX_TEMPFAIL; -E sets
+                another)
+  69            Redis unavailable: nothing listens, no answer within
+                -connect-timeout/-timeout, TLS mismatch, or the server
+                refuses commands for now (EX_UNAVAILABLE)
+  77            Redis refused for lack of permission: NOPERM, failed AUTH
+                (EX_NOPERM)
   122           the lock was lost while CMD ran; CMD was stopped
-  125           relock failed: bad usage, Redis unreachable or in error
+  125           relock failed: bad usage, or another error of its own or
+                of Redis
   126, 127      CMD could not be run, or was not found (as in shells)
 
 Flags:
 `
 
-// parseRunFlags parses the command line of "relock run".
-func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
-	cfg := runConfig{killSignal: signalFlag{syscall.SIGTERM}}
-	fs := flag.NewFlagSet("relock run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const holdUsage = `usage: relock hold [flags] KEY [flags]
+
+Takes the lock named KEY, prints its token on stdout, and holds it,
+refreshed every TTL/3, until relock gets SIGINT, SIGTERM or SIGHUP; then
+it releases the lock and exits 0. Like etcdctl lock without a command: a
+script can take a lock in the background and end it with kill.
+
+  relock hold -ttl 1m deploy > token & holder=$!
+  ...
+  kill $holder; wait $holder
+
+Exit status:
+  0             the lock was held until the signal, and released
+  75            the lock was not obtained (-n, -wait; -E sets another)
+  69            Redis unavailable (EX_UNAVAILABLE)
+  77            Redis refused for lack of permission (EX_NOPERM)
+  122           the lock was lost while held
+  125           relock failed: bad usage, or another error
+
+Flags:
+`
+
+// parseRunFlags parses the command line of "relock run", or with hold of
+// "relock hold".
+func parseRunFlags(args []string, stderr io.Writer, hold bool) (runConfig, error) {
+	cfg := runConfig{killSignal: signalFlag{syscall.SIGTERM}, hold: hold, conflictCode: exitNotObtained}
+	name, usage := "run", runUsage
+	if hold {
+		name, usage = "hold", holdUsage
+	}
+	fs := flag.NewFlagSet("relock "+name, flag.ContinueOnError)
 	cfg.conn.register(fs)
 	fs.DurationVar(&cfg.ttl, "ttl", defaultRunTTL, "lock TTL, refreshed every TTL/3: how long the lock outlives a relock that was killed")
-	fs.BoolVar(&cfg.nonblock, "n", false, "do not wait: exit 75 at once if the lock is held")
+	fs.BoolVar(&cfg.nonblock, "n", false, "do not wait: exit 75 (or -E) at once if the lock is held")
 	fs.BoolVar(&cfg.nonblock, "nonblock", false, "same as -n")
-	fs.DurationVar(&cfg.wait, "wait", 0, "give up, with exit status 75, after waiting this long for the lock; 0 waits until it is free")
+	fs.Var(secondsFlag{&cfg.wait}, "wait", "give up, with exit status 75 (or -E), after waiting so many `seconds` (5, 0.5) or so long (30s, 2m) for the lock; 0 waits until it is free")
+	fs.Var(secondsFlag{&cfg.wait}, "w", "same as -wait `seconds`")
+	fs.IntVar(&cfg.conflictCode, "E", exitNotObtained, "exit `status` when the lock is not obtained (-n, -wait), as flock -E")
+	fs.IntVar(&cfg.conflictCode, "conflict-exit-code", exitNotObtained, "same as -E")
 	fs.BoolVar(&cfg.fence, "fence", true, "draw a fencing number (RELOCK_FENCE) from a counter kept next to the lock key (it expires a day after last use); a key containing '}' then needs a {hash tag}")
-	fs.Var(&cfg.killSignal, "kill-signal", "`signal` sent to CMD's process group when the lock is lost (name or number)")
-	fs.DurationVar(&cfg.grace, "grace", defaultGrace, "after -kill-signal, wait this long for CMD to exit, then send SIGKILL")
-	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most "+strconv.Itoa(relock.MaxMetadataLen)+" bytes); default host=HOST pid=PID cmd=CMD's name")
-	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), runUsage)
-		fs.PrintDefaults()
-		fmt.Fprint(fs.Output(), "\n"+connHelp)
+	if !hold {
+		fs.StringVar(&cfg.shell, "c", "", "run this shell `command` with /bin/sh -c instead of CMD")
+		fs.Var(&cfg.killSignal, "kill-signal", "`signal` sent to CMD's process group when the lock is lost (name or number)")
+		fs.DurationVar(&cfg.grace, "grace", defaultGrace, "after -kill-signal, wait this long for CMD to exit, then send SIGKILL")
 	}
-	if err := fs.Parse(args); err != nil {
+	defaultMeta := "host=HOST pid=PID cmd=CMD's name"
+	if hold {
+		defaultMeta = "host=HOST pid=PID cmd=hold"
+	}
+	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most "+strconv.Itoa(relock.MaxMetadataLen)+" bytes); default "+defaultMeta)
+	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported), and let the client library log")
+	rest, err := parseFlags(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, usage)
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+		fmt.Fprint(stderr, "\n"+connHelp)
 		return cfg, err
 	}
-	rest := fs.Args()
+	if err != nil {
+		return cfg, flagError(name, err)
+	}
+	cfg.conn.verbose = cfg.verbose
 	switch {
+	case len(rest) == 0 && hold:
+		return cfg, errors.New("missing KEY")
 	case len(rest) == 0:
 		return cfg, errors.New("missing KEY and CMD (see relock run -h)")
 	case rest[0] == "":
 		return cfg, errors.New("empty KEY")
 	}
 	cfg.key, rest = rest[0], rest[1:]
-	switch {
-	case len(rest) > 0 && rest[0] == "--":
+	if len(rest) > 0 && rest[0] == "--" {
 		rest = rest[1:]
-	case len(rest) > 0 && strings.HasPrefix(rest[0], "-"):
-		return cfg, fmt.Errorf("%q after KEY: flags go before KEY, and -- separates KEY from CMD", rest[0])
 	}
-	if len(rest) == 0 {
-		return cfg, errors.New("missing CMD after KEY")
+	switch {
+	case hold && len(rest) > 0:
+		return cfg, fmt.Errorf("unexpected %q after KEY: relock hold runs no command (see relock run)", rest[0])
+	case hold:
+	case cfg.shell != "" && len(rest) > 0:
+		return cfg, fmt.Errorf("-c and CMD %q: give one of them", rest[0])
+	case cfg.shell != "":
+		cfg.argv = []string{"/bin/sh", "-c", cfg.shell}
+	case len(rest) == 0:
+		return cfg, errors.New("missing CMD after KEY (relock hold KEY holds a lock without one)")
+	default:
+		cfg.argv = rest
 	}
-	cfg.argv = rest
 	metaSet := false
 	fs.Visit(func(f *flag.Flag) { metaSet = metaSet || f.Name == "meta" })
 	if !metaSet {
 		host, _ := os.Hostname()
-		cfg.meta = fmt.Sprintf("host=%s pid=%d cmd=%s", host, os.Getpid(), filepath.Base(cfg.argv[0]))
+		what := "hold"
+		if len(cfg.argv) > 0 {
+			what = filepath.Base(cfg.argv[0])
+		}
+		cfg.meta = fmt.Sprintf("host=%s pid=%d cmd=%s", host, os.Getpid(), what)
 		if len(cfg.meta) > relock.MaxMetadataLen {
 			cfg.meta = strings.ToValidUTF8(cfg.meta[:relock.MaxMetadataLen], "")
 		}
@@ -182,14 +276,35 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 		return cfg, errors.New("-n and -wait: give one of them")
 	case cfg.grace < 0:
 		return cfg, fmt.Errorf("-grace %v: must not be negative", cfg.grace)
+	case cfg.conflictCode < 0 || cfg.conflictCode > 255:
+		return cfg, fmt.Errorf("-E %d: want 0 to 255", cfg.conflictCode)
 	}
-	return cfg, cfg.conn.check()
+	return cfg, cfg.conn.check(fs)
+}
+
+// resolve looks CMD up as exec would, before the lock is taken: it
+// returns the exit status for a CMD that cannot run (127 not found, 126
+// not executable) and the error, or exitOK.
+func (cfg *runConfig) resolve() (int, error) {
+	if cfg.hold {
+		return exitOK, nil
+	}
+	path, err := exec.LookPath(cfg.argv[0])
+	switch {
+	case err == nil:
+		cfg.path = path
+		return exitOK, nil
+	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist):
+		return exitNotFound, err
+	}
+	return exitCannotRun, err
 }
 
 // runner is one "relock run" in progress.
 type runner struct {
 	cfg  runConfig
 	sigs chan os.Signal
+	hold bool // relock hold
 
 	mu     sync.Mutex // serialises writes to stderr
 	stderr io.Writer
@@ -198,7 +313,11 @@ type runner struct {
 // logf writes one line to stderr. It is safe for concurrent use: the
 // observer calls it from the refresh goroutine.
 func (r *runner) logf(format string, args ...any) {
-	line := fmt.Sprintf("relock run: "+format+"\n", args...)
+	name := "relock run: "
+	if r.hold {
+		name = "relock hold: "
+	}
+	line := fmt.Sprintf(name+format+"\n", args...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, _ = io.WriteString(r.stderr, line)
@@ -221,32 +340,68 @@ func (r *runner) failf(format string, args ...any) int {
 	return exitError
 }
 
-// runRun is "relock run": it returns the exit code. A cancelled parent
-// counts as SIGTERM.
-func runRun(parent context.Context, args []string, stderr io.Writer) int {
-	cfg, err := parseRunFlags(args, stderr)
+// runRun is "relock run", or with hold "relock hold": it returns the exit
+// code. A cancelled parent counts as SIGTERM.
+func runRun(parent context.Context, args []string, stdout, stderr io.Writer, hold bool) int {
+	cfg, err := parseRunFlags(args, stderr, hold)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	r := &runner{cfg: cfg, stderr: stderr, sigs: make(chan os.Signal, 8)}
+	r := &runner{cfg: cfg, stderr: stderr, sigs: make(chan os.Signal, 8), hold: hold}
 	if err != nil {
 		return r.failf("%v", err)
+	}
+	if code, err := r.cfg.resolve(); err != nil {
+		r.logf("%v; the lock was not taken", err)
+		return code
 	}
 	// From here on the signals are ours to pass on, not to end relock.
 	signal.Notify(r.sigs, forwarded...)
 	defer signal.Stop(r.sigs)
 
-	client, err := cfg.conn.open(relock.WithObserver(relock.ObserverFunc(r.observe)))
+	client, _, err := cfg.conn.open(relock.WithObserver(relock.ObserverFunc(r.observe)))
 	if err != nil {
 		return r.failf("%v", err)
 	}
 	defer client.Close()
+	if code := r.check(parent, client); code != exitOK {
+		return code
+	}
 
 	lock, code := r.obtain(parent, client)
 	if lock == nil {
 		return code
 	}
+	if hold {
+		return r.holdUntilSignal(parent, lock, stdout)
+	}
 	return r.runHolding(parent, lock)
+}
+
+// check makes sure that Redis answers before the lock is sought, within
+// -connect-timeout plus -timeout: a server that does not answer is
+// reported as unavailable (69), not as a lock that is held. It returns
+// exitOK, or the exit code after reporting.
+func (r *runner) check(parent context.Context, client *relock.Client) int {
+	ctx, cancel := r.cfg.conn.callContext(parent, 1)
+	defer cancel()
+	_, err := client.Inspect(ctx, r.cfg.key)
+	if err == nil || parent.Err() != nil {
+		// An interrupted check: obtain sees the signal or the context.
+		return exitOK
+	}
+	return r.fail(err)
+}
+
+// fail reports err, the error of a Redis call, and returns its exit code:
+// exitUnavailable (with the likely cause), exitNoPermission or exitError.
+func (r *runner) fail(err error) int {
+	f := r.cfg.conn.classify(err, true)
+	if f.code == exitError && errors.Is(err, relock.ErrInvalidArgument) && r.cfg.fence && strings.Contains(r.cfg.key, "}") {
+		return r.failf("%v (a key with '}' needs a {hash tag} for its fencing counter, or -fence=false)", err)
+	}
+	r.logf("%s", r.cfg.conn.message(f))
+	return f.code
 }
 
 // obtain takes the lock as the flags say. It returns the lock, or nil and
@@ -290,19 +445,27 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		if lock != nil {
 			r.release(lock)
 		}
-		r.logf("%v while waiting for %q; CMD not run", context.Cause(ctx), cfg.key)
+		r.logf("%v while waiting for %q; %s", context.Cause(ctx), cfg.key, r.notRun())
 		return nil, signalExit(sig)
-	case errors.Is(err, relock.ErrNotObtained):
+	case errors.Is(err, relock.ErrNotObtained) && !errors.Is(err, relock.ErrUnavailable):
+		// Not obtained: because another owner holds it, or because Redis
+		// stopped answering while relock waited (a core that does not say
+		// ErrUnavailable reports that as not obtained too). A last look
+		// tells which.
+		cctx, ccancel := cfg.conn.callContext(context.Background(), 1)
+		_, ierr := client.Inspect(cctx, cfg.key)
+		ccancel()
+		if ierr != nil {
+			return nil, r.fail(err)
+		}
 		why := "it is held (-n)"
 		if !cfg.nonblock {
 			why = fmt.Sprintf("still held after -wait %v", cfg.wait)
 		}
 		r.logf("lock %q not obtained: %s", cfg.key, why)
-		return nil, exitNotObtained
-	case errors.Is(err, relock.ErrInvalidArgument) && cfg.fence && strings.Contains(cfg.key, "}"):
-		return nil, r.failf("%v (a key with '}' needs a {hash tag} for its fencing counter, or -fence=false)", err)
+		return nil, cfg.conflictCode
 	case err != nil:
-		return nil, r.failf("%v", err)
+		return nil, r.fail(err)
 	}
 	if cfg.verbose {
 		fence := ""
@@ -312,6 +475,48 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		r.logf("obtained %q after %v%s", cfg.key, time.Since(start).Round(time.Millisecond), fence)
 	}
 	return lock, exitOK
+}
+
+// notRun says what did not happen because the lock was not obtained.
+func (r *runner) notRun() string {
+	if r.hold {
+		return "not held"
+	}
+	return "CMD not run"
+}
+
+// holdUntilSignal is relock hold once the lock is obtained: it prints the
+// token and holds the lock until SIGINT, SIGTERM or SIGHUP (or the end of
+// parent), then releases it and returns exitOK; exitLost if it is lost
+// first.
+func (r *runner) holdUntilSignal(parent context.Context, lock *relock.Lock, stdout io.Writer) int {
+	if _, err := fmt.Fprintln(stdout, lock.Token()); err != nil {
+		r.logf("print the token: %v; releasing %q", err, r.cfg.key)
+		if rerr := r.release(lock); rerr != nil {
+			r.logf("release %q: %v", r.cfg.key, rerr)
+		}
+		return exitError
+	}
+	select {
+	case <-lock.Done():
+		r.logf("lock %q lost while held (%v); exit %d", r.cfg.key, lock.Err(), exitLost)
+		return exitLost
+	case s := <-r.sigs:
+		if r.cfg.verbose {
+			r.logf("%s: releasing %q", unix.SignalName(s.(syscall.Signal)), r.cfg.key)
+		}
+	case <-parent.Done():
+	}
+	switch err := r.release(lock); {
+	case errors.Is(err, relock.ErrNotHeld):
+		r.logf("lock %q was not ours at the end (%v); exit %d", r.cfg.key, err, exitLost)
+		return exitLost
+	case err != nil:
+		r.logf("release %q: %s (it expires within %v)", r.cfg.key, r.cfg.conn.hidePassword(err.Error()), r.cfg.ttl)
+	case r.cfg.verbose:
+		r.logf("released %q", r.cfg.key)
+	}
+	return exitOK
 }
 
 // signalExit is the exit code for an interruption by sig: 128+N as shells
@@ -335,6 +540,9 @@ func (r *runner) release(lock *relock.Lock) error {
 func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 	cfg := r.cfg
 	cmd := exec.Command(cfg.argv[0], cfg.argv[1:]...)
+	if cfg.path != "" {
+		cmd.Path = cfg.path // as resolved before the lock was taken
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "RELOCK_KEY="+cfg.key, "RELOCK_TOKEN="+lock.Token())
 	if cfg.fence {

@@ -8,9 +8,9 @@ import (
 	"io"
 )
 
-// runRun reports that "relock run" needs a Unix system: it relies on
+// runRun reports that "relock run" (and hold) needs a Unix system: it relies on
 // process groups and POSIX signals to pass signals on to CMD and to stop it.
-func runRun(_ context.Context, _ []string, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "relock run: needs a Unix system (process groups and POSIX signals)")
+func runRun(_ context.Context, _ []string, _, stderr io.Writer, _ bool) int {
+	fmt.Fprintln(stderr, "relock run and relock hold: need a Unix system (process groups and POSIX signals)")
 	return exitError
 }

@@ -616,15 +616,16 @@ func TestRunCannotRunCommand(t *testing.T) {
 	}
 }
 
-// TestRunRedisDown checks relock's own error code when no server answers.
+// TestRunRedisDown checks the exit status when nothing listens: 69
+// (EX_UNAVAILABLE), not relock's generic 125 nor 75 "held".
 func TestRunRedisDown(t *testing.T) {
 	mr := miniredis.RunT(t)
 	addr := mr.Addr()
 	mr.Close()
 	for _, driver := range wantAdapters {
 		code, stderr := runRelock(t, "run", "-url", "redis://"+addr, "-driver", driver, "-n", "relock-cli:down", "--", "true")
-		if code != exitError {
-			t.Errorf("%s: exit code %d, want %d\nstderr:\n%s", driver, code, exitError, stderr)
+		if code != exitUnavailable {
+			t.Errorf("%s: exit code %d, want %d\nstderr:\n%s", driver, code, exitUnavailable, stderr)
 		}
 	}
 }
@@ -719,7 +720,13 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"run", "k"}, exitError, "missing CMD"},
 		{[]string{"run", "k", "--"}, exitError, "missing CMD"},
 		{[]string{"run", "", "true"}, exitError, "empty KEY"},
-		{[]string{"run", "k", "-n", "true"}, exitError, "flags go before KEY"},
+		{[]string{"run", "k", "-bogus", "true"}, exitError, "flag provided but not defined: -bogus (relock run -h lists the flags)"},
+		{[]string{"run", "-wait", "soon", "k", "true"}, exitError, "want seconds"},
+		{[]string{"run", "-E", "256", "k", "true"}, exitError, "-E 256"},
+		{[]string{"run", "-c", "true", "k", "true"}, exitError, "-c and CMD"},
+		{[]string{"run", "-timeout", "0s", "k", "true"}, exitError, "-timeout"},
+		{[]string{"hold", "k", "true"}, exitError, "runs no command"},
+		{[]string{"hold"}, exitError, "missing KEY"},
 		{[]string{"run", "-n", "-wait", "1s", "k", "true"}, exitError, "-n and -wait"},
 		{[]string{"run", "-ttl", "0s", "k", "true"}, exitError, "-ttl"},
 		{[]string{"run", "-wait", "-1s", "k", "true"}, exitError, "-wait"},
@@ -737,6 +744,9 @@ func TestRunUsage(t *testing.T) {
 		}
 		if strings.Contains(stderr.String(), "s3cret") {
 			t.Errorf("run(%q): stderr shows the URL's password:\n%s", tt.args, stderr.String())
+		}
+		if n := strings.Count(stderr.String(), "\n"); code != exitOK && n != 1 {
+			t.Errorf("run(%q): %d lines on stderr, want one line, no usage:\n%s", tt.args, n, stderr.String())
 		}
 	}
 }

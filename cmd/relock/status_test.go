@@ -221,6 +221,9 @@ func TestStatusReleaseUsage(t *testing.T) {
 		{[]string{"status", ""}, exitError, "empty KEY"},
 		{[]string{"status", "-driver", "nosuch", "k"}, exitError, "unknown driver"},
 		{[]string{"release", "k"}, exitError, "without --force"},
+		{[]string{"status", "-bogus", "k"}, exitError, "flag provided but not defined: -bogus (relock status -h lists the flags)"},
+		{[]string{"release", "k", "-force", "-bogus"}, exitError, "flag provided but not defined: -bogus (relock release -h lists the flags)"},
+		{[]string{"status", "-timeout", "-1s", "k"}, exitError, "-timeout"},
 		{[]string{"release", "--force"}, exitError, "missing KEY"},
 		{[]string{"release", "--force", "-token", "nothex", "-url", "redis://127.0.0.1:1", "k"}, exitError, "token"},
 	} {
