@@ -23,10 +23,10 @@ var (
 	// matches both ErrNotObtained and the context's error
 	// (context.Canceled or context.DeadlineExceeded), so "I gave up" can be
 	// told from "it is taken". A call that never got such an answer
-	// (Redis down or refusing) fails with ErrUnavailable instead, never
-	// with ErrNotObtained. The one exception: a context that had ended
-	// before the first try gives ErrNotObtained and its error, since
-	// nothing was asked.
+	// (Redis down or refusing) fails with ErrUnavailable instead. The one
+	// exception: a context cancelled (context.Canceled), or already ended,
+	// before any try failed for want of Redis gives ErrNotObtained and the
+	// context's error: the caller gave up, and nothing said Redis was down.
 	ErrNotObtained = errors.New("relock: lock not obtained")
 
 	// ErrNotHeld reports that Release, Refresh, TTL or Attach found the
