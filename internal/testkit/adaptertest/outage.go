@@ -41,7 +41,7 @@ const (
 //     nothing is left;
 //   - NOPERM (an ACL user whose key pattern excludes the lock's key):
 //     relock.ErrNoPermission at once, for Obtain and Inspect, and nothing
-//     is left;
+//     is left; a wrong password (WRONGPASS) too;
 //   - a lock held by another owner still gives ErrNotObtained, also when
 //     Redis starts refusing after a try saw the holder.
 //
@@ -221,10 +221,17 @@ func CheckOutages(t *testing.T, driverName string) {
 		start := time.Now()
 		_, err := c.Obtain(ctx, key, time.Second)
 		checkTook(t, "Obtain", start)
-		wantNoPermission(t, "Obtain", err)
+		wantNoPermission(t, "Obtain", err, "NOPERM")
 		_, err = c.Inspect(ctx, key)
-		wantNoPermission(t, "Inspect", err)
+		wantNoPermission(t, "Inspect", err, "NOPERM")
 		gone(t, c, key)
+
+		// A wrong password is refused for good too.
+		c = open(t, "redis://app:wrong@"+srv.Addr())
+		start = time.Now()
+		_, err = c.Obtain(ctx, key, time.Second)
+		checkTook(t, "Obtain with a wrong password", start)
+		wantNoPermission(t, "Obtain with a wrong password", err, "WRONGPASS")
 	})
 }
 
@@ -296,7 +303,9 @@ func wantServerRefused(t *testing.T, what string, err error, code string) {
 	}
 }
 
-func wantNoPermission(t *testing.T, what string, err error) {
+// wantNoPermission checks that err is relock.ErrNoPermission alone, with
+// the server's reply, which starts with code.
+func wantNoPermission(t *testing.T, what string, err error, code string) {
 	t.Helper()
 	t.Logf("%s: %v", what, err)
 	switch {
@@ -304,7 +313,7 @@ func wantNoPermission(t *testing.T, what string, err error) {
 		t.Errorf("%s = %v, want relock.ErrNoPermission and driver.ErrNoPermission", what, err)
 	case errors.Is(err, relock.ErrNotObtained), errors.Is(err, relock.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		t.Errorf("%s = %v: want only ErrNoPermission, at once", what, err)
-	case !strings.Contains(err.Error(), "NOPERM"):
+	case !strings.Contains(err.Error(), code):
 		t.Errorf("%s = %v: the server's text is lost", what, err)
 	}
 }
