@@ -463,18 +463,18 @@ func (o *obtainer) notObtained(cause error) error {
 	if !o.seen && o.lastErr != nil {
 		switch {
 		case budget:
-			return fmt.Errorf("relock: obtain %q: %w: no answer showing a holder within %v (%d tries); last error: %w", key, ErrUnavailable, o.st.maxWait, o.tries, o.lastErr)
+			return fmt.Errorf("relock: obtain %q: %w: no answer showing a holder within %v (tries: %d); last error: %w", key, ErrUnavailable, o.st.maxWait, o.tries, o.lastErr)
 		case cause != nil:
-			return fmt.Errorf("relock: obtain %q: %w: %w (%d tries); last error: %w", key, ErrUnavailable, cause, o.tries, o.lastErr)
+			return fmt.Errorf("relock: obtain %q: %w: %w (tries: %d); last error: %w", key, ErrUnavailable, cause, o.tries, o.lastErr)
 		default:
-			return fmt.Errorf("relock: obtain %q: %w (%d tries); last error: %w", key, ErrUnavailable, o.tries, o.lastErr)
+			return fmt.Errorf("relock: obtain %q: %w (tries: %d); last error: %w", key, ErrUnavailable, o.tries, o.lastErr)
 		}
 	}
 	var last string
 	if o.failing > 0 {
 		// Taken before; the last tries failed. Not ErrUnavailable: a holder
 		// was seen, and "taken" is the answer.
-		last = fmt.Sprintf(" (then %d tries failed; last error: %v)", o.failing, o.lastErr)
+		last = fmt.Sprintf(" (then failed tries: %d; last error: %v)", o.failing, o.lastErr)
 	}
 	switch {
 	case budget:

@@ -183,7 +183,7 @@ func TestObtainOutageEndsWithTheStrategy(t *testing.T) {
 	var r tries
 	c := newClient(t, conn, relock.WithObserver(&r))
 	_, err := c.Obtain(context.Background(), "k", time.Second, relock.WithRetry(relock.LimitRetry(relock.FixedRetry(time.Millisecond), 2)))
-	if !isUnavailable(err) || !errors.Is(err, driver.ErrServerRefused) || !strings.Contains(err.Error(), "3 tries") {
+	if !isUnavailable(err) || !errors.Is(err, driver.ErrServerRefused) || !strings.Contains(err.Error(), "tries: 3") {
 		t.Fatalf("Obtain = %v, want ErrUnavailable after 3 tries, with the refusal", err)
 	}
 	if r.get() != 3 {
