@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"sort"
 	"sync"
@@ -228,11 +229,28 @@ func (c *Client) Close() error {
 // lastTryGrace, provided the driver honours contexts (the three adapters
 // do).
 //
+// ErrNotObtained means that a try found the lock held by another owner.
+// A try that gets no answer (a network error, a timeout, a TLS failure) or
+// that the server refuses for now (BUSY, LOADING, OOM, READONLY, ...: see
+// ErrUnavailable) is retried like a taken lock, as the strategy, the
+// budget and ctx allow, after a pause of at least the strategy's wait and
+// of about 10 ms, doubling to 500 ms while the failures go on. If no try ever
+// found the lock held, the call then fails with ErrUnavailable, with ctx's
+// error when ctx ended it and with the last try's error; if one did, with
+// ErrNotObtained. With NoRetry (TryObtain) one failed try is enough. So
+// with DefaultRetry and a context without deadline, Obtain waits for Redis
+// to come back as it waits for a holder: give it a deadline or a budget.
+// A permanent refusal ends the call at once: NOPERM (ErrNoPermission),
+// WRONGTYPE (ErrWrongType), an unknown command (ErrUnsupported), and any
+// error reply relock does not know, returned as the driver reported it.
+//
 // A lock reported as not obtained never stays behind with our token: if a
 // try fails in a way that leaves its outcome unknown (a timeout, a
-// cancelled context, a broken connection), Obtain deletes the key if it
-// holds our token, and leaves the waiter queue, in the background, retried
-// for a while; Client.Close waits for that. A lock is never returned
+// cancelled context, a broken connection), and the call ends without the
+// lock, Obtain deletes the key if it holds our token, and leaves the
+// waiter queue, in the background, retried for a while; Client.Close waits
+// for that. The tries after such a failure use the same token, so a key
+// that the lost try did set is found ours. A lock is never returned
 // already past its validity: such a win (after a stall, say) is given
 // back or passed on, and counts as a failed try.
 func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts ...Option) (*Lock, error) {
@@ -317,6 +335,15 @@ type obtainer struct {
 	tries      int
 	handedOver bool // the lock came by hand-over
 
+	// What the tries found: seen, that some try got an answer showing
+	// another holder; lastErr, the error of the last try that got no
+	// answer or a refusal; failing, how many tries in a row failed so; and
+	// unknown, that a failed try may have left our token in Redis.
+	seen    bool
+	lastErr error
+	failing int
+	unknown bool
+
 	timer  *time.Timer
 	notify bool          // this call may wait for a hand-over
 	handed <-chan string // set once registered with the notifier
@@ -347,7 +374,7 @@ func (o *obtainer) run() (*Lock, error) {
 		}
 		if res.ok {
 			if l, err := o.won(res); l != nil || err != nil {
-				return l, err
+				return o.result(l, err)
 			}
 			// Dead on arrival: given back; a failed try.
 		}
@@ -365,9 +392,19 @@ func (o *obtainer) run() (*Lock, error) {
 			return nil, err
 		}
 		if l, err := o.sleep(wait); l != nil || err != nil {
-			return l, err
+			return o.result(l, err)
 		}
 	}
+}
+
+// result returns what ends the call. A lock won means that no clean-up of
+// an earlier failed try may run: it used the same token, and would take
+// the lock away.
+func (o *obtainer) result(l *Lock, err error) (*Lock, error) {
+	if l != nil {
+		o.unknown = false
+	}
+	return l, err
 }
 
 // queueMode says what the next try does with the waiter queue: nothing
@@ -383,8 +420,9 @@ func (o *obtainer) queueMode() queueMode {
 	}
 }
 
-// try sends try number n. An error ends the call: the clean-up of an
-// unknown outcome goes on in the background.
+// try sends try number n. An error ends the call; a failure that a later
+// try may get past (see failed) gives a result that is not ok, with no
+// holder known.
 func (o *obtainer) try(n int) (obtainRes, error) {
 	req := o.req
 	req.first = n == 1
@@ -394,12 +432,11 @@ func (o *obtainer) try(n int) (obtainRes, error) {
 	o.sent = time.Now()
 	res, err := o.c.path.obtain(o.ctx, req)
 	if err != nil {
-		o.c.cleanUp(req, o.queued, err)
-		o.queued = false
-		if cerr := contextEnded(o.ctx, err); cerr != nil {
-			return res, o.notObtained(cerr)
-		}
-		return res, opError("obtain", req.key, err)
+		return obtainRes{holder: -1}, o.failed(err)
+	}
+	o.failing = 0
+	if !res.ok {
+		o.seen = true // an answer: another owner holds it
 	}
 	switch {
 	case res.ok:
@@ -412,19 +449,69 @@ func (o *obtainer) try(n int) (obtainRes, error) {
 	return res, nil
 }
 
-// notObtained is the error of a call that the context, or the budget's
-// deadline, ended.
+// failed files the error of a try (or of giving back a lock dead on
+// arrival) and returns the error that ends the call, or nil when the call
+// goes on: the try got no answer, or a refusal for now (see classify).
+// The clean-up of an unknown outcome waits for the call's end (done):
+// the next try uses the same token, which a clean-up must not undo.
+func (o *obtainer) failed(err error) error {
+	f := classify(err)
+	o.unknown = o.unknown || f.written
+	if cerr := contextEnded(o.ctx, err); cerr != nil {
+		if errors.Is(cerr, context.DeadlineExceeded) {
+			o.lastErr = err // no answer before the deadline
+		}
+		return o.notObtained(cerr)
+	}
+	if !f.transient {
+		return opError("obtain", o.req.key, err)
+	}
+	o.lastErr = err
+	o.failing++
+	return nil
+}
+
+// notObtained is the error of a call that ended without the lock: cause is
+// the error of the context, or of the budget's deadline, that ended it, or
+// nil when the retry strategy or the wait budget ran out. It matches
+// ErrNotObtained when a try found the lock held, and ErrUnavailable when
+// none did but some failed for want of Redis.
 func (o *obtainer) notObtained(cause error) error {
 	if errors.Is(context.Cause(o.ctx), ErrClosed) {
 		return fmt.Errorf("relock: obtain %q: %w", o.req.key, ErrClosed)
 	}
+	key := o.req.key
+	budget := cause == nil && !o.budgetEnd.IsZero() && !time.Now().Before(o.budgetEnd)
 	if !o.budgetEnd.IsZero() && errors.Is(cause, context.DeadlineExceeded) && o.ctx.Err() != nil && time.Now().After(o.budgetEnd) {
 		if d, ok := o.ctx.Deadline(); ok && d.Equal(o.budgetEnd.Add(lastTryGrace)) {
 			// Our own budget's deadline, not the caller's.
-			return fmt.Errorf("relock: obtain %q: %w: waited %v", o.req.key, ErrNotObtained, o.st.maxWait)
+			cause, budget = nil, true
 		}
 	}
-	return fmt.Errorf("relock: obtain %q: %w: %w", o.req.key, ErrNotObtained, cause)
+	if !o.seen && o.lastErr != nil {
+		switch {
+		case budget:
+			return fmt.Errorf("relock: obtain %q: %w: no answer showing a holder within %v (tries: %d); last error: %w", key, ErrUnavailable, o.st.maxWait, o.tries, o.lastErr)
+		case cause != nil:
+			return fmt.Errorf("relock: obtain %q: %w: %w (tries: %d); last error: %w", key, ErrUnavailable, cause, o.tries, o.lastErr)
+		default:
+			return fmt.Errorf("relock: obtain %q: %w (tries: %d); last error: %w", key, ErrUnavailable, o.tries, o.lastErr)
+		}
+	}
+	var last string
+	if o.failing > 0 {
+		// Taken before; the last tries failed. Not ErrUnavailable: a holder
+		// was seen, and "taken" is the answer.
+		last = fmt.Sprintf(" (then failed tries: %d; last error: %v)", o.failing, o.lastErr)
+	}
+	switch {
+	case budget:
+		return fmt.Errorf("relock: obtain %q: %w: waited %v%s", key, ErrNotObtained, o.st.maxWait, last)
+	case cause != nil:
+		return fmt.Errorf("relock: obtain %q: %w: %w%s", key, ErrNotObtained, cause, last)
+	default:
+		return fmt.Errorf("relock: obtain %q: %w%s", key, ErrNotObtained, last)
+	}
 }
 
 // won turns a try that found the key ours into a Lock. It returns nil, nil
@@ -455,12 +542,9 @@ func (o *obtainer) accept(at time.Time, fence int64) (*Lock, error) {
 		// next try uses the same token, and a late release must not undo
 		// it.
 		if _, err := o.c.path.release(o.ctx, req.keys, req.token, false); err != nil {
-			o.c.cleanUp(req, o.queued, err)
-			o.queued = false
-			if cerr := contextEnded(o.ctx, err); cerr != nil {
-				return nil, o.notObtained(cerr)
-			}
-			return nil, opError("obtain", req.key, err)
+			// The key may still hold our token: the next try finds it
+			// ours, or the clean-up at the end deletes it.
+			return nil, o.failed(err)
 		}
 		return nil, nil
 	}
@@ -473,11 +557,13 @@ func (o *obtainer) nextWait(n int, res obtainRes) (time.Duration, error) {
 	st := o.st
 	wait, more := st.retry.Backoff(n)
 	if !more {
-		return 0, fmt.Errorf("relock: obtain %q: %w", o.req.key, ErrNotObtained)
+		return 0, o.notObtained(nil)
 	}
 	wait = max(wait, minRetryWait)
-	listening := o.notify && o.handed == nil && o.register()
-	if o.handed != nil {
+	if o.failing > 0 {
+		// No answer, or a refusal: back off, whatever the strategy says.
+		wait = max(wait, outageBackoff(o.failing))
+	} else if listening := o.notify && o.handed == nil && o.register(); o.handed != nil {
 		// A release wakes us. A waking strategy (DefaultRetry) then
 		// polls only to renew our place in the queue; any strategy
 		// renews at least that often.
@@ -495,11 +581,30 @@ func (o *obtainer) nextWait(n int, res obtainRes) (time.Duration, error) {
 	if !o.budgetEnd.IsZero() {
 		left := time.Until(o.budgetEnd)
 		if left <= 0 {
-			return 0, fmt.Errorf("relock: obtain %q: %w: waited %v", o.req.key, ErrNotObtained, st.maxWait)
+			return 0, o.notObtained(nil)
 		}
 		wait = min(wait, left)
 	}
 	return wait, nil
+}
+
+// Pauses after tries that got no answer or a refusal: about outagePause
+// after the first, doubling up to outagePauseMax, each drawn from the
+// upper half of its range so that clients that failed together do not
+// come back together.
+const (
+	outagePause    = 10 * time.Millisecond
+	outagePauseMax = 500 * time.Millisecond
+)
+
+// outageBackoff is the shortest pause after the n-th failed try in a row.
+func outageBackoff(n int) time.Duration {
+	d := outagePauseMax
+	if n <= 10 {
+		d = min(outagePause<<(n-1), outagePauseMax)
+	}
+	half := d / 2
+	return half + rand.N(d-half+1)
 }
 
 // sleep waits for wait, a hand-over, or the end of the call. It returns a
@@ -572,13 +677,15 @@ func (o *obtainer) takeOver(payload string) (*Lock, error) {
 	return l, err
 }
 
-// done leaves the queue, if a try may have put us there, and the notifier.
+// done leaves the queue, if a try may have put us there, and the notifier,
+// and, for a call that failed after a try of unknown outcome, deletes the
+// key if that try left our token in it.
 func (o *obtainer) done() {
 	if o.timer != nil {
 		o.timer.Stop()
 	}
-	if o.queued {
-		o.c.cleanUp(o.req, true, nil)
+	if o.queued || o.unknown {
+		o.c.cleanUp(o.req, o.queued, nil)
 	}
 	if o.handed != nil {
 		o.c.notifier.leave(o.req.token, o.req.keys.channel)
@@ -648,10 +755,11 @@ const (
 // and with leave takes us out of the waiter queue for good. It runs in the
 // background, tried again until it succeeds or its time is up, so that no
 // caller waits for it; Close waits for it, cutting it to one last attempt.
-// A try that failed with WRONGTYPE, or that the driver could not serve,
-// wrote nothing.
+// A try that failed with WRONGTYPE, NOPERM or a refusal, or that the
+// driver could not serve, wrote nothing; a clean-up that meets a permanent
+// refusal stops.
 func (c *Client) cleanUp(req *obtainReq, leave bool, cause error) {
-	if errors.Is(cause, driver.ErrWrongType) || errors.Is(cause, errors.ErrUnsupported) {
+	if cause != nil && !classify(cause).written {
 		return // nothing was written
 	}
 	keys, token := req.keys, req.token
@@ -662,7 +770,7 @@ func (c *Client) cleanUp(req *obtainReq, leave bool, cause error) {
 			ctx, cancel := context.WithTimeout(context.Background(), min(cleanupAttempt, max(time.Until(until), 10*time.Millisecond)))
 			_, err := c.path.release(ctx, keys, token, leave)
 			cancel()
-			if err == nil || errors.Is(err, driver.ErrWrongType) || errors.Is(err, errors.ErrUnsupported) || !time.Now().Before(until) {
+			if err == nil || classify(err).permanent() || !time.Now().Before(until) {
 				return
 			}
 			t := time.NewTimer(pause)

@@ -12,7 +12,11 @@
 //	locker, err := relock.New(goredis.New(rdb))
 //	...
 //	lock, err := locker.Obtain(ctx, "report:42", 10*time.Second)
-//	if errors.Is(err, relock.ErrNotObtained) { ... }
+//	switch {
+//	case errors.Is(err, relock.ErrNotObtained): // another owner holds it
+//	case errors.Is(err, relock.ErrUnavailable): // Redis did not answer, or refused
+//	case err != nil: // no permission, bad input, ...
+//	}
 //	defer lock.Release(ctx)
 //
 // Or, database/sql style, by driver name and URL after importing an adapter

@@ -1,8 +1,14 @@
 package relock
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 
 	"github.com/relock-go/relock/driver"
 )
@@ -11,11 +17,16 @@ import (
 // the operation and key, so compare with errors.Is, never with ==.
 var (
 	// ErrNotObtained reports that a lock could not be obtained because
-	// another owner holds it and the retry strategy or the wait budget ran
+	// another owner holds it: at least one try got an answer showing
+	// another holder, and then the retry strategy or the wait budget ran
 	// out. When the caller's context ended the wait instead, the error
 	// matches both ErrNotObtained and the context's error
 	// (context.Canceled or context.DeadlineExceeded), so "I gave up" can be
-	// told from "it is taken".
+	// told from "it is taken". A call that never got such an answer
+	// (Redis down or refusing) fails with ErrUnavailable instead. The one
+	// exception: a context cancelled (context.Canceled), or already ended,
+	// before any try failed for want of Redis gives ErrNotObtained and the
+	// context's error: the caller gave up, and nothing said Redis was down.
 	ErrNotObtained = errors.New("relock: lock not obtained")
 
 	// ErrNotHeld reports that Release, Refresh, TTL or Attach found the
@@ -55,23 +66,34 @@ var (
 	// ErrUnavailable reports that Redis could not be used: no try got an
 	// answer (no reply before the deadline, connection refused or reset, a
 	// TLS mismatch), or the server refused the commands for now (BUSY,
-	// LOADING, TRYAGAIN, MASTERDOWN, CLUSTERDOWN, OOM, READONLY). Unlike
+	// LOADING, TRYAGAIN, MASTERDOWN, CLUSTERDOWN, OOM, READONLY, MISCONF,
+	// NOREPLICAS, max clients reached: driver.ErrServerRefused). Unlike
 	// ErrNotObtained it says nothing about another holder: none was seen.
-	// The error also matches the context's error, when the context ended
-	// the call, and the last underlying error.
+	//
+	// Obtain retries such failures, backing off, as its retry strategy,
+	// wait budget and context allow, and returns ErrUnavailable only when
+	// no try found the lock held; the error then also matches the
+	// context's error, when the context ended the call, and the last
+	// underlying error (for errors.Is and errors.As). Release, Refresh,
+	// TTL, Inspect and Attach return it, wrapping the driver's error, for
+	// the same failures.
 	ErrUnavailable = errors.New("relock: redis unavailable")
 
 	// ErrNoPermission reports that the Redis user may not run a command
 	// relock needs or touch one of the lock's keys or channels (a NOPERM
-	// reply: see the README's list of the ACL permissions relock needs).
-	// Trying again does not help. A lock is never left behind holding our
-	// token because of it.
+	// reply: see the README's list of the ACL permissions relock needs),
+	// or could not authenticate (NOAUTH, WRONGPASS). Trying again does not
+	// help: Obtain fails at once. A lock is never left behind holding our
+	// token because of it. The error also matches driver.ErrNoPermission
+	// and keeps the server's text.
 	ErrNoPermission = errors.New("relock: no permission")
 
 	// ErrUnsupported reports a driver that implements neither
 	// driver.Scripter nor driver.Watcher, so no owner-checked release is
 	// possible, or an option the driver cannot serve (WithReplicas without
 	// driver.ReplicaWaiter, WithFencing on a quorum); nothing was sent.
+	// Also a command the server does not know ("ERR unknown command"):
+	// Obtain then fails at once.
 	ErrUnsupported = errors.New("relock: not supported by the driver")
 )
 
@@ -79,14 +101,80 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
 }
 
-// opError wraps err with the operation and key. A driver's WRONGTYPE error
-// also matches ErrWrongType, and its errors.ErrUnsupported ErrUnsupported.
+// opError wraps err with the operation and key, and makes it match the
+// sentinel that classify finds for it: ErrWrongType for a driver's
+// WRONGTYPE error, ErrUnsupported for errors.ErrUnsupported (an unknown
+// command included), ErrNoPermission for NOPERM, ErrUnavailable for a
+// refusal for now or a failure to get an answer.
 func opError(op, key string, err error) error {
-	if errors.Is(err, driver.ErrWrongType) && !errors.Is(err, ErrWrongType) {
-		return fmt.Errorf("relock: %s %q: %w: %w", op, key, ErrWrongType, err)
-	}
-	if errors.Is(err, errors.ErrUnsupported) && !errors.Is(err, ErrUnsupported) {
-		return fmt.Errorf("relock: %s %q: %w: %w", op, key, ErrUnsupported, err)
+	if s := classify(err).sentinel; s != nil && !errors.Is(err, s) {
+		return fmt.Errorf("relock: %s %q: %w: %w", op, key, s, err)
 	}
 	return fmt.Errorf("relock: %s %q: %w", op, key, err)
+}
+
+// failure is what an error from a driver says about Redis.
+type failure struct {
+	// sentinel is the relock error it matches, or nil when it is none of
+	// the kinds below (an error reply relock does not know, a closed
+	// client, a cancelled context).
+	sentinel error
+	// transient: trying again may help (a refusal for now, no answer).
+	// Obtain retries it within its wait budget and context.
+	transient bool
+	// written: the failed call may have changed Redis (its outcome is
+	// unknown). A refusal, or a call the driver could not serve, wrote
+	// nothing.
+	written bool
+}
+
+// permanent reports a failure that trying again does not get past.
+func (f failure) permanent() bool { return f.sentinel != nil && !f.transient }
+
+// classify tells what a driver's error says, by the sentinels the driver
+// contract names (driver.ReplyKind's classification) and the standard
+// library's network, TLS and timeout errors:
+//
+//	driver.ErrWrongType           ErrWrongType     permanent
+//	errors.ErrUnsupported         ErrUnsupported   permanent (an unknown command)
+//	driver.ErrNoPermission        ErrNoPermission  permanent
+//	driver.ErrServerRefused       ErrUnavailable   transient (BUSY, OOM, READONLY, ...)
+//	no answer                     ErrUnavailable   transient (net.Error, io.EOF, TLS, deadline)
+//	anything else                 none             permanent, outcome unknown
+func classify(err error) failure {
+	switch {
+	case errors.Is(err, driver.ErrWrongType):
+		return failure{sentinel: ErrWrongType}
+	case errors.Is(err, errors.ErrUnsupported):
+		return failure{sentinel: ErrUnsupported}
+	case errors.Is(err, driver.ErrNoPermission):
+		return failure{sentinel: ErrNoPermission}
+	case errors.Is(err, driver.ErrServerRefused):
+		return failure{sentinel: ErrUnavailable, transient: true}
+	case noAnswer(err):
+		return failure{sentinel: ErrUnavailable, transient: true, written: true}
+	}
+	return failure{written: true}
+}
+
+// noAnswer reports whether err says that Redis did not answer: a network
+// error (connection refused or reset, a timeout), a connection closed
+// mid-reply, a failed TLS handshake or certificate check, or a deadline
+// that passed while the call waited.
+func noAnswer(err error) bool {
+	var (
+		netErr    net.Error
+		recordErr tls.RecordHeaderError
+		alertErr  tls.AlertError
+		certErr   *tls.CertificateVerificationError
+		authErr   x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invErr    x509.CertificateInvalidError
+	)
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.As(err, &netErr) ||
+		errors.As(err, &recordErr) || errors.As(err, &alertErr) || errors.As(err, &certErr) ||
+		errors.As(err, &authErr) || errors.As(err, &hostErr) || errors.As(err, &invErr)
 }

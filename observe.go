@@ -2,6 +2,7 @@ package relock
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -34,8 +35,12 @@ const (
 	// EventObtained: Obtain returned a lock. Wait, Tries, HandedOver and
 	// Fence say how.
 	EventObtained EventKind = iota + 1
-	// EventNotObtained: Obtain failed. Err says why (ErrNotObtained, a
-	// context error, a Redis error), Wait and Tries how long it tried.
+	// EventNotObtained: Obtain failed. Err says why: ErrNotObtained (a
+	// try found the lock held; with the context's error when the context
+	// ended the wait), ErrUnavailable (no try found it held: Redis did not
+	// answer or refused; with the context's error, if any, and the last
+	// try's), ErrNoPermission, ErrWrongType, or another Redis error. Wait
+	// and Tries say how long it tried.
 	EventNotObtained
 	// EventReleased: Release deleted the key or handed it on (also
 	// Client.Close, for the auto-refreshed locks it gives back). Held is
@@ -99,8 +104,9 @@ func WithObserver(o Observer) Option {
 }
 
 // SlogObserver returns an Observer that logs every event to logger:
-// obtained, released and refreshed at Debug, not obtained at Info, a failed
-// refresh and a loss at Warn. Each record carries the event's key and the
+// obtained, released and refreshed at Debug, not obtained at Info (at Warn
+// when Redis was unavailable or refused permission: ErrUnavailable,
+// ErrNoPermission), a failed refresh and a loss at Warn. Each record carries the event's key and the
 // fields that apply (wait, tries, handed_over, fence, held, ttl, err).
 func SlogObserver(logger *slog.Logger) Observer {
 	return slogObserver{logger}
@@ -113,6 +119,9 @@ func (o slogObserver) Observe(e Event) {
 	switch e.Kind {
 	case EventNotObtained:
 		level = slog.LevelInfo
+		if errors.Is(e.Err, ErrUnavailable) || errors.Is(e.Err, ErrNoPermission) {
+			level = slog.LevelWarn
+		}
 	case EventRefreshFailed, EventLost:
 		level = slog.LevelWarn
 	}

@@ -766,6 +766,20 @@ func TestSlogObserver(t *testing.T) {
 			t.Errorf("an Info logger did not log %s:\n%s", k, out)
 		}
 	}
+
+	// Not obtained because Redis was unavailable, or refused permission,
+	// is a warning; because it was taken, not.
+	for err, level := range map[error]string{
+		fmt.Errorf("relock: obtain: %w: %w", relock.ErrNotObtained, context.DeadlineExceeded):         "INFO",
+		fmt.Errorf("relock: obtain: %w: %w", relock.ErrUnavailable, context.DeadlineExceeded):         "WARN",
+		fmt.Errorf("relock: obtain: %w: NOPERM this user has no permissions", relock.ErrNoPermission): "WARN",
+	} {
+		buf.Reset()
+		info.Observe(relock.Event{Kind: relock.EventNotObtained, Key: "k", Err: err})
+		if want := "level=" + level + " msg=\"relock: not_obtained\""; !strings.Contains(buf.String(), want) {
+			t.Errorf("not obtained with %v: logged %q, want %s", err, buf.String(), want)
+		}
+	}
 }
 
 func TestEventKindString(t *testing.T) {

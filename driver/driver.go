@@ -53,15 +53,33 @@
 //
 // # Errors
 //
-// A driver must translate two server errors into the sentinels below, so
+// A driver must translate these server errors into the sentinels below, so
 // that errors.Is finds them (wrapping is fine and keeps the server's text):
-// a NOSCRIPT reply to EvalSha becomes [ErrNoScript], and a WRONGTYPE reply
-// (from any call, including a script that touched a key of another type)
-// becomes [ErrWrongType]. A transaction whose EXEC was aborted because a
-// watched key changed returns [ErrTxAborted]. Every other error (network,
-// timeouts, a cancelled context) is returned as the client reports it; the
-// context's error should stay visible through errors.Is. After Close, calls
-// should fail with an error rather than panic.
+//
+//   - a NOSCRIPT reply to EvalSha: [ErrNoScript] (relock then calls Eval);
+//   - a WRONGTYPE reply (from any call, including a script that touched a
+//     key of another type): [ErrWrongType];
+//   - a NOPERM reply (also NOAUTH and WRONGPASS): [ErrNoPermission];
+//   - an unknown command: [errors.ErrUnsupported];
+//   - a refusal for now (BUSY, LOADING, TRYAGAIN, MASTERDOWN, CLUSTERDOWN,
+//     OOM, READONLY, MISCONF, NOREPLICAS, "max number of clients
+//     reached"): [ErrServerRefused].
+//
+// A transaction whose EXEC was aborted because a watched key changed
+// returns [ErrTxAborted]. Every other error (network, timeouts, a TLS
+// handshake, a cancelled context) is returned as the client reports it,
+// wrapped or not: relock recognises a net.Error, io.EOF,
+// io.ErrUnexpectedEOF, a TLS or certificate error and
+// context.DeadlineExceeded as "Redis did not answer"; the context's error
+// should stay visible through errors.Is. After Close, calls should fail
+// with an error rather than panic.
+//
+// relock turns these into its own sentinels: ErrNoPermission, ErrWrongType
+// and ErrUnsupported make Obtain fail at once; ErrServerRefused and a
+// failure to get an answer make it retry within its wait budget and
+// context, and, when no try ever found the lock held, fail with
+// relock.ErrUnavailable. Any other error reply ends Obtain at once, as
+// the server reported it.
 //
 // Helpers keep this the same in every driver, so that an author writes
 // only the translation of their client's types: [ReplyKind] tells, from an
@@ -101,15 +119,20 @@ var (
 
 	// ErrNoPermission reports a NOPERM reply: the connection's ACL user may
 	// not run the command (EVALSHA for a user without @scripting) or touch
-	// the key or channel. It is permanent for that command and key: trying
-	// again does not help.
+	// the key or channel; also NOAUTH and WRONGPASS, a connection that
+	// could not authenticate. It is permanent for that command and key:
+	// trying again does not help. relock reports it as
+	// relock.ErrNoPermission.
 	ErrNoPermission = errors.New("relock/driver: NOPERM no permission")
 
 	// ErrServerRefused reports a reply by which the server refuses a
 	// command for now, although it may accept it later: BUSY (a script
 	// runs too long), LOADING, TRYAGAIN, MASTERDOWN, CLUSTERDOWN, OOM
-	// (maxmemory with noeviction) and READONLY (a replica, or a demoted
-	// master). Nothing was written by the refused command.
+	// (maxmemory with noeviction), READONLY (a replica, or a demoted
+	// master), MISCONF (a failing RDB save), NOREPLICAS
+	// (min-replicas-to-write) and "max number of clients reached". Nothing
+	// was written by the refused command. relock reports it as
+	// relock.ErrUnavailable, and Obtain retries it.
 	ErrServerRefused = errors.New("relock/driver: server refused the command for now")
 )
 

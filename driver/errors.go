@@ -22,38 +22,59 @@ const wrongTypeInScript = ": WRONGTYPE Operation against a key"
 const scriptRefused = "The user executing the script can't "
 
 // ReplyKind returns the sentinel that an error reply whose text is msg must
-// match: [ErrNoScript] for a reply that starts with "NOSCRIPT",
-// [ErrWrongType] for one that starts with "WRONGTYPE" (a command, or a
-// script on Redis 7) or that quotes a WRONGTYPE reply raised inside a
-// script (": WRONGTYPE Operation against a key", as Redis 6 and miniredis
-// report it), [ErrNoPermission] for one that starts with "NOPERM" or that
-// reports an ACL refusal inside a script ("The user executing the script
-// can't ..."),
-// [ErrServerRefused] for one whose first word is BUSY, LOADING, TRYAGAIN,
-// MASTERDOWN, CLUSTERDOWN, OOM or READONLY, and nil for every other reply. msg is the reply's text, with
-// or without the leading "ERR " some clients drop. Only the start of the
-// text and that one quotation count: a script error that merely mentions
-// "script" or "NOSCRIPT" in its message is not ErrNoScript.
+// match, and so classifies every refusal once for all drivers:
+//
+//   - [ErrNoScript]: a reply that starts with "NOSCRIPT".
+//   - [ErrWrongType]: one that starts with "WRONGTYPE" (a command, or a
+//     script on Redis 7) or that quotes a WRONGTYPE reply raised inside a
+//     script (": WRONGTYPE Operation against a key", as Redis 6 and
+//     miniredis report it). Permanent.
+//   - [ErrNoPermission]: one that starts with "NOPERM", "NOAUTH" or
+//     "WRONGPASS", or that reports an ACL refusal inside a script ("The
+//     user executing the script can't ..."). Permanent.
+//   - [errors.ErrUnsupported]: an unknown command ("ERR unknown command
+//     ..."): the server does not offer a command relock needs. Permanent.
+//   - [ErrServerRefused]: one whose first word is BUSY, LOADING, TRYAGAIN,
+//     MASTERDOWN, CLUSTERDOWN, OOM, READONLY, MISCONF or NOREPLICAS, or
+//     "ERR max number of clients reached". Transient.
+//   - nil for every other reply.
+//
+// msg is the reply's text, with or without the leading "ERR " some clients
+// drop. Only the start of the text and the WRONGTYPE quotation count: a
+// script error that merely mentions "script" or "NOSCRIPT" in its message
+// is not ErrNoScript.
 func ReplyKind(msg string) error {
 	switch {
 	case strings.HasPrefix(msg, "NOSCRIPT"):
 		return ErrNoScript
 	case strings.HasPrefix(msg, "WRONGTYPE"), strings.Contains(msg, wrongTypeInScript):
 		return ErrWrongType
-	case strings.HasPrefix(msg, "NOPERM"), strings.Contains(msg, scriptRefused):
+	case firstWord(msg, "NOPERM"), firstWord(msg, "NOAUTH"), firstWord(msg, "WRONGPASS"), strings.Contains(msg, scriptRefused):
 		return ErrNoPermission
 	}
+	rest := strings.TrimPrefix(msg, "ERR ")
+	switch {
+	case strings.HasPrefix(rest, "unknown command"):
+		return errors.ErrUnsupported
+	case strings.HasPrefix(rest, "max number of clients reached"):
+		return ErrServerRefused
+	}
 	for _, code := range refusedCodes {
-		if strings.HasPrefix(msg, code) && (len(msg) == len(code) || msg[len(code)] == ' ') {
+		if firstWord(msg, code) {
 			return ErrServerRefused
 		}
 	}
 	return nil
 }
 
+// firstWord reports whether msg's first word is code.
+func firstWord(msg, code string) bool {
+	return strings.HasPrefix(msg, code) && (len(msg) == len(code) || msg[len(code)] == ' ')
+}
+
 // refusedCodes are the error codes by which a server refuses a command for
 // now: see ErrServerRefused.
-var refusedCodes = [...]string{"BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "OOM", "READONLY"}
+var refusedCodes = [...]string{"BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "OOM", "READONLY", "MISCONF", "NOREPLICAS"}
 
 // ServerError returns an error for an error reply whose text is msg: its
 // Error() is msg, and errors.Is matches it to the sentinel ReplyKind(msg)

@@ -26,12 +26,13 @@ func TestReplyKind(t *testing.T) {
 		{"ERR this is not NOSCRIPT", nil},
 		{"ERR a WRONGTYPE in the middle", nil},
 		{"EXECABORT Transaction discarded because of previous errors.", nil},
-		{"", nil},
+		{"NOPERM User app has no permissions to access the 'lock' key", driver.ErrNoPermission},
 		{"NOPERM this user has no permissions to run the 'evalsha' command", driver.ErrNoPermission},
-		{"NOPERM this user has no permissions to access one of the keys used as arguments", driver.ErrNoPermission},
-		{"ERR The user executing the script can't access at least one of the keys mentioned in the command arguments script: 9de3, on @user_script:1.", driver.ErrNoPermission},
-		{"ERR The user executing the script can't publish to the channel mentioned in the command script: 5874, on @user_script:1.", driver.ErrNoPermission},
-		{"ERR a NOPERM in the middle", nil},
+		{"NOAUTH Authentication required.", driver.ErrNoPermission},
+		{"WRONGPASS invalid username-password pair or user is disabled.", driver.ErrNoPermission},
+		{"NOPERMISSION is not a code", nil},
+		{"ERR unknown command 'EVALSHA', with args beginning with: ", errors.ErrUnsupported},
+		{"unknown command 'EVALSHA'", errors.ErrUnsupported},
 		{"BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.", driver.ErrServerRefused},
 		{"LOADING Redis is loading the dataset in memory", driver.ErrServerRefused},
 		{"TRYAGAIN Multiple keys request during rehashing of slot", driver.ErrServerRefused},
@@ -39,7 +40,16 @@ func TestReplyKind(t *testing.T) {
 		{"CLUSTERDOWN The cluster is down", driver.ErrServerRefused},
 		{"OOM command not allowed when used memory > 'maxmemory'.", driver.ErrServerRefused},
 		{"READONLY You can't write against a read only replica.", driver.ErrServerRefused},
+		{"MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.", driver.ErrServerRefused},
+		{"NOREPLICAS Not enough good replicas to write.", driver.ErrServerRefused},
+		{"ERR max number of clients reached", driver.ErrServerRefused},
 		{"BUSYKEY Target key name already exists.", nil},
+		{"ERR OOM in the middle", nil},
+		{"", nil},
+		{"NOPERM this user has no permissions to access one of the keys used as arguments", driver.ErrNoPermission},
+		{"ERR The user executing the script can't access at least one of the keys mentioned in the command arguments script: 9de3, on @user_script:1.", driver.ErrNoPermission},
+		{"ERR The user executing the script can't publish to the channel mentioned in the command script: 5874, on @user_script:1.", driver.ErrNoPermission},
+		{"ERR a NOPERM in the middle", nil},
 		{"ERR the server is BUSY", nil},
 	} {
 		if got := driver.ReplyKind(tc.msg); got != tc.want {
@@ -49,7 +59,7 @@ func TestReplyKind(t *testing.T) {
 		if err.Error() != tc.msg {
 			t.Errorf("ServerError(%q).Error() = %q", tc.msg, err.Error())
 		}
-		for _, s := range []error{driver.ErrNoScript, driver.ErrWrongType, driver.ErrTxAborted, driver.ErrNoPermission, driver.ErrServerRefused} {
+		for _, s := range []error{driver.ErrNoScript, driver.ErrWrongType, driver.ErrTxAborted, driver.ErrNoPermission, driver.ErrServerRefused, errors.ErrUnsupported} {
 			if errors.Is(err, s) != (s == tc.want) {
 				t.Errorf("errors.Is(ServerError(%q), %v) = %v", tc.msg, s, !(s == tc.want))
 			}

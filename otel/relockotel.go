@@ -28,11 +28,15 @@
 //     relock.handed_over: true when a release handed the lock to this
 //     waiter.
 //   - relock.not_obtained (counter): Obtain calls that failed. Attribute
-//     relock.reason: taken (the retry strategy or the wait budget ran
-//     out), context (the caller's context ended), error (Redis failed,
-//     the client was closed, ...).
+//     relock.reason: taken (the lock was held until the retry strategy or
+//     the wait budget ran out), context (the caller's context ended while
+//     the lock was held), unavailable (no try found the lock held: Redis
+//     did not answer or refused, relock.ErrUnavailable), no_permission
+//     (relock.ErrNoPermission), error (anything else: an error reply
+//     relock does not know, the client was closed, ...).
 //   - relock.contended (counter): Obtain calls that found the lock taken:
-//     more than one try, a hand-over, or not obtained because taken.
+//     more than one try (unless the call ended unavailable), a hand-over,
+//     or not obtained because taken.
 //   - relock.released (counter): locks released.
 //   - relock.refreshed (counter): successful refreshes, auto or not.
 //   - relock.refresh_failed (counter): refreshes that failed without
@@ -234,11 +238,18 @@ func (o *Observer) measure(e *relock.Event, kv ...attribute.KeyValue) metric.Mea
 var internal = trace.WithSpanKind(trace.SpanKindInternal)
 
 // NotObtainedReason classifies the error of a failed Obtain as the
-// relock.reason attribute does: "context" when the caller's context ended
-// it, "taken" when the lock stayed taken until the retry strategy or the
-// wait budget ran out, "error" otherwise.
+// relock.reason attribute does: "unavailable" when no try found the lock
+// held because Redis did not answer or refused (relock.ErrUnavailable,
+// whatever ended the call), "no_permission" for relock.ErrNoPermission,
+// "context" when the caller's context ended the wait for a held lock,
+// "taken" when the lock stayed taken until the retry strategy or the wait
+// budget ran out, "error" otherwise.
 func NotObtainedReason(err error) string {
 	switch {
+	case errors.Is(err, relock.ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, relock.ErrNoPermission):
+		return "no_permission"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "context"
 	case errors.Is(err, relock.ErrNotObtained):
@@ -304,7 +315,7 @@ func (o *Observer) observeObtain(ctx context.Context, e *relock.Event) {
 		o.notObtained.Add(ctx, 1, o.measure(e, ReasonAttr.String(reason)))
 	}
 	o.obtainDuration.Record(ctx, e.Wait.Seconds(), o.measure(e, OutcomeAttr.String(outcome)))
-	if e.Tries > 1 || e.HandedOver || reason == "taken" {
+	if e.Tries > 1 && reason != "unavailable" || e.HandedOver || reason == "taken" {
 		o.contended.Add(ctx, 1, o.measure(e))
 	}
 

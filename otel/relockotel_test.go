@@ -529,6 +529,14 @@ func (brokenConn) SetNX(context.Context, string, string, time.Duration) (bool, e
 	return false, errors.New("relockotel_test: broken")
 }
 
+// refusingConn refuses every SET NX for now, as a Redis loading its data
+// set does: Redis is unavailable.
+type refusingConn struct{ *memdriver.Conn }
+
+func (refusingConn) SetNX(context.Context, string, string, time.Duration) (bool, error) {
+	return false, driver.ServerError("LOADING Redis is loading the dataset in memory")
+}
+
 // Each way Obtain can fail is counted under its reason, and the span is
 // errored.
 func TestNotObtained(t *testing.T) {
@@ -562,19 +570,30 @@ func TestNotObtained(t *testing.T) {
 		t.Fatalf("Obtain over a broken driver = %v, want a plain error", err)
 	}
 
-	for _, reason := range []string{"taken", "context", "error"} {
+	refusing, err := relock.New(refusingConn{store.Conn()}, relock.WithObserver(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refusing.Close()
+	// Several tries, all refused: unavailable, and not contended.
+	if _, err := refusing.Obtain(ctx, "otel:refused", time.Second, relock.WithMaxWait(50*time.Millisecond)); !errors.Is(err, relock.ErrUnavailable) {
+		t.Fatalf("Obtain over a refusing driver = %v, want ErrUnavailable", err)
+	}
+
+	for _, reason := range []string{"taken", "context", "error", "unavailable"} {
 		if n := h.count(t, "relock.not_obtained", attribute.String("relock.reason", reason)); n != 1 {
 			t.Errorf("relock.not_obtained{reason=%s} = %d, want 1", reason, n)
 		}
 	}
-	if n, _ := h.hist(t, "relock.obtain.duration", notObtained); n != 3 {
-		t.Errorf("relock.obtain.duration{outcome=not_obtained} count %d, want 3", n)
+	if n, _ := h.hist(t, "relock.obtain.duration", notObtained); n != 4 {
+		t.Errorf("relock.obtain.duration{outcome=not_obtained} count %d, want 4", n)
 	}
 	// The TryObtain (taken) and the Obtain that waited, if it made more
-	// than one try, found the lock taken; the broken one did not.
+	// than one try, found the lock taken; the broken and refusing ones did
+	// not.
 	want := int64(1)
 	for _, e := range h.all() {
-		if e.Kind == relock.EventNotObtained && errors.Is(e.Err, context.DeadlineExceeded) && e.Tries > 1 {
+		if e.Kind == relock.EventNotObtained && errors.Is(e.Err, context.DeadlineExceeded) && !errors.Is(e.Err, relock.ErrUnavailable) && e.Tries > 1 {
 			want++
 		}
 	}
@@ -590,8 +609,8 @@ func TestNotObtained(t *testing.T) {
 			errored++
 		}
 	}
-	if errored != 3 {
-		t.Errorf("%d failed relock.Obtain spans, want 3", errored)
+	if errored != 4 {
+		t.Errorf("%d failed relock.Obtain spans, want 4", errored)
 	}
 }
 
@@ -602,6 +621,9 @@ func TestReasons(t *testing.T) {
 		errors.Join(relock.ErrNotObtained, context.DeadlineExceeded): "context",
 		relock.ErrClosed:          "error",
 		errors.New("redis: down"): "error",
+		errors.Join(relock.ErrUnavailable, context.DeadlineExceeded): "unavailable",
+		relock.ErrUnavailable:  "unavailable",
+		relock.ErrNoPermission: "no_permission",
 	}
 	for err, want := range notObtained {
 		if got := relockotel.NotObtainedReason(err); got != want {

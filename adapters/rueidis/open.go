@@ -132,7 +132,9 @@ func (l *lazyClient) get(ctx context.Context, c *Conn) (rueidis.Client, error) {
 	select {
 	case <-a.done:
 		if a.err != nil {
-			return nil, fmt.Errorf("rueidisadapter: connect to %v: %w", l.opt.InitAddress, a.err)
+			// An error reply to the handshake (BUSY, LOADING,
+			// WRONGPASS, ...) is classified as every reply is.
+			return nil, fmt.Errorf("rueidisadapter: connect to %v: %w", l.opt.InitAddress, translate(a.err))
 		}
 		return a.client, nil
 	case <-ctx.Done():
