@@ -456,7 +456,9 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		_, ierr := client.Inspect(cctx, cfg.key)
 		ccancel()
 		if ierr != nil {
-			return nil, r.fail(err)
+			// The holder seen earlier may be gone: what is known now is
+			// that Redis does not answer.
+			return nil, r.fail(fmt.Errorf("%w; before that: %v", ierr, err))
 		}
 		why := "it is held (-n)"
 		if !cfg.nonblock {
