@@ -97,11 +97,13 @@ func (q quorumStall) stall(on bool) {
 
 func callsReturnByTheirDeadline(t *testing.T, c *relock.Client, conn interface{ stall(bool) }) {
 	{
-		bg := ctxT(t, 30*time.Second)
 		// held obtains a lock while the driver answers, then stalls it.
 		held := func(key string) *relock.Lock {
 			conn.stall(false)
-			l, err := c.Obtain(bg, key, 10*time.Second)
+			// A short context: on a quorum, the obtain's straggler may
+			// meet the stall below and waits for this context to end,
+			// and Close waits for it.
+			l, err := c.Obtain(ctxT(t, time.Second), key, 10*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
