@@ -242,8 +242,8 @@ func TestKeysInjectiveAndSlotted(t *testing.T) {
 		gen = append(gen, genName(r))
 	}
 	// Names equal to other names' companions, as a user might try.
-	for _, n := range gen[:n/5] {
-		gen = append(gen, names(n)[1:]...)
+	for _, name := range gen[:n/5] {
+		gen = append(gen, names(name)[1:]...)
 	}
 	for i, a := range gen {
 		for _, b := range gen[i+1:] {
