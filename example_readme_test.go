@@ -21,8 +21,9 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// The examples of this file are snippets of the README: the lines between
-// their README:begin and README:end markers are what it shows, and
+// The examples of this file are snippets of README.md and docs/*.md: the
+// lines between
+// their README:begin and README:end markers are what they show, and
 // TestReadmeSnippets checks that they match.
 
 // ExampleNewQuorum: five independent masters, here in-memory ones, reached
