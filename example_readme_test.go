@@ -22,9 +22,8 @@ import (
 )
 
 // The examples of this file are snippets of README.md and docs/*.md: the
-// lines between
-// their README:begin and README:end markers are what they show, and
-// TestReadmeSnippets checks that they match.
+// lines between their README:begin and README:end markers are what they
+// show, and TestReadmeSnippets checks that they match.
 
 // ExampleNewQuorum: five independent masters, here in-memory ones, reached
 // through a mix of adapters.
