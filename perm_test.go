@@ -129,13 +129,18 @@ func TestNoScriptingPermission(t *testing.T) {
 			a, b := newClient(t, newConn(t)), newClient(t, newConn(t))
 			exercise(t, a, b, "noscripts-"+name)
 			exercise(t, a, b, "noscripts-fenced-"+name, relock.WithFencing())
+			// WAIT needs the scripts' connection: no replicas counted.
+			l, err := a.Obtain(ctxT(t, 5*time.Second), "noscripts-"+name+"-replicas", time.Second, relock.WithReplicas(1, 20*time.Millisecond))
+			if !errors.Is(err, relock.ErrNoPermission) || l != nil {
+				t.Fatalf("Obtain WithReplicas without scripting = %v, %v; want ErrNoPermission", l, err)
+			}
 			wantNoKeys(t, srv, "noscripts-"+name+"*")
 
 			conn := newConn(t)
 			s := newClient(t, scriptsOnly{conn, conn.(driver.Scripter)})
 			ctx := ctxT(t, 5*time.Second)
 			k := "noscripts-nowatch-" + name
-			l, err := s.Obtain(ctx, k, 10*time.Second)
+			l, err = s.Obtain(ctx, k, 10*time.Second)
 			if !errors.Is(err, relock.ErrNoPermission) || l != nil {
 				t.Fatalf("Obtain without scripting or WATCH = %v, %v; want ErrNoPermission", l, err)
 			}
