@@ -164,7 +164,7 @@ func Example_waitAndRun() {
 	err = locker.Do(ctx, "report:42", 30*time.Second, func(ctx context.Context) error {
 		fmt.Println("building the report") // pass ctx on: it ends if the lock is lost
 		return nil
-	}, relock.WithMaxWait(time.Minute)) // give up after waiting a minute (ErrNotObtained)
+	}, relock.WithMaxWait(time.Minute)) // wait a minute at most (and no longer than ctx allows), then ErrNotObtained
 	if err != nil {
 		log.Fatal(err)
 	}
