@@ -81,7 +81,7 @@ var (
 
 	// ErrNoPermission reports that the Redis user may not run a command
 	// relock needs or touch one of the lock's keys or channels (a NOPERM
-	// reply: see the README's list of the ACL permissions relock needs),
+	// reply: docs/permissions.md lists the ACL permissions relock needs),
 	// or could not authenticate (NOAUTH, WRONGPASS). Trying again does not
 	// help: Obtain fails at once. A lock is never left behind holding our
 	// token because of it. The error also matches driver.ErrNoPermission

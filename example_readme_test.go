@@ -2,6 +2,7 @@ package relock_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -20,9 +21,9 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// The examples of this file are snippets of the README: the lines between
-// their README:begin and README:end markers are what it shows, and
-// TestReadmeSnippets checks that they match.
+// The examples of this file are snippets of README.md and docs/*.md: the
+// lines between their README:begin and README:end markers are what they
+// show, and TestReadmeSnippets checks that they match.
 
 // ExampleNewQuorum: five independent masters, here in-memory ones, reached
 // through a mix of adapters.
@@ -145,4 +146,96 @@ func Example_slogObserver() {
 	err = locker.Do(context.Background(), "report:42", time.Minute, func(context.Context) error { return nil })
 	fmt.Println(err)
 	// Output: <nil>
+}
+
+// Example_waitAndRun: the README's first recipe, Do waiting for the lock.
+func Example_waitAndRun() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	locker, err := relock.New(goredis.New(rdb))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer locker.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// README:begin
+	err = locker.Do(ctx, "report:42", 30*time.Second, func(ctx context.Context) error {
+		fmt.Println("building the report") // pass ctx on: it ends if the lock is lost
+		return nil
+	}, relock.WithMaxWait(time.Minute)) // wait a minute at most (and no longer than ctx allows), then ErrNotObtained
+	if err != nil {
+		log.Fatal(err)
+	}
+	// README:end
+
+	// Output: building the report
+}
+
+// Example_runOnce: the README's second recipe. Another replica holds the
+// lock, so this one skips the job.
+func Example_runOnce() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	locker, err := relock.New(goredis.New(rdb))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer locker.Close()
+	ctx := context.Background()
+	other, err := locker.Obtain(ctx, "nightly-cleanup", time.Minute) // another replica, say
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer other.Release(ctx)
+	cleanup := func(context.Context) error { fmt.Println("cleaning up"); return nil }
+
+	// README:begin
+	err = locker.Do(ctx, "nightly-cleanup", 5*time.Minute, cleanup, relock.WithRetry(relock.NoRetry()))
+	switch {
+	case errors.Is(err, relock.ErrNotObtained):
+		fmt.Println("another replica runs it: skipped")
+	case err != nil:
+		log.Fatal(err) // Redis unavailable (ErrUnavailable: not a holder seen), or cleanup's own error
+	}
+	// README:end
+
+	// Output: another replica runs it: skipped
+}
+
+// Example_fencedJob: the README's third recipe, a job whose writes carry
+// the lock's fencing number (fencedStore is in example_test.go).
+func Example_fencedJob() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	locker, err := relock.New(goredis.New(rdb))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer locker.Close()
+	ctx := context.Background()
+	store := &fencedStore{}
+
+	// README:begin
+	lock, err := locker.Obtain(ctx, "account:9", 30*time.Second, relock.WithFencing(), relock.WithAutoRefresh())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer lock.Release(ctx)
+
+	// Every write carries the fencing number; the store rejects a number
+	// lower than the highest it has seen: a holder whose lock expired
+	// during a pause is turned away.
+	if err := store.Write(lock.Fence(), "balance=100"); err != nil {
+		log.Fatal(err)
+	}
+	select {
+	case <-lock.Done(): // lost (lock.Err() says why): stop writing
+	default:
+		fmt.Println("written under fence", lock.Fence() > 0)
+	}
+	// README:end
+
+	// Output: written under fence true
 }

@@ -23,8 +23,8 @@ func WithMetadata(meta string) Option {
 // WithKeyPrefix puts prefix before every key and pub/sub channel the
 // Client uses: Obtain(ctx, "job", ...) then locks the Redis key
 // prefix+"job", and the lock's waiter queue, waiter leases, fencing counter
-// and hand-over channel start with prefix too (see the README, "Lock names
-// and the keys relock reserves"). So tenants can share one Redis as ACL
+// and hand-over channel start with prefix too (see docs/how-it-works.md,
+// "Lock names and the keys relock reserves", and docs/permissions.md). So tenants can share one Redis as ACL
 // users confined to their prefix (~prefix* &prefix*).
 //
 // Names in and out of the API are without the prefix: Lock.Key returns

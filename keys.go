@@ -37,7 +37,8 @@ import "strings"
 // With P empty these are the names relock has used since issue 8. One
 // Redis key reached through two splits (P "app:" and N "job", or P "" and
 // N "app:job") is one lock, but its queue and fencing counter differ: the
-// README asks every client of a lock to use the same prefix.
+// documentation (docs/how-it-works.md) asks every client of a lock to use
+// the same prefix.
 //
 // A lock key whose tag cannot be carried that way gets no companions: its
 // waiters poll, and WithFencing refuses it. That is a key that contains

@@ -22,7 +22,9 @@ import (
 //     lets MULTI/EXEC through without @scripting); otherwise every
 //     operation fails with ErrNoPermission, and Obtain never takes its
 //     plain SET NX shortcut before a script call has gone through, so that
-//     it cannot set a key it could not release;
+//     it cannot set a key it could not release; WithReplicas, whose WAIT
+//     follows the script on its connection, fails with ErrNoPermission on
+//     the WATCH path;
 //   - of a companion key or channel: runs the scripts on the lock key
 //     alone from then on (waiters poll instead of queueing; a release is
 //     a plain compare-and-delete); WithFencing, whose counter is a
@@ -135,6 +137,11 @@ func (p permPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
 	}
 	fallback, err := p.scripts(run)
 	if fallback {
+		if q.wait != nil {
+			// WAIT must follow the write on its connection: the WATCH
+			// path cannot send it, so it must not report 0 replicas.
+			return res, noPermission(errors.New("WithReplicas needs scripts"), "EVALSHA")
+		}
 		return p.watch.obtain(ctx, q)
 	}
 	return res, permErr(err)

@@ -3,6 +3,11 @@ package relock_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,13 +129,18 @@ func TestNoScriptingPermission(t *testing.T) {
 			a, b := newClient(t, newConn(t)), newClient(t, newConn(t))
 			exercise(t, a, b, "noscripts-"+name)
 			exercise(t, a, b, "noscripts-fenced-"+name, relock.WithFencing())
+			// WAIT needs the scripts' connection: no replicas counted.
+			l, err := a.Obtain(ctxT(t, 5*time.Second), "noscripts-"+name+"-replicas", time.Second, relock.WithReplicas(1, 20*time.Millisecond))
+			if !errors.Is(err, relock.ErrNoPermission) || l != nil {
+				t.Fatalf("Obtain WithReplicas without scripting = %v, %v; want ErrNoPermission", l, err)
+			}
 			wantNoKeys(t, srv, "noscripts-"+name+"*")
 
 			conn := newConn(t)
 			s := newClient(t, scriptsOnly{conn, conn.(driver.Scripter)})
 			ctx := ctxT(t, 5*time.Second)
 			k := "noscripts-nowatch-" + name
-			l, err := s.Obtain(ctx, k, 10*time.Second)
+			l, err = s.Obtain(ctx, k, 10*time.Second)
 			if !errors.Is(err, relock.ErrNoPermission) || l != nil {
 				t.Fatalf("Obtain without scripting or WATCH = %v, %v; want ErrNoPermission", l, err)
 			}
@@ -167,4 +177,95 @@ func TestCompanionKeysRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPermissionsDoc creates the ACL users of docs/permissions.md, as its
+// "ACL SETUSER" lines say, and runs the API through each adapter as them,
+// with the prefix their key patterns allow: the server must refuse
+// nothing but what the document says it may.
+func TestPermissionsDoc(t *testing.T) {
+	md, err := os.ReadFile(filepath.Join("docs", "permissions.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The refusals each user's Client meets by design.
+	allowed := map[string][]string{
+		"app":       {"cluster|slots"},
+		"app-watch": {"cluster|slots", "evalsha", "eval", "subscribe", "unsubscribe"},
+	}
+	var lines []string
+	for _, l := range strings.Split(string(md), "\n") {
+		if strings.HasPrefix(l, "ACL SETUSER ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != len(allowed) {
+		t.Fatalf("docs/permissions.md has %d ACL SETUSER lines; want %d (users %v)", len(lines), len(allowed), allowed)
+	}
+	srv := testredis.Start(t)
+	for _, line := range lines {
+		args := strings.Fields(line)[2:]
+		user := args[0]
+		if _, ok := allowed[user]; !ok {
+			t.Fatalf("docs/permissions.md: user %q: the test knows only %v", user, allowed)
+		}
+		for i, a := range args {
+			if strings.HasPrefix(a, ">") {
+				args[i] = ">pw" // userConns' password
+			}
+		}
+		if _, err := srv.Do(append([]string{"ACL", "SETUSER"}, args...)...); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		for name, newConn := range userConns(srv.Addr(), user) {
+			t.Run(user+"/"+name, func(t *testing.T) {
+				prefix := user + ":"
+				a := newClient(t, newConn(t), relock.WithKeyPrefix(prefix))
+				b := newClient(t, newConn(t), relock.WithKeyPrefix(prefix))
+				exercise(t, a, b, "job-"+name, relock.WithFencing(), relock.WithMetadata("m"))
+
+				ctx := ctxT(t, 10*time.Second)
+				l, err := a.Obtain(ctx, "attach-"+name, 5*time.Second)
+				if err != nil {
+					t.Fatalf("Obtain: %v", err)
+				}
+				same, err := b.Attach(ctx, "attach-"+name, l.Token())
+				if err != nil {
+					t.Fatalf("Attach: %v", err)
+				}
+				if err := same.Release(ctx); err != nil {
+					t.Fatalf("Release of the attached lock: %v", err)
+				}
+				if user == "app" {
+					_, err := a.Obtain(ctx, "replicas-"+name, time.Second, relock.WithReplicas(1, 20*time.Millisecond))
+					if !errors.Is(err, relock.ErrTooFewReplicas) {
+						t.Fatalf("Obtain WithReplicas on a server without replicas = %v; want ErrTooFewReplicas", err)
+					}
+				}
+			})
+		}
+		r, err := srv.Do("ACL", "LOG")
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, _ := r.([]any)
+		for _, e := range entries {
+			fields, _ := e.([]any)
+			kv := map[string]string{}
+			for i := 0; i+1 < len(fields); i += 2 {
+				kv[asText(fields[i])] = asText(fields[i+1])
+			}
+			if kv["username"] == user && !slices.Contains(allowed[user], kv["object"]) {
+				t.Errorf("user %s (%s): the server refused %s %q (%s)", user, line, kv["reason"], kv["object"], kv["context"])
+			}
+		}
+	}
+}
+
+// asText is a reply's text, whether it came as a string or as bytes.
+func asText(v any) string {
+	if b, ok := v.([]byte); ok {
+		return string(b)
+	}
+	return fmt.Sprint(v)
 }

@@ -22,8 +22,8 @@ import (
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
-// The README's Go code must compile and run. Every ```go block in
-// README.md is either
+// The documentation's Go code must compile and run. Every ```go block in
+// README.md and in docs/*.md (readmeFiles) is either
 //
 //   - a complete program (package main, func main): TestReadmeSnippets
 //     checks all of them with one go vet and builds them with one go
@@ -34,7 +34,7 @@ import (
 //   - a snippet of a test or example in the repository, marked by the line
 //     <!-- snippet: FILE#FUNC --> just before the block: the block must be
 //     the text of FUNC's declaration in FILE (relative to the repository
-//     root; a FILE in otel/ or bench/ belongs to that module, whose own
+//     root, whichever Markdown file has the block; a FILE in otel/ or bench/ belongs to that module, whose own
 //     go test runs FUNC, as CI does),
 //     or, when FUNC's body has the lines "// README:begin" and
 //     "// README:end", the text between them. FUNC must be a TestXxx, or an
@@ -45,8 +45,23 @@ import (
 // readmeProgramTimeout bounds one program's run.
 const readmeProgramTimeout = time.Minute
 
+// readmeFiles returns the Markdown files whose Go blocks are checked,
+// relative to root: README.md, then docs/*.md in name order.
+func readmeFiles(root string) ([]string, error) {
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		return nil, err
+	}
+	files := []string{"README.md"}
+	for _, d := range docs { // Glob sorts
+		files = append(files, "docs/"+filepath.Base(d))
+	}
+	return files, nil
+}
+
 // readmeBlock is one ```go block of a Markdown file.
 type readmeBlock struct {
+	file    string // the Markdown file, relative to the repository root
 	line    int    // of the opening fence, 1-based
 	code    string // between the fences
 	snippet string // FILE#FUNC from a <!-- snippet: ... --> marker, or ""
@@ -54,10 +69,10 @@ type readmeBlock struct {
 
 var snippetMarker = regexp.MustCompile(`^<!--\s*snippet:\s*(\S+)\s*-->$`)
 
-// readmeBlocks returns the ```go blocks of a Markdown text, each with the
-// snippet marker that precedes it, if any. A marker not followed by a Go
-// block, and an unclosed block, are errors.
-func readmeBlocks(md string) ([]readmeBlock, []error) {
+// readmeBlocks returns the ```go blocks of the Markdown text md of file,
+// each with the snippet marker that precedes it, if any. A marker not
+// followed by a Go block, and an unclosed block, are errors.
+func readmeBlocks(file, md string) ([]readmeBlock, []error) {
 	var blocks []readmeBlock
 	var errs []error
 	lines := strings.Split(md, "\n")
@@ -66,14 +81,14 @@ func readmeBlocks(md string) ([]readmeBlock, []error) {
 		line := strings.TrimSpace(lines[i])
 		if m := snippetMarker.FindStringSubmatch(line); m != nil {
 			if marker != "" {
-				errs = append(errs, fmt.Errorf("README.md:%d: snippet marker not followed by a ```go block", markerLine))
+				errs = append(errs, fmt.Errorf("%s:%d: snippet marker not followed by a ```go block", file, markerLine))
 			}
 			marker, markerLine = m[1], i+1
 			continue
 		}
 		if !strings.HasPrefix(line, "```") {
 			if line != "" && marker != "" {
-				errs = append(errs, fmt.Errorf("README.md:%d: snippet marker not followed by a ```go block", markerLine))
+				errs = append(errs, fmt.Errorf("%s:%d: snippet marker not followed by a ```go block", file, markerLine))
 				marker = ""
 			}
 			continue
@@ -85,18 +100,18 @@ func readmeBlocks(md string) ([]readmeBlock, []error) {
 			body = append(body, lines[i])
 		}
 		if i == len(lines) {
-			errs = append(errs, fmt.Errorf("README.md:%d: code block not closed", start+1))
+			errs = append(errs, fmt.Errorf("%s:%d: code block not closed", file, start+1))
 			break
 		}
 		if lang := strings.TrimPrefix(line, "```"); lang == "go" {
-			blocks = append(blocks, readmeBlock{line: start + 1, code: strings.Join(body, "\n") + "\n", snippet: marker})
+			blocks = append(blocks, readmeBlock{file: file, line: start + 1, code: strings.Join(body, "\n") + "\n", snippet: marker})
 		} else if marker != "" {
-			errs = append(errs, fmt.Errorf("README.md:%d: snippet marker not followed by a ```go block", markerLine))
+			errs = append(errs, fmt.Errorf("%s:%d: snippet marker not followed by a ```go block", file, markerLine))
 		}
 		marker = ""
 	}
 	if marker != "" {
-		errs = append(errs, fmt.Errorf("README.md:%d: snippet marker not followed by a ```go block", markerLine))
+		errs = append(errs, fmt.Errorf("%s:%d: snippet marker not followed by a ```go block", file, markerLine))
 	}
 	return blocks, errs
 }
@@ -106,17 +121,17 @@ func readmeBlocks(md string) ([]readmeBlock, []error) {
 func checkProgram(b readmeBlock) error {
 	f, err := parser.ParseFile(token.NewFileSet(), "", b.code, parser.SkipObjectResolution)
 	if err != nil {
-		return fmt.Errorf("README.md:%d: a ```go block must be a complete program (package main, func main) or carry a <!-- snippet: FILE#FUNC --> marker; this one does not parse as a Go file: %v", b.line, err)
+		return fmt.Errorf("%s:%d: a ```go block must be a complete program (package main, func main) or carry a <!-- snippet: FILE#FUNC --> marker; this one does not parse as a Go file: %v", b.file, b.line, err)
 	}
 	if f.Name.Name != "main" {
-		return fmt.Errorf("README.md:%d: a ```go block must be a complete program: package %s is not main", b.line, f.Name.Name)
+		return fmt.Errorf("%s:%d: a ```go block must be a complete program: package %s is not main", b.file, b.line, f.Name.Name)
 	}
 	for _, d := range f.Decls {
 		if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.Name == "main" {
 			return nil
 		}
 	}
-	return fmt.Errorf("README.md:%d: a ```go block must be a complete program: it has no func main", b.line)
+	return fmt.Errorf("%s:%d: a ```go block must be a complete program: it has no func main", b.file, b.line)
 }
 
 // checkSnippet reports how b differs from the code its marker names, with
@@ -124,19 +139,19 @@ func checkProgram(b readmeBlock) error {
 func checkSnippet(root string, b readmeBlock) error {
 	file, fn, ok := strings.Cut(b.snippet, "#")
 	if !ok || file == "" || fn == "" {
-		return fmt.Errorf("README.md:%d: snippet marker %q: want FILE#FUNC", b.line, b.snippet)
+		return fmt.Errorf("%s:%d: snippet marker %q: want FILE#FUNC", b.file, b.line, b.snippet)
 	}
 	if !strings.HasSuffix(file, "_test.go") || !(strings.HasPrefix(fn, "Test") || strings.HasPrefix(fn, "Example")) {
-		return fmt.Errorf("README.md:%d: snippet %s: must name a TestXxx or ExampleXxx in a _test.go file, which go test runs", b.line, b.snippet)
+		return fmt.Errorf("%s:%d: snippet %s: must name a TestXxx or ExampleXxx in a _test.go file, which go test runs", b.file, b.line, b.snippet)
 	}
 	src, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(file)))
 	if err != nil {
-		return fmt.Errorf("README.md:%d: snippet %s: %w", b.line, b.snippet, err)
+		return fmt.Errorf("%s:%d: snippet %s: %w", b.file, b.line, b.snippet, err)
 	}
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, file, src, parser.ParseComments|parser.SkipObjectResolution)
 	if err != nil {
-		return fmt.Errorf("README.md:%d: snippet %s: %w", b.line, b.snippet, err)
+		return fmt.Errorf("%s:%d: snippet %s: %w", b.file, b.line, b.snippet, err)
 	}
 	var decl *ast.FuncDecl
 	for _, d := range f.Decls {
@@ -145,7 +160,7 @@ func checkSnippet(root string, b readmeBlock) error {
 		}
 	}
 	if decl == nil {
-		return fmt.Errorf("README.md:%d: snippet %s: no func %s in %s", b.line, b.snippet, fn, file)
+		return fmt.Errorf("%s:%d: snippet %s: no func %s in %s", b.file, b.line, b.snippet, fn, file)
 	}
 	if strings.HasPrefix(fn, "Example") {
 		runs := false
@@ -155,20 +170,20 @@ func checkSnippet(root string, b readmeBlock) error {
 			}
 		}
 		if !runs {
-			return fmt.Errorf("README.md:%d: snippet %s: the example has no output comment, so go test compiles it but never runs it", b.line, b.snippet)
+			return fmt.Errorf("%s:%d: snippet %s: the example has no output comment, so go test compiles it but never runs it", b.file, b.line, b.snippet)
 		}
 	}
 	text := string(src[fset.Position(decl.Pos()).Offset:fset.Position(decl.End()).Offset])
 	if _, rest, ok := strings.Cut(text, "// README:begin\n"); ok {
 		region, _, ok := strings.Cut(rest, "// README:end")
 		if !ok || strings.Contains(region, "// README:begin") {
-			return fmt.Errorf("README.md:%d: snippet %s: // README:begin without a matching // README:end", b.line, b.snippet)
+			return fmt.Errorf("%s:%d: snippet %s: // README:begin without a matching // README:end", b.file, b.line, b.snippet)
 		}
 		text = region
 	}
 	want, got := normalizeCode(text), normalizeCode(b.code)
 	if want != got {
-		return fmt.Errorf("README.md:%d: the block differs from %s in %s; the README should show:\n%s", b.line, fn, file, want)
+		return fmt.Errorf("%s:%d: the block differs from %s in %s; the README should show:\n%s", b.file, b.line, fn, file, want)
 	}
 	return nil
 }
@@ -246,34 +261,41 @@ func raceEnabled() bool {
 
 func TestReadmeSnippets(t *testing.T) {
 	root := moduleRoot(t)
-	md, err := os.ReadFile(filepath.Join(root, "README.md"))
+	files, err := readmeFiles(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks, errs := readmeBlocks(string(md))
-	for _, err := range errs {
-		t.Error(err)
-	}
-	if len(blocks) == 0 {
-		t.Fatal("README.md has no ```go block")
-	}
 	var programs []readmeBlock
-	snippets := 0
-	for _, b := range blocks {
-		if b.snippet != "" {
-			snippets++
-			if err := checkSnippet(root, b); err != nil {
-				t.Error(err)
-			}
-			continue
+	for _, file := range files {
+		md, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(file)))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if err := checkProgram(b); err != nil {
+		blocks, errs := readmeBlocks(file, string(md))
+		for _, err := range errs {
 			t.Error(err)
-			continue
 		}
-		programs = append(programs, b)
+		if file == "README.md" && len(blocks) == 0 {
+			t.Fatal("README.md has no ```go block")
+		}
+		n, snippets := 0, 0
+		for _, b := range blocks {
+			if b.snippet != "" {
+				snippets++
+				if err := checkSnippet(root, b); err != nil {
+					t.Error(err)
+				}
+				continue
+			}
+			if err := checkProgram(b); err != nil {
+				t.Error(err)
+				continue
+			}
+			programs = append(programs, b)
+			n++
+		}
+		t.Logf("%s: %d Go blocks, %d programs, %d snippets of tests and examples", file, len(blocks), n, snippets)
 	}
-	t.Logf("README.md: %d Go blocks, %d programs, %d snippets of tests and examples", len(blocks), len(programs), snippets)
 	if len(programs) == 0 {
 		return
 	}
@@ -292,7 +314,7 @@ func TestReadmeSnippets(t *testing.T) {
 	bin := filepath.Join(dir, "bin")
 	var pkgs []string
 	for _, p := range programs {
-		name := fmt.Sprintf("line%d", p.line)
+		name := programDir(p)
 		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +334,7 @@ func TestReadmeSnippets(t *testing.T) {
 		cmd.Env = append(os.Environ(), "GOWORK=off")
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s: %v\n%s(the directory name lineN is the README line of the block)", args[0], err, out)
+			t.Fatalf("go %s: %v\n%s(the directory name FILE_lineN names the Markdown file and line of the block)", args[0], err, out)
 		}
 		t.Logf("go %s of %d programs: %v", args[0], len(pkgs), time.Since(start).Round(time.Millisecond))
 	}
@@ -333,7 +355,7 @@ func TestReadmeSnippets(t *testing.T) {
 		t.Skipf("the README's programs built; not run: %v", redisErr)
 	}
 	for _, p := range programs {
-		name := fmt.Sprintf("line%d", p.line)
+		name := programDir(p)
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), readmeProgramTimeout)
 			defer cancel()
@@ -347,14 +369,22 @@ func TestReadmeSnippets(t *testing.T) {
 			cmd.Stdout, cmd.Stderr = &out, &out
 			err := cmd.Run()
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				t.Fatalf("README.md:%d: the program did not end within %v; output:\n%s", p.line, readmeProgramTimeout, out.String())
+				t.Fatalf("%s:%d: the program did not end within %v; output:\n%s", p.file, p.line, readmeProgramTimeout, out.String())
 			}
 			if err != nil {
-				t.Fatalf("README.md:%d: the program failed (%v) against Redis at %s; output:\n%s", p.line, err, addr, out.String())
+				t.Fatalf("%s:%d: the program failed (%v) against Redis at %s; output:\n%s", p.file, p.line, err, addr, out.String())
 			}
-			t.Logf("README.md:%d: output:\n%s", p.line, out.String())
+			t.Logf("%s:%d: output:\n%s", p.file, p.line, out.String())
 		})
 	}
+}
+
+// programDir names the directory, and the subtest, of program p: its
+// Markdown file without ".md", with "_" for "/", and its line, as in
+// README_line12 or docs_cli_line40.
+func programDir(p readmeBlock) string {
+	base := strings.ReplaceAll(strings.TrimSuffix(p.file, ".md"), "/", "_")
+	return fmt.Sprintf("%s_line%d", base, p.line)
 }
 
 // TestReadmeChecks feeds the block checks a README of each kind of block
@@ -388,7 +418,7 @@ func TestReadmeChecks(t *testing.T) {
 			stray = i + 1
 		}
 	}
-	blocks, errs := readmeBlocks(md)
+	blocks, errs := readmeBlocks("README.md", md)
 	if len(errs) != 2 || !strings.Contains(errs[0].Error(), fmt.Sprintf("README.md:%d: snippet marker", stray)) || !strings.Contains(errs[1].Error(), "not closed") {
 		t.Errorf("readmeBlocks errors = %v; want the stray marker at line %d and the unclosed block", errs, stray)
 	}
@@ -426,7 +456,7 @@ func TestReadmeChecks(t *testing.T) {
 	for i, l := range lines {
 		lines[i] = strings.TrimPrefix(l, "\t")
 	}
-	b := readmeBlock{line: 1, code: strings.Join(lines, "\n"), snippet: "example_readme_test.go#ExampleNewQuorum"}
+	b := readmeBlock{file: "README.md", line: 1, code: strings.Join(lines, "\n"), snippet: "example_readme_test.go#ExampleNewQuorum"}
 	if err := checkSnippet(root, b); err != nil {
 		t.Errorf("the example's own region was rejected: %v", err)
 	}
@@ -434,4 +464,90 @@ func TestReadmeChecks(t *testing.T) {
 	if err := checkSnippet(root, b); err == nil {
 		t.Error("a region with one edit was accepted")
 	}
+}
+
+var (
+	mdLink    = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	mdHeading = regexp.MustCompile(`^#{1,6}\s+(.*?)\s*#*\s*$`)
+	slugDrop  = regexp.MustCompile(`[^\p{L}\p{N} _-]`)
+)
+
+// mdAnchors returns the anchors GitHub gives the headings of md: lower
+// case, punctuation dropped, spaces as hyphens, "-1", "-2", ... after a
+// repeated one. Headings inside code blocks do not count.
+func mdAnchors(md string) map[string]bool {
+	anchors := map[string]bool{}
+	seen := map[string]int{}
+	fenced := false
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			fenced = !fenced
+			continue
+		}
+		m := mdHeading.FindStringSubmatch(line)
+		if fenced || m == nil {
+			continue
+		}
+		slug := strings.ReplaceAll(slugDrop.ReplaceAllString(strings.ToLower(m[1]), ""), " ", "-")
+		if n := seen[slug]; n > 0 {
+			anchors[fmt.Sprintf("%s-%d", slug, n)] = true
+		} else {
+			anchors[slug] = true
+		}
+		seen[slug]++
+	}
+	return anchors
+}
+
+// TestReadmeLinks checks the relative links of README.md and docs/*.md:
+// each names a file or directory of the repository, and a #fragment into
+// a Markdown file names one of its headings. Sections move between these
+// files; a link left behind fails here.
+func TestReadmeLinks(t *testing.T) {
+	root := moduleRoot(t)
+	files, err := readmeFiles(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]map[string]bool{} // by path relative to root
+	anchorsOf := func(rel string) map[string]bool {
+		if a, ok := anchors[rel]; ok {
+			return a
+		}
+		md, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(rel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		anchors[rel] = mdAnchors(string(md))
+		return anchors[rel]
+	}
+	links := 0
+	for _, file := range files {
+		md, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(file)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(md), "\n") {
+			for _, m := range mdLink.FindAllStringSubmatch(line, -1) {
+				target := m[1]
+				if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+					continue
+				}
+				links++
+				path, frag, _ := strings.Cut(target, "#")
+				rel := file
+				if path != "" {
+					rel = filepath.ToSlash(filepath.Clean(filepath.Join(filepath.Dir(file), filepath.FromSlash(path))))
+					if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(rel))); err != nil {
+						t.Errorf("%s:%d: link %s: no file %s", file, i+1, target, rel)
+						continue
+					}
+				}
+				if frag != "" && strings.HasSuffix(rel, ".md") && !anchorsOf(rel)[frag] {
+					t.Errorf("%s:%d: link %s: %s has no heading with anchor #%s", file, i+1, target, rel, frag)
+				}
+			}
+		}
+	}
+	t.Logf("%d relative links in %d files", links, len(files))
 }

@@ -14,8 +14,8 @@ import (
 	relockotel "github.com/relock-go/relock/otel"
 )
 
-// ExampleNewObserver_globalProviders is the README's OpenTelemetry snippet
-// (the lines between the README markers; the main module's
+// ExampleNewObserver_globalProviders is the OpenTelemetry snippet of
+// docs/observability.md (the lines between the README markers; the main module's
 // TestReadmeSnippets checks that they match): an observer on the global
 // providers, which are no-ops until a program installs its own.
 func ExampleNewObserver_globalProviders() {

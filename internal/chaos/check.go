@@ -223,7 +223,7 @@ func (r Report) MaxRecovery() (time.Duration, bool) {
 }
 
 // TableHeader is the header of the results table that Row fills, as the
-// README's "Under faults" section shows it.
+// docs/faults.md ("Under faults") shows it.
 const TableHeader = "| scenario | claimed safe | acquisitions | violations | stale fenced writes | losses signalled before the next holder | recovery (fault end → next holder) | longest free with waiters | dead on arrival |\n" +
 	"|---|---|--:|--:|--:|--:|---|--:|--:|"
 

@@ -18,9 +18,9 @@ import (
 )
 
 // go test ./internal/chaos -run TestFaults -v -args -table prints the
-// README's results table; CHAOS_DEBUG=1 also logs every hold near each
+// results table of docs/faults.md; CHAOS_DEBUG=1 also logs every hold near each
 // fault.
-var printTable = flag.Bool("table", false, "print the README's results table (section \"Under faults\") after TestFaults")
+var printTable = flag.Bool("table", false, "print the results table of docs/faults.md (\"Under faults\") after TestFaults")
 
 // The workload of every scenario.
 const (
@@ -496,7 +496,7 @@ var (
 // history: no overlap and no stale fenced write where relock claims
 // safety, an overlap where it does not, every lost lock signalled before
 // the next holder, and recovery within livenessBound. With -args -table it
-// prints the README's results table.
+// prints the results table of docs/faults.md.
 func TestFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault injection takes about two minutes; skipped under -short")

@@ -12,8 +12,8 @@ import (
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
-// CheckOpen checks the rules that every driver's Open follows (README, "By
-// driver name"): a malformed URL or an unknown query option fails Open with
+// CheckOpen checks the rules that every driver's Open follows (docs/adapters.md,
+// "By driver name"): a malformed URL or an unknown query option fails Open with
 // an error matching relock.ErrInvalidArgument that does not show the
 // password; Open does not dial, so an unreachable server, a wrong password
 // or rediss:// to a plain server surface on the first call, within its

@@ -28,7 +28,7 @@ const (
 )
 
 // CheckOutages checks, through relock.Open(driverName, ...), that relock
-// tells "Redis is unavailable" from "the lock is taken" (README, "Errors"):
+// tells "Redis is unavailable" from "the lock is taken" (docs/errors.md):
 //
 //   - no answer (a listener that never replies), a refused connection, and
 //     rediss:// against a plaintext server: Obtain, TryObtain and

@@ -1,7 +1,7 @@
 // Package failover holds what the adapters' failover tests share: a probe
 // that measures how long a fault keeps locks from working, and loggers of
 // what became of a lock held across it. It asserts little: failovers are
-// observed, and their numbers go in the README.
+// observed, and their numbers go in docs/topologies.md.
 package failover
 
 import (
