@@ -14,9 +14,11 @@ import (
 	"time"
 
 	redigolib "github.com/gomodule/redigo/redis"
+	goredislib "github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 
 	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/adapters/redigo"
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 	"github.com/relock-go/relock/driver"
@@ -26,20 +28,38 @@ import (
 // adapterConns returns a constructor of a new driver connection to s for
 // each of the three adapters, each closed when the test ends.
 func adapterConns(s *srv) map[string]func(t *testing.T) driver.Conn {
+	return connsAs(s.addr, s.mini != nil, "")
+}
+
+// connsAs returns, for each adapter, a constructor of a connection to addr
+// (a miniredis when mini), as the ACL user user (password "pw") unless
+// user is "".
+func connsAs(addr string, mini bool, user string) map[string]func(t *testing.T) driver.Conn {
+	pass := ""
+	if user != "" {
+		pass = "pw"
+	}
 	return map[string]func(t *testing.T) driver.Conn{
-		"goredis": func(t *testing.T) driver.Conn { return s.conn(t) },
+		"goredis": func(t *testing.T) driver.Conn {
+			rdb := goredislib.NewClient(&goredislib.Options{Addr: addr, Username: user, Password: pass, MaxRetries: -1})
+			t.Cleanup(func() { _ = rdb.Close() })
+			return goredis.New(rdb)
+		},
 		"redigo": func(t *testing.T) driver.Conn {
-			addr := s.addr
+			opts := []redigolib.DialOption{}
+			if user != "" {
+				opts = append(opts, redigolib.DialUsername(user), redigolib.DialPassword(pass))
+			}
 			pool := &redigolib.Pool{MaxIdle: 8, DialContext: func(ctx context.Context) (redigolib.Conn, error) {
-				return redigolib.DialContext(ctx, "tcp", addr)
+				return redigolib.DialContext(ctx, "tcp", addr, opts...)
 			}}
 			t.Cleanup(func() { _ = pool.Close() })
 			return redigo.New(pool)
 		},
 		"rueidis": func(t *testing.T) driver.Conn {
-			opt := rueidis.ClientOption{InitAddress: []string{s.addr}}
-			if s.mini != nil {
-				opt.DisableCache, opt.ForceSingleClient = true, true
+			opt := rueidis.ClientOption{InitAddress: []string{addr}, Username: user, Password: pass, DisableCache: true}
+			if mini {
+				opt.ForceSingleClient = true
 			}
 			c, err := rueidis.NewClient(opt)
 			if err != nil {

@@ -11,14 +11,7 @@ import (
 	"testing"
 	"time"
 
-	redigolib "github.com/gomodule/redigo/redis"
-	goredislib "github.com/redis/go-redis/v9"
-	"github.com/redis/rueidis"
-
 	"github.com/relock-go/relock"
-	"github.com/relock-go/relock/adapters/goredis"
-	"github.com/relock-go/relock/adapters/redigo"
-	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
@@ -26,28 +19,7 @@ import (
 // userConns returns, for each adapter, a constructor of a connection to
 // addr as the ACL user user (password "pw").
 func userConns(addr, user string) map[string]func(t *testing.T) driver.Conn {
-	return map[string]func(t *testing.T) driver.Conn{
-		"goredis": func(t *testing.T) driver.Conn {
-			rdb := goredislib.NewClient(&goredislib.Options{Addr: addr, Username: user, Password: "pw", MaxRetries: -1})
-			t.Cleanup(func() { _ = rdb.Close() })
-			return goredis.New(rdb)
-		},
-		"redigo": func(t *testing.T) driver.Conn {
-			pool := &redigolib.Pool{MaxIdle: 8, DialContext: func(ctx context.Context) (redigolib.Conn, error) {
-				return redigolib.DialContext(ctx, "tcp", addr, redigolib.DialUsername(user), redigolib.DialPassword("pw"))
-			}}
-			t.Cleanup(func() { _ = pool.Close() })
-			return redigo.New(pool)
-		},
-		"rueidis": func(t *testing.T) driver.Conn {
-			c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, Username: user, Password: "pw", DisableCache: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(c.Close)
-			return rueidisadapter.New(c)
-		},
-	}
+	return connsAs(addr, false, user)
 }
 
 // scriptsOnly hides a connection's WATCH, so that no fallback exists when
