@@ -37,7 +37,7 @@ type obtainReq struct {
 
 	// Storage for keys.relKeys, relArgs and leaveArgs.
 	relKeys            [3]string
-	relArgs, leaveArgs [6]string
+	relArgs, leaveArgs [7]string
 }
 
 // init names the request's key (with companions) and draws its token: 128
@@ -67,7 +67,7 @@ func (r *obtainReq) setReleaseArgs() {
 		r.relKeys[1], r.relKeys[2] = k.queue, k.fence
 		n = 3
 	}
-	r.relArgs = [6]string{r.token, k.waiter, k.channel, "", leftTombstoneArg, fenceLifeArg}
+	r.relArgs = [7]string{r.token, k.waiter, k.channel, "", leftTombstoneArg, fenceLifeArg, handoverClaimArg}
 	r.leaveArgs = r.relArgs
 	r.leaveArgs[3] = "leave"
 	k.relKeys, k.relArgs, k.leaveArgs = r.relKeys[:n], r.relArgs[:], r.leaveArgs[:]
@@ -85,14 +85,26 @@ const (
 
 var queueModeArg = [...]string{noQueue: "0", joinQueue: "1", renewQueue: "2"}
 
-// Waiter leases. A queued waiter keeps its place for waiterLease without
-// renewing it, and renews it every waiterRenew, so a waiter that died
-// blocks the queue for at most waiterLease. A waiter that gives up leaves
-// a tombstone for leftTombstone, so a join of its delayed by a stall
-// cannot bring it back.
+// Waiter leases and hand-over claims: they bound how long a waiter that
+// died, or that cannot be reached, keeps a free lock from the live ones,
+// whatever the locks' TTLs.
+//
+// A queued waiter keeps its place for waiterLease without renewing it, and
+// renews it every waiterRenew (one script call each: 1/waiterRenew calls
+// per waiter per second), so a waiter that died keeps a free lock from the
+// waiters behind it for at most waiterLease after its death; they retry
+// when its lease ends (the obtain script tells them when). A release hands
+// the lock to the first waiter whose lease is live with a claim of
+// min(TTL, handoverClaim); the waiter confirms it, setting the key's expiry
+// to its TTL, before Obtain returns. A waiter that never confirms loses the
+// lock when the claim ends, and the next waiter, which saw the claim's PTTL
+// in a renewal, takes it then. A waiter that gives up leaves a tombstone
+// for leftTombstone, so a join of its delayed by a stall cannot bring it
+// back.
 const (
-	waiterLease   = time.Second
-	waiterRenew   = waiterLease / 5
+	waiterLease   = 500 * time.Millisecond
+	waiterRenew   = waiterLease / 4
+	handoverClaim = 250 * time.Millisecond
 	leftTombstone = 10 * time.Second
 )
 
@@ -107,6 +119,7 @@ var (
 	waiterLeaseArg   = millis(waiterLease)
 	leftTombstoneArg = millis(leftTombstone)
 	fenceLifeArg     = millis(fenceLife)
+	handoverClaimArg = millis(handoverClaim)
 )
 
 // holds reports whether a lock key's value v marks token as its owner: the
@@ -331,7 +344,7 @@ func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave
 		if leave {
 			mode = "leave"
 		}
-		args = []string{token, k.waiter, k.channel, mode, leftTombstoneArg, fenceLifeArg}
+		args = []string{token, k.waiter, k.channel, mode, leftTombstoneArg, fenceLifeArg, handoverClaimArg}
 	}
 	r, _, err := p.run(ctx, scripts.Release, keys, nil, args...)
 	if err != nil {

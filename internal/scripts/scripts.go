@@ -40,7 +40,7 @@ var (
 	Obtain = newScript(obtainSrc)
 	// Release: see release.lua. KEYS lock[, queue, fence]; ARGV token,
 	// waiter key prefix, channel, "leave", tombstone ms, fencing counter
-	// ms. Returns 1 when it was ours.
+	// ms, hand-over claim ms. Returns 1 when it was ours.
 	Release = newScript(releaseSrc)
 	// Refresh: ARGV[2] ttl ms. Returns 1 when extended, 0 when not ours.
 	Refresh = newScript(refreshSrc)
