@@ -37,7 +37,7 @@ type obtainReq struct {
 
 	// Storage for keys.relKeys, relArgs and leaveArgs.
 	relKeys            [3]string
-	relArgs, leaveArgs [7]string
+	relArgs, leaveArgs [6]string
 }
 
 // init names the request's key (with companions) and draws its token: 128
@@ -67,7 +67,7 @@ func (r *obtainReq) setReleaseArgs() {
 		r.relKeys[1], r.relKeys[2] = k.queue, k.fence
 		n = 3
 	}
-	r.relArgs = [7]string{r.token, k.waiter, k.channel, "", leftTombstoneArg, fenceLifeArg, handoverClaimArg}
+	r.relArgs = [6]string{r.token, k.waiter, k.channel, "", leftTombstoneArg, fenceLifeArg}
 	r.leaveArgs = r.relArgs
 	r.leaveArgs[3] = "leave"
 	k.relKeys, k.relArgs, k.leaveArgs = r.relKeys[:n], r.relArgs[:], r.leaveArgs[:]
@@ -94,13 +94,17 @@ var queueModeArg = [...]string{noQueue: "0", joinQueue: "1", renewQueue: "2"}
 // per waiter per second), so a waiter that died keeps a free lock from the
 // waiters behind it for at most waiterLease after its death; they retry
 // when its lease ends (the obtain script tells them when). A release hands
-// the lock to the first waiter whose lease is live with a claim of
-// min(TTL, handoverClaim); the waiter confirms it, setting the key's expiry
-// to its TTL, before Obtain returns. A waiter that never confirms loses the
-// lock when the claim ends, and the next waiter, which saw the claim's PTTL
-// in a renewal, takes it then. A waiter that gives up leaves a tombstone
-// for leftTombstone, so a join of its delayed by a stall cannot bring it
-// back.
+// the lock to the first waiter whose lease is live, with the expiry that
+// waiter wrote in its waiter key: a claim of min(TTL, handoverClaim). The
+// waiter confirms it, setting the key's expiry to its TTL, before Obtain
+// returns; one that never does loses the lock when the claim ends, and the
+// next waiter, which saw the claim's PTTL in a renewal, takes it then. (The
+// claim is the waiter's to write, not the release's to decide, so that a
+// release of any version gives a claim to a waiter that confirms it, and a
+// full TTL to a waiter of an earlier version, which does not.)
+//
+// A waiter that gives up leaves a tombstone for leftTombstone, so a join of
+// its delayed by a stall cannot bring it back.
 const (
 	waiterLease   = 500 * time.Millisecond
 	waiterRenew   = waiterLease / 4
@@ -303,7 +307,11 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 			keys = append(keys, q.keys.fence)
 		}
 	}
-	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, waiterLeaseArg, q.meta, fenceLifeArg)
+	claim := handoverClaimArg
+	if q.ttl < handoverClaim {
+		claim = millis(q.ttl)
+	}
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, waiterLeaseArg, q.meta, fenceLifeArg, claim)
 	if err != nil {
 		return res, err
 	}
@@ -344,7 +352,7 @@ func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave
 		if leave {
 			mode = "leave"
 		}
-		args = []string{token, k.waiter, k.channel, mode, leftTombstoneArg, fenceLifeArg, handoverClaimArg}
+		args = []string{token, k.waiter, k.channel, mode, leftTombstoneArg, fenceLifeArg}
 	}
 	r, _, err := p.run(ctx, scripts.Release, keys, nil, args...)
 	if err != nil {

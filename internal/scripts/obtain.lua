@@ -8,7 +8,11 @@
 -- renewing it; "-" marks a waiter that left, for good); ARGV[5] waiter key
 -- lifetime in ms; ARGV[6] metadata ("" for none): the key then holds
 -- token.."|"..metadata; ARGV[7] how long an unused fencing counter lives,
--- in ms.
+-- in ms; ARGV[8] the ttl, in ms, that a release hands the lock over with
+-- (it reads it in our waiter key): new waiters give a short claim, the
+-- smaller of their ttl and a few hundred ms, which they confirm to their
+-- ttl once woken (a try that finds the key ours sets its expiry to ttl);
+-- so a waiter that died keeps a free lock for its claim only.
 --
 -- Every key this script writes expires: the lock key after ttl, a waiter
 -- key after ARGV[5] ms, the queue no earlier than its last waiter key (each
@@ -18,10 +22,9 @@
 -- Returns {status, pttl, fence, seconds, microseconds}, always five
 -- integers (see obtainReply in wire.go):
 --   1 the key holds the token: set here, set by an earlier run of the same
---     call whose reply was lost, or handed to us (a release's hand-over
---     sets only a short claim: its expiry is set to ttl here, which
---     confirms it); pttl is ours, fence the fencing number (0 without a
---     counter);
+--     call whose reply was lost, or handed to us (a hand-over sets only a
+--     short claim: its expiry is set to ttl here, which confirms it); pttl
+--     is ours, fence the fencing number (0 without a counter);
 --   0 taken (pttl is the holder's, -1 unknown), not queued;
 --   2 taken or held for a waiter ahead, and we are queued: seconds and
 --     microseconds are the server's clock;
@@ -113,7 +116,7 @@ else
   end
 end
 if queue and mode ~= '0' then
-  local want = ttl
+  local want = ARGV[8]
   if fence then
     want = ttl .. ':f'
   end

@@ -4,16 +4,15 @@
 -- ARGV[3] channel to announce a hand-over on; ARGV[4] "leave" when a waiter
 -- gives up: take it out of the queue first, for good (its waiter key
 -- becomes "-" for ARGV[5] ms, so a join that arrives late is refused);
--- ARGV[6] how long an unused fencing counter lives, in ms; ARGV[7] how
--- long a hand-over's claim lasts, in ms.
+-- ARGV[6] how long an unused fencing counter lives, in ms.
 --
--- When the key holds the token, it goes to the next waiter, or is deleted
--- when nobody waits. A hand-over sets the key to the waiter's token for a
--- short claim, the smaller of the waiter's ttl and ARGV[7], then PUBLISHes
--- it (see handover in wire.go); the waiter confirms by setting the expiry
--- to its ttl. A waiter that died or cannot be reached never confirms: the
--- key frees when the claim ends, and the next waiter takes it. Returns 1
--- if the key held the token, else 0.
+-- When the key holds the token, it goes to the next waiter (SET with the
+-- ttl in the waiter's key, then PUBLISH the hand-over: see handover in
+-- wire.go), or is deleted when nobody waits. Waiters put a short claim in
+-- their key, not their ttl, and confirm it to their ttl once woken, so one
+-- that died keeps the lock only for its claim. (Waiters of versions before
+-- the claim put their ttl, and get it.) Returns 1 if the key held the
+-- token, else 0.
 local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
 if queue and ARGV[4] == 'leave' then
   redis.call('LREM', queue, 0, ARGV[1])
@@ -48,11 +47,7 @@ if queue then
         end
         redis.call('PEXPIRE', fence, ARGV[6])
       end
-      local claim = tonumber(ARGV[7])
-      if tonumber(ttl) < claim then
-        claim = tonumber(ttl)
-      end
-      redis.call('SET', lock, nxt .. meta, 'PX', claim)
+      redis.call('SET', lock, nxt .. meta, 'PX', ttl)
       local t = redis.call('TIME')
       redis.call('PUBLISH', ARGV[3], nxt .. ':' .. t[1] .. ':' .. t[2] .. ':' .. n)
       return 1

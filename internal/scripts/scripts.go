@@ -36,11 +36,11 @@ var (
 var (
 	// Obtain: see obtain.lua. KEYS lock[, queue[, fence]]; ARGV token,
 	// ttl ms, queue mode, waiter key prefix, waiter key ms, metadata,
-	// fencing counter ms.
+	// fencing counter ms, hand-over claim ms.
 	Obtain = newScript(obtainSrc)
 	// Release: see release.lua. KEYS lock[, queue, fence]; ARGV token,
 	// waiter key prefix, channel, "leave", tombstone ms, fencing counter
-	// ms, hand-over claim ms. Returns 1 when it was ours.
+	// ms. Returns 1 when it was ours.
 	Release = newScript(releaseSrc)
 	// Refresh: ARGV[2] ttl ms. Returns 1 when extended, 0 when not ours.
 	Refresh = newScript(refreshSrc)
