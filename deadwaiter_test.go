@@ -13,11 +13,16 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	goredislib "github.com/redis/go-redis/v9"
+
 	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/internal/chaos"
+	"github.com/relock-go/relock/internal/scripts"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
@@ -237,4 +242,74 @@ func evalCalls(t *testing.T, srv *testredis.Server) int64 {
 		}
 	}
 	return total
+}
+
+// slowConfirm delays the first run of the refresh script (a woken waiter's
+// confirmation of its claim) by delay, so that the claim runs out first.
+type slowConfirm struct {
+	*goredis.Conn
+	delay   time.Duration
+	delayed atomic.Bool
+}
+
+func (c *slowConfirm) EvalSha(ctx context.Context, sha string, keys []string, args ...string) (any, error) {
+	if sha == scripts.Refresh.SHA1 && !c.delayed.Swap(true) {
+		time.Sleep(c.delay)
+	}
+	return c.Conn.EvalSha(ctx, sha, keys, args...)
+}
+
+// A woken waiter whose confirmation comes after its claim ran out does not
+// get the lock from that hand-over: the waiter behind it takes the lock
+// when the claim ends, and the late one queues again and gets it next.
+// Nobody holds it at the same time as another.
+func TestHandoverClaimRunsOutBeforeTheConfirmation(t *testing.T) {
+	testredis.SkipShort(t, "starts a private Redis server")
+	srv := testredis.Start(t)
+	rdb := goredislib.NewClient(&goredislib.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	holder := chaosClient(t, "goredis", srv.Addr())
+	next := chaosClient(t, "goredis", srv.Addr())
+	late := newClient(t, &slowConfirm{Conn: goredis.New(rdb), delay: 400 * time.Millisecond})
+	key := freshKey(t, "late")
+	ctx := ctxT(t, 20*time.Second)
+	const ttl = 5 * time.Second
+	a, err := holder.Obtain(ctx, key, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotLate := obtainAsync(ctx, late, key, ttl)
+	waitWaiters(t, holder, key, 1)
+	gotNext := obtainAsync(ctx, next, key, ttl)
+	waitWaiters(t, holder, key, 2)
+	released := time.Now()
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-gotNext
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Logf("the waiter behind got the lock %v after the release", r.at.Sub(released).Round(time.Millisecond))
+	if d, err := r.l.TTL(ctx); err != nil || d < ttl-time.Second {
+		t.Fatalf("its TTL: %v, %v; want about %v", d, err, ttl)
+	}
+	select {
+	case r := <-gotLate:
+		t.Fatalf("the late waiter got the lock (%v) while the next one held it", r.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := r.l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r = <-gotLate
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if d, err := r.l.TTL(ctx); err != nil || d < ttl-time.Second {
+		t.Fatalf("the late waiter's TTL: %v, %v; want about %v", d, err, ttl)
+	}
+	if err := r.l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
