@@ -78,7 +78,7 @@ func freshKey(t *testing.T, base string) string {
 // live one, on a lock held with a 30 s TTL; fault then cuts or partitions
 // the proxy, and the holder releases 50 ms later. It returns how long after
 // the release the live waiter got the lock.
-func deadAhead(t *testing.T, srv *testredis.Server, adapter string, dead int, fault func(*chaos.Proxy)) time.Duration {
+func deadAhead(t *testing.T, srv *testredis.Server, adapter string, dead int, fault func(*chaos.Proxy), opts ...relock.Option) time.Duration {
 	t.Helper()
 	const ttl = 30 * time.Second
 	px, err := chaos.NewProxy(srv.Addr(), 0, 0)
@@ -91,7 +91,7 @@ func deadAhead(t *testing.T, srv *testredis.Server, adapter string, dead int, fa
 	t.Cleanup(func() { _ = px.Close() }) // before doomed closes
 	key := freshKey(t, "deadahead")
 	ctx := ctxT(t, 20*time.Second)
-	a, err := holder.Obtain(ctx, key, ttl)
+	a, err := holder.Obtain(ctx, key, ttl, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,10 +99,10 @@ func deadAhead(t *testing.T, srv *testredis.Server, adapter string, dead int, fa
 	defer cancelDead()
 	deadRes := make([]<-chan asyncResult, dead)
 	for i := range dead {
-		deadRes[i] = obtainAsync(dctx, doomed, key, ttl)
+		deadRes[i] = obtainAsync(dctx, doomed, key, ttl, opts...)
 		waitWaiters(t, holder, key, i+1)
 	}
-	got := obtainAsync(ctx, live, key, ttl)
+	got := obtainAsync(ctx, live, key, ttl, opts...)
 	waitWaiters(t, holder, key, dead+1)
 
 	fault(px)
@@ -118,6 +118,12 @@ func deadAhead(t *testing.T, srv *testredis.Server, adapter string, dead int, fa
 			t.Fatal(r.err)
 		}
 		d = r.at.Sub(released)
+		if left, err := r.l.TTL(ctx); err != nil || left < ttl-5*time.Second {
+			t.Errorf("the live waiter's lock: TTL %v, %v; want about %v", left, err, ttl)
+		}
+		if a.Fence() != 0 && r.l.Fence() <= a.Fence() {
+			t.Errorf("the live waiter's fence %d is not above the holder's %d", r.l.Fence(), a.Fence())
+		}
 		if err := r.l.Release(ctx); err != nil {
 			t.Errorf("the live waiter's release: %v", err)
 		}
@@ -142,7 +148,7 @@ func partition(px *chaos.Proxy) { px.Partition() }
 // TestDeadHeadWaiterHoldsAFreeLockBriefly: TTL 30 s; the head waiter's
 // connections are cut, or its client partitioned, 50 ms before the holder
 // releases; the live waiter behind it gets the lock within
-// deadWaiterBound, on every adapter.
+// deadWaiterBound, on every adapter; fenced with metadata too.
 func TestDeadHeadWaiterHoldsAFreeLockBriefly(t *testing.T) {
 	testredis.SkipShort(t, "starts a private Redis server")
 	srv := testredis.Start(t)
@@ -150,9 +156,14 @@ func TestDeadHeadWaiterHoldsAFreeLockBriefly(t *testing.T) {
 		for _, f := range []struct {
 			name  string
 			fault func(*chaos.Proxy)
-		}{{"cut", cutConns}, {"partition", partition}} {
+			opts  []relock.Option
+		}{
+			{"cut", cutConns, nil},
+			{"partition", partition, nil},
+			{"cut, fenced with metadata", cutConns, []relock.Option{relock.WithFencing(), relock.WithMetadata("m")}},
+		} {
 			t.Run(adapter+"/"+f.name, func(t *testing.T) {
-				d := deadAhead(t, srv, adapter, 1, f.fault)
+				d := deadAhead(t, srv, adapter, 1, f.fault, f.opts...)
 				t.Logf("%s, head waiter %s: the live waiter got the lock %v after the release", adapter, f.name, d.Round(time.Millisecond))
 				if d > deadWaiterBound {
 					t.Fatalf("a dead head waiter kept a free lock for %v after the release; the bound is %v", d, deadWaiterBound)

@@ -477,7 +477,7 @@ func testToken() string {
 }
 
 // Issue 19.1 at the script level: a waiter's key carries its hand-over
-// claim, the release sets the key for that claim only, and the waiter's
+// claim (fenced or not), the release sets the key for that claim only, and the waiter's
 // next try confirms it to its TTL. A waiter of an earlier version, whose
 // key carries its TTL, still gets its whole TTL. A free lock kept by a
 // waiter ahead tells the others when that waiter's lease ends, and the
@@ -492,8 +492,11 @@ func TestHandoverClaimIsConfirmedByTheWaiter(t *testing.T) {
 		if _, res := try(t, p, rc, key, a, noQueue, false, ""); !res.ok {
 			t.Fatalf("a: %+v", res)
 		}
-		if rep, _ := try(t, p, rc, key, b, joinQueue, false, "m"); rep.status != obtainQueued {
+		if rep, _ := try(t, p, rc, key, b, joinQueue, true, "m"); rep.status != obtainQueued {
 			t.Fatalf("b joins: %+v", rep)
+		}
+		if w := s.rdb.Get(ctx, k.waiter+b).Val(); w != handoverClaimArg+":f|m" {
+			t.Fatalf("b's waiter key holds %q, want its claim, fenced, with its metadata", w)
 		}
 		if pttl := s.rdb.PTTL(ctx, k.queue).Val(); pttl <= 0 || pttl > waiterLease {
 			t.Fatalf("the queue's PTTL is %v, want (0, %v]", pttl, waiterLease)
@@ -511,8 +514,8 @@ func TestHandoverClaimIsConfirmedByTheWaiter(t *testing.T) {
 		if pttl := s.rdb.PTTL(ctx, key).Val(); pttl <= 0 || pttl > handoverClaim {
 			t.Fatalf("b's claim: PTTL %v, want (0, %v]", pttl, handoverClaim)
 		}
-		rep, res := try(t, p, rc, key, b, renewQueue, false, "m")
-		if !res.ok || rep.pttl != 5000 || res.left != 5*time.Second {
+		rep, res := try(t, p, rc, key, b, renewQueue, true, "m")
+		if !res.ok || rep.pttl != 5000 || res.left != 5*time.Second || res.fence == 0 {
 			t.Fatalf("b's confirming try: reply %+v, result %+v; want ours with its whole TTL", rep, res)
 		}
 		if pttl := s.rdb.PTTL(ctx, key).Val(); pttl < 4*time.Second {

@@ -28,11 +28,11 @@
 --   0 taken (pttl is the holder's, -1 unknown), not queued;
 --   2 taken or held for a waiter ahead, and we are queued: seconds and
 --     microseconds are the server's clock;
---   In statuses 0, 2 and 3, pttl is when to look again at the latest: the
---   holder's PTTL, or, when the key is free but a waiter ahead keeps it,
---   what is left of that waiter's lease.
 --   3 our place had lapsed (a renewal): join again;
 --   4 this token left the queue for good: nothing was written.
+-- In statuses 0, 2 and 3, pttl is when to look again at the latest: the
+-- holder's PTTL, or, when the key is free but a waiter ahead keeps it,
+-- what is left of that waiter's lease.
 -- A key of another type raises WRONGTYPE before anything is written.
 local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
 local token, ttl, mode, meta = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
@@ -118,7 +118,7 @@ end
 if queue and mode ~= '0' then
   local want = ARGV[8]
   if fence then
-    want = ttl .. ':f'
+    want = want .. ':f'
   end
   if meta ~= '' then
     want = want .. '|' .. meta
