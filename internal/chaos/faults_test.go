@@ -47,7 +47,7 @@ const (
 // renewal), and one handed the lock for its whole TTL (issue #19): the
 // bound was 1.5 s. Since issue #19 a hand-over is a 250 ms claim and a
 // lease lasts 500 ms: the scenario that loses 8 queued waiters at once,
-// the worst case by design, recovers in 0.42–0.45 s (1.0 s before). The
+// the worst case by design, recovers in 0.43–0.50 s (1.0 s before). The
 // bound keeps room for a renewal (125 ms) and a loaded machine. Tighten
 // it here.
 const livenessBound = time.Second
