@@ -659,17 +659,31 @@ func (o *obtainer) register() bool {
 }
 
 // takeOver builds the lock a release handed to us; nil, nil when the
-// announcement cannot be used (the next poll finds the lock ours) or the
+// announcement cannot be used (the next poll finds the lock ours), the
+// claim ran out before we confirmed it (the next try queues again), or the
 // lock is already past its validity (given back).
+//
+// A hand-over sets the key to our token for a short claim only (see
+// handoverClaim): we confirm it by setting its expiry to our TTL, and the
+// lock's validity counts from that confirming write.
 func (o *obtainer) takeOver(payload string) (*Lock, error) {
 	h, ok := parseHandover(payload)
 	if !ok || o.serverAt == 0 {
 		return nil, nil
 	}
+	req := o.req
 	o.placed, o.queued = false, false // the release took us out of the queue
-	// The release ran (h.serverTime - o.serverAt) after the try that
-	// queued us, which ran no earlier than o.sent.
-	at := o.sent.Add(time.Duration(h.serverTime-o.serverAt) * time.Microsecond)
+	at := time.Now()
+	ok, _, err := o.c.path.refresh(o.ctx, req.keys, req.token, req.ttl, nil)
+	if err != nil {
+		// The claim may be ours still: the next try finds it so (and
+		// confirms it), or the call's clean-up gives it back. No clean-up
+		// now: the next try uses the same token.
+		return nil, o.failed(err)
+	}
+	if !ok {
+		return nil, nil // the claim ran out first
+	}
 	l, err := o.accept(at, h.fence)
 	if l != nil {
 		o.handedOver = true

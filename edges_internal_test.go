@@ -475,3 +475,70 @@ func testToken() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Issue 19.1 at the script level: a waiter's key carries its hand-over
+// claim (fenced or not), the release sets the key for that claim only, and the waiter's
+// next try confirms it to its TTL. A waiter of an earlier version, whose
+// key carries its TTL, still gets its whole TTL. A free lock kept by a
+// waiter ahead tells the others when that waiter's lease ends, and the
+// queue expires with its leases.
+func TestHandoverClaimIsConfirmedByTheWaiter(t *testing.T) {
+	eachRawServer(t, func(t *testing.T, s *rawServer) {
+		ctx := context.Background()
+		p, rc := s.path()
+		key := s.key(t, "claim")
+		k := keysFor(key)
+		a, b, old, d := testToken(), testToken(), testToken(), testToken()
+		if _, res := try(t, p, rc, key, a, noQueue, false, ""); !res.ok {
+			t.Fatalf("a: %+v", res)
+		}
+		if rep, _ := try(t, p, rc, key, b, joinQueue, true, "m"); rep.status != obtainQueued {
+			t.Fatalf("b joins: %+v", rep)
+		}
+		if w := s.rdb.Get(ctx, k.waiter+b).Val(); w != handoverClaimArg+":f|m" {
+			t.Fatalf("b's waiter key holds %q, want its claim, fenced, with its metadata", w)
+		}
+		if pttl := s.rdb.PTTL(ctx, k.queue).Val(); pttl <= 0 || pttl > waiterLease {
+			t.Fatalf("the queue's PTTL is %v, want (0, %v]", pttl, waiterLease)
+		}
+		// A waiter of an earlier version: its key holds its TTL.
+		s.rdb.Set(ctx, k.waiter+old, "5000", waiterLease)
+		s.rdb.RPush(ctx, k.queue, old)
+
+		if ok, err := p.release(ctx, k, a, false); err != nil || !ok {
+			t.Fatalf("a's release: %v, %v", ok, err)
+		}
+		if v, _ := s.get(t, key); v != b+"|m" {
+			t.Fatalf("after a's release the key holds %q, want b's token and metadata", v)
+		}
+		if pttl := s.rdb.PTTL(ctx, key).Val(); pttl <= 0 || pttl > handoverClaim {
+			t.Fatalf("b's claim: PTTL %v, want (0, %v]", pttl, handoverClaim)
+		}
+		rep, res := try(t, p, rc, key, b, renewQueue, true, "m")
+		if !res.ok || rep.pttl != 5000 || res.left != 5*time.Second || res.fence == 0 {
+			t.Fatalf("b's confirming try: reply %+v, result %+v; want ours with its whole TTL", rep, res)
+		}
+		if pttl := s.rdb.PTTL(ctx, key).Val(); pttl < 4*time.Second {
+			t.Fatalf("after b's confirmation: PTTL %v, want b's 5 s", pttl)
+		}
+		if ok, err := p.release(ctx, k, b, false); err != nil || !ok {
+			t.Fatalf("b's release: %v, %v", ok, err)
+		}
+		if v, _ := s.get(t, key); v != old {
+			t.Fatalf("after b's release the key holds %q, want the earlier version's waiter", v)
+		}
+		if pttl := s.rdb.PTTL(ctx, key).Val(); pttl < 4*time.Second {
+			t.Fatalf("a waiter of an earlier version got PTTL %v, want its whole 5 s: it does not confirm", pttl)
+		}
+		s.rdb.Del(ctx, key)
+
+		// d queued ahead of a free lock (dead, say): the next try is told
+		// to look again when d's lease ends.
+		s.rdb.Set(ctx, k.waiter+d, "250", waiterLease)
+		s.rdb.RPush(ctx, k.queue, d)
+		rep, res = try(t, p, rc, key, testToken(), joinQueue, false, "")
+		if rep.status != obtainQueued || res.holder <= 0 || res.holder > waiterLease {
+			t.Fatalf("behind a live waiter on a free lock: reply %+v, result %+v; want queued, told to look again within %v", rep, res, waiterLease)
+		}
+	})
+}

@@ -87,14 +87,30 @@ const (
 
 var queueModeArg = [...]string{noQueue: "0", joinQueue: "1", renewQueue: "2"}
 
-// Waiter leases. A queued waiter keeps its place for waiterLease without
-// renewing it, and renews it every waiterRenew, so a waiter that died
-// blocks the queue for at most waiterLease. A waiter that gives up leaves
-// a tombstone for leftTombstone, so a join of its delayed by a stall
-// cannot bring it back.
+// Waiter leases and hand-over claims: they bound how long a waiter that
+// died, or that cannot be reached, keeps a free lock from the live ones,
+// whatever the locks' TTLs.
+//
+// A queued waiter keeps its place for waiterLease without renewing it, and
+// renews it every waiterRenew (one script call each: 1/waiterRenew calls
+// per waiter per second), so a waiter that died keeps a free lock from the
+// waiters behind it for at most waiterLease after its death; they retry
+// when its lease ends (the obtain script tells them when). A release hands
+// the lock to the first waiter whose lease is live, with the expiry that
+// waiter wrote in its waiter key: a claim of min(TTL, handoverClaim). The
+// waiter confirms it, setting the key's expiry to its TTL, before Obtain
+// returns; one that never does loses the lock when the claim ends, and the
+// next waiter, which saw the claim's PTTL in a renewal, takes it then. (The
+// claim is the waiter's to write, not the release's to decide, so that a
+// release of any version gives a claim to a waiter that confirms it, and a
+// full TTL to a waiter of an earlier version, which does not.)
+//
+// A waiter that gives up leaves a tombstone for leftTombstone, so a join of
+// its delayed by a stall cannot bring it back.
 const (
-	waiterLease   = time.Second
-	waiterRenew   = waiterLease / 5
+	waiterLease   = 500 * time.Millisecond
+	waiterRenew   = waiterLease / 4
+	handoverClaim = 250 * time.Millisecond
 	leftTombstone = 10 * time.Second
 )
 
@@ -109,6 +125,7 @@ var (
 	waiterLeaseArg   = millis(waiterLease)
 	leftTombstoneArg = millis(leftTombstone)
 	fenceLifeArg     = millis(fenceLife)
+	handoverClaimArg = millis(handoverClaim)
 )
 
 // holds reports whether a lock key's value v marks token as its owner: the
@@ -292,7 +309,11 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 			keys = append(keys, q.keys.fence)
 		}
 	}
-	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, waiterLeaseArg, q.meta, fenceLifeArg)
+	claim := handoverClaimArg
+	if q.ttl < handoverClaim {
+		claim = millis(q.ttl)
+	}
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, waiterLeaseArg, q.meta, fenceLifeArg, claim)
 	if err != nil {
 		return res, err
 	}

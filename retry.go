@@ -91,12 +91,12 @@ func (l limitRetry) Backoff(i int) (time.Duration, bool) {
 // wakes waiters on release (driver.Subscriber with driver.Scripter), a
 // waiter on the default strategy does not poll: it sleeps until a release
 // hands it the lock, trying again only to renew its place in the queue
-// (every 200 ms) and when the holder's TTL runs out, which also covers a
+// (every 125 ms) and when the holder's TTL runs out, which also covers a
 // lost notification and a holder that vanished without releasing.
 //
 // With any other strategy, a waiter on such a driver also joins the queue
 // and takes a hand-over the moment it comes; the strategy decides how
-// often it tries in between (at least every 200 ms, to keep its place) and
+// often it tries in between (at least every 125 ms, to keep its place) and
 // when it gives up.
 func DefaultRetry() RetryStrategy {
 	return defaultRetry{ExponentialRetry(2*time.Millisecond, 100*time.Millisecond)}

@@ -12,7 +12,8 @@ import (
 // Proxy is a TCP proxy on a loopback port in front of one server. Each
 // connection through it gets its own latency, drawn once per direction
 // between MinLatency and MaxLatency, added to every byte it carries (order
-// is kept); Reset cuts connections with a TCP RST. Its methods are safe for
+// is kept); Reset cuts connections with a TCP RST; Partition stops every
+// byte, both ways, without closing anything. Its methods are safe for
 // concurrent use.
 type Proxy struct {
 	target           string
@@ -23,6 +24,10 @@ type Proxy struct {
 	conns            map[*proxyConn]struct{}
 	closed           bool
 	accepted, resets int
+	// healed is closed while data flows; a partition replaces it with an
+	// open channel, which Heal (or Close) closes.
+	healed chan struct{}
+	done   chan struct{} // closed by Close
 }
 
 // proxyConn is one client connection and its upstream connection.
@@ -54,7 +59,8 @@ func NewProxy(target string, minLatency, maxLatency time.Duration) (*Proxy, erro
 	if err != nil {
 		return nil, fmt.Errorf("chaos: proxy: %w", err)
 	}
-	p := &Proxy{target: target, minLat: minLatency, maxLat: maxLatency, ln: ln, conns: map[*proxyConn]struct{}{}}
+	p := &Proxy{target: target, minLat: minLatency, maxLat: maxLatency, ln: ln, conns: map[*proxyConn]struct{}{}, healed: make(chan struct{}), done: make(chan struct{})}
+	close(p.healed)
 	p.wg.Go(p.accept)
 	return p, nil
 }
@@ -126,7 +132,17 @@ func (p *Proxy) pump(pc *proxyConn, src, dst *net.TCPConn, lat time.Duration) {
 			if d := time.Until(c.due); d > 0 {
 				time.Sleep(d)
 			}
-			if _, err := dst.Write(c.data); err != nil {
+			p.mu.Lock()
+			healed := p.healed
+			p.mu.Unlock()
+			var err error
+			select {
+			case <-healed:
+				_, err = dst.Write(c.data)
+			case <-p.done:
+				err = net.ErrClosed // Close drops what a partition held back
+			}
+			if err != nil {
 				pc.close(false)
 				for range queue { // drain: the reader ends on the closed conn
 				}
@@ -171,6 +187,31 @@ func (p *Proxy) Reset(n int) int {
 	return len(cs)
 }
 
+// Partition stops delivering data on every connection, open or opened
+// later, both ways, until Heal: the client and the server each see a peer
+// that has gone silent, as behind a network partition. Nothing is closed;
+// data sent meanwhile is delivered on Heal (and dropped by Close).
+func (p *Proxy) Partition() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.healed:
+		p.healed = make(chan struct{})
+	default: // already partitioned
+	}
+}
+
+// Heal ends a partition.
+func (p *Proxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.healed:
+	default:
+		close(p.healed)
+	}
+}
+
 // Close stops accepting, cuts every connection and waits until every
 // goroutine of the proxy has ended.
 func (p *Proxy) Close() error {
@@ -180,6 +221,7 @@ func (p *Proxy) Close() error {
 		return nil
 	}
 	p.closed = true
+	close(p.done)
 	var cs []*proxyConn
 	for c := range p.conns {
 		cs = append(cs, c)

@@ -109,3 +109,49 @@ func TestNewProxyRejectsBadLatency(t *testing.T) {
 		t.Fatal("NewProxy accepted a latency range whose minimum exceeds its maximum")
 	}
 }
+
+func TestProxyPartition(t *testing.T) {
+	p, err := chaos.NewProxy(echoServer(t), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	echo := func(within time.Duration) error {
+		_ = c.SetReadDeadline(time.Now().Add(within))
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			return err
+		}
+		_, err := r.ReadString('\n')
+		return err
+	}
+	if err := echo(2 * time.Second); err != nil {
+		t.Fatalf("before the partition: %v", err)
+	}
+	p.Partition()
+	if err := echo(200 * time.Millisecond); err == nil {
+		t.Fatal("an echo got through the partition")
+	}
+	p.Heal()
+	// The ping sent during the partition arrives now, then this one.
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("after Heal: %q, %v", line, err)
+	}
+	if err := echo(2 * time.Second); err != nil {
+		t.Fatalf("after Heal: %v", err)
+	}
+	// Close ends a partitioned proxy too.
+	p.Partition()
+	if _, err := c.Write([]byte("x\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}

@@ -8,18 +8,31 @@
 -- renewing it; "-" marks a waiter that left, for good); ARGV[5] waiter key
 -- lifetime in ms; ARGV[6] metadata ("" for none): the key then holds
 -- token.."|"..metadata; ARGV[7] how long an unused fencing counter lives,
--- in ms.
+-- in ms; ARGV[8] the ttl, in ms, that a release hands the lock over with
+-- (it reads it in our waiter key): new waiters give a short claim, the
+-- smaller of their ttl and a few hundred ms, which they confirm to their
+-- ttl once woken (a try that finds the key ours sets its expiry to ttl);
+-- so a waiter that died keeps a free lock for its claim only.
+--
+-- Every key this script writes expires: the lock key after ttl, a waiter
+-- key after ARGV[5] ms, the queue no earlier than its last waiter key (each
+-- join or renewal extends it to ARGV[5] ms unless it lives longer), the
+-- fencing counter after ARGV[7] ms.
 --
 -- Returns {status, pttl, fence, seconds, microseconds}, always five
 -- integers (see obtainReply in wire.go):
 --   1 the key holds the token: set here, set by an earlier run of the same
---     call whose reply was lost, or handed to us; pttl is ours, fence the
---     fencing number (0 without a counter);
+--     call whose reply was lost, or handed to us (a hand-over sets only a
+--     short claim: its expiry is set to ttl here, which confirms it); pttl
+--     is ours, fence the fencing number (0 without a counter);
 --   0 taken (pttl is the holder's, -1 unknown), not queued;
 --   2 taken or held for a waiter ahead, and we are queued: seconds and
 --     microseconds are the server's clock;
 --   3 our place had lapsed (a renewal): join again;
 --   4 this token left the queue for good: nothing was written.
+-- In statuses 0, 2 and 3, pttl is when to look again at the latest: the
+-- holder's PTTL, or, when the key is free but a waiter ahead keeps it,
+-- what is left of that waiter's lease.
 -- A key of another type raises WRONGTYPE before anything is written.
 local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
 local token, ttl, mode, meta = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
@@ -56,7 +69,10 @@ if v == token or v == value or (v and string.sub(v, 1, #token + 1) == token .. '
   if fence then
     n = tonumber(redis.call('GET', fence) or '0')
   end
-  return {1, redis.call('PTTL', lock), n, 0, 0}
+  -- Ours: confirm it to the full ttl (a hand-over's claim is short), so
+  -- the lock's validity counts from this try.
+  redis.call('PEXPIRE', lock, ttl)
+  return {1, tonumber(ttl), n, 0, 0}
 end
 if queue and mode ~= '0' and redis.call('GET', wkey) == '-' then
   return {4, -1, 0, 0, 0}
@@ -80,6 +96,8 @@ else
       local w = redis.call('GET', ARGV[4] .. head)
       if w and w ~= '-' then
         ahead = true
+        -- Look again when its lease ends, should it not come for the key.
+        pttl = redis.call('PTTL', ARGV[4] .. head)
         break
       end
       redis.call('LPOP', queue) -- a waiter that left, or stopped renewing
@@ -98,9 +116,9 @@ else
   end
 end
 if queue and mode ~= '0' then
-  local want = ttl
+  local want = ARGV[8]
   if fence then
-    want = ttl .. ':f'
+    want = want .. ':f'
   end
   if meta ~= '' then
     want = want .. '|' .. meta
@@ -116,6 +134,10 @@ if queue and mode ~= '0' then
     -- first entry to be served consumes the waiter key.
     redis.call('SET', wkey, want, 'PX', ARGV[5])
     redis.call('RPUSH', queue, token)
+  end
+  -- The queue outlives every waiter key in it, and no more.
+  if redis.call('PTTL', queue) < tonumber(ARGV[5]) then
+    redis.call('PEXPIRE', queue, ARGV[5])
   end
   local t = redis.call('TIME')
   return {2, pttl, 0, tonumber(t[1]), tonumber(t[2])}

@@ -7,9 +7,12 @@
 -- ARGV[6] how long an unused fencing counter lives, in ms.
 --
 -- When the key holds the token, it goes to the next waiter (SET with the
--- waiter's ttl, then PUBLISH the hand-over: see handover in wire.go), or
--- is deleted when nobody waits. Returns 1 if the key held the token, else
--- 0.
+-- ttl in the waiter's key, then PUBLISH the hand-over: see handover in
+-- wire.go), or is deleted when nobody waits. Waiters put a short claim in
+-- their key, not their ttl, and confirm it to their ttl once woken, so one
+-- that died keeps the lock only for its claim. (Waiters of versions before
+-- the claim put their ttl, and get it.) Returns 1 if the key held the
+-- token, else 0.
 local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
 if queue and ARGV[4] == 'leave' then
   redis.call('LREM', queue, 0, ARGV[1])
