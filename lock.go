@@ -225,11 +225,12 @@ func (l *Lock) Token() string {
 	return l.req.token
 }
 
-// ObtainedAt returns a moment no later than when Redis set the key for us:
-// usually when the winning try was sent; for a lock handed over on release,
-// or found already ours, a moment derived from the server's answer. The
-// key expires no earlier than ObtainedAt().Add(ttl); ValidUntil subtracts
-// the drift margin from that.
+// ObtainedAt returns a moment no later than when Redis set the key's
+// expiry for us: usually when the winning try was sent; for a lock handed
+// over on release, when the write that confirmed the hand-over was sent;
+// for a lock found already ours, a moment derived from the server's
+// answer. The key expires no earlier than ObtainedAt().Add(ttl) unless a
+// later Refresh changed it; ValidUntil follows every such write.
 func (l *Lock) ObtainedAt() time.Time {
 	if l == nil {
 		return time.Time{}
