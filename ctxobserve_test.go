@@ -224,7 +224,7 @@ func TestContextObserverBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.WithValue(context.Background(), ctxKey("caller"), "do")
-	err = c.Do(ctx, "ctxobs:do", 30*time.Millisecond, func(fctx context.Context) error {
+	err = c.Do(ctx, "ctxobs:do", 600*time.Millisecond, func(fctx context.Context) error {
 		if fctx.Value(ctxKey("lock")) != "ctxobs:do" {
 			t.Errorf("Do's function context lacks the lock's context")
 		}
@@ -335,5 +335,84 @@ func TestSlogObserverLevelsAndContext(t *testing.T) {
 	relock.SlogObserver(slog.New(slog.NewTextHandler(&buf, nil))).Observe(relock.Event{Kind: relock.EventLost, Key: "k", Held: 1500 * time.Millisecond})
 	if !strings.Contains(buf.String(), "held=1.5s") {
 		t.Errorf("lost record %q, want held=1.5s", buf.String())
+	}
+}
+
+// Under concurrent refreshes, releases, expiries and Close, each lock's
+// ContextObserver hears EventObtained first, every later event with the
+// lock's context, exactly one end (released or lost), and each refresh or
+// release it was told of begun ends with exactly one EventDone of the same
+// call.
+func TestContextObserverConcurrent(t *testing.T) {
+	c, err := relock.New(memdriver.New().Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.WithValue(context.Background(), ctxKey("caller"), "x")
+	const n = 24
+	recs := make([]*ctxRecorder, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		recs[i] = &ctxRecorder{}
+		l, err := c.Obtain(ctx, "ctxobs:conc:"+string(rune('a'+i)), 15*time.Millisecond, relock.WithAutoRefresh(), relock.WithObserver(recs[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(i+j*7) % 20 * time.Millisecond)
+				switch (i + j) % 4 {
+				case 0:
+					_ = l.Refresh(context.Background(), 10*time.Millisecond)
+				case 1:
+					_ = l.Release(context.Background())
+				case 2:
+					_ = l.Err()
+				case 3: // left to Close or the refresher
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range recs {
+		evs := r.all()
+		if len(evs) == 0 || evs[0].kind != relock.EventObtained {
+			t.Errorf("lock %d: events %v, want EventObtained first", i, kindsOf(evs))
+			continue
+		}
+		ends := 0
+		begun, done := map[any]int{}, map[any]int{}
+		for j, e := range evs[1:] {
+			if e.lock != evs[0].lock && e.lock != "ctxobs:conc:"+string(rune('a'+i)) {
+				t.Errorf("lock %d event %d (%v): lock context %v", i, j+1, e.kind, e.lock)
+			}
+			switch e.kind {
+			case relock.EventReleased, relock.EventLost:
+				ends++
+			case relock.EventRefreshing, relock.EventReleasing:
+				begun[nil]++ // its id is on its EventDone
+			case relock.EventDone:
+				if e.call == nil {
+					t.Errorf("lock %d: EventDone without a call context", i)
+				}
+				done[e.call]++
+			}
+		}
+		if ends != 1 {
+			t.Errorf("lock %d: %d end events, want 1: %v", i, ends, kindsOf(evs))
+		}
+		for call, k := range done {
+			if k != 1 {
+				t.Errorf("lock %d: call %v done %d times", i, call, k)
+			}
+		}
+		if begun[nil] != len(done) {
+			t.Errorf("lock %d: %d calls begun, %d done: %v", i, begun[nil], len(done), kindsOf(evs))
+		}
 	}
 }

@@ -224,7 +224,7 @@ func testSpanTree(t *testing.T, conn driver.Conn) {
 	defer c.Close()
 	ctx, req := h.tp.Tracer("test").Start(context.Background(), "request")
 	var fnSpan trace.SpanContext
-	err = c.Do(ctx, "otel:tree", 60*time.Millisecond, func(fctx context.Context) error {
+	err = c.Do(ctx, "otel:tree", 600*time.Millisecond, func(fctx context.Context) error {
 		fnSpan = trace.SpanContextFromContext(fctx)
 		h.waitFor(t, relock.EventRefreshed, 2) // two auto-refreshes
 		return nil
