@@ -43,6 +43,8 @@
 //
 // A failed call has status Error, the error recorded as an exception
 // event, and error.type. A lock that ends lost has an errored relock.Hold.
+// An auto-refresh in flight when Release or Client.Close stops the
+// refresher ends with error.type "canceled".
 //
 // # Metrics
 //
