@@ -289,24 +289,41 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	if err := ctx.Err(); err != nil {
 		err = fmt.Errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
 		if st.observer != nil {
-			st.observer.Observe(Event{Kind: EventNotObtained, Key: key, Time: time.Now(), TTL: ttl, Err: err})
+			observeObtain(ctx, st.observer, Event{Kind: EventNotObtained, Key: key, Time: time.Now(), TTL: ttl, Err: err}, nil)
 		}
 		return nil, err
 	}
 	o := obtainer{c: c, ctx: ctx, lock: lock, req: req, st: &st, start: time.Now()}
 	l, err := o.run()
 	o.done()
+	if l != nil && l.ready != nil {
+		defer close(l.ready) // the refresher may go on
+	}
 	if st.observer != nil {
 		e := Event{Kind: EventObtained, Key: key, Time: time.Now(), Tries: o.tries, TTL: ttl}
 		e.Wait = e.Time.Sub(o.start)
 		if err != nil {
 			e.Kind, e.Err = EventNotObtained, err
 		} else {
-			e.HandedOver, e.Fence = o.handedOver, l.fence
+			e.HandedOver, e.Fence, e.Held = o.handedOver, l.fence, e.Time.Sub(l.obtainedAt)
 		}
-		st.observer.Observe(e)
+		observeObtain(ctx, st.observer, e, l)
 	}
 	return l, err
+}
+
+// observeObtain tells obs about e, the outcome of an Obtain called with
+// ctx; a ContextObserver's answer becomes l's context.
+func observeObtain(ctx context.Context, obs Observer, e Event, l *Lock) {
+	co, ok := obs.(ContextObserver)
+	if !ok {
+		obs.Observe(e)
+		return
+	}
+	lctx := co.ObserveContext(ctx, e)
+	if l != nil {
+		l.setLockCtx(lctx, ctx)
+	}
 }
 
 // lastTryGrace is how long the last try, sent as the wait budget

@@ -31,7 +31,12 @@ func (c *Client) Do(ctx context.Context, key string, ttl time.Duration, fn func(
 	if err != nil {
 		return err
 	}
-	fctx, cancel := context.WithCancelCause(ctx)
+	base := ctx
+	if l.ctxObs != nil {
+		// The lock's context: ctx with what the observer added (a span).
+		base = l.lockCtx()
+	}
+	fctx, cancel := context.WithCancelCause(base)
 	stop := context.AfterFunc(l.lifeCtx(), func() { cancel(l.Err()) })
 	defer func() {
 		stop()
@@ -74,5 +79,5 @@ func (l *Lock) releaseForDo(ctx context.Context) error {
 // retried, bounded, and waited for by Close.
 func (l *Lock) releaseInBackground() {
 	l.client.cleanUp(&obtainReq{keys: l.req.keys, token: l.req.token, ttl: l.currentTTL()}, false, nil)
-	l.released()
+	l.released(nil)
 }

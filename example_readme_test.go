@@ -136,8 +136,11 @@ func Example_slogObserver() {
 	conn := goredis.New(rdb)
 
 	// README:begin
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	locker, err := relock.New(conn, relock.WithObserver(relock.SlogObserver(logger)))
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)) // logs Info and above
+	locker, err := relock.New(conn, relock.WithObserver(relock.SlogObserver(logger,
+		relock.SlogLevel(relock.EventObtained, slog.LevelInfo), // Debug by default
+		relock.SlogLevel(relock.EventReleased, slog.LevelInfo),
+	)))
 	// README:end
 	if err != nil {
 		log.Fatal(err)

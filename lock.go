@@ -28,6 +28,13 @@ type Lock struct {
 	fence      int64
 	obtainedAt time.Time
 	observer   Observer // nil: no events
+	// ctxObs is observer when it is a ContextObserver, nil otherwise.
+	ctxObs ContextObserver
+	// ready, made only for an auto-refreshed lock with a ContextObserver,
+	// is closed once Obtain has emitted EventObtained: the refresher waits
+	// for it, so that no event of the lock comes before that one and all
+	// have the lock's context.
+	ready chan struct{}
 
 	// writes orders the calls that set the key's expiry (Refresh, by hand
 	// or automatic): one at a time, so that the last one to return is the
@@ -47,6 +54,7 @@ type Lock struct {
 	expiry     *time.Timer        // ends life at validUntil
 	stopAuto   context.CancelFunc // stops the refresher, if any
 	autoDone   chan struct{}      // closed when the refresher is gone
+	obsCtx     context.Context    // the lock's context, for a ContextObserver
 }
 
 // drift is the margin taken off a lock's validity for clock drift between
@@ -59,7 +67,13 @@ func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Loc
 	req := &l.req
 	l.client, l.fence, l.obtainedAt, l.observer = c, fence, at, st.observer
 	l.ttl, l.validUntil = req.ttl, validity(at, req.ttl)
+	if st.observer != nil {
+		l.ctxObs, _ = st.observer.(ContextObserver)
+	}
 	if st.autoRefresh {
+		if l.ctxObs != nil {
+			l.ready = make(chan struct{}) // closed by Obtain
+		}
 		if !c.startAutoRefresh(l) {
 			l.finish(ErrClosed)
 			c.cleanUp(req, false, nil)
@@ -129,7 +143,7 @@ func (l *Lock) expire() {
 	ended := l.expireLocked()
 	l.mu.Unlock()
 	if ended {
-		l.observe(EventLost, context.Cause(l.life))
+		l.observe(nil, EventLost, context.Cause(l.life))
 	}
 }
 
@@ -144,13 +158,70 @@ func (l *Lock) expireLocked() bool {
 	return true
 }
 
-// observe tells the observer, if any, about the lock.
-func (l *Lock) observe(kind EventKind, err error) {
+// observe tells the observer, if any, about the lock. ctx is the context
+// of the call the event belongs to, nil for the lock's.
+func (l *Lock) observe(ctx context.Context, kind EventKind, err error) {
 	if l.observer == nil {
 		return
 	}
 	now := time.Now()
-	l.observer.Observe(Event{Kind: kind, Key: l.req.key, Time: now, Fence: l.fence, Held: now.Sub(l.obtainedAt), TTL: l.req.ttl, Err: err})
+	e := Event{Kind: kind, Key: l.req.key, Time: now, Fence: l.fence, Held: now.Sub(l.obtainedAt), TTL: l.req.ttl, Err: err}
+	if l.ctxObs == nil {
+		l.observer.Observe(e)
+		return
+	}
+	if ctx == nil {
+		ctx = l.lockCtx()
+	}
+	l.ctxObs.ObserveContext(ctx, e)
+}
+
+// lockCtx returns the lock's context for a ContextObserver: what it
+// returned for EventObtained, or context.Background.
+func (l *Lock) lockCtx() context.Context {
+	l.mu.Lock()
+	ctx := l.obsCtx
+	l.mu.Unlock()
+	if ctx == nil {
+		return context.Background()
+	}
+	return ctx
+}
+
+// setLockCtx records ctx, what a ContextObserver returned for the lock's
+// EventObtained (nil: base), as the lock's context.
+func (l *Lock) setLockCtx(ctx, base context.Context) {
+	if ctx == nil {
+		ctx = base
+	}
+	l.mu.Lock()
+	l.obsCtx = ctx
+	l.mu.Unlock()
+}
+
+// begin tells a ContextObserver, if any, that a call of kind
+// (EventRefreshing, EventReleasing) is about to be sent, and returns the
+// call's context; nil without a ContextObserver. Every begin is followed
+// by one done with what it returned.
+func (l *Lock) begin(kind EventKind, ttl time.Duration) context.Context {
+	if l.ctxObs == nil {
+		return nil
+	}
+	lctx := l.lockCtx()
+	ctx := l.ctxObs.ObserveContext(lctx, Event{Kind: kind, Key: l.req.key, Time: time.Now(), Fence: l.fence, TTL: ttl})
+	if ctx == nil {
+		ctx = lctx
+	}
+	return ctx
+}
+
+// done tells the ContextObserver that the call begin began, whose context
+// is ctx (nil: none began), returned err.
+func (l *Lock) done(ctx context.Context, err error) {
+	if ctx == nil {
+		return
+	}
+	l.ctxObs.ObserveContext(ctx, Event{Kind: EventDone, Key: l.req.key, Time: time.Now(), Fence: l.fence, TTL: l.req.ttl, Err: err})
 }
 
 // lifeCtx returns the lock's life context, ended first if the validity has
@@ -161,7 +232,7 @@ func (l *Lock) lifeCtx() context.Context {
 	life, ended := l.lifeLocked()
 	l.mu.Unlock()
 	if ended {
-		l.observe(EventLost, context.Cause(life))
+		l.observe(nil, EventLost, context.Cause(life))
 	}
 	return life
 }
@@ -324,7 +395,7 @@ func (l *Lock) endedCause() error {
 	}
 	l.mu.Unlock()
 	if ended {
-		l.observe(EventLost, cause)
+		l.observe(nil, EventLost, cause)
 	}
 	return cause
 }
@@ -339,24 +410,26 @@ func (l *Lock) endedError(op string, cause error) error {
 }
 
 // notHeld records that the key was found not ours and returns the error.
-func (l *Lock) notHeld(op string) error {
+// ctx is the call's context for the observer (nil: the lock's).
+func (l *Lock) notHeld(ctx context.Context, op string) error {
 	l.mu.Lock()
 	l.settled = true
 	l.mu.Unlock()
 	err := fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
 	if l.finish(fmt.Errorf("%w: %w", ErrLost, err)) {
-		l.observe(EventLost, l.Err())
+		l.observe(ctx, EventLost, l.Err())
 	}
 	return err
 }
 
-// released ends the lock as released, if it had not ended, and emits that.
-func (l *Lock) released() {
+// released ends the lock as released, if it had not ended, and emits that
+// with ctx, the call's context for the observer (nil: the lock's).
+func (l *Lock) released(ctx context.Context) {
 	l.mu.Lock()
 	l.settled = true
 	l.mu.Unlock()
 	if l.finish(ErrReleased) {
-		l.observe(EventReleased, nil)
+		l.observe(ctx, EventReleased, nil)
 	}
 }
 
@@ -379,7 +452,7 @@ func (l *Lock) Release(ctx context.Context) error {
 }
 
 // release deletes the key if it holds our token and ends the lock.
-func (l *Lock) release(ctx context.Context) error {
+func (l *Lock) release(ctx context.Context) (err error) {
 	l.writes.Lock()
 	defer l.writes.Unlock()
 	cause := l.endedCause()
@@ -392,12 +465,14 @@ func (l *Lock) release(ctx context.Context) error {
 	if settled {
 		return l.endedError("release", cause)
 	}
+	cctx := l.begin(EventReleasing, l.req.ttl)
+	defer func() { l.done(cctx, err) }()
 	ok, err := l.client.path.release(ctx, l.req.keys, l.req.token, false)
 	if err != nil {
 		return opError("release", l.req.key, err)
 	}
 	if !ok {
-		return l.notHeld("release")
+		return l.notHeld(cctx, "release")
 	}
 	if cause != nil {
 		l.mu.Lock()
@@ -405,7 +480,7 @@ func (l *Lock) release(ctx context.Context) error {
 		l.mu.Unlock()
 		return l.endedError("release", cause)
 	}
-	l.released()
+	l.released(cctx)
 	return nil
 }
 
@@ -433,7 +508,7 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 
 // refresh refreshes the lock to ttl; 0 means the TTL of the lock's last
 // write (auto-refresh), read once no other write is in flight.
-func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
+func (l *Lock) refresh(ctx context.Context, ttl time.Duration) (err error) {
 	l.writes.Lock()
 	defer l.writes.Unlock()
 	if cause := l.endedCause(); cause != nil {
@@ -442,6 +517,8 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	if ttl == 0 {
 		ttl = l.currentTTL()
 	}
+	cctx := l.begin(EventRefreshing, ttl)
+	defer func() { l.done(cctx, err) }()
 	at := time.Now()
 	ok, acked, err := l.client.path.refresh(ctx, l.req.keys, l.req.token, ttl, l.req.wait)
 	if err != nil {
@@ -449,34 +526,40 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 		err = opError("refresh", l.req.key, err)
 		if !errors.Is(ctx.Err(), context.Canceled) {
 			// Not a refresh that Release, Close or the caller called off.
-			l.observe(EventRefreshFailed, err)
+			l.observe(cctx, EventRefreshFailed, err)
 		}
 		return err
 	}
 	if !ok {
-		return l.notHeld("refresh")
+		return l.notHeld(cctx, "refresh")
 	}
 	l.wrote(at, ttl)
 	if w := l.req.wait; w != nil && acked < w.n {
-		rerr := l.releaseLocked(context.WithoutCancel(ctx))
+		rerr := l.releaseLocked(context.WithoutCancel(ctx), cctx)
 		return errors.Join(fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.req.key, ErrTooFewReplicas, acked, w.n, w.timeout), rerr)
 	}
 	if l.observer != nil {
-		l.observer.Observe(Event{Kind: EventRefreshed, Key: l.req.key, Time: time.Now(), Fence: l.fence, TTL: ttl})
+		e := Event{Kind: EventRefreshed, Key: l.req.key, Time: time.Now(), Fence: l.fence, TTL: ttl}
+		if l.ctxObs != nil {
+			l.ctxObs.ObserveContext(cctx, e)
+		} else {
+			l.observer.Observe(e)
+		}
 	}
 	return nil
 }
 
-// releaseLocked is release for a caller that holds l.writes.
-func (l *Lock) releaseLocked(ctx context.Context) error {
+// releaseLocked is release for a caller that holds l.writes; cctx is the
+// caller's call context for the observer.
+func (l *Lock) releaseLocked(ctx, cctx context.Context) error {
 	ok, err := l.client.path.release(ctx, l.req.keys, l.req.token, false)
 	switch {
 	case err != nil:
 		return opError("release", l.req.key, err)
 	case !ok:
-		return l.notHeld("release")
+		return l.notHeld(cctx, "release")
 	}
-	l.released()
+	l.released(cctx)
 	return nil
 }
 
@@ -499,7 +582,7 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 		return 0, opError("ttl", l.req.key, err)
 	}
 	if !ok {
-		return 0, l.notHeld("ttl")
+		return 0, l.notHeld(nil, "ttl")
 	}
 	if d >= 0 {
 		// The key expires no earlier than sent+d.

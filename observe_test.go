@@ -739,8 +739,19 @@ func TestSlogObserver(t *testing.T) {
 	if recs[0]["key"] != "obs:slog" || recs[0]["tries"] != float64(1) || recs[0]["fence"] != float64(l.Fence()) {
 		t.Errorf("obtained record %v: want key obs:slog, tries 1, fence %d", recs[0], l.Fence())
 	}
-	if recs[1]["ttl"] != float64(6*time.Second) {
-		t.Errorf("refreshed record ttl %v, want 6s in ns", recs[1]["ttl"])
+	if recs[1]["ttl"] != "6s" {
+		t.Errorf("refreshed record ttl %v, want \"6s\": durations are readable", recs[1]["ttl"])
+	}
+	for _, i := range []int{0, 3} {
+		for _, a := range []string{"wait", "held"} {
+			if v, ok := recs[i][a]; ok {
+				if s, _ := v.(string); s == "" {
+					t.Errorf("record %d %s = %v, want a duration string", i, a, v)
+				} else if _, err := time.ParseDuration(s); err != nil {
+					t.Errorf("record %d %s = %q: %v", i, a, s, err)
+				}
+			}
+		}
 	}
 	if e, _ := recs[2]["err"].(string); !strings.Contains(e, relock.ErrNotObtained.Error()) {
 		t.Errorf("not obtained record err %q, want it to say %q", e, relock.ErrNotObtained)
@@ -786,6 +797,7 @@ func TestEventKindString(t *testing.T) {
 	want := map[relock.EventKind]string{
 		relock.EventObtained: "obtained", relock.EventNotObtained: "not_obtained", relock.EventReleased: "released",
 		relock.EventRefreshed: "refreshed", relock.EventRefreshFailed: "refresh_failed", relock.EventLost: "lost",
+		relock.EventRefreshing: "refreshing", relock.EventReleasing: "releasing", relock.EventDone: "done",
 		0: "unknown", 200: "unknown",
 	}
 	for k, s := range want {

@@ -3,6 +3,7 @@ package relock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -42,6 +43,9 @@ func (l *Lock) stopAutoRefresh() {
 func (l *Lock) autoRefresh(ctx context.Context, done chan struct{}) {
 	defer l.client.refreshers.Done()
 	defer close(done)
+	if l.ready != nil {
+		<-l.ready // EventObtained first
+	}
 	life := l.lifeCtx()
 	t := time.NewTimer(l.currentTTL() / 3)
 	defer t.Stop()
@@ -52,15 +56,23 @@ func (l *Lock) autoRefresh(ctx context.Context, done chan struct{}) {
 				// Client.Close: give the lock back rather than leave it
 				// to block others until its TTL (bounded, best effort).
 				rctx, cancel := context.WithTimeout(context.Background(), min(l.req.ttl, cleanupAttempt))
+				cctx := l.begin(EventReleasing, l.req.ttl)
 				released, err := l.client.path.release(rctx, l.req.keys, l.req.token, false)
 				cancel()
 				if l.finish(ErrClosed) {
 					if released && err == nil {
-						l.observe(EventReleased, nil)
+						l.observe(cctx, EventReleased, nil)
 					} else {
-						l.observe(EventLost, ErrClosed)
+						l.observe(cctx, EventLost, ErrClosed)
 					}
 				}
+				switch {
+				case err != nil:
+					err = opError("release", l.req.key, err)
+				case !released:
+					err = fmt.Errorf("relock: release %q: %w", l.req.key, ErrNotHeld)
+				}
+				l.done(cctx, err)
 			}
 			return
 		case <-life.Done():

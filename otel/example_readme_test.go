@@ -29,7 +29,9 @@ func ExampleNewObserver_globalProviders() {
 	conn := goredis.New(rdb)
 
 	// README:begin
-	obs, err := relockotel.NewObserver() // the global MeterProvider and TracerProvider
+	obs, err := relockotel.NewObserver( // the global MeterProvider and TracerProvider
+		relockotel.WithServer(rdb.Options().Addr), // server.address, server.port
+	)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -12,24 +12,20 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/goredis"
 	relockotel "github.com/relock-go/relock/otel"
 )
 
-func ExampleNewObserver() {
-	// In a program, relockotel.NewObserver() with no options records on
-	// the global providers that the OpenTelemetry setup installed. Here a
-	// manual reader shows what is recorded, and spans are dropped.
+func ExampleNewMetricsObserver() {
+	// In a program, relockotel.NewMetricsObserver() with no options
+	// records on the global MeterProvider that the OpenTelemetry setup
+	// installed. Here a manual reader shows what is recorded.
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
-	obs, err := relockotel.NewObserver(
-		relockotel.WithMeterProvider(mp),
-		relockotel.WithTracerProvider(noop.NewTracerProvider()),
-	)
+	obs, err := relockotel.NewMetricsObserver(relockotel.WithMeterProvider(mp))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -84,11 +80,8 @@ func ExampleNewObserver() {
 		fmt.Println(l)
 	}
 	// Output:
-	// relock.contended{} = 1
-	// relock.hold.duration{relock.end=released}: 1 recorded
-	// relock.not_obtained{relock.reason=taken} = 1
-	// relock.obtain.duration{relock.outcome=not_obtained}: 1 recorded
-	// relock.obtain.duration{relock.outcome=obtained}: 1 recorded
-	// relock.obtained{relock.handed_over=false} = 1
-	// relock.released{} = 1
+	// relock.hold.duration{db.system.name=redis}: 1 recorded
+	// relock.obtain.duration{db.system.name=redis,error.type=not_obtained,relock.contended=true}: 1 recorded
+	// relock.obtain.duration{db.system.name=redis,relock.contended=false}: 1 recorded
+	// relock.release.duration{db.system.name=redis}: 1 recorded
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
 	"github.com/relock-go/relock"
@@ -35,22 +35,29 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type harness struct {
 	reader *sdkmetric.ManualReader
 	spans  *tracetest.SpanRecorder
+	tp     *sdktrace.TracerProvider
 	otel   *relockotel.Observer
 
 	mu     sync.Mutex
 	events []relock.Event
 }
 
+type newFunc func(...relockotel.Option) (*relockotel.Observer, error)
+
 func newHarness(t *testing.T, opts ...relockotel.Option) *harness {
+	return newHarnessWith(t, relockotel.NewObserver, opts...)
+}
+
+func newHarnessWith(t *testing.T, newObs newFunc, opts ...relockotel.Option) *harness {
 	t.Helper()
 	h := &harness{reader: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder()}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader))
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))
+	h.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))
 	t.Cleanup(func() {
 		_ = mp.Shutdown(context.Background())
-		_ = tp.Shutdown(context.Background())
+		_ = h.tp.Shutdown(context.Background())
 	})
-	obs, err := relockotel.NewObserver(append([]relockotel.Option{relockotel.WithMeterProvider(mp), relockotel.WithTracerProvider(tp)}, opts...)...)
+	obs, err := newObs(append([]relockotel.Option{relockotel.WithMeterProvider(mp), relockotel.WithTracerProvider(h.tp)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +65,16 @@ func newHarness(t *testing.T, opts ...relockotel.Option) *harness {
 	return h
 }
 
-// Observe passes e to the OpenTelemetry observer, then records it: once a
-// test sees an event, its metrics and spans are there.
-func (h *harness) Observe(e relock.Event) {
-	h.otel.Observe(e)
+func (h *harness) Observe(e relock.Event) { h.ObserveContext(context.Background(), e) }
+
+// ObserveContext passes e to the OpenTelemetry observer, then records it:
+// once a test sees an event, its metrics and spans are there.
+func (h *harness) ObserveContext(ctx context.Context, e relock.Event) context.Context {
+	ctx = h.otel.ObserveContext(ctx, e)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.events = append(h.events, e)
+	return ctx
 }
 
 func (h *harness) all() []relock.Event {
@@ -73,91 +83,67 @@ func (h *harness) all() []relock.Event {
 	return slices.Clone(h.events)
 }
 
-func (h *harness) waitFor(t *testing.T, kind relock.EventKind) relock.Event {
+// waitFor waits for the n-th event of kind, for a generous while.
+func (h *harness) waitFor(t *testing.T, kind relock.EventKind, n int) relock.Event {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		seen := 0
 		for _, e := range h.all() {
 			if e.Kind == kind {
-				return e
+				if seen++; seen == n {
+					return e
+				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %v event within 10s", kind)
+			t.Fatalf("no %v event #%d within 10s", kind, n)
 		}
 		time.Sleep(time.Millisecond)
 	}
 }
 
-func (h *harness) metric(t *testing.T, name string) (metricdata.Metrics, bool) {
+func (h *harness) metrics(t *testing.T) []metricdata.Metrics {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := h.reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
+	var out []metricdata.Metrics
 	for _, sm := range rm.ScopeMetrics {
 		if sm.Scope.Name != relockotel.ScopeName {
 			t.Errorf("scope %q, want %q", sm.Scope.Name, relockotel.ScopeName)
 		}
-		for _, m := range sm.Metrics {
-			if m.Name == name {
-				return m, true
-			}
-		}
+		out = append(out, sm.Metrics...)
 	}
-	return metricdata.Metrics{}, false
+	return out
 }
 
-// count returns the counter name's value for exactly the attributes kvs.
-func (h *harness) count(t *testing.T, name string, kvs ...attribute.KeyValue) int64 {
+// points returns histogram name's data points, checking its unit.
+func (h *harness) points(t *testing.T, name string) []metricdata.HistogramDataPoint[float64] {
 	t.Helper()
-	m, ok := h.metric(t, name)
-	if !ok {
-		return 0
-	}
-	sum, ok := m.Data.(metricdata.Sum[int64])
-	if !ok || !sum.IsMonotonic {
-		t.Fatalf("%s is %T, want a monotonic Sum[int64]", name, m.Data)
-	}
-	want := attribute.NewSet(kvs...)
-	for _, dp := range sum.DataPoints {
-		if dp.Attributes.Equals(&want) {
-			return dp.Value
+	for _, m := range h.metrics(t) {
+		if m.Name != name {
+			continue
 		}
+		if m.Unit != "s" {
+			t.Errorf("%s unit %q, want s", name, m.Unit)
+		}
+		hd, ok := m.Data.(metricdata.Histogram[float64])
+		if !ok {
+			t.Fatalf("%s is %T, want Histogram[float64]", name, m.Data)
+		}
+		return hd.DataPoints
 	}
-	return 0
+	return nil
 }
 
-// total returns the counter name's value summed over all attributes.
-func (h *harness) total(t *testing.T, name string) int64 {
-	t.Helper()
-	m, ok := h.metric(t, name)
-	if !ok {
-		return 0
-	}
-	var n int64
-	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-		n += dp.Value
-	}
-	return n
-}
-
-// hist returns the histogram name's count and sum for exactly kvs.
+// hist returns histogram name's count and sum for exactly kvs plus
+// db.system.name.
 func (h *harness) hist(t *testing.T, name string, kvs ...attribute.KeyValue) (uint64, float64) {
 	t.Helper()
-	m, ok := h.metric(t, name)
-	if !ok {
-		return 0, 0
-	}
-	if m.Unit != "s" {
-		t.Errorf("%s unit %q, want s", name, m.Unit)
-	}
-	hd, ok := m.Data.(metricdata.Histogram[float64])
-	if !ok {
-		t.Fatalf("%s is %T, want Histogram[float64]", name, m.Data)
-	}
-	want := attribute.NewSet(kvs...)
-	for _, dp := range hd.DataPoints {
+	want := attribute.NewSet(append(kvs, relockotel.DBSystemNameAttr.String("redis"))...)
+	for _, dp := range h.points(t, name) {
 		if dp.Attributes.Equals(&want) {
 			return dp.Count, dp.Sum
 		}
@@ -175,6 +161,15 @@ func (h *harness) ended(name string) []sdktrace.ReadOnlySpan {
 	return out
 }
 
+func (h *harness) one(t *testing.T, name string) sdktrace.ReadOnlySpan {
+	t.Helper()
+	s := h.ended(name)
+	if len(s) != 1 {
+		t.Fatalf("%d %s spans, want 1", len(s), name)
+	}
+	return s[0]
+}
+
 func attr(s sdktrace.ReadOnlySpan, k attribute.Key) (attribute.Value, bool) {
 	for _, kv := range s.Attributes() {
 		if kv.Key == k {
@@ -184,15 +179,396 @@ func attr(s sdktrace.ReadOnlySpan, k attribute.Key) (attribute.Value, bool) {
 	return attribute.Value{}, false
 }
 
-// exceptionMessage returns the exception.message of a span event that
-// RecordError made.
-func exceptionMessage(e sdktrace.Event) string {
-	for _, kv := range e.Attributes {
-		if kv.Key == "exception.message" {
-			return kv.Value.AsString()
+// slowConn is a memdriver connection whose transactions (the refresh and
+// release of the WATCH path) take at least delay when slow is set.
+type slowConn struct {
+	*memdriver.Conn
+	slow atomic.Bool
+	fail atomic.Bool
+}
+
+const delay = 20 * time.Millisecond
+
+var errRefused = errors.New("relockotel_test: connection refused")
+
+func (c *slowConn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
+	if c.slow.Load() {
+		time.Sleep(delay)
+	}
+	if c.fail.Load() {
+		return errRefused
+	}
+	return c.Conn.Watch(ctx, keys, fn)
+}
+
+// The spans of a lock join the caller's trace: relock.Obtain and
+// relock.Hold are children of the caller's span, relock.Hold is linked to
+// relock.Obtain, and the refreshes (auto or not) and the release are
+// children of relock.Hold; Do's function runs under relock.Hold.
+// On both paths: WATCH (memdriver) and scripts (miniredis).
+func TestSpanTree(t *testing.T) {
+	for name, conn := range map[string]func(t *testing.T) driver.Conn{
+		"watch":  func(*testing.T) driver.Conn { return memdriver.New().Conn() },
+		"script": func(t *testing.T) driver.Conn { return miniredisConn(t, miniredis.RunT(t)) },
+	} {
+		t.Run(name, func(t *testing.T) { testSpanTree(t, conn(t)) })
+	}
+}
+
+func testSpanTree(t *testing.T, conn driver.Conn) {
+	h := newHarness(t)
+	c, err := relock.New(conn, relock.WithObserver(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, req := h.tp.Tracer("test").Start(context.Background(), "request")
+	var fnSpan trace.SpanContext
+	err = c.Do(ctx, "otel:tree", 600*time.Millisecond, func(fctx context.Context) error {
+		fnSpan = trace.SpanContextFromContext(fctx)
+		h.waitFor(t, relock.EventRefreshed, 2) // two auto-refreshes
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.End()
+
+	reqSC := req.SpanContext()
+	obtain, hold := h.one(t, "relock.Obtain"), h.one(t, "relock.Hold")
+	for _, s := range []sdktrace.ReadOnlySpan{obtain, hold} {
+		if s.Parent().SpanID() != reqSC.SpanID() || s.SpanContext().TraceID() != reqSC.TraceID() {
+			t.Errorf("%s parent %v, want the caller's span %v", s.Name(), s.Parent().SpanID(), reqSC.SpanID())
 		}
 	}
-	return ""
+	if l := hold.Links(); len(l) != 1 || !l[0].SpanContext.Equal(obtain.SpanContext()) {
+		t.Errorf("relock.Hold links %v, want relock.Obtain %v", l, obtain.SpanContext())
+	}
+	if !fnSpan.Equal(hold.SpanContext()) {
+		t.Errorf("Do's function runs under span %v, want relock.Hold %v", fnSpan.SpanID(), hold.SpanContext().SpanID())
+	}
+	refreshes := h.ended("relock.Refresh")
+	if len(refreshes) < 2 {
+		t.Errorf("%d relock.Refresh spans, want at least 2", len(refreshes))
+	}
+	for _, s := range append(refreshes, h.one(t, "relock.Release")) {
+		if s.Parent().SpanID() != hold.SpanContext().SpanID() || s.SpanContext().TraceID() != reqSC.TraceID() {
+			t.Errorf("%s parent %v, want relock.Hold %v", s.Name(), s.Parent().SpanID(), hold.SpanContext().SpanID())
+		}
+		if s.Status().Code == codes.Error {
+			t.Errorf("%s errored: %v", s.Name(), s.Status())
+		}
+	}
+	if hold.Status().Code == codes.Error {
+		t.Errorf("relock.Hold of a released lock errored: %v", hold.Status())
+	}
+	if got := len(h.spans.Ended()); got != 4+len(refreshes) {
+		t.Errorf("%d spans, want request, Obtain, Hold, Release and the refreshes", got)
+	}
+}
+
+// relock.Refresh and relock.Release measure the call to Redis, and so
+// do their histograms; attribute names follow the conventions.
+func TestCallSpansAndAttributes(t *testing.T) {
+	h := newHarness(t, relockotel.WithServer("redis.example:6380"))
+	conn := &slowConn{Conn: memdriver.New().Conn()}
+	c, err := relock.New(conn, relock.WithObserver(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	l, err := c.Obtain(ctx, "otel:calls", time.Minute, relock.WithFencing())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.slow.Store(true)
+	if err := l.Refresh(ctx, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"relock.Refresh", "relock.Release"} {
+		s := h.one(t, name)
+		if d := s.EndTime().Sub(s.StartTime()); d < delay {
+			t.Errorf("%s lasted %v, want at least the call's %v", name, d, delay)
+		}
+	}
+	for _, name := range []string{"relock.refresh.duration", "relock.release.duration"} {
+		n, sum := h.hist(t, name, relockotel.ServerAddressAttr.String("redis.example"), relockotel.ServerPortAttr.Int(6380))
+		if n != 1 || sum < delay.Seconds() {
+			t.Errorf("%s: %d recorded, sum %vs; want 1 of at least %v", name, n, sum, delay)
+		}
+	}
+
+	// Attribute names and values.
+	common := map[attribute.Key]attribute.Value{
+		"db.system.name": attribute.StringValue("redis"),
+		"server.address": attribute.StringValue("redis.example"),
+		"server.port":    attribute.IntValue(6380),
+		"relock.key":     attribute.StringValue("otel:calls"),
+		"relock.fence":   attribute.Int64Value(l.Fence()),
+	}
+	want := map[string]map[attribute.Key]attribute.Value{
+		"relock.Obtain": {"relock.tries": attribute.IntValue(1), "relock.handed_over": attribute.BoolValue(false),
+			"relock.contended": attribute.BoolValue(false), "relock.ttl": attribute.Float64Value(60)},
+		"relock.Hold":    {"relock.ttl": attribute.Float64Value(60)},
+		"relock.Refresh": {"relock.ttl": attribute.Float64Value(120)},
+		"relock.Release": {},
+	}
+	for name, kvs := range want {
+		s := h.one(t, name)
+		if s.SpanKind() != trace.SpanKindInternal {
+			t.Errorf("%s kind %v, want internal", name, s.SpanKind())
+		}
+		for k, v := range common {
+			kvs[k] = v
+		}
+		got := map[attribute.Key]attribute.Value{}
+		for _, kv := range s.Attributes() {
+			got[kv.Key] = kv.Value
+		}
+		if len(got) != len(kvs) {
+			t.Errorf("%s attributes %v, want %v", name, s.Attributes(), kvs)
+		}
+		for k, v := range kvs {
+			if got[k] != v {
+				t.Errorf("%s %s = %v, want %v", name, k, got[k].Emit(), v.Emit())
+			}
+		}
+	}
+
+	// The metrics: four histograms, nothing else.
+	var names []string
+	for _, m := range h.metrics(t) {
+		names = append(names, m.Name)
+	}
+	slices.Sort(names)
+	if want := []string{"relock.hold.duration", "relock.obtain.duration", "relock.refresh.duration", "relock.release.duration"}; !slices.Equal(names, want) {
+		t.Errorf("metrics %v, want %v", names, want)
+	}
+	srv := []attribute.KeyValue{relockotel.ServerAddressAttr.String("redis.example"), relockotel.ServerPortAttr.Int(6380)}
+	if n, _ := h.hist(t, "relock.obtain.duration", append(srv, relockotel.ContendedAttr.Bool(false))...); n != 1 {
+		t.Errorf("relock.obtain.duration{contended=false}: %d, want 1", n)
+	}
+	if n, _ := h.hist(t, "relock.hold.duration", srv...); n != 1 {
+		t.Errorf("relock.hold.duration{}: %d, want 1", n)
+	}
+}
+
+// A refresh that finds the key gone: relock.Refresh and relock.Hold end
+// errored with error.type not_held, and so are the histograms.
+func TestLostNotHeld(t *testing.T) {
+	h := newHarness(t)
+	store := memdriver.New()
+	c, err := relock.New(store.Conn(), relock.WithObserver(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, req := h.tp.Tracer("test").Start(context.Background(), "request")
+	l, err := c.Obtain(ctx, "otel:lost", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Advance(time.Hour)
+	if err := l.Refresh(ctx, 5*time.Second); !errors.Is(err, relock.ErrNotHeld) {
+		t.Fatalf("Refresh of an expired key = %v", err)
+	}
+	_ = l.Release(ctx)
+	req.End()
+	hold, refresh := h.one(t, "relock.Hold"), h.one(t, "relock.Refresh")
+	for _, s := range []sdktrace.ReadOnlySpan{hold, refresh} {
+		if v, _ := attr(s, relockotel.ErrorTypeAttr); v.AsString() != "not_held" || s.Status().Code != codes.Error {
+			t.Errorf("%s: error.type %q, status %v; want not_held, Error", s.Name(), v.AsString(), s.Status())
+		}
+	}
+	if refresh.Parent().SpanID() != hold.SpanContext().SpanID() {
+		t.Error("relock.Refresh not a child of relock.Hold")
+	}
+	if n := len(h.ended("relock.Release")); n != 0 {
+		t.Errorf("%d relock.Release spans for a release that sent nothing", n)
+	}
+	et := relockotel.ErrorTypeAttr.String("not_held")
+	if n, _ := h.hist(t, "relock.hold.duration", et); n != 1 {
+		t.Errorf("relock.hold.duration{error.type=not_held}: %d, want 1", n)
+	}
+	if n, _ := h.hist(t, "relock.refresh.duration", et); n != 1 {
+		t.Errorf("relock.refresh.duration{error.type=not_held}: %d, want 1", n)
+	}
+}
+
+// Auto-refreshes that fail, then the loss noticed by the validity timer:
+// errored relock.Refresh spans under relock.Hold, which ends with
+// error.type expired, in the caller's trace although the timer noticed it.
+func TestLostExpired(t *testing.T) {
+	const ttl = 300 * time.Millisecond
+	conn := &slowConn{Conn: memdriver.New().Conn()}
+	h := newHarness(t)
+	c, err := relock.New(conn, relock.WithObserver(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, req := h.tp.Tracer("test").Start(context.Background(), "request")
+	if _, err := c.Obtain(ctx, "otel:expire", ttl, relock.WithAutoRefresh()); err != nil {
+		t.Fatal(err)
+	}
+	req.End()
+	conn.fail.Store(true)
+	h.waitFor(t, relock.EventLost, 1)
+	_ = c.Close()
+	hold := h.one(t, "relock.Hold")
+	if v, _ := attr(hold, relockotel.ErrorTypeAttr); v.AsString() != "expired" || hold.Status().Code != codes.Error {
+		t.Errorf("relock.Hold error.type %q status %v, want expired, Error", v.AsString(), hold.Status())
+	}
+	if hold.Parent().SpanID() != req.SpanContext().SpanID() {
+		t.Error("relock.Hold not a child of the caller's span")
+	}
+	failed := 0
+	for _, s := range h.ended("relock.Refresh") {
+		if s.Parent().SpanID() != hold.SpanContext().SpanID() {
+			t.Errorf("auto-refresh span parent %v, want relock.Hold", s.Parent().SpanID())
+		}
+		if s.Status().Code == codes.Error {
+			failed++
+			if v, ok := attr(s, relockotel.ErrorTypeAttr); !ok || v.AsString() == "" {
+				t.Error("failed relock.Refresh without error.type")
+			}
+		}
+	}
+	if failed == 0 {
+		t.Error("no failed relock.Refresh span")
+	}
+	if n, _ := h.hist(t, "relock.hold.duration", relockotel.ErrorTypeAttr.String("expired")); n != 1 {
+		t.Errorf("relock.hold.duration{error.type=expired}: %d, want 1", n)
+	}
+}
+
+// Client.Close gives back an auto-refreshed lock: relock.Release under
+// relock.Hold, which ends unerrored.
+func TestClose(t *testing.T) {
+	h := newHarness(t)
+	c, err := relock.New(memdriver.New().Conn(), relock.WithObserver(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Obtain(context.Background(), "otel:close", time.Minute, relock.WithAutoRefresh()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	hold, rel := h.one(t, "relock.Hold"), h.one(t, "relock.Release")
+	if rel.Parent().SpanID() != hold.SpanContext().SpanID() || hold.Status().Code == codes.Error || rel.Status().Code == codes.Error {
+		t.Errorf("Close: relock.Release parent %v status %v, relock.Hold status %v", rel.Parent().SpanID(), rel.Status(), hold.Status())
+	}
+}
+
+// refusingConn refuses every SET NX for now, as a Redis loading its data
+// set does: Redis is unavailable.
+type refusingConn struct{ *memdriver.Conn }
+
+func (refusingConn) SetNX(context.Context, string, string, time.Duration) (bool, error) {
+	return false, driver.ServerError("LOADING Redis is loading the dataset in memory")
+}
+
+// Each way Obtain can fail has its error.type, on the histogram and the
+// errored span; a contended call says so.
+func TestNotObtained(t *testing.T) {
+	h := newHarness(t)
+	store := memdriver.New()
+	c, err := relock.New(store.Conn(), relock.WithObserver(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Obtain(ctx, "otel:taken", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.TryObtain(ctx, "otel:taken", time.Minute)
+	_, _ = c.Obtain(ctx, "otel:taken", time.Minute, relock.WithMaxWait(30*time.Millisecond))
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	_, _ = c.Obtain(dctx, "otel:taken", time.Minute)
+	cancel()
+	r, err := relock.New(refusingConn{store.Conn()}, relock.WithObserver(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, _ = r.TryObtain(ctx, "otel:refused", time.Minute)
+
+	yes, no := relockotel.ContendedAttr.Bool(true), relockotel.ContendedAttr.Bool(false)
+	for _, w := range []struct {
+		errType string
+		c       attribute.KeyValue
+		n       uint64
+	}{{"not_obtained", yes, 2}, {"deadline_exceeded", yes, 1}, {"unavailable", no, 1}} {
+		if n, _ := h.hist(t, "relock.obtain.duration", relockotel.ErrorTypeAttr.String(w.errType), w.c); n != w.n {
+			t.Errorf("relock.obtain.duration{error.type=%s, contended=%v}: %d, want %d", w.errType, w.c.Value.AsBool(), n, w.n)
+		}
+	}
+	errored := 0
+	for _, s := range h.ended("relock.Obtain") {
+		if s.Status().Code == codes.Error {
+			errored++
+			if _, ok := attr(s, relockotel.ErrorTypeAttr); !ok {
+				t.Errorf("errored relock.Obtain without error.type: %v", s.Attributes())
+			}
+		}
+	}
+	if errored != 4 || len(h.ended("relock.Hold")) != 0 {
+		t.Errorf("%d errored relock.Obtain spans, want 4; %d relock.Hold, want none ended", errored, len(h.ended("relock.Hold")))
+	}
+}
+
+// NewTracingObserver records spans only, NewMetricsObserver metrics only;
+// the lock's life is the same under both.
+func TestTracingOnlyMetricsOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		new              newFunc
+		spans, histogram bool
+	}{
+		{"tracing", relockotel.NewTracingObserver, true, false},
+		{"metrics", relockotel.NewMetricsObserver, false, true},
+		{"both", relockotel.NewObserver, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarnessWith(t, tc.new)
+			c, err := relock.New(memdriver.New().Conn(), relock.WithObserver(h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, req := h.tp.Tracer("test").Start(context.Background(), "request")
+			var fnSpan trace.SpanContext
+			if err := c.Do(ctx, "otel:only", time.Minute, func(fctx context.Context) error {
+				fnSpan = trace.SpanContextFromContext(fctx)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			req.End()
+			if got := len(h.spans.Ended()) > 1; got != tc.spans {
+				t.Errorf("%d spans (request included)", len(h.spans.Ended()))
+			}
+			if got := len(h.metrics(t)) > 0; got != tc.histogram {
+				t.Errorf("%d metrics", len(h.metrics(t)))
+			}
+			if !tc.spans && !fnSpan.Equal(req.SpanContext()) {
+				t.Error("without tracing, Do's function does not run under the caller's span")
+			}
+			if tc.histogram {
+				for _, name := range []string{"relock.obtain.duration", "relock.hold.duration", "relock.release.duration"} {
+					if len(h.points(t, name)) != 1 {
+						t.Errorf("%s not recorded", name)
+					}
+				}
+			}
+		})
+	}
 }
 
 func miniredisConn(t *testing.T, m *miniredis.Miniredis) *goredis.Conn {
@@ -200,101 +576,6 @@ func miniredisConn(t *testing.T, m *miniredis.Miniredis) *goredis.Conn {
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return goredis.New(rdb)
-}
-
-var (
-	obtained    = attribute.String("relock.outcome", "obtained")
-	notObtained = attribute.String("relock.outcome", "not_obtained")
-)
-
-// A key deleted behind an auto-refreshed lock: relock.lost{reason=not_held},
-// the hold histogram with end=lost, and an errored relock.Hold span from
-// ObtainedAt to the loss; on both paths.
-func TestLostLock(t *testing.T) {
-	type backend struct {
-		conn   func(t *testing.T) driver.Conn
-		remove func(key string)
-	}
-	var (
-		store = memdriver.New()
-		mini  *miniredis.Miniredis
-	)
-	backends := map[string]backend{
-		"watch-path-memdriver-expired": {
-			conn:   func(*testing.T) driver.Conn { return store.Conn() },
-			remove: func(string) { store.Advance(time.Hour) },
-		},
-		"script-path-miniredis-deleted": {
-			conn: func(t *testing.T) driver.Conn {
-				mini = miniredis.RunT(t)
-				return miniredisConn(t, mini)
-			},
-			remove: func(key string) { mini.Del(key) },
-		},
-	}
-	for name, b := range backends {
-		t.Run(name, func(t *testing.T) {
-			h := newHarness(t)
-			c, err := relock.New(b.conn(t), relock.WithObserver(h))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			l, err := c.Obtain(context.Background(), "otel:lost", 1500*time.Millisecond, relock.WithAutoRefresh())
-			if err != nil {
-				t.Fatal(err)
-			}
-			b.remove("otel:lost")
-			lost := h.waitFor(t, relock.EventLost)
-			_ = c.Close()
-
-			if n := h.count(t, "relock.obtained", attribute.Bool("relock.handed_over", false)); n != 1 {
-				t.Errorf("relock.obtained{handed_over=false} = %d, want 1", n)
-			}
-			if n := h.count(t, "relock.lost", attribute.String("relock.reason", "not_held")); n != 1 {
-				t.Errorf("relock.lost{reason=not_held} = %d, want 1", n)
-			}
-			if n := h.total(t, "relock.lost"); n != 1 {
-				t.Errorf("relock.lost = %d in all, want 1", n)
-			}
-			if n := h.total(t, "relock.released"); n != 0 {
-				t.Errorf("relock.released = %d for a lost lock", n)
-			}
-			if n, sum := h.hist(t, "relock.hold.duration", attribute.String("relock.end", "lost")); n != 1 || sum != lost.Held.Seconds() {
-				t.Errorf("relock.hold.duration{end=lost}: count %d sum %v, want 1 and %v", n, sum, lost.Held.Seconds())
-			}
-			if n, _ := h.hist(t, "relock.obtain.duration", obtained); n != 1 {
-				t.Errorf("relock.obtain.duration{outcome=obtained} count %d, want 1", n)
-			}
-
-			holds := h.ended("relock.Hold")
-			if len(holds) != 1 {
-				t.Fatalf("%d relock.Hold spans, want 1", len(holds))
-			}
-			s := holds[0]
-			if s.Status().Code != codes.Error || !s.EndTime().Equal(lost.Time) || !s.StartTime().Equal(l.ObtainedAt()) {
-				t.Errorf("relock.Hold: status %v, [%v, %v]; want Error, [%v (ObtainedAt), %v (the loss)]", s.Status(), s.StartTime(), s.EndTime(), l.ObtainedAt(), lost.Time)
-			}
-			if v, _ := attr(s, relockotel.EndAttr); v.AsString() != "lost" {
-				t.Errorf("relock.Hold relock.end = %q, want lost", v.AsString())
-			}
-			if v, _ := attr(s, relockotel.ReasonAttr); v.AsString() != "not_held" {
-				t.Errorf("relock.Hold relock.reason = %q, want not_held", v.AsString())
-			}
-			if evs := s.Events(); len(evs) != 1 || evs[0].Name != "exception" {
-				t.Errorf("relock.Hold events %v, want the recorded error", evs)
-			}
-			if n := len(h.ended("relock.Obtain")); n != 1 {
-				t.Errorf("%d relock.Obtain spans, want 1", n)
-			}
-			if n := len(h.ended("relock.Release")); n != 0 {
-				t.Errorf("%d relock.Release spans for a lost lock", n)
-			}
-			if _, ok := attr(s, relockotel.KeyAttr); ok {
-				t.Error("relock.key recorded without WithKeyAttribute(true)")
-			}
-		})
-	}
 }
 
 // countingConn is a goredis adapter that counts the scripts that ran and
@@ -326,9 +607,10 @@ func (c *countingConn) Subscribe(ctx context.Context, onMessage func(channel, pa
 	return c.Conn.Subscribe(ctx, onMessage)
 }
 
-// A release hands the lock to a queued waiter: relock.obtained with
-// handed_over=true, relock.contended, and a relock.Obtain span that spans
-// the waiter's whole wait.
+// A release hands the lock to a queued waiter: the waiter's relock.Obtain
+// spans its whole wait, with handed_over, contended, two tries and its
+// fence; relock.obtain.duration says contended; relock.key on the
+// measurements with WithKeyAttribute(true).
 func TestHandOver(t *testing.T) {
 	m := miniredis.RunT(t)
 	h := newHarness(t, relockotel.WithKeyAttribute(true))
@@ -377,26 +659,15 @@ func TestHandOver(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	key := attribute.String("relock.key", "otel:handover")
-	if n := h.count(t, "relock.obtained", key, attribute.Bool("relock.handed_over", true)); n != 1 {
-		t.Errorf("relock.obtained{handed_over=true} = %d, want 1", n)
+	key := relockotel.KeyAttr.String("otel:handover")
+	for c, want := range map[bool]uint64{true: 1, false: 1} {
+		if n, _ := h.hist(t, "relock.obtain.duration", key, relockotel.ContendedAttr.Bool(c)); n != want {
+			t.Errorf("relock.obtain.duration{contended=%v}: %d, want %d", c, n, want)
+		}
 	}
-	if n := h.count(t, "relock.obtained", key, attribute.Bool("relock.handed_over", false)); n != 1 {
-		t.Errorf("relock.obtained{handed_over=false} = %d, want 1 (the holder)", n)
+	if n, _ := h.hist(t, "relock.hold.duration", key); n != 2 {
+		t.Errorf("relock.hold.duration: %d, want 2", n)
 	}
-	if n := h.count(t, "relock.contended", key); n != 1 {
-		t.Errorf("relock.contended = %d, want 1 (the waiter)", n)
-	}
-	if n := h.count(t, "relock.released", key); n != 2 {
-		t.Errorf("relock.released = %d, want 2", n)
-	}
-	if n, _ := h.hist(t, "relock.obtain.duration", key, obtained); n != 2 {
-		t.Errorf("relock.obtain.duration{outcome=obtained} count %d, want 2", n)
-	}
-	if n, _ := h.hist(t, "relock.hold.duration", key, attribute.String("relock.end", "released")); n != 2 {
-		t.Errorf("relock.hold.duration{end=released} count %d, want 2", n)
-	}
-
 	var waited relock.Event
 	for _, e := range h.all() {
 		if e.Kind == relock.EventObtained && e.HandedOver {
@@ -413,278 +684,73 @@ func TestHandOver(t *testing.T) {
 		t.Fatalf("%d relock.Obtain spans with handed_over, want 1", len(handed))
 	}
 	s := handed[0]
-	if s.Status().Code == codes.Error {
-		t.Errorf("the hand-over's span has status %v", s.Status())
-	}
 	if !s.EndTime().Equal(waited.Time) || s.EndTime().Sub(s.StartTime()) != waited.Wait || waited.Wait <= 0 {
 		t.Errorf("relock.Obtain span [%v, %v], want the wait %v ending %v", s.StartTime(), s.EndTime(), waited.Wait, waited.Time)
 	}
 	if v, _ := attr(s, relockotel.TriesAttr); v.AsInt64() != 2 {
 		t.Errorf("relock.tries = %d, want 2", v.AsInt64())
 	}
+	if v, _ := attr(s, relockotel.ContendedAttr); !v.AsBool() {
+		t.Error("relock.contended false on a hand-over")
+	}
 	if v, _ := attr(s, relockotel.FenceAttr); v.AsInt64() != r.l.Fence() || r.l.Fence() <= held.Fence() {
 		t.Errorf("relock.fence = %d, want the waiter's %d (above the holder's %d)", v.AsInt64(), r.l.Fence(), held.Fence())
 	}
-	if v, _ := attr(s, relockotel.KeyAttr); v.AsString() != "otel:handover" {
-		t.Errorf("relock.key = %q with WithKeyAttribute(true)", v.AsString())
-	}
-	if n := len(h.ended("relock.Release")); n != 2 {
-		t.Errorf("%d relock.Release spans, want 2", n)
+}
+
+func TestErrorType(t *testing.T) {
+	for err, want := range map[error]string{
+		nil: "",
+		fmt.Errorf("x: %w: %w", relock.ErrUnavailable, context.DeadlineExceeded): "unavailable",
+		fmt.Errorf("x: %w", relock.ErrNoPermission):                              "no_permission",
+		fmt.Errorf("x: %w", relock.ErrWrongType):                                 "wrong_type",
+		fmt.Errorf("x: %w", relock.ErrTooFewReplicas):                            "too_few_replicas",
+		fmt.Errorf("x: %w", relock.ErrClosed):                                    "closed",
+		fmt.Errorf("x: %w", relock.ErrUnsupported):                               "unsupported",
+		fmt.Errorf("x: %w: %w", relock.ErrLost, relock.ErrNotHeld):               "not_held",
+		fmt.Errorf("x: %w", relock.ErrLost):                                      "expired",
+		fmt.Errorf("x: %w: %w", relock.ErrNotObtained, context.Canceled):         "canceled",
+		fmt.Errorf("x: %w: %w", relock.ErrNotObtained, context.DeadlineExceeded): "deadline_exceeded",
+		fmt.Errorf("x: %w", relock.ErrNotObtained):                               "not_obtained",
+		errors.New("ERR something"):                                              "_OTHER",
+	} {
+		if got := relockotel.ErrorType(err); got != want {
+			t.Errorf("ErrorType(%v) = %q, want %q", err, got, want)
+		}
 	}
 }
 
-// failingRefreshConn obtains normally and, once fail is set, fails every
-// transaction (the WATCH path's refresh) at once.
-type failingRefreshConn struct {
-	*memdriver.Conn
-	fail atomic.Bool
-}
-
-var errRefused = errors.New("relockotel_test: connection refused")
-
-func (c *failingRefreshConn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
-	if c.fail.Load() {
-		return errRefused
-	}
-	return c.Conn.Watch(ctx, keys, fn)
-}
-
-// Refreshes that fail: relock.refresh_failed and errored relock.Refresh
-// spans, then relock.lost{reason=expired} when the validity runs out.
-func TestRefreshFailure(t *testing.T) {
-	const ttl = 600 * time.Millisecond
-	conn := &failingRefreshConn{Conn: memdriver.New().Conn()}
+// Events given without a context, and kinds it does not know, do not
+// break it: spans are roots, nothing is left open.
+func TestObserveWithoutContext(t *testing.T) {
 	h := newHarness(t)
-	c, err := relock.New(conn, relock.WithObserver(h))
-	if err != nil {
-		t.Fatal(err)
+	h.otel.Observe(relock.Event{Kind: relock.EventKind(200), Key: "k"})
+	h.otel.Observe(relock.Event{Kind: relock.EventObtained, Key: "k", Tries: 1})
+	h.otel.Observe(relock.Event{Kind: relock.EventReleased, Key: "k"})
+	h.otel.Observe(relock.Event{Kind: relock.EventDone, Key: "k"})
+	if s := h.one(t, "relock.Obtain"); s.Parent().IsValid() {
+		t.Error("relock.Obtain without a context has a parent")
 	}
-	if _, err := c.Obtain(context.Background(), "otel:refresh", ttl, relock.WithAutoRefresh()); err != nil {
-		t.Fatal(err)
+	if n, _ := h.hist(t, "relock.hold.duration"); n != 1 {
+		t.Errorf("relock.hold.duration: %d, want 1", n)
 	}
-	h.waitFor(t, relock.EventRefreshed)
-	conn.fail.Store(true)
-	lost := h.waitFor(t, relock.EventLost)
-	_ = c.Close() // no refresh after this: the counts are final
-
-	var refreshed, failed int64
-	for _, e := range h.all() {
-		switch e.Kind {
-		case relock.EventRefreshed:
-			refreshed++
-		case relock.EventRefreshFailed:
-			failed++
-		}
-	}
-	if refreshed == 0 || failed == 0 {
-		t.Fatalf("%d refreshed and %d failed events, want some of each", refreshed, failed)
-	}
-	if n := h.total(t, "relock.refreshed"); n != refreshed {
-		t.Errorf("relock.refreshed = %d, want %d", n, refreshed)
-	}
-	if n := h.count(t, "relock.refresh_failed"); n != failed {
-		t.Errorf("relock.refresh_failed = %d, want %d", n, failed)
-	}
-	if n := h.count(t, "relock.lost", attribute.String("relock.reason", "expired")); n != 1 {
-		t.Errorf("relock.lost{reason=expired} = %d, want 1", n)
-	}
-	if n, sum := h.hist(t, "relock.hold.duration", attribute.String("relock.end", "lost")); n != 1 || sum < (ttl-ttl/100-2*time.Millisecond).Seconds() {
-		t.Errorf("relock.hold.duration{end=lost}: count %d sum %vs, want 1 and at least one validity period", n, sum)
-	}
-
-	var okSpans, errSpans int64
-	for _, s := range h.ended("relock.Refresh") {
-		if !s.StartTime().Equal(s.EndTime()) {
-			t.Errorf("relock.Refresh span [%v, %v], want an instant", s.StartTime(), s.EndTime())
-		}
-		if v, _ := attr(s, relockotel.TTLAttr); v.AsInt64() != ttl.Milliseconds() {
-			t.Errorf("relock.ttl_ms = %d, want %d", v.AsInt64(), ttl.Milliseconds())
-		}
-		if s.Status().Code == codes.Error {
-			errSpans++
-			if evs := s.Events(); len(evs) != 1 || !strings.Contains(exceptionMessage(evs[0]), errRefused.Error()) {
-				t.Errorf("failed relock.Refresh span events %v, want the driver's error recorded", evs)
-			}
-		} else {
-			okSpans++
-		}
-	}
-	if okSpans != refreshed || errSpans != failed {
-		t.Errorf("relock.Refresh spans: %d ok, %d errored; want %d and %d", okSpans, errSpans, refreshed, failed)
-	}
-	holds := h.ended("relock.Hold")
-	if len(holds) != 1 || holds[0].Status().Code != codes.Error || !holds[0].EndTime().Equal(lost.Time) {
-		t.Fatalf("relock.Hold spans %v, want one errored, ending at the loss %v", holds, lost.Time)
-	}
-	if v, _ := attr(holds[0], relockotel.ReasonAttr); v.AsString() != "expired" {
-		t.Errorf("relock.Hold relock.reason = %q, want expired", v.AsString())
+	if _, err := relockotel.NewObserver(nil); err != nil {
+		t.Errorf("NewObserver(nil) = %v", err)
 	}
 }
 
-// brokenConn fails every SET NX, the first try of an obtain on the WATCH
-// path: Redis is broken.
-type brokenConn struct{ *memdriver.Conn }
-
-func (brokenConn) SetNX(context.Context, string, string, time.Duration) (bool, error) {
-	return false, errors.New("relockotel_test: broken")
-}
-
-// refusingConn refuses every SET NX for now, as a Redis loading its data
-// set does: Redis is unavailable.
-type refusingConn struct{ *memdriver.Conn }
-
-func (refusingConn) SetNX(context.Context, string, string, time.Duration) (bool, error) {
-	return false, driver.ServerError("LOADING Redis is loading the dataset in memory")
-}
-
-// Each way Obtain can fail is counted under its reason, and the span is
-// errored.
-func TestNotObtained(t *testing.T) {
-	h := newHarness(t)
-	store := memdriver.New()
-	c, err := relock.New(store.Conn(), relock.WithObserver(h))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	held, err := c.Obtain(ctx, "otel:taken", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release(ctx)
-	if _, err := c.TryObtain(ctx, "otel:taken", time.Second); !errors.Is(err, relock.ErrNotObtained) {
-		t.Fatalf("TryObtain = %v", err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
-	defer cancel()
-	if _, err := c.Obtain(cctx, "otel:taken", time.Second); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Obtain with a deadline = %v", err)
-	}
-	broken, err := relock.New(brokenConn{store.Conn()}, relock.WithObserver(h))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broken.Close()
-	if _, err := broken.Obtain(ctx, "otel:broken", time.Second); err == nil || errors.Is(err, relock.ErrNotObtained) {
-		t.Fatalf("Obtain over a broken driver = %v, want a plain error", err)
-	}
-
-	refusing, err := relock.New(refusingConn{store.Conn()}, relock.WithObserver(h))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer refusing.Close()
-	// Several tries, all refused: unavailable, and not contended.
-	if _, err := refusing.Obtain(ctx, "otel:refused", time.Second, relock.WithMaxWait(50*time.Millisecond)); !errors.Is(err, relock.ErrUnavailable) {
-		t.Fatalf("Obtain over a refusing driver = %v, want ErrUnavailable", err)
-	}
-
-	for _, reason := range []string{"taken", "context", "error", "unavailable"} {
-		if n := h.count(t, "relock.not_obtained", attribute.String("relock.reason", reason)); n != 1 {
-			t.Errorf("relock.not_obtained{reason=%s} = %d, want 1", reason, n)
-		}
-	}
-	if n, _ := h.hist(t, "relock.obtain.duration", notObtained); n != 4 {
-		t.Errorf("relock.obtain.duration{outcome=not_obtained} count %d, want 4", n)
-	}
-	// The TryObtain (taken) and the Obtain that waited, if it made more
-	// than one try, found the lock taken; the broken and refusing ones did
-	// not.
-	want := int64(1)
-	for _, e := range h.all() {
-		if e.Kind == relock.EventNotObtained && errors.Is(e.Err, context.DeadlineExceeded) && !errors.Is(e.Err, relock.ErrUnavailable) && e.Tries > 1 {
-			want++
-		}
-	}
-	if n := h.count(t, "relock.contended"); n != want {
-		t.Errorf("relock.contended = %d, want %d", n, want)
-	}
-	errored := 0
-	for _, s := range h.ended("relock.Obtain") {
-		if v, _ := attr(s, relockotel.OutcomeAttr); v.AsString() == "not_obtained" {
-			if s.Status().Code != codes.Error {
-				t.Errorf("a failed relock.Obtain span has status %v", s.Status())
-			}
-			errored++
-		}
-	}
-	if errored != 4 {
-		t.Errorf("%d failed relock.Obtain spans, want 4", errored)
-	}
-}
-
-func TestReasons(t *testing.T) {
-	notObtained := map[error]string{
-		relock.ErrNotObtained:                                        "taken",
-		errors.Join(relock.ErrNotObtained, context.Canceled):         "context",
-		errors.Join(relock.ErrNotObtained, context.DeadlineExceeded): "context",
-		relock.ErrClosed:          "error",
-		errors.New("redis: down"): "error",
-		errors.Join(relock.ErrUnavailable, context.DeadlineExceeded): "unavailable",
-		relock.ErrUnavailable:  "unavailable",
-		relock.ErrNoPermission: "no_permission",
-	}
-	for err, want := range notObtained {
-		if got := relockotel.NotObtainedReason(err); got != want {
-			t.Errorf("NotObtainedReason(%v) = %q, want %q", err, got, want)
-		}
-	}
-	lost := map[error]string{
-		errors.Join(relock.ErrLost, relock.ErrNotHeld): "not_held",
-		relock.ErrLost:      "expired",
-		relock.ErrClosed:    "other",
-		errors.New("other"): "other",
-	}
-	for err, want := range lost {
-		if got := relockotel.LostReason(err); got != want {
-			t.Errorf("LostReason(%v) = %q, want %q", err, got, want)
-		}
-	}
-}
-
-// Events of kinds the observer does not know record nothing; a nil option
-// is ignored.
-func TestUnknownKindAndNilOption(t *testing.T) {
-	h := newHarness(t, nil)
-	h.otel.Observe(relock.Event{Kind: 0, Key: "k", Time: time.Now()})
-	h.otel.Observe(relock.Event{Kind: 250, Key: "k", Time: time.Now()})
-	var rm metricdata.ResourceMetrics
-	if err := h.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			t.Errorf("unknown kinds recorded %s", m.Name)
-		}
-	}
-	if n := len(h.spans.Ended()); n != 0 {
-		t.Errorf("unknown kinds made %d spans", n)
-	}
-}
-
-// BenchmarkObserve measures what one event costs with the SDK behind the
-// observer: an obtain (metrics and a span) and a release (metrics and two
-// spans).
 func BenchmarkObserve(b *testing.B) {
-	for _, withKey := range []bool{false, true} {
-		b.Run(fmt.Sprintf("key=%v", withKey), func(b *testing.B) {
-			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracetest.NewSpanRecorder()), sdktrace.WithSampler(sdktrace.NeverSample()))
-			defer mp.Shutdown(context.Background())
-			defer tp.Shutdown(context.Background())
-			obs, err := relockotel.NewObserver(relockotel.WithMeterProvider(mp), relockotel.WithTracerProvider(tp), relockotel.WithKeyAttribute(withKey))
-			if err != nil {
-				b.Fatal(err)
-			}
-			now := time.Now()
-			ob := relock.Event{Kind: relock.EventObtained, Key: "k", Time: now, Wait: time.Millisecond, Tries: 1, TTL: time.Second}
-			rel := relock.Event{Kind: relock.EventReleased, Key: "k", Time: now, Held: time.Millisecond, TTL: time.Second}
-			b.ReportAllocs()
-			for b.Loop() {
-				obs.Observe(ob)
-				obs.Observe(rel)
-			}
-		})
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	obs, err := relockotel.NewMetricsObserver(relockotel.WithMeterProvider(mp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	e := relock.Event{Kind: relock.EventObtained, Key: "k", Tries: 1, Wait: time.Millisecond}
+	b.ReportAllocs()
+	for b.Loop() {
+		obs.ObserveContext(ctx, e)
 	}
 }

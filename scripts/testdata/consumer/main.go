@@ -19,7 +19,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/goredis"
@@ -33,10 +32,7 @@ func main() {
 	}
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	obs, err := relockotel.NewObserver(
-		relockotel.WithMeterProvider(mp),
-		relockotel.WithTracerProvider(noop.NewTracerProvider()),
-	)
+	obs, err := relockotel.NewMetricsObserver(relockotel.WithMeterProvider(mp))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -67,12 +63,23 @@ func main() {
 	if err := reader.Collect(ctx, &rm); err != nil {
 		log.Fatal(err)
 	}
+	// Counted by the histograms: a failure has error.type.
 	counts := map[string]int64{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if sum, ok := m.Data.(metricdata.Sum[int64]); ok {
-				for _, dp := range sum.DataPoints {
-					counts[m.Name] += dp.Value
+			h, ok := m.Data.(metricdata.Histogram[float64])
+			if !ok {
+				continue
+			}
+			for _, dp := range h.DataPoints {
+				_, failed := dp.Attributes.Value(relockotel.ErrorTypeAttr)
+				switch {
+				case m.Name == "relock.obtain.duration" && failed:
+					counts["relock.not_obtained"] += int64(dp.Count)
+				case m.Name == "relock.obtain.duration":
+					counts["relock.obtained"] += int64(dp.Count)
+				case m.Name == "relock.hold.duration" && !failed:
+					counts["relock.released"] += int64(dp.Count)
 				}
 			}
 		}
