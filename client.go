@@ -717,6 +717,9 @@ func (c *Client) validate(st *settings) error {
 	if st.maxWait < 0 {
 		return invalid("negative wait budget %v", st.maxWait)
 	}
+	if st.minHold < 0 {
+		return invalid("negative minimum hold %v", st.minHold)
+	}
 	if len(st.metadata) > MaxMetadataLen {
 		return invalid("metadata of %d bytes is longer than %d", len(st.metadata), MaxMetadataLen)
 	}
@@ -735,13 +738,54 @@ func (c *Client) validate(st *settings) error {
 }
 
 // TryObtain tries once to take the lock and never waits: it is Obtain with
-// NoRetry. A taken lock gives ErrNotObtained.
-func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration) (*Lock, error) {
-	return c.Obtain(ctx, key, ttl, tryOnce...)
+// NoRetry, after opts (WithMetadata, WithFencing, WithAutoRefresh,
+// WithObserver, ...), so a WithRetry or WithMaxWait among them has no
+// effect. A taken lock gives ErrNotObtained; Redis down or refusing,
+// ErrUnavailable.
+func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration, opts ...Option) (*Lock, error) {
+	if len(opts) == 0 {
+		return c.Obtain(ctx, key, ttl, tryOnce...)
+	}
+	all := make([]Option, 0, len(opts)+1)
+	return c.Obtain(ctx, key, ttl, append(append(all, opts...), tryOnce...)...)
 }
 
-// tryOnce is TryObtain's option, made once.
-var tryOnce = []Option{WithRetry(NoRetry())}
+// tryOnce is TryObtain's option, made once: no retry, no wait budget.
+var tryOnce = []Option{optionFunc(func(st *settings) { st.retry, st.maxWait = NoRetry(), 0 })}
+
+// Ping checks that Redis answers, with one round trip per connection (a
+// GET of a key that no lock can have, under the Client's prefix so that an
+// ACL user confined to it may run it), as database/sql's PingContext does:
+// Open does not connect, so a readiness probe calls Ping. It returns nil
+// when every connection answered (a quorum pings each master), an error
+// matching ErrUnavailable when one did not answer by ctx's deadline or
+// refused for now, ErrNoPermission when the user may not read the key or
+// could not authenticate, and ErrClosed after Close.
+func (c *Client) Ping(ctx context.Context) error {
+	if c == nil {
+		return invalid("nil client")
+	}
+	if ctx == nil {
+		return invalid("nil context")
+	}
+	if c.closed.Load() {
+		return fmt.Errorf("relock: ping: %w", ErrClosed)
+	}
+	key := c.defaults.prefix + "ping" + reservedMark + "ping"
+	for i, conn := range c.conns {
+		if _, _, err := conn.Get(ctx, key); err != nil {
+			where := ""
+			if len(c.conns) > 1 {
+				where = fmt.Sprintf(" (connection %d of %d)", i+1, len(c.conns))
+			}
+			if s := classify(err).sentinel; s != nil && !errors.Is(err, s) {
+				return fmt.Errorf("relock: ping%s: %w: %w", where, s, err)
+			}
+			return fmt.Errorf("relock: ping%s: %w", where, err)
+		}
+	}
+	return nil
+}
 
 // Clean-up bounds: one attempt takes at most cleanupAttempt; attempts go
 // on, backing off, for the lock's TTL (after which Redis drops the key)

@@ -106,10 +106,18 @@ func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 // token (ErrNotHeld otherwise) and counts the lock's validity from the
 // remaining TTL it finds; the Lock's Fence is the key's fencing counter.
 // The owner check stays intact: Release and Refresh act only while the key
-// holds token. An attached lock has no auto-refresh: call Refresh. key is
-// the lock's name as Lock.Key returns it: the Client's prefix goes before
-// it, as in Obtain.
-func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
+// holds token. key is the lock's name as Lock.Key returns it: the
+// Client's prefix goes before it, as in Obtain.
+//
+// opts may be WithAutoRefresh, to keep the attached lock alive as Obtain
+// does (it renews to the TTL the key had left when attached, at least
+// MinTTL, until a Refresh sets another), and WithObserver. Options that
+// only mean something when obtaining (WithFencing, WithMetadata,
+// WithRetry, WithMaxWait, WithReplicas, WithMinHold, WithKeyPrefix) make Attach fail
+// with ErrInvalidArgument, sending nothing. Without WithAutoRefresh an
+// attached lock is not refreshed, whatever the Client's defaults: call
+// Refresh.
+func (c *Client) Attach(ctx context.Context, key, token string, opts ...Option) (*Lock, error) {
 	if c == nil {
 		return nil, invalid("nil client")
 	}
@@ -122,6 +130,15 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 	}
 	if !validToken(token) {
 		return nil, invalid("token %q is not 32 lowercase hexadecimal digits", token)
+	}
+	var given settings
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&given)
+		}
+	}
+	if given.fencing || given.metadata != "" || given.retry != nil || given.maxWait != 0 || given.replicas != nil || given.prefixGiven || given.minHold != 0 {
+		return nil, invalid("Attach takes only WithAutoRefresh and WithObserver: fencing, metadata, retries, wait budgets, replicas, minimum holds and prefixes belong to Obtain or New")
 	}
 	if c.closed.Load() {
 		return nil, fmt.Errorf("relock: attach %q: %w", key, ErrClosed)
@@ -144,7 +161,13 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 	l := &Lock{req: obtainReq{key: key, plen: plen, keys: keys, token: token, value: st.value, ttl: max(ttl, time.Millisecond), meta: meta}}
 	l.req.setReleaseArgs()
 	st2 := c.defaults
-	st2.autoRefresh = false
+	st2.autoRefresh = given.autoRefresh
+	if given.observer != nil {
+		st2.observer = given.observer
+	}
+	if st2.autoRefresh {
+		l.req.ttl = max(l.req.ttl, MinTTL)
+	}
 	return c.newLock(l, st.fence, sent, &st2)
 }
 

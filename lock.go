@@ -27,7 +27,8 @@ type Lock struct {
 	req        obtainReq // key, token, ttl and what the obtain asked for
 	fence      int64
 	obtainedAt time.Time
-	observer   Observer // nil: no events
+	observer   Observer      // nil: no events
+	minHold    time.Duration // WithMinHold: Release keeps the key until obtainedAt+minHold
 
 	// writes orders the calls that set the key's expiry (Refresh, by hand
 	// or automatic): one at a time, so that the last one to return is the
@@ -57,7 +58,7 @@ func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecon
 // than at.
 func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Lock, error) {
 	req := &l.req
-	l.client, l.fence, l.obtainedAt, l.observer = c, fence, at, st.observer
+	l.client, l.fence, l.obtainedAt, l.observer, l.minHold = c, fence, at, st.observer, st.minHold
 	l.ttl, l.validUntil = req.ttl, validity(at, req.ttl)
 	if st.autoRefresh {
 		if !c.startAutoRefresh(l) {
@@ -287,6 +288,17 @@ func (l *Lock) Err() error {
 }
 
 func (l *Lock) check(ctx context.Context, op string) error {
+	if err := l.checkLock(ctx, op); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, err)
+	}
+	return nil
+}
+
+// checkLock is check without the context's end: Release goes on past it.
+func (l *Lock) checkLock(ctx context.Context, op string) error {
 	if l == nil || l.client == nil {
 		return invalid("nil lock")
 	}
@@ -295,9 +307,6 @@ func (l *Lock) check(ctx context.Context, op string) error {
 	}
 	if l.client.closed.Load() {
 		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, err)
 	}
 	return nil
 }
@@ -366,16 +375,45 @@ func (l *Lock) released() {
 // (so that others need not wait for it to expire), and returns an error
 // matching ErrNotHeld and the lock's Err: ErrLost when its validity ran out
 // or a call found it gone or another owner's (whose key is left alone).
+// A lock obtained WithMinHold is, before the hold ends, released by
+// setting the key's expiry to the hold's end instead of deleting it.
 //
-// ctx bounds the call to Redis: give it a context of its own rather than
-// one whose deadline the work may have used up.
+// ctx bounds the call to Redis while it is live. A ctx that has already
+// ended (cancelled, or past its deadline, as the context of work that took
+// longer than planned often is) does not stop Release: it then runs with
+// ctx's values but without its cancellation, bounded by the lock's TTL or
+// ReleaseTimeout, whichever is shorter. So "defer l.Release(ctx)" with the
+// context that obtained the lock is right, however long the work took.
 func (l *Lock) Release(ctx context.Context) error {
-	if err := l.check(ctx, "release"); err != nil {
+	if err := l.checkLock(ctx, "release"); err != nil {
 		return err
 	}
 	l.stopAutoRefresh()
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), min(l.currentTTL(), ReleaseTimeout))
+		defer cancel()
+	}
 	return l.release(ctx)
 }
+
+// minHoldLeft is how much of the minimum hold (WithMinHold) is left, rounded
+// up to a whole millisecond (the precision of PX); 0 when none is.
+func (l *Lock) minHoldLeft() time.Duration {
+	if l.minHold <= 0 {
+		return 0
+	}
+	left := time.Until(l.obtainedAt.Add(l.minHold))
+	if left <= 0 {
+		return 0
+	}
+	return (left + time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+// ReleaseTimeout bounds a Release called with a context that has already
+// ended (see Lock.Release), and Client.Do's release after fn: the lock's TTL
+// bounds them too, since Redis drops the key by then anyway.
+const ReleaseTimeout = 5 * time.Second
 
 // release deletes the key if it holds our token and ends the lock.
 func (l *Lock) release(ctx context.Context) error {
@@ -391,7 +429,14 @@ func (l *Lock) release(ctx context.Context) error {
 	if settled {
 		return l.endedError("release", cause)
 	}
-	ok, err := l.client.path.release(ctx, l.req.keys, l.req.token, false)
+	var ok bool
+	var err error
+	if left := l.minHoldLeft(); left > 0 && cause == nil {
+		// WithMinHold: let the key expire when the minimum hold ends.
+		ok, _, err = l.client.path.refresh(ctx, l.req.keys, l.req.token, left, nil)
+	} else {
+		ok, err = l.client.path.release(ctx, l.req.keys, l.req.token, false)
+	}
 	if err != nil {
 		return opError("release", l.req.key, err)
 	}
