@@ -73,6 +73,12 @@ type Info struct {
 // TTL is how long that majority still holds it. key is the lock's name as
 // Obtain took it and Lock.Key returns it: the Client's prefix goes before
 // it.
+//
+// Inspect does not say since when the lock is held: Redis keeps no such
+// time, and one derived from the TTL would be wrong after the first
+// refresh. Put it in the metadata when it matters, as relock run does
+// ("host=... pid=... start=2026-12-07T14:33:00Z cmd=..."); the value's
+// format, token "|" metadata, stays as it is.
 func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 	if c == nil {
 		return Info{}, invalid("nil client")
