@@ -2,7 +2,6 @@ package relock
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -91,7 +90,7 @@ func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 		return Info{}, err
 	}
 	if c.closed.Load() {
-		return Info{}, fmt.Errorf("relock: inspect %q: %w", key, ErrClosed)
+		return Info{}, errorf("relock: inspect %q: %w", key, ErrClosed)
 	}
 	st, err := c.path.inspect(ctx, keysIn(key, len(c.defaults.prefix)))
 	if err != nil {
@@ -147,7 +146,7 @@ func (c *Client) Attach(ctx context.Context, key, token string, opts ...Option) 
 		return nil, invalid("Attach takes only WithAutoRefresh and WithObserver: fencing, metadata, retries, wait budgets, replicas, minimum holds and prefixes belong to Obtain or New")
 	}
 	if c.closed.Load() {
-		return nil, fmt.Errorf("relock: attach %q: %w", key, ErrClosed)
+		return nil, errorf("relock: attach %q: %w", key, ErrClosed)
 	}
 	plen := len(c.defaults.prefix)
 	keys := keysIn(key, plen)
@@ -157,7 +156,7 @@ func (c *Client) Attach(ctx context.Context, key, token string, opts ...Option) 
 		return nil, opError("attach", key, err)
 	}
 	if !st.exists || !holds(st.value, token) {
-		return nil, fmt.Errorf("relock: attach %q: %w", key, ErrNotHeld)
+		return nil, errorf("relock: attach %q: %w", key, ErrNotHeld)
 	}
 	ttl := asDuration(st.pttl)
 	if ttl < 0 {

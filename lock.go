@@ -3,7 +3,6 @@ package relock
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 )
@@ -62,9 +61,9 @@ func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Loc
 	l.ttl, l.validUntil = req.ttl, validity(at, req.ttl)
 	if st.autoRefresh {
 		if !c.startAutoRefresh(l) {
-			l.finish(ErrClosed)
+			l.finish(l.because(ErrClosed))
 			c.cleanUp(req, false, nil)
-			return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
+			return nil, errorf("relock: obtain %q: %w", req.key, ErrClosed)
 		}
 	}
 	return l, nil
@@ -140,7 +139,7 @@ func (l *Lock) expireLocked() bool {
 	if l.life.Err() != nil || time.Now().Before(l.validUntil) {
 		return false
 	}
-	l.end(fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost))
+	l.end(errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost))
 	l.expiry.Stop()
 	return true
 }
@@ -292,7 +291,7 @@ func (l *Lock) check(ctx context.Context, op string) error {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, err)
+		return errorf("relock: %s %q: %w", op, l.req.key, err)
 	}
 	return nil
 }
@@ -306,7 +305,7 @@ func (l *Lock) checkLock(ctx context.Context, op string) error {
 		return invalid("nil context")
 	}
 	if l.client.closed.Load() {
-		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrClosed)
+		return errorf("relock: %s %q: %w", op, l.req.key, ErrClosed)
 	}
 	return nil
 }
@@ -327,7 +326,7 @@ func (l *Lock) endedCause() error {
 	case l.endCause != nil:
 		cause = l.endCause
 	case !time.Now().Before(l.validUntil):
-		l.endCause = fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost)
+		l.endCause = errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost)
 		cause, ended = l.endCause, true
 	}
 	l.mu.Unlock()
@@ -341,9 +340,9 @@ func (l *Lock) endedCause() error {
 // matches ErrNotHeld and the cause.
 func (l *Lock) endedError(op string, cause error) error {
 	if errors.Is(cause, ErrNotHeld) {
-		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, cause)
+		return errorf("relock: %s %q: %w", op, l.req.key, cause)
 	}
-	return fmt.Errorf("relock: %s %q: %w: %w", op, l.req.key, ErrNotHeld, cause)
+	return errorf("relock: %s %q: %w: %w", op, l.req.key, ErrNotHeld, cause)
 }
 
 // notHeld records that the key was found not ours and returns the error.
@@ -351,11 +350,17 @@ func (l *Lock) notHeld(op string) error {
 	l.mu.Lock()
 	l.settled = true
 	l.mu.Unlock()
-	err := fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
-	if l.finish(fmt.Errorf("%w: %w", ErrLost, err)) {
+	err := errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
+	if l.finish(errorf("relock: %s %q: %w: %w", op, l.req.key, ErrLost, ErrNotHeld)) {
 		l.observe(EventLost, l.Err())
 	}
 	return err
+}
+
+// because is the cause a lock ends with for reason, a sentinel: wrapped
+// with the key, so that Err's text says "relock:" and which lock.
+func (l *Lock) because(reason error) error {
+	return errorf("relock: %q: %w", l.req.key, reason)
 }
 
 // released ends the lock as released, if it had not ended, and emits that.
@@ -363,7 +368,7 @@ func (l *Lock) released() {
 	l.mu.Lock()
 	l.settled = true
 	l.mu.Unlock()
-	if l.finish(ErrReleased) {
+	if l.finish(l.because(ErrReleased)) {
 		l.observe(EventReleased, nil)
 	}
 }
@@ -503,7 +508,7 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	l.wrote(at, ttl)
 	if w := l.req.wait; w != nil && acked < w.n {
 		rerr := l.releaseLocked(context.WithoutCancel(ctx))
-		return errors.Join(fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.req.key, ErrTooFewReplicas, acked, w.n, w.timeout), rerr)
+		return errors.Join(errorf("relock: refresh %q: %w: %d of %d within %v; released", l.req.key, ErrTooFewReplicas, acked, w.n, w.timeout), rerr)
 	}
 	if l.observer != nil {
 		l.observer.Observe(Event{Kind: EventRefreshed, Key: l.req.key, Time: time.Now(), Fence: l.fence, TTL: ttl})

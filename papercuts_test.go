@@ -6,7 +6,9 @@ package relock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -328,4 +330,45 @@ func TestPing(t *testing.T) {
 		}
 		c.Close()
 	})
+}
+
+// Error texts say "relock:" once, and "not obtained" names the holder by
+// its metadata and says how long its lock has left.
+func TestErrorTexts(t *testing.T) {
+	eachServer(t, func(t *testing.T, s *srv) {
+		c := s.client(t)
+		ctx := ctxT(t, 10*time.Second)
+		k := s.key(t, "texts")
+		l, err := c.Obtain(ctx, k, 30*time.Second, relock.WithMetadata("host=web-1 pid=7"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.TryObtain(ctx, k, time.Second)
+		msg := fmt.Sprint(err)
+		if !errors.Is(err, relock.ErrNotObtained) || strings.Count(msg, "relock:") != 1 ||
+			!strings.HasPrefix(msg, fmt.Sprintf(`relock: obtain %q: lock not obtained (held by "host=web-1 pid=7", `, k)) || !strings.HasSuffix(msg, "s left)") {
+			t.Errorf("TryObtain of a held lock: %q", msg)
+		}
+		// A lock found gone: lost, and not held.
+		s.do(t, "DEL", k)
+		err = l.Refresh(ctx, time.Minute)
+		if msg := fmt.Sprint(err); !errors.Is(err, relock.ErrNotHeld) || strings.Count(msg, "relock:") != 1 {
+			t.Errorf("Refresh of a lock whose key is gone: %q", msg)
+		}
+		if msg := fmt.Sprint(l.Err()); !errors.Is(l.Err(), relock.ErrLost) || !errors.Is(l.Err(), relock.ErrNotHeld) || strings.Count(msg, "relock:") != 1 {
+			t.Errorf("Err of the lost lock: %q", msg)
+		}
+		err = l.Release(ctx)
+		if msg := fmt.Sprint(err); !errors.Is(err, relock.ErrNotHeld) || !errors.Is(err, relock.ErrLost) || strings.Count(msg, "relock:") != 1 {
+			t.Errorf("Release of the lost lock: %q", msg)
+		}
+	})
+}
+
+// A DSN that is not a URL gets an error that says what one looks like.
+func TestOpenSaysWhatAURLLooksLike(t *testing.T) {
+	_, err := relock.Open("goredis", "127.0.0.1:6600")
+	if msg := fmt.Sprint(err); !errors.Is(err, relock.ErrInvalidArgument) || !strings.Contains(msg, "redis://") || strings.Count(msg, "relock:") != 1 {
+		t.Fatalf("Open of a host:port = %q, want ErrInvalidArgument naming the URL forms", msg)
+	}
 }

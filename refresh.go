@@ -54,11 +54,11 @@ func (l *Lock) autoRefresh(ctx context.Context, done chan struct{}) {
 				rctx, cancel := context.WithTimeout(context.Background(), min(l.req.ttl, cleanupAttempt))
 				released, err := l.client.path.release(rctx, l.req.keys, l.req.token, false)
 				cancel()
-				if l.finish(ErrClosed) {
+				if cause := l.because(ErrClosed); l.finish(cause) {
 					if released && err == nil {
 						l.observe(EventReleased, nil)
 					} else {
-						l.observe(EventLost, ErrClosed)
+						l.observe(EventLost, cause)
 					}
 				}
 			}
