@@ -538,10 +538,15 @@ const holderInquiry = 50 * time.Millisecond
 // 2.1s left)`, or "another owner" without metadata (the token is not
 // shown: Inspect gives it), from one read of the key bounded by
 // holderInquiry; "" when that read fails or finds the key gone or ours.
-// Not done when the caller's context ended the call: it gave up, and
-// waits for nothing more.
+// Not done when a context ended the call: the caller gave up, and waits
+// for nothing more.
 func (o *obtainer) holderInfo() string {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(o.ctx), holderInquiry)
+	if o.ctx.Err() != nil {
+		return "" // the call's own deadline (the budget's) has come
+	}
+	// Within the call's context: Obtain still returns by the budget plus
+	// lastTryGrace, and by the caller's deadline.
+	ctx, cancel := context.WithTimeout(o.ctx, holderInquiry)
 	defer cancel()
 	st, err := o.c.path.inspect(ctx, o.req.keys)
 	if err != nil || !st.exists {
