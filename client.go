@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +85,7 @@ func checkConn(conn driver.Conn) error {
 	}
 	if v, ok := conn.(driver.Validator); ok {
 		if err := v.Validate(); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+			return errorf("relock: %w: %w", ErrInvalidArgument, err)
 		}
 	}
 	return nil
@@ -100,7 +101,7 @@ func pathFor(conn driver.Conn) (path, error) {
 	if w, ok := conn.(driver.Watcher); ok {
 		return watchPath{conn: conn, w: w}, nil
 	}
-	return nil, fmt.Errorf("%w: %T implements neither driver.Scripter nor driver.Watcher", ErrUnsupported, conn)
+	return nil, errorf("relock: %w: %T implements neither driver.Scripter nor driver.Watcher", ErrUnsupported, conn)
 }
 
 func newClient(conns []driver.Conn) *Client {
@@ -158,18 +159,29 @@ func Drivers() []string {
 
 // Open opens a connection with the named driver, for example "goredis",
 // "redigo" or "rueidis" after importing the adapter, and returns a Client
-// over it. dsn is a redis:// or rediss:// URL, parsed by the client
-// library's own URL parser. The Client owns the connection: Close closes it.
+// over it. dsn is a redis://, rediss:// or unix:// URL. The three adapters
+// share one vocabulary of query options (pool_size, dial_timeout,
+// read_timeout, write_timeout, client_name, db; the database number also
+// as the path, the user and password as the URL's userinfo; see the
+// README's table), and each also takes its client library's own. The
+// Client owns the connection: Close closes it. Open does not connect: call
+// Client.Ping to check that Redis answers.
 func Open(driverName, dsn string, opts ...Option) (*Client, error) {
 	driversMu.RLock()
 	d, ok := drivers[driverName]
 	driversMu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("%w: unknown driver %q (forgotten import?)", ErrInvalidArgument, driverName)
+		return nil, errorf("relock: %w: unknown driver %q (forgotten import?)", ErrInvalidArgument, driverName)
 	}
 	conn, err := d.Open(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("relock: open %s: %w", driverName, err)
+		if !strings.Contains(dsn, "://") {
+			// "127.0.0.1:6379" or "localhost": url.Parse's complaint
+			// ("first path segment in URL cannot contain colon") does not
+			// say what was wanted.
+			return nil, errorf("relock: open %s: the DSN is not a URL: want %s: %w", driverName, dsnForms, err)
+		}
+		return nil, errorf("relock: open %s: %w", driverName, err)
 	}
 	c, err := New(conn, opts...)
 	if err != nil {
@@ -178,6 +190,9 @@ func Open(driverName, dsn string, opts ...Option) (*Client, error) {
 	}
 	return c, nil
 }
+
+// dsnForms is what a DSN looks like, for the error of one that is not a URL.
+const dsnForms = "redis://[user:password@]host:port[/db][?option=value...], rediss://... for TLS, or unix:///path/to/socket"
 
 // Close makes every Obtain in progress return ErrClosed (a waiting one at
 // once; one whose first try is on the wire when that try returns), and
@@ -284,10 +299,10 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	c.obtaining.RLock()
 	defer c.obtaining.RUnlock()
 	if c.closed.Load() {
-		return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
+		return nil, errorf("relock: obtain %q: %w", req.key, ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		err = fmt.Errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
+		err = errorf("relock: obtain %q: %w: %w", req.key, ErrNotObtained, err)
 		if st.observer != nil {
 			observeObtain(ctx, st.observer, Event{Kind: EventNotObtained, Key: key, Time: time.Now(), TTL: ttl, Err: err}, nil)
 		}
@@ -495,7 +510,7 @@ func (o *obtainer) failed(err error) error {
 // none did but some failed for want of Redis.
 func (o *obtainer) notObtained(cause error) error {
 	if errors.Is(context.Cause(o.ctx), ErrClosed) {
-		return fmt.Errorf("relock: obtain %q: %w", o.req.key, ErrClosed)
+		return errorf("relock: obtain %q: %w", o.req.key, ErrClosed)
 	}
 	key := o.req.key
 	budget := cause == nil && !o.budgetEnd.IsZero() && !time.Now().Before(o.budgetEnd)
@@ -508,11 +523,11 @@ func (o *obtainer) notObtained(cause error) error {
 	if !o.seen && o.lastErr != nil {
 		switch {
 		case budget:
-			return fmt.Errorf("relock: obtain %q: %w: no answer showing a holder within %v (tries: %d); last error: %w", key, ErrUnavailable, o.st.maxWait, o.tries, o.lastErr)
+			return errorf("relock: obtain %q: %w: no answer showing a holder within %v (tries: %d); last error: %w", key, ErrUnavailable, o.st.maxWait, o.tries, o.lastErr)
 		case cause != nil:
-			return fmt.Errorf("relock: obtain %q: %w: %w (tries: %d); last error: %w", key, ErrUnavailable, cause, o.tries, o.lastErr)
+			return errorf("relock: obtain %q: %w: %w (tries: %d); last error: %w", key, ErrUnavailable, cause, o.tries, o.lastErr)
 		default:
-			return fmt.Errorf("relock: obtain %q: %w (tries: %d); last error: %w", key, ErrUnavailable, o.tries, o.lastErr)
+			return errorf("relock: obtain %q: %w (tries: %d); last error: %w", key, ErrUnavailable, o.tries, o.lastErr)
 		}
 	}
 	var last string
@@ -523,12 +538,56 @@ func (o *obtainer) notObtained(cause error) error {
 	}
 	switch {
 	case budget:
-		return fmt.Errorf("relock: obtain %q: %w: waited %v%s", key, ErrNotObtained, o.st.maxWait, last)
+		return errorf("relock: obtain %q: %w%s: waited %v%s", key, ErrNotObtained, o.holderInfo(), o.st.maxWait, last)
 	case cause != nil:
-		return fmt.Errorf("relock: obtain %q: %w: %w%s", key, ErrNotObtained, cause, last)
+		return errorf("relock: obtain %q: %w: %w%s", key, ErrNotObtained, cause, last)
 	default:
-		return fmt.Errorf("relock: obtain %q: %w%s", key, ErrNotObtained, last)
+		return errorf("relock: obtain %q: %w%s%s", key, ErrNotObtained, o.holderInfo(), last)
 	}
+}
+
+// holderInquiry bounds the one read that names the holder in the error of
+// an Obtain that ran out of tries or budget.
+const holderInquiry = 50 * time.Millisecond
+
+// holderInfo names who holds the lock, for the error of an Obtain that
+// found it taken and ran out of tries or budget: ` (held by "metadata",
+// 2.1s left)`, or "another owner" without metadata (the token is not
+// shown: Inspect gives it), from one read of the key bounded by
+// holderInquiry; "" when that read fails or finds the key gone or ours.
+// Not done when a context ended the call: the caller gave up, and waits
+// for nothing more.
+func (o *obtainer) holderInfo() string {
+	if o.ctx.Err() != nil {
+		return "" // the call's own deadline (the budget's) has come
+	}
+	// Within the call's context: Obtain still returns by the budget plus
+	// lastTryGrace, and by the caller's deadline.
+	ctx, cancel := context.WithTimeout(o.ctx, holderInquiry)
+	defer cancel()
+	st, err := o.c.path.inspect(ctx, o.req.keys)
+	if err != nil || !st.exists {
+		return ""
+	}
+	token, meta, _ := strings.Cut(st.value, "|")
+	if token == o.req.token {
+		return ""
+	}
+	if len(meta) > 64 {
+		meta = strings.ToValidUTF8(meta[:64], "") + "..."
+	}
+	var b strings.Builder
+	if meta != "" {
+		fmt.Fprintf(&b, " (held by %q", meta)
+	} else {
+		b.WriteString(" (held by another owner")
+	}
+	if d := asDuration(st.pttl); d >= 0 {
+		fmt.Fprintf(&b, ", %v left)", d.Round(time.Millisecond))
+	} else {
+		b.WriteString(", no expiry)")
+	}
+	return b.String()
 }
 
 // won turns a try that found the key ours into a Lock. It returns nil, nil
@@ -538,7 +597,7 @@ func (o *obtainer) won(res obtainRes) (*Lock, error) {
 	req := o.req
 	if w := req.wait; w != nil && res.acked < w.n {
 		o.c.cleanUp(req, false, nil)
-		return nil, fmt.Errorf("relock: obtain %q: %w: %d of %d within %v; released", req.key, ErrTooFewReplicas, res.acked, w.n, w.timeout)
+		return nil, errorf("relock: obtain %q: %w: %d of %d within %v; released", req.key, ErrTooFewReplicas, res.acked, w.n, w.timeout)
 	}
 	at := o.sent
 	if res.leftKnown && res.left < req.ttl {
@@ -642,7 +701,7 @@ func (o *obtainer) sleep(wait time.Duration) (*Lock, error) {
 	case <-o.ctx.Done():
 		return nil, o.notObtained(o.ctx.Err())
 	case <-o.c.life.Done():
-		return nil, fmt.Errorf("relock: obtain %q: %w", o.req.key, ErrClosed)
+		return nil, errorf("relock: obtain %q: %w", o.req.key, ErrClosed)
 	case payload := <-o.handed:
 		return o.takeOver(payload)
 	case <-o.timer.C:
@@ -748,6 +807,9 @@ func (c *Client) validate(st *settings) error {
 	if st.maxWait < 0 {
 		return invalid("negative wait budget %v", st.maxWait)
 	}
+	if st.minHold < 0 {
+		return invalid("negative minimum hold %v", st.minHold)
+	}
 	if len(st.metadata) > MaxMetadataLen {
 		return invalid("metadata of %d bytes is longer than %d", len(st.metadata), MaxMetadataLen)
 	}
@@ -756,23 +818,64 @@ func (c *Client) validate(st *settings) error {
 			return invalid("WithReplicas(%d, %v): want at least 1 replica and 1ms", w.n, w.timeout)
 		}
 		if !c.path.canWait() {
-			return fmt.Errorf("%w: WithReplicas needs a single master whose driver implements driver.ReplicaWaiter and driver.Scripter", ErrUnsupported)
+			return errorf("relock: %w: WithReplicas needs a single master whose driver implements driver.ReplicaWaiter and driver.Scripter", ErrUnsupported)
 		}
 	}
 	if st.fencing && !c.path.canFence() {
-		return fmt.Errorf("%w: WithFencing on a quorum of masters", ErrUnsupported)
+		return errorf("relock: %w: WithFencing on a quorum of masters", ErrUnsupported)
 	}
 	return nil
 }
 
 // TryObtain tries once to take the lock and never waits: it is Obtain with
-// NoRetry. A taken lock gives ErrNotObtained.
-func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration) (*Lock, error) {
-	return c.Obtain(ctx, key, ttl, tryOnce...)
+// NoRetry, after opts (WithMetadata, WithFencing, WithAutoRefresh,
+// WithObserver, ...), so a WithRetry or WithMaxWait among them has no
+// effect. A taken lock gives ErrNotObtained; Redis down or refusing,
+// ErrUnavailable.
+func (c *Client) TryObtain(ctx context.Context, key string, ttl time.Duration, opts ...Option) (*Lock, error) {
+	if len(opts) == 0 {
+		return c.Obtain(ctx, key, ttl, tryOnce...)
+	}
+	all := make([]Option, 0, len(opts)+1)
+	return c.Obtain(ctx, key, ttl, append(append(all, opts...), tryOnce...)...)
 }
 
-// tryOnce is TryObtain's option, made once.
-var tryOnce = []Option{WithRetry(NoRetry())}
+// tryOnce is TryObtain's option, made once: no retry, no wait budget.
+var tryOnce = []Option{optionFunc(func(st *settings) { st.retry, st.maxWait = NoRetry(), 0 })}
+
+// Ping checks that Redis answers, with one round trip per connection (a
+// GET of a key that no lock can have, under the Client's prefix so that an
+// ACL user confined to it may run it), as database/sql's PingContext does:
+// Open does not connect, so a readiness probe calls Ping. It returns nil
+// when every connection answered (a quorum pings each master), an error
+// matching ErrUnavailable when one did not answer by ctx's deadline or
+// refused for now, ErrNoPermission when the user may not read the key or
+// could not authenticate, and ErrClosed after Close.
+func (c *Client) Ping(ctx context.Context) error {
+	if c == nil {
+		return invalid("nil client")
+	}
+	if ctx == nil {
+		return invalid("nil context")
+	}
+	if c.closed.Load() {
+		return errorf("relock: ping: %w", ErrClosed)
+	}
+	key := c.defaults.prefix + "ping" + reservedMark + "ping"
+	for i, conn := range c.conns {
+		if _, _, err := conn.Get(ctx, key); err != nil {
+			where := ""
+			if len(c.conns) > 1 {
+				where = fmt.Sprintf(" (connection %d of %d)", i+1, len(c.conns))
+			}
+			if s := classify(err).sentinel; s != nil && !errors.Is(err, s) {
+				return errorf("relock: ping%s: %w: %w", where, s, err)
+			}
+			return errorf("relock: ping%s: %w", where, err)
+		}
+	}
+	return nil
+}
 
 // Clean-up bounds: one attempt takes at most cleanupAttempt; attempts go
 // on, backing off, for the lock's TTL (after which Redis drops the key)

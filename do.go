@@ -12,7 +12,12 @@ import (
 // the lock is lost. When fn returns, or panics, Do releases the lock and
 // returns fn's error, joined with the lock's Err (matching ErrLost) if the
 // lock was lost meanwhile, or with the release's error; a panic goes on
-// after the release.
+// after the release. With WithMinHold, the release leaves the key to
+// expire at the end of the minimum hold.
+//
+// Do waits for the lock as Obtain does: on several replicas that fire
+// together, each runs fn in turn. To run fn on one of them only, use
+// DoOnce.
 //
 // Do returns by ctx's deadline: a release that ctx leaves no time for, or
 // that fails, goes on in the background within the lock's TTL (Client.Close
@@ -54,6 +59,31 @@ func (c *Client) Do(ctx context.Context, key string, ttl time.Duration, fn func(
 	return fn(fctx)
 }
 
+// DoOnce runs fn if the lock named key is free, and skips it otherwise: it
+// is Do with one try (TryObtain), for work that one replica of several
+// should run when they all fire together, such as a cron job. It returns
+// an error matching ErrNotObtained when another owner holds the lock (fn
+// did not run: skipped), one matching ErrUnavailable when Redis could not
+// be used (fn did not run, and nobody may have run it: not a skip), and
+// otherwise what Do returns.
+//
+// Replicas whose timers fire at slightly different times would each run
+// the job if it ends before the latest one fires: give WithMinHold a span
+// longer than the timers' spread and shorter than the job's period, so
+// that the lock stays held until then however quickly fn returns:
+//
+//	err := c.DoOnce(ctx, "nightly-report", time.Minute, report, relock.WithMinHold(10*time.Minute))
+//	switch {
+//	case errors.Is(err, relock.ErrNotObtained):
+//		// another replica runs it, or ran it less than 10 minutes ago
+//	case err != nil:
+//		// Redis down, or report failed
+//	}
+func (c *Client) DoOnce(ctx context.Context, key string, ttl time.Duration, fn func(ctx context.Context) error, opts ...Option) error {
+	all := make([]Option, 0, len(opts)+1)
+	return c.Do(ctx, key, ttl, fn, append(append(all, opts...), tryOnce...)...)
+}
+
 // releaseForDo releases l within ctx; when ctx has ended or the release
 // fails for a reason other than the lock being gone, the release goes on in
 // the background.
@@ -76,8 +106,14 @@ func (l *Lock) releaseForDo(ctx context.Context) error {
 }
 
 // releaseInBackground releases l as the clean-up of a failed try does:
-// retried, bounded, and waited for by Close.
+// retried, bounded, and waited for by Close. Within its minimum hold
+// (WithMinHold) the key is left to expire instead: deleting it would
+// undo the hold.
 func (l *Lock) releaseInBackground() {
+	if l.minHoldLeft() > 0 {
+		l.released(nil)
+		return
+	}
 	l.client.cleanUp(&obtainReq{keys: l.req.keys, token: l.req.token, ttl: l.currentTTL()}, false, nil)
 	l.released(nil)
 }

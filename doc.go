@@ -17,7 +17,11 @@
 //	case errors.Is(err, relock.ErrUnavailable): // Redis did not answer, or refused
 //	case err != nil: // no permission, bad input, ...
 //	}
-//	defer lock.Release(ctx)
+//	defer lock.Release(ctx) // right even once ctx has ended: see Lock.Release
+//
+// Client.Do runs a function under the lock, auto-refreshed; Client.DoOnce
+// runs it only if the lock is free, for work that one of several replicas
+// should do (with WithMinHold against timers that fire apart).
 //
 // Or, database/sql style, by driver name and URL after importing an adapter
 // for its side effect:

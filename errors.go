@@ -8,13 +8,17 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/relock-go/relock/driver"
 )
 
 // Errors returned by relock, checked with errors.Is. Errors are wrapped with
-// the operation and key, so compare with errors.Is, never with ==.
+// the operation and key, so compare with errors.Is, never with ==. Their
+// own texts do not start with "relock:": every error relock returns does,
+// once, as in `relock: obtain "k": lock not obtained (held by "host=web-1",
+// 2.1s left)`.
 var (
 	// ErrNotObtained reports that a lock could not be obtained because
 	// another owner holds it: at least one try got an answer showing
@@ -27,41 +31,41 @@ var (
 	// exception: a context cancelled (context.Canceled), or already ended,
 	// before any try failed for want of Redis gives ErrNotObtained and the
 	// context's error: the caller gave up, and nothing said Redis was down.
-	ErrNotObtained = errors.New("relock: lock not obtained")
+	ErrNotObtained = errors.New("lock not obtained")
 
 	// ErrNotHeld reports that Release, Refresh, TTL or Attach found the
 	// lock no longer ours: it expired, was released, or another owner took
 	// it (on a quorum: fewer than a majority of masters still held it).
 	// Nothing of another owner's was changed in Redis.
-	ErrNotHeld = errors.New("relock: lock not held")
+	ErrNotHeld = errors.New("lock not held")
 
 	// ErrInvalidArgument reports bad input: an empty, over-long or reserved
 	// key, a TTL out of range, a nil client, lock, context or driver, a
 	// negative wait, over-long metadata, a malformed token, the same
 	// connection twice in a quorum, a bad DSN. Nothing was sent.
-	ErrInvalidArgument = errors.New("relock: invalid argument")
+	ErrInvalidArgument = errors.New("invalid argument")
 
 	// ErrWrongType reports that the lock's key holds a Redis value that is
 	// not a string (a hash, a list, ...), so it cannot be a lock. Obtain
 	// returns it at once instead of waiting for ever.
-	ErrWrongType = errors.New("relock: key holds a value that is not a string")
+	ErrWrongType = errors.New("key holds a value that is not a string")
 
 	// ErrClosed reports a call on a Client, or on a Lock of a Client, after
 	// Client.Close.
-	ErrClosed = errors.New("relock: client is closed")
+	ErrClosed = errors.New("client is closed")
 
 	// ErrLost is the reason Lock.Err gives, and Done signals, when a lock
 	// stopped being ours before Release: a refresh found the key gone or
 	// another owner's (the error also matches ErrNotHeld), or the lock's
 	// validity ran out without a successful refresh.
-	ErrLost = errors.New("relock: lock lost")
+	ErrLost = errors.New("lock lost")
 
 	// ErrReleased is what Lock.Err returns after Release.
-	ErrReleased = errors.New("relock: lock released")
+	ErrReleased = errors.New("lock released")
 
 	// ErrTooFewReplicas reports that fewer replicas than WithReplicas asked
 	// for acknowledged the lock's write in time. The lock was released.
-	ErrTooFewReplicas = errors.New("relock: too few replicas acknowledged the lock")
+	ErrTooFewReplicas = errors.New("too few replicas acknowledged the lock")
 
 	// ErrUnavailable reports that Redis could not be used: no try got an
 	// answer (no reply before the deadline, connection refused or reset, a
@@ -77,7 +81,7 @@ var (
 	// underlying error (for errors.Is and errors.As). Release, Refresh,
 	// TTL, Inspect and Attach return it, wrapping the driver's error, for
 	// the same failures.
-	ErrUnavailable = errors.New("relock: redis unavailable")
+	ErrUnavailable = errors.New("redis unavailable")
 
 	// ErrNoPermission reports that the Redis user may not run a command
 	// relock needs or touch one of the lock's keys or channels (a NOPERM
@@ -86,7 +90,7 @@ var (
 	// help: Obtain fails at once. A lock is never left behind holding our
 	// token because of it. The error also matches driver.ErrNoPermission
 	// and keeps the server's text.
-	ErrNoPermission = errors.New("relock: no permission")
+	ErrNoPermission = errors.New("no permission")
 
 	// ErrUnsupported reports a driver that implements neither
 	// driver.Scripter nor driver.Watcher, so no owner-checked release is
@@ -94,11 +98,11 @@ var (
 	// driver.ReplicaWaiter, WithFencing on a quorum); nothing was sent.
 	// Also a command the server does not know ("ERR unknown command"):
 	// Obtain then fails at once.
-	ErrUnsupported = errors.New("relock: not supported by the driver")
+	ErrUnsupported = errors.New("not supported by the driver")
 )
 
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+	return fmt.Errorf("relock: %w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
 }
 
 // opError wraps err with the operation and key, and makes it match the
@@ -108,9 +112,9 @@ func invalid(format string, args ...any) error {
 // refusal for now or a failure to get an answer.
 func opError(op, key string, err error) error {
 	if s := classify(err).sentinel; s != nil && !errors.Is(err, s) {
-		return fmt.Errorf("relock: %s %q: %w: %w", op, key, s, err)
+		return errorf("relock: %s %q: %w: %w", op, key, s, err)
 	}
-	return fmt.Errorf("relock: %s %q: %w", op, key, err)
+	return errorf("relock: %s %q: %w", op, key, err)
 }
 
 // failure is what an error from a driver says about Redis.
@@ -178,3 +182,27 @@ func noAnswer(err error) bool {
 		errors.As(err, &recordErr) || errors.As(err, &alertErr) || errors.As(err, &certErr) ||
 		errors.As(err, &authErr) || errors.As(err, &hostErr) || errors.As(err, &invErr)
 }
+
+// errorf is fmt.Errorf for relock's own messages, which start with
+// "relock: ": a wrapped error of relock's (a sentinel, or a message built
+// here) says "relock: " again, so errorf drops each later ": relock: " to
+// ": ". The text reads `relock: obtain "k": lock not obtained`, not
+// `relock: obtain "k": relock: lock not obtained`; errors.Is and errors.As
+// see the same chain as fmt.Errorf's.
+func errorf(format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	msg := err.Error()
+	if short := strings.ReplaceAll(msg, ": relock: ", ": "); short != msg {
+		return &relockError{msg: short, err: err}
+	}
+	return err
+}
+
+// relockError is an error whose text errorf shortened.
+type relockError struct {
+	msg string
+	err error
+}
+
+func (e *relockError) Error() string { return e.msg }
+func (e *relockError) Unwrap() error { return e.err }

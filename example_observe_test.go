@@ -45,7 +45,7 @@ func ExampleSlogObserver() {
 	_ = lock.Release(ctx)
 	// Output:
 	// level=DEBUG msg="relock: obtained" key=report:42 tries=1
-	// level=INFO msg="relock: not_obtained" key=report:42 tries=1 err="relock: obtain \"report:42\": relock: lock not obtained"
+	// level=INFO msg="relock: not_obtained" key=report:42 tries=1 err="relock: obtain \"report:42\": lock not obtained (held by another owner, 30s left)"
 	// level=DEBUG msg="relock: released" key=report:42
 }
 

@@ -195,7 +195,7 @@ func Example_runOnce() {
 	cleanup := func(context.Context) error { fmt.Println("cleaning up"); return nil }
 
 	// README:begin
-	err = locker.Do(ctx, "nightly-cleanup", 5*time.Minute, cleanup, relock.WithRetry(relock.NoRetry()))
+	err = locker.DoOnce(ctx, "nightly-cleanup", 5*time.Minute, cleanup, relock.WithMinHold(time.Minute))
 	switch {
 	case errors.Is(err, relock.ErrNotObtained):
 		fmt.Println("another replica runs it: skipped")

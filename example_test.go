@@ -192,7 +192,7 @@ func ExampleLock_Done() {
 	fmt.Println(lock.Err())
 	// Output:
 	// held until true
-	// relock: lock released
+	// relock: "job": lock released
 }
 
 // fencedStore stands for storage that remembers the highest fencing number

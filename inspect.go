@@ -2,7 +2,6 @@ package relock
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -73,6 +72,12 @@ type Info struct {
 // TTL is how long that majority still holds it. key is the lock's name as
 // Obtain took it and Lock.Key returns it: the Client's prefix goes before
 // it.
+//
+// Inspect does not say since when the lock is held: Redis keeps no such
+// time, and one derived from the TTL would be wrong after the first
+// refresh. Put it in the metadata when it matters, as relock run does
+// ("host=... pid=... start=2026-12-07T14:33:00Z cmd=..."); the value's
+// format, token "|" metadata, stays as it is.
 func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 	if c == nil {
 		return Info{}, invalid("nil client")
@@ -85,7 +90,7 @@ func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 		return Info{}, err
 	}
 	if c.closed.Load() {
-		return Info{}, fmt.Errorf("relock: inspect %q: %w", key, ErrClosed)
+		return Info{}, errorf("relock: inspect %q: %w", key, ErrClosed)
 	}
 	st, err := c.path.inspect(ctx, keysIn(key, len(c.defaults.prefix)))
 	if err != nil {
@@ -106,10 +111,18 @@ func (c *Client) Inspect(ctx context.Context, key string) (Info, error) {
 // token (ErrNotHeld otherwise) and counts the lock's validity from the
 // remaining TTL it finds; the Lock's Fence is the key's fencing counter.
 // The owner check stays intact: Release and Refresh act only while the key
-// holds token. An attached lock has no auto-refresh: call Refresh. key is
-// the lock's name as Lock.Key returns it: the Client's prefix goes before
-// it, as in Obtain.
-func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
+// holds token. key is the lock's name as Lock.Key returns it: the
+// Client's prefix goes before it, as in Obtain.
+//
+// opts may be WithAutoRefresh, to keep the attached lock alive as Obtain
+// does (it renews to the TTL the key had left when attached, at least
+// MinTTL, until a Refresh sets another), and WithObserver. Options that
+// only mean something when obtaining (WithFencing, WithMetadata,
+// WithRetry, WithMaxWait, WithReplicas, WithMinHold, WithKeyPrefix) make Attach fail
+// with ErrInvalidArgument, sending nothing. Without WithAutoRefresh an
+// attached lock is not refreshed, whatever the Client's defaults: call
+// Refresh.
+func (c *Client) Attach(ctx context.Context, key, token string, opts ...Option) (*Lock, error) {
 	if c == nil {
 		return nil, invalid("nil client")
 	}
@@ -123,8 +136,17 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 	if !validToken(token) {
 		return nil, invalid("token %q is not 32 lowercase hexadecimal digits", token)
 	}
+	var given settings
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&given)
+		}
+	}
+	if given.fencing || given.metadata != "" || given.retry != nil || given.maxWait != 0 || given.replicas != nil || given.prefixGiven || given.minHold != 0 {
+		return nil, invalid("Attach takes only WithAutoRefresh and WithObserver: fencing, metadata, retries, wait budgets, replicas, minimum holds and prefixes belong to Obtain or New")
+	}
 	if c.closed.Load() {
-		return nil, fmt.Errorf("relock: attach %q: %w", key, ErrClosed)
+		return nil, errorf("relock: attach %q: %w", key, ErrClosed)
 	}
 	plen := len(c.defaults.prefix)
 	keys := keysIn(key, plen)
@@ -134,7 +156,7 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 		return nil, opError("attach", key, err)
 	}
 	if !st.exists || !holds(st.value, token) {
-		return nil, fmt.Errorf("relock: attach %q: %w", key, ErrNotHeld)
+		return nil, errorf("relock: attach %q: %w", key, ErrNotHeld)
 	}
 	ttl := asDuration(st.pttl)
 	if ttl < 0 {
@@ -144,7 +166,13 @@ func (c *Client) Attach(ctx context.Context, key, token string) (*Lock, error) {
 	l := &Lock{req: obtainReq{key: key, plen: plen, keys: keys, token: token, value: st.value, ttl: max(ttl, time.Millisecond), meta: meta}}
 	l.req.setReleaseArgs()
 	st2 := c.defaults
-	st2.autoRefresh = false
+	st2.autoRefresh = given.autoRefresh
+	if given.observer != nil {
+		st2.observer = given.observer
+	}
+	if st2.autoRefresh {
+		l.req.ttl = max(l.req.ttl, MinTTL)
+	}
 	return c.newLock(l, st.fence, sent, &st2)
 }
 

@@ -3,7 +3,6 @@ package relock
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 )
@@ -27,7 +26,8 @@ type Lock struct {
 	req        obtainReq // key, token, ttl and what the obtain asked for
 	fence      int64
 	obtainedAt time.Time
-	observer   Observer // nil: no events
+	observer   Observer      // nil: no events
+	minHold    time.Duration // WithMinHold: Release keeps the key until obtainedAt+minHold
 	// ctxObs is observer when it is a ContextObserver, nil otherwise.
 	ctxObs ContextObserver
 	// ready, made only for an auto-refreshed lock with a ContextObserver,
@@ -65,7 +65,7 @@ func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecon
 // than at.
 func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Lock, error) {
 	req := &l.req
-	l.client, l.fence, l.obtainedAt, l.observer = c, fence, at, st.observer
+	l.client, l.fence, l.obtainedAt, l.observer, l.minHold = c, fence, at, st.observer, st.minHold
 	l.ttl, l.validUntil = req.ttl, validity(at, req.ttl)
 	if st.observer != nil {
 		l.ctxObs, _ = st.observer.(ContextObserver)
@@ -75,9 +75,9 @@ func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Loc
 			l.ready = make(chan struct{}) // closed by Obtain
 		}
 		if !c.startAutoRefresh(l) {
-			l.finish(ErrClosed)
+			l.finish(l.because(ErrClosed))
 			c.cleanUp(req, false, nil)
-			return nil, fmt.Errorf("relock: obtain %q: %w", req.key, ErrClosed)
+			return nil, errorf("relock: obtain %q: %w", req.key, ErrClosed)
 		}
 	}
 	return l, nil
@@ -153,7 +153,7 @@ func (l *Lock) expireLocked() bool {
 	if l.life.Err() != nil || time.Now().Before(l.validUntil) {
 		return false
 	}
-	l.end(fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost))
+	l.end(errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost))
 	l.expiry.Stop()
 	return true
 }
@@ -359,6 +359,17 @@ func (l *Lock) Err() error {
 }
 
 func (l *Lock) check(ctx context.Context, op string) error {
+	if err := l.checkLock(ctx, op); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return errorf("relock: %s %q: %w", op, l.req.key, err)
+	}
+	return nil
+}
+
+// checkLock is check without the context's end: Release goes on past it.
+func (l *Lock) checkLock(ctx context.Context, op string) error {
 	if l == nil || l.client == nil {
 		return invalid("nil lock")
 	}
@@ -366,10 +377,7 @@ func (l *Lock) check(ctx context.Context, op string) error {
 		return invalid("nil context")
 	}
 	if l.client.closed.Load() {
-		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, err)
+		return errorf("relock: %s %q: %w", op, l.req.key, ErrClosed)
 	}
 	return nil
 }
@@ -390,7 +398,7 @@ func (l *Lock) endedCause() error {
 	case l.endCause != nil:
 		cause = l.endCause
 	case !time.Now().Before(l.validUntil):
-		l.endCause = fmt.Errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost)
+		l.endCause = errorf("relock: %q: %w: validity ran out without a successful refresh", l.req.key, ErrLost)
 		cause, ended = l.endCause, true
 	}
 	l.mu.Unlock()
@@ -404,9 +412,9 @@ func (l *Lock) endedCause() error {
 // matches ErrNotHeld and the cause.
 func (l *Lock) endedError(op string, cause error) error {
 	if errors.Is(cause, ErrNotHeld) {
-		return fmt.Errorf("relock: %s %q: %w", op, l.req.key, cause)
+		return errorf("relock: %s %q: %w", op, l.req.key, cause)
 	}
-	return fmt.Errorf("relock: %s %q: %w: %w", op, l.req.key, ErrNotHeld, cause)
+	return errorf("relock: %s %q: %w: %w", op, l.req.key, ErrNotHeld, cause)
 }
 
 // notHeld records that the key was found not ours and returns the error.
@@ -415,11 +423,17 @@ func (l *Lock) notHeld(ctx context.Context, op string) error {
 	l.mu.Lock()
 	l.settled = true
 	l.mu.Unlock()
-	err := fmt.Errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
-	if l.finish(fmt.Errorf("%w: %w", ErrLost, err)) {
+	err := errorf("relock: %s %q: %w", op, l.req.key, ErrNotHeld)
+	if l.finish(errorf("relock: %s %q: %w: %w", op, l.req.key, ErrLost, ErrNotHeld)) {
 		l.observe(ctx, EventLost, l.Err())
 	}
 	return err
+}
+
+// because is the cause a lock ends with for reason, a sentinel: wrapped
+// with the key, so that Err's text says "relock:" and which lock.
+func (l *Lock) because(reason error) error {
+	return errorf("relock: %q: %w", l.req.key, reason)
 }
 
 // released ends the lock as released, if it had not ended, and emits that
@@ -428,7 +442,7 @@ func (l *Lock) released(ctx context.Context) {
 	l.mu.Lock()
 	l.settled = true
 	l.mu.Unlock()
-	if l.finish(ErrReleased) {
+	if l.finish(l.because(ErrReleased)) {
 		l.observe(ctx, EventReleased, nil)
 	}
 }
@@ -440,16 +454,45 @@ func (l *Lock) released(ctx context.Context) {
 // (so that others need not wait for it to expire), and returns an error
 // matching ErrNotHeld and the lock's Err: ErrLost when its validity ran out
 // or a call found it gone or another owner's (whose key is left alone).
+// A lock obtained WithMinHold is, before the hold ends, released by
+// setting the key's expiry to the hold's end instead of deleting it.
 //
-// ctx bounds the call to Redis: give it a context of its own rather than
-// one whose deadline the work may have used up.
+// ctx bounds the call to Redis while it is live. A ctx that has already
+// ended (cancelled, or past its deadline, as the context of work that took
+// longer than planned often is) does not stop Release: it then runs with
+// ctx's values but without its cancellation, bounded by the lock's TTL or
+// ReleaseTimeout, whichever is shorter. So "defer l.Release(ctx)" with the
+// context that obtained the lock is right, however long the work took.
 func (l *Lock) Release(ctx context.Context) error {
-	if err := l.check(ctx, "release"); err != nil {
+	if err := l.checkLock(ctx, "release"); err != nil {
 		return err
 	}
 	l.stopAutoRefresh()
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), min(l.currentTTL(), ReleaseTimeout))
+		defer cancel()
+	}
 	return l.release(ctx)
 }
+
+// minHoldLeft is how much of the minimum hold (WithMinHold) is left, rounded
+// up to a whole millisecond (the precision of PX); 0 when none is.
+func (l *Lock) minHoldLeft() time.Duration {
+	if l.minHold <= 0 {
+		return 0
+	}
+	left := time.Until(l.obtainedAt.Add(l.minHold))
+	if left <= 0 {
+		return 0
+	}
+	return (left + time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+// ReleaseTimeout bounds a Release called with a context that has already
+// ended (see Lock.Release), and Client.Do's release after fn: the lock's TTL
+// bounds them too, since Redis drops the key by then anyway.
+const ReleaseTimeout = 5 * time.Second
 
 // release deletes the key if it holds our token and ends the lock.
 func (l *Lock) release(ctx context.Context) (err error) {
@@ -467,7 +510,13 @@ func (l *Lock) release(ctx context.Context) (err error) {
 	}
 	cctx := l.begin(EventReleasing, l.req.ttl)
 	defer func() { l.done(cctx, err) }()
-	ok, err := l.client.path.release(ctx, l.req.keys, l.req.token, false)
+	var ok bool
+	if left := l.minHoldLeft(); left > 0 && cause == nil {
+		// WithMinHold: let the key expire when the minimum hold ends.
+		ok, _, err = l.client.path.refresh(ctx, l.req.keys, l.req.token, left, nil)
+	} else {
+		ok, err = l.client.path.release(ctx, l.req.keys, l.req.token, false)
+	}
 	if err != nil {
 		return opError("release", l.req.key, err)
 	}
@@ -536,7 +585,7 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) (err error) {
 	l.wrote(at, ttl)
 	if w := l.req.wait; w != nil && acked < w.n {
 		rerr := l.releaseLocked(context.WithoutCancel(ctx), cctx)
-		return errors.Join(fmt.Errorf("relock: refresh %q: %w: %d of %d within %v; released", l.req.key, ErrTooFewReplicas, acked, w.n, w.timeout), rerr)
+		return errors.Join(errorf("relock: refresh %q: %w: %d of %d within %v; released", l.req.key, ErrTooFewReplicas, acked, w.n, w.timeout), rerr)
 	}
 	if l.observer != nil {
 		e := Event{Kind: EventRefreshed, Key: l.req.key, Time: time.Now(), Fence: l.fence, TTL: ttl}

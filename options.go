@@ -20,8 +20,9 @@ type settings struct {
 	replicas    *replicaWait
 	observer    Observer // nil: no events
 	metadata    string
-	prefix      string // a Client setting: before every key
-	prefixGiven bool   // WithKeyPrefix was given (to Obtain: refused)
+	minHold     time.Duration // 0: Release deletes the key at once
+	prefix      string        // a Client setting: before every key
+	prefixGiven bool          // WithKeyPrefix was given (to Obtain: refused)
 }
 
 func defaultSettings() settings {
@@ -94,4 +95,19 @@ func WithFencing() Option {
 // (go-redis and rueidis: the script and WAIT go to the key's primary).
 func WithReplicas(n int, timeout time.Duration) Option {
 	return optionFunc(func(st *settings) { st.replicas = &replicaWait{n: n, timeout: timeout} })
+}
+
+// WithMinHold keeps the lock at least d after it was obtained: a Release
+// (and so Do's release after fn) that comes sooner does not delete the key
+// but, owner-checked, sets its expiry to what is left of d, and lets Redis
+// drop it then; it never sets it beyond ObtainedAt()+d. The lock counts as
+// released at once (Err is ErrReleased); no waiter is handed the lock
+// before the key expires. A Release at d or later deletes the key as
+// usual. A negative d makes Obtain fail with ErrInvalidArgument.
+//
+// It is for jobs that must run once across replicas (see Client.DoOnce):
+// a replica whose timer fires late finds the lock still held, even when
+// the job was quicker than the timers' spread.
+func WithMinHold(d time.Duration) Option {
+	return optionFunc(func(st *settings) { st.minHold = d })
 }

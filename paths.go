@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -194,12 +193,12 @@ func (p scriptPath) inspect(ctx context.Context, k lockKeys) (lockState, error) 
 	}
 	a, ok := r.([]any)
 	if !ok || len(a) != 4 {
-		return lockState{}, fmt.Errorf("relock: driver replied %T (%v) to the inspect script where an array of 4 values was due", r, r)
+		return lockState{}, errorf("relock: driver replied %T (%v) to the inspect script where an array of 4 values was due", r, r)
 	}
 	var st lockState
 	if a[0] != nil {
 		if st.value, ok = a[0].(string); !ok {
-			return lockState{}, fmt.Errorf("relock: driver replied %T where the lock's value (a string) was due", a[0])
+			return lockState{}, errorf("relock: driver replied %T where the lock's value (a string) was due", a[0])
 		}
 		st.exists = true
 	}
@@ -235,7 +234,7 @@ func (p watchPath) inspect(ctx context.Context, k lockKeys) (lockState, error) {
 		if len(r) > 1 && r[1] != nil {
 			s, _ := r[1].(string)
 			if st.fence, err = strconv.ParseInt(s, 10, 64); err != nil {
-				return fmt.Errorf("relock: fencing counter %q: %w", s, err)
+				return errorf("relock: fencing counter %q: %w", s, err)
 			}
 		}
 		return nil
@@ -248,7 +247,7 @@ func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(),
 func asInt64(v any) (int64, error) {
 	n, ok := v.(int64)
 	if !ok {
-		return 0, fmt.Errorf("relock: driver replied %T (%v) where an integer (int64) was due", v, v)
+		return 0, errorf("relock: driver replied %T (%v) where an integer (int64) was due", v, v)
 	}
 	return n, nil
 }
@@ -438,7 +437,7 @@ func (p watchPath) owned(ctx context.Context, key, token string, cmds ...[]strin
 func exec(ctx context.Context, tx driver.Tx, cmds ...[]string) ([]any, error) {
 	r, err := tx.Exec(ctx, cmds...)
 	if err == nil && len(r) != len(cmds) {
-		err = fmt.Errorf("relock: driver returned %d replies to a transaction of %d commands", len(r), len(cmds))
+		err = errorf("relock: driver returned %d replies to a transaction of %d commands", len(r), len(cmds))
 	}
 	return r, err
 }

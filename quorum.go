@@ -144,7 +144,7 @@ func (q *quorumPath) outcome(yes int, errs []error) (bool, error) {
 		return true, nil
 	}
 	if len(errs) > 0 && len(q.members)-len(errs) < q.need() {
-		return false, fmt.Errorf("relock: quorum of %d not reached, %d of %d masters failed: %w", q.need(), len(errs), len(q.members), errors.Join(errs...))
+		return false, errorf("relock: quorum of %d not reached, %d of %d masters failed: %w", q.need(), len(errs), len(q.members), errors.Join(errs...))
 	}
 	return false, nil
 }
@@ -302,7 +302,7 @@ func (q *quorumPath) inspect(ctx context.Context, k lockKeys) (lockState, error)
 		return err == nil, err
 	})
 	if len(states) < q.need() {
-		return lockState{}, fmt.Errorf("relock: quorum of %d not reached, %d of %d masters failed: %w", q.need(), len(errs), len(q.members), errors.Join(errs...))
+		return lockState{}, errorf("relock: quorum of %d not reached, %d of %d masters failed: %w", q.need(), len(errs), len(q.members), errors.Join(errs...))
 	}
 	count := map[string]int{}
 	for _, st := range states {

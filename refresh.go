@@ -59,11 +59,11 @@ func (l *Lock) autoRefresh(ctx context.Context, done chan struct{}) {
 				cctx := l.begin(EventReleasing, l.req.ttl)
 				released, err := l.client.path.release(rctx, l.req.keys, l.req.token, false)
 				cancel()
-				if l.finish(ErrClosed) {
+				if cause := l.because(ErrClosed); l.finish(cause) {
 					if released && err == nil {
 						l.observe(cctx, EventReleased, nil)
 					} else {
-						l.observe(cctx, EventLost, ErrClosed)
+						l.observe(cctx, EventLost, cause)
 					}
 				}
 				switch {

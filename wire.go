@@ -33,7 +33,7 @@ type obtainReply struct {
 func parseObtainReply(r any) (obtainReply, error) {
 	a, ok := r.([]any)
 	if !ok || len(a) != 5 {
-		return obtainReply{}, fmt.Errorf("relock: driver replied %T (%v) to the obtain script where an array of 5 integers was due", r, r)
+		return obtainReply{}, errorf("relock: driver replied %T (%v) to the obtain script where an array of 5 integers was due", r, r)
 	}
 	var n [5]int64
 	for i, v := range a {
@@ -44,7 +44,7 @@ func parseObtainReply(r any) (obtainReply, error) {
 		n[i] = x
 	}
 	if n[0] < obtainTaken || n[0] > obtainLeft {
-		return obtainReply{}, fmt.Errorf("relock: obtain script replied status %d", n[0])
+		return obtainReply{}, errorf("relock: obtain script replied status %d", n[0])
 	}
 	return obtainReply{status: n[0], pttl: n[1], fence: n[2], serverTime: n[3]*1e6 + n[4]}, nil
 }

@@ -916,7 +916,8 @@ func translate(err error) error {
 		return nil
 	}
 	var done *serverError
-	if errors.As(err, &done) {
+	var moved *movedError
+	if errors.As(err, &done) || errors.As(err, &moved) {
 		return err
 	}
 	var re redis.Error
@@ -928,5 +929,18 @@ func translate(err error) error {
 	if kind := driver.ReplyKind(re.Error()); kind != nil {
 		return &serverError{kind: kind, err: err}
 	}
+	if strings.HasPrefix(re.Error(), "MOVED ") {
+		return &movedError{err}
+	}
 	return err
 }
+
+// movedError is a MOVED reply, with a hint: a plain client, such as the one
+// Open builds from a URL with one address, talks to one node of a Redis
+// Cluster and follows no redirection.
+type movedError struct{ err error }
+
+func (e *movedError) Error() string {
+	return e.err.Error() + " (the server is a Redis Cluster node and the key lives on another one: give Open the other nodes with ?addr=host:port in the URL, which makes a cluster client, or pass goredis.New a *redis.ClusterClient)"
+}
+func (e *movedError) Unwrap() error { return e.err }

@@ -22,9 +22,11 @@ type Driver struct{}
 //	redis://host:port?addr=host2:port2&addr=...                  *redis.ClusterClient (redis.ParseClusterURL)
 //	redis://sentinel:port?master_name=NAME[&addr=sentinel2:port] failover *redis.Client (redis.ParseFailoverURL)
 //
-// rediss:// instead of redis:// turns on TLS. The query options are those
+// rediss:// instead of redis:// turns on TLS, and unix:///path/to/socket
+// (?db=N) connects over a Unix socket. The query options are those
 // go-redis's parser for that form knows (protocol=2, dial_timeout=3s,
-// read_timeout, pool_size, ...); any other is an error. Open sets
+// read_timeout, write_timeout, pool_size, client_name, db, ...: the
+// vocabulary the three adapters share, and more); any other is an error. Open sets
 // ContextTimeoutEnabled, so that every call ends at its context's deadline.
 //
 // Open does not contact the server: an unreachable server, a bad password

@@ -50,6 +50,6 @@ func Example() {
 	fmt.Println("released")
 	// Output:
 	// obtained report:daily
-	// second try: relock: obtain "report:daily": relock: lock not obtained
+	// second try: relock: obtain "report:daily": lock not obtained (held by another owner, 30s left)
 	// released
 }

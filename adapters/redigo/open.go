@@ -37,17 +37,19 @@ const (
 )
 
 // openOptions are the query options Driver.Open knows.
-var openOptions = []string{"db", "dial_timeout", "read_timeout", "write_timeout", "client_name", "max_idle", "max_active", "idle_timeout"}
+var openOptions = []string{"db", "dial_timeout", "read_timeout", "write_timeout", "client_name", "pool_size", "max_idle", "max_active", "idle_timeout"}
 
 // Open builds a *redis.Pool from dsn and returns a Conn that owns it: the
 // Conn's Close closes the pool. dsn has the form
 //
 //	redis://[[user]:password@]host[:port][/db][?option=value...]
+//	unix://[[user]:password@]/path/to/socket[?db=N&option=value...]
 //
 // or rediss:// for TLS. The options are db, dial_timeout (5s),
-// read_timeout (10s), write_timeout (10s), client_name, max_idle (10 per
-// CPU), max_active (0: no limit) and idle_timeout (5m); durations as
-// time.ParseDuration takes them. Any other option, and the cluster and
+// read_timeout (10s), write_timeout (10s), client_name, pool_size (the
+// most connections, 0: no limit; max_active is its old name), max_idle (10
+// per CPU) and idle_timeout (5m); durations as time.ParseDuration takes
+// them. Any other option, and the cluster and
 // sentinel forms (addr=, master_name=), which redigo has no client for, are
 // errors. The read timeout applies only when a call's context allows
 // longer: a context's deadline always bounds a call.
@@ -75,17 +77,22 @@ func openPool(dsn string) (*redis.Pool, error) {
 		}
 		return nil, err
 	}
+	network, addr := "tcp", u.Host
 	switch u.Scheme {
 	case "redis", "rediss":
+		if u.Opaque != "" || u.Host == "" {
+			return nil, errors.New("want redis://host[:port][/db]")
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(u.Hostname(), "6379")
+		}
+	case "unix":
+		if u.Opaque != "" || u.Path == "" {
+			return nil, errors.New("want unix:///path/to/socket")
+		}
+		network, addr = "unix", u.Path
 	default:
-		return nil, fmt.Errorf("scheme %q: want redis or rediss", u.Scheme)
-	}
-	if u.Opaque != "" || u.Host == "" {
-		return nil, errors.New("want redis://host[:port][/db]")
-	}
-	addr := u.Host
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(u.Hostname(), "6379")
+		return nil, fmt.Errorf("scheme %q: want redis, rediss or unix", u.Scheme)
 	}
 	dialTimeout := openDialTimeout
 	dial := []redis.DialOption{
@@ -97,12 +104,15 @@ func openPool(dsn string) (*redis.Pool, error) {
 		IdleTimeout: openIdleTimeout,
 	}
 	db := 0
-	if p := strings.TrimPrefix(u.Path, "/"); p != "" {
+	if p := strings.TrimPrefix(u.Path, "/"); p != "" && network == "tcp" {
 		if db, err = strconv.Atoi(p); err != nil || db < 0 {
 			return nil, fmt.Errorf("database %q: want a number", p)
 		}
 	}
 	q := u.Query()
+	if q.Has("pool_size") && q.Has("max_active") {
+		return nil, errors.New("pool_size and max_active (its old name) both given")
+	}
 	for name := range q {
 		if !slices.Contains(openOptions, name) {
 			if name == "addr" || name == "master_name" || name == "master_set" {
@@ -140,6 +150,7 @@ func openPool(dsn string) (*redis.Pool, error) {
 		duration("write_timeout", func(d time.Duration) { dial = append(dial, redis.DialWriteTimeout(d)) }),
 		count("max_idle", func(n int) { pool.MaxIdle = n }),
 		count("max_active", func(n int) { pool.MaxActive = n }),
+		count("pool_size", func(n int) { pool.MaxActive = n }),
 		duration("idle_timeout", func(d time.Duration) { pool.IdleTimeout = d }),
 	} {
 		if err != nil {
@@ -186,7 +197,7 @@ func openPool(dsn string) (*redis.Pool, error) {
 		}
 	}
 	pool.DialContext = func(ctx context.Context) (redis.Conn, error) {
-		rc, err := redis.DialContext(ctx, "tcp", addr, dial...)
+		rc, err := redis.DialContext(ctx, network, addr, dial...)
 		if err != nil {
 			return nil, err
 		}

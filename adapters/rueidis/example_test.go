@@ -55,6 +55,6 @@ func Example() {
 	fmt.Println("released")
 	// Output:
 	// obtained report:42
-	// second owner: relock: obtain "report:42": relock: lock not obtained
+	// second owner: relock: obtain "report:42": lock not obtained (held by another owner, 10s left)
 	// released
 }

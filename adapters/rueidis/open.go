@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -21,7 +23,7 @@ type Driver struct{}
 
 // openOptions are the query options rueidis.ParseURL knows, and
 // master_name, the name go-redis gives master_set.
-var openOptions = []string{"db", "dial_timeout", "write_timeout", "addr", "skip_verify", "protocol",
+var openOptions = []string{"db", "dial_timeout", "read_timeout", "write_timeout", "pool_size", "addr", "skip_verify", "protocol",
 	"client_cache", "max_retries", "client_name", "master_set", "master_name"}
 
 // Open parses dsn with rueidis.ParseURL and returns a Conn that owns the
@@ -31,10 +33,15 @@ var openOptions = []string{"db", "dial_timeout", "write_timeout", "addr", "skip_
 //	redis://host:port?addr=host2:port2&addr=...          several seeds (a cluster, when the server is one)
 //	redis://sentinel:port?master_name=NAME[&addr=...]    sentinel (master_set=NAME works too)
 //
-// with rediss:// for TLS. The options are those rueidis.ParseURL knows (db,
-// dial_timeout, write_timeout, addr, skip_verify, protocol, client_cache,
-// max_retries, client_name, master_set) and master_name; any other is an
-// error. rueidis builds a cluster client whenever the server answers
+// with rediss:// for TLS, and unix:///path/to/socket[?db=N]. The options
+// are those rueidis.ParseURL knows (db, dial_timeout, write_timeout, addr,
+// skip_verify, protocol, client_cache, max_retries, client_name,
+// master_set), master_name, and, for the vocabulary the three adapters
+// share, read_timeout (rueidis has one timeout for a reply and a write:
+// the larger of read_timeout and write_timeout becomes ConnWriteTimeout)
+// and pool_size (BlockingPoolSize: the connections WATCH pins; rueidis
+// pipelines every other command over one connection per node); any other
+// is an error. rueidis builds a cluster client whenever the server answers
 // CLUSTER SLOTS, with one seed or several. Open turns off the client-side
 // cache, which relock never reads.
 //
@@ -63,6 +70,9 @@ func parseDSN(dsn string) (rueidis.ClientOption, error) {
 	if err != nil {
 		return rueidis.ClientOption{}, err
 	}
+	if u.Scheme == "unix" && u.Path == "" {
+		return rueidis.ClientOption{}, errors.New("want unix:///path/to/socket")
+	}
 	q := u.Query()
 	for name := range q {
 		if !slices.Contains(openOptions, name) {
@@ -75,12 +85,29 @@ func parseDSN(dsn string) (rueidis.ClientOption, error) {
 		}
 		q.Set("master_set", q.Get("master_name"))
 		q.Del("master_name")
-		u.RawQuery = q.Encode()
-		dsn = u.String()
 	}
-	opt, err := rueidis.ParseURL(dsn)
+	var readTimeout time.Duration
+	if q.Has("read_timeout") {
+		if readTimeout, err = time.ParseDuration(q.Get("read_timeout")); err != nil || readTimeout < 0 {
+			return rueidis.ClientOption{}, fmt.Errorf("option read_timeout=%q: want a duration such as 3s", q.Get("read_timeout"))
+		}
+		q.Del("read_timeout")
+	}
+	poolSize := 0
+	if q.Has("pool_size") {
+		if poolSize, err = strconv.Atoi(q.Get("pool_size")); err != nil || poolSize < 0 {
+			return rueidis.ClientOption{}, fmt.Errorf("option pool_size=%q: want a number", q.Get("pool_size"))
+		}
+		q.Del("pool_size")
+	}
+	u.RawQuery = q.Encode()
+	opt, err := rueidis.ParseURL(u.String())
 	if err != nil {
 		return rueidis.ClientOption{}, err
+	}
+	opt.ConnWriteTimeout = max(opt.ConnWriteTimeout, readTimeout)
+	if poolSize > 0 {
+		opt.BlockingPoolSize = poolSize
 	}
 	return opt, nil
 }

@@ -12,3 +12,8 @@ import (
 func TestOpenRules(t *testing.T) {
 	adaptertest.CheckOpen(t, rueidisadapter.Driver{})
 }
+
+// TestOpenVocabulary checks the query options the three adapters share.
+func TestOpenVocabulary(t *testing.T) {
+	adaptertest.CheckOpenVocabulary(t, rueidisadapter.Driver{})
+}

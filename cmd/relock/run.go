@@ -131,8 +131,8 @@ CMD runs in its own process group, with these in its environment:
   RELOCK_TOKEN  the lock's random token (relock status shows the holder's)
   RELOCK_FENCE  the fencing number, strictly increasing across the key's
                 holders (not set with -fence=false)
-The lock carries -meta (by default relock's host and pid, and CMD's name)
-for "relock status" to show.
+The lock carries -meta (by default relock's host and pid, when it started
+asking for the lock, and CMD's name) for "relock status" to show.
 SIGINT, SIGTERM and SIGHUP sent to relock are passed on to CMD's process
 group. When relock runs in the foreground of a terminal (on its stdin,
 stdout or stderr), CMD gets the terminal: Ctrl-C and Ctrl-\ go to CMD directly, and Ctrl-Z stops
@@ -209,9 +209,9 @@ func parseRunFlags(args []string, stderr io.Writer, hold bool) (runConfig, error
 		fs.Var(&cfg.killSignal, "kill-signal", "`signal` sent to CMD's process group when the lock is lost (name or number)")
 		fs.DurationVar(&cfg.grace, "grace", defaultGrace, "after -kill-signal, wait this long for CMD to exit, then send SIGKILL")
 	}
-	defaultMeta := "host=HOST pid=PID cmd=CMD's name"
+	defaultMeta := "host=HOST pid=PID start=TIME cmd=CMD's name"
 	if hold {
-		defaultMeta = "host=HOST pid=PID cmd=hold"
+		defaultMeta = "host=HOST pid=PID start=TIME cmd=hold"
 	}
 	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most "+strconv.Itoa(relock.MaxMetadataLen)+" bytes); default "+defaultMeta)
 	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported), and let the client library log")
@@ -260,7 +260,10 @@ func parseRunFlags(args []string, stderr io.Writer, hold bool) (runConfig, error
 		if len(cfg.argv) > 0 {
 			what = filepath.Base(cfg.argv[0])
 		}
-		cfg.meta = fmt.Sprintf("host=%s pid=%d cmd=%s", host, os.Getpid(), what)
+		// start: when relock started asking for the lock (UTC, RFC 3339), so
+		// that relock status shows how long it has been held at most.
+		start := time.Now().UTC().Format(time.RFC3339)
+		cfg.meta = fmt.Sprintf("host=%s pid=%d start=%s cmd=%s", host, os.Getpid(), start, what)
 		if len(cfg.meta) > relock.MaxMetadataLen {
 			cfg.meta = strings.ToValidUTF8(cfg.meta[:relock.MaxMetadataLen], "")
 		}

@@ -109,9 +109,14 @@ func TestStatusDefaultMetadata(t *testing.T) {
 	a, dir, _ := holder(t, s.URL(), key)
 	st, _ := statusOf(t, s.URL(), key)
 	host, _ := os.Hostname()
-	want := fmt.Sprintf("host=%s pid=%d cmd=sh", host, a.cmd.Process.Pid)
-	if st.Metadata != want {
-		t.Errorf("metadata %q, want %q", st.Metadata, want)
+	var (
+		gotHost, start, cmd string
+		pid                 int
+	)
+	n, err := fmt.Sscanf(strings.ReplaceAll(st.Metadata, "=", " "), "host %s pid %d start %s cmd %s", &gotHost, &pid, &start, &cmd)
+	at, terr := time.Parse(time.RFC3339, start)
+	if n != 4 || err != nil || gotHost != host || pid != a.cmd.Process.Pid || cmd != "sh" || terr != nil || time.Since(at) < 0 || time.Since(at) > time.Minute {
+		t.Errorf("metadata %q, want \"host=%s pid=%d start=<RFC 3339, under a minute ago> cmd=sh\"", st.Metadata, host, a.cmd.Process.Pid)
 	}
 	touch(t, filepath.Join(dir, "go"))
 	a.wait(20 * time.Second)

@@ -3,6 +3,8 @@ package adaptertest
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -168,4 +170,64 @@ func SentinelURL(s *testredis.Sentinel) string {
 		u += "&addr=" + a
 	}
 	return u
+}
+
+// CheckOpenVocabulary checks the query options that every adapter's Open
+// takes alike (README, "DSN options"): the database as the URL's path and
+// as db=, pool_size, dial_timeout, read_timeout, write_timeout and
+// client_name, and unix:// URLs. It starts a private server listening on a
+// Unix socket too, and is skipped in -short mode.
+func CheckOpenVocabulary(t *testing.T, d driver.Driver) {
+	if testing.Short() {
+		t.Skip("starts a private server")
+	}
+	dir, err := os.MkdirTemp("", "rlv") // short: a socket path has ~100 bytes at most
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "r.sock")
+	srv := testredis.Start(t, "--unixsocket", sock, "--unixsocketperm", "700")
+	const opts = "pool_size=4&dial_timeout=2s&read_timeout=2s&write_timeout=2s&client_name=relock-vocab"
+	for _, tc := range []struct{ dsn, db string }{
+		{"redis://" + srv.Addr() + "/3?" + opts, "db3"},
+		{"redis://" + srv.Addr() + "?db=4&" + opts, "db4"},
+		{"unix://" + sock + "?db=5&" + opts, "db5"},
+	} {
+		c, err := d.Open(tc.dsn)
+		if err != nil {
+			t.Errorf("Open(%q): %v", tc.dsn, err)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		key := Channel("vocab")
+		if ok, err := c.SetNX(ctx, key, "v", time.Minute); !ok || err != nil {
+			t.Errorf("Open(%q): SetNX = %v, %v", tc.dsn, ok, err)
+		}
+		cancel()
+		info, err := srv.Do("INFO", "keyspace")
+		if s, _ := info.(string); err != nil || !strings.Contains(s, tc.db+":keys=1") {
+			t.Errorf("Open(%q): INFO keyspace = %q, %v; want the key in %s", tc.dsn, info, err, tc.db)
+		}
+		list, err := srv.Do("CLIENT", "LIST")
+		if s, _ := list.(string); err != nil || !strings.Contains(s, "name=relock-vocab") {
+			t.Errorf("Open(%q): CLIENT LIST shows no connection named relock-vocab: %v", tc.dsn, err)
+		}
+		_ = c.Close()
+		if _, err := srv.Do("FLUSHALL"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dsn := range []string{
+		"redis://" + srv.Addr() + "?pool_size=many",
+		"redis://" + srv.Addr() + "?read_timeout=soon",
+		"unix://",
+	} {
+		if c, err := d.Open(dsn); !errors.Is(err, relock.ErrInvalidArgument) {
+			if err == nil {
+				_ = c.Close()
+			}
+			t.Errorf("Open(%q) = %v, want an error matching relock.ErrInvalidArgument", dsn, err)
+		}
+	}
 }
