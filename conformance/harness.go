@@ -78,6 +78,24 @@ type Harness struct {
 	// context.DeadlineExceeded.
 	NewSilentConn func(t *testing.T) driver.Conn
 
+	// Addr is the address (host:port) of the backend's server, where the
+	// backend is one server that a driver reaches by its address alone
+	// (not a cluster, not Sentinel). With NewConnTo, it lets the suite put
+	// in-process servers of its own under the driver, with no other hook:
+	// a proxy that refuses, resets or goes silent (Driver/Network), a
+	// silent server when NewSilentConn is nil (Driver/Context/Deadline,
+	// Driver/Context/InFlight), a proxy that sees on which connection WAIT
+	// goes (Driver/ReplicaWaiter/Wire) and what Validate sends
+	// (Driver/Validate), and a server that answers chosen error replies
+	// (Driver/Values/ErrorTexts/Commands).
+	Addr string
+
+	// NewConnTo returns a driver connection, built as NewConn builds them,
+	// to the server at addr, which may be a proxy to Addr or a server the
+	// suite runs. The suite closes it. Nil, or Addr empty, skips by name
+	// the subtests listed at Addr.
+	NewConnTo func(t *testing.T, addr string) driver.Conn
+
 	// KnownFailures skips subtests that the backend is known to fail,
 	// each with the reason given (say, the issue that tracks the fix).
 	// Keys are subtest names below the test that called Run, as

@@ -60,6 +60,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Paths", func(t *testing.T) {
 		t.Run("SameAnswers", func(t *testing.T) { testSameAnswers(t, h) })
 	})
+	summarize(t, h)
 }
 
 // env is one subtest's view of the backend: fresh keys, the hooks.
@@ -123,6 +124,7 @@ type setup struct {
 	path   string
 	probe  *probe
 	client *relock.Client
+	lock   *relock.Lock // the lock of a subtest that needs one in its helpers
 }
 
 // paths returns a test that runs fn once per path, as subtests named
@@ -247,3 +249,54 @@ func wantNotIs(t *testing.T, what string, err error, targets ...error) {
 }
 
 func bg() context.Context { return context.Background() }
+
+// needAddr skips t unless the harness gives Addr and NewConnTo, which the
+// suite needs to put servers of its own under the driver.
+func needAddr(t *testing.T, h Harness) {
+	t.Helper()
+	if h.Addr == "" || h.NewConnTo == nil {
+		t.Skip("Harness.Addr or Harness.NewConnTo is not set: the suite cannot put its own proxy or server under the driver")
+	}
+}
+
+// connTo returns a new connection from the harness to addr, closed when
+// the test ends.
+func (e *env) connTo(addr string) driver.Conn {
+	e.t.Helper()
+	c := e.h.NewConnTo(e.t, addr)
+	if c == nil {
+		e.t.Fatal("conformance: Harness.NewConnTo returned nil")
+	}
+	e.t.Cleanup(func() {
+		if _, panicked := callSafely(c.Close); panicked != nil {
+			e.t.Errorf("Close of the connection at the end of the subtest panicked: %v", panicked)
+		}
+	})
+	return c
+}
+
+// silentConn returns a connection to a server that never answers: through
+// Harness.NewSilentConn, or, without it, through Harness.NewConnTo to a
+// SilentServer. It skips t when the harness has neither. The server is hung
+// up before the connection is closed, so that calls still blocked on it
+// end.
+func silentConn(t *testing.T, h Harness) driver.Conn {
+	t.Helper()
+	var conn driver.Conn
+	switch {
+	case h.NewSilentConn != nil:
+		conn = h.NewSilentConn(t)
+	case h.NewConnTo != nil:
+		conn = h.NewConnTo(t, SilentServer(t))
+	default:
+		t.Skip("Harness.NewSilentConn and Harness.NewConnTo are nil: no server that never answers")
+	}
+	if conn == nil {
+		t.Fatal("conformance: the harness returned a nil connection to the silent server")
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	// Runs first: a call left blocked ends when the server hangs up, so
+	// Close need not wait for it.
+	t.Cleanup(func() { hangUpSilentServers(t) })
+	return conn
+}

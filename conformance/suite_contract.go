@@ -13,11 +13,17 @@ import (
 )
 
 // Deadlines of the context subtests: a call on a server that never answers
-// gets silentDeadline and must be back within silentLimit, a margin wide
-// enough for a loaded machine.
+// gets silentDeadline, or is cancelled after inFlightAfter, and must be
+// back within silentMargin of that: the time a loaded machine takes to
+// schedule the goroutines that notice, far less than a second, so that a
+// driver that stretches short deadlines to a second, or that ignores a
+// cancellation until its deadline, fails. silentGiveUp is how long the
+// suite waits to report how late a late call was.
 const (
-	silentDeadline = 200 * time.Millisecond
-	silentLimit    = 2 * time.Second
+	silentDeadline = 150 * time.Millisecond
+	inFlightAfter  = 100 * time.Millisecond
+	silentMargin   = 350 * time.Millisecond
+	silentGiveUp   = 3 * time.Second
 )
 
 // testScripterOrWatcher: a driver must implement at least one way to
@@ -211,38 +217,67 @@ func testContext(t *testing.T, h Harness) {
 		for _, c := range calls {
 			t.Run(c.name, func(t *testing.T) {
 				h.skipKnown(t)
-				if h.NewSilentConn == nil {
-					t.Skip("Harness.NewSilentConn is nil")
-				}
-				conn := h.NewSilentConn(t)
-				if conn == nil {
-					t.Fatal("Harness.NewSilentConn returned nil")
-				}
-				t.Cleanup(func() { _ = conn.Close() })
-				// Runs first: a call left blocked ends when the server
-				// hangs up, so Close need not wait for it.
-				t.Cleanup(func() { hangUpSilentServers(t) })
+				t.Parallel()
+				conn := silentConn(t, h)
 				if !has(conn, c.need) {
 					t.Skip("driver does not implement driver." + c.need)
 				}
-				keys := []string{"{relock-conformance-silent}k"}
 				ctx, cancel := context.WithTimeout(bg(), silentDeadline)
 				defer cancel()
-				done := make(chan error, 1)
-				start := time.Now()
-				go func() { done <- c.run(ctx, conn, keys) }()
-				select {
-				case err := <-done:
-					if unsupported(c, err) {
-						t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", err)
-					}
-					wantIs(t, fmt.Sprintf("%s on a server that never answers, with a %v deadline (returned after %v)", c.name, silentDeadline, time.Since(start).Round(time.Millisecond)), err, context.DeadlineExceeded)
-				case <-time.After(silentLimit):
-					t.Fatalf("%s on a server that never answers, with a %v deadline, had not returned after %v: the context is ignored", c.name, silentDeadline, silentLimit)
+				err, took := silentCall(t, c, conn, ctx, fmt.Sprintf("with a %v deadline", silentDeadline), silentDeadline+silentMargin)
+				if unsupported(c, err) {
+					t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", err)
 				}
+				wantIs(t, fmt.Sprintf("%s on a server that never answers, with a %v deadline (returned after %v)", c.name, silentDeadline, took), err, context.DeadlineExceeded)
 			})
 		}
 	})
+	t.Run("InFlight", func(t *testing.T) {
+		// A call cancelled while it waits for the server's reply returns
+		// at once with the context's error: honouring a deadline is not
+		// enough, a caller (relock's Close, a request handler) cancels.
+		for _, c := range calls {
+			t.Run(c.name, func(t *testing.T) {
+				h.skipKnown(t)
+				t.Parallel()
+				conn := silentConn(t, h)
+				if !has(conn, c.need) {
+					t.Skip("driver does not implement driver." + c.need)
+				}
+				ctx, cancel := context.WithCancel(bg())
+				defer cancel()
+				timer := time.AfterFunc(inFlightAfter, cancel)
+				defer timer.Stop()
+				err, took := silentCall(t, c, conn, ctx, fmt.Sprintf("cancelled after %v", inFlightAfter), inFlightAfter+silentMargin)
+				if unsupported(c, err) {
+					t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", err)
+				}
+				wantIs(t, fmt.Sprintf("%s on a server that never answers, cancelled after %v (returned after %v)", c.name, inFlightAfter, took), err, context.Canceled)
+			})
+		}
+	})
+}
+
+// silentCall runs c on conn, a connection to a server that never answers,
+// and fails t unless it returns within limit. It waits up to
+// silentGiveUp to tell how late a late call is.
+func silentCall(t *testing.T, c call, conn driver.Conn, ctx context.Context, how string, limit time.Duration) (error, time.Duration) {
+	t.Helper()
+	keys := []string{"{relock-conformance-silent}k"}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- c.run(ctx, conn, keys) }()
+	select {
+	case err := <-done:
+		took := time.Since(start)
+		if took > limit && !unsupported(c, err) {
+			t.Fatalf("%s on a server that never answers, %s, returned after %v (%v): the promise is its context plus %v at most, %v", c.name, how, took.Round(time.Millisecond), err, silentMargin, limit)
+		}
+		return err, took.Round(time.Millisecond)
+	case <-time.After(silentGiveUp):
+		t.Fatalf("%s on a server that never answers, %s, had not returned after %v: the context is ignored", c.name, how, silentGiveUp)
+	}
+	return nil, 0
 }
 
 // testAfterClose: after Close, every call fails with an error; none
@@ -467,6 +502,8 @@ func testReplicaWaiter(t *testing.T, h Harness) {
 		_, _, err = w.EvalShaWait(bg(), sha, keys, nil, h.Replicas, time.Second)
 		wantIs(t, "EvalShaWait after FlushScripts", err, driver.ErrNoScript)
 	})
+	t.Run("Wire", func(t *testing.T) { testWire(t, h) })
+	t.Run("Timeout", func(t *testing.T) { testWaitTimeout(t, h) })
 	t.Run("SameConnection", func(t *testing.T) {
 		if h.StallReplicas == nil {
 			t.Skip("Harness.StallReplicas is nil")
@@ -477,38 +514,43 @@ func testReplicaWaiter(t *testing.T, h Harness) {
 		e, w := waiter(t)
 		keys := []string{e.key("k")}
 		const script = "return redis.call('SET', KEYS[1], ARGV[1], 'PX', 10000)"
-		// Healthy: every replica acknowledges, and the script is loaded.
-		r, acked, err := w.EvalWait(bg(), script, keys, []string{"v0"}, h.Replicas, 5*time.Second)
-		skipUnsupported(t, err)
-		if err != nil || r != "OK" || acked < h.Replicas {
-			t.Fatalf("EvalWait with the replicas up = %#v, %d, %v; want OK, %d", r, acked, err, h.Replicas)
-		}
 		// The stall stays below a cluster's usual node timeout (2 s in
 		// this repository's tests).
-		const stall, timeout = 1500 * time.Millisecond, 300 * time.Millisecond
-		h.StallReplicas(t, stall)
-		start := time.Now()
-		for _, step := range []struct {
+		const stall, timeout = time.Second, 300 * time.Millisecond
+		for i, step := range []struct {
 			name string
-			do   func() (any, int, error)
+			do   func(arg string) (any, int, error)
 		}{
-			{"EvalWait", func() (any, int, error) {
-				return w.EvalWait(bg(), script, keys, []string{"v1"}, h.Replicas, timeout)
+			{"EvalWait", func(arg string) (any, int, error) {
+				return w.EvalWait(bg(), script, keys, []string{arg}, h.Replicas, timeout)
 			}},
-			{"EvalShaWait", func() (any, int, error) {
-				return w.EvalShaWait(bg(), sha1hex(script), keys, []string{"v2"}, h.Replicas, timeout)
+			{"EvalShaWait", func(arg string) (any, int, error) {
+				return w.EvalShaWait(bg(), sha1hex(script), keys, []string{arg}, h.Replicas, timeout)
 			}},
 		} {
-			r, acked, err := step.do()
+			// Healthy first: a WAIT that every replica answers covers
+			// every write made before it, on any connection (the
+			// replication offset is one for the server), and loads the
+			// script. A WAIT sent anywhere but after this call's own
+			// write then returns at once, stall or not.
+			r, acked, err := w.EvalWait(bg(), script, keys, []string{"healthy"}, h.Replicas, 5*time.Second)
+			skipUnsupported(t, err)
+			if err != nil || r != "OK" || acked < h.Replicas {
+				t.Fatalf("EvalWait with the replicas up = %#v, %d, %v; want OK, %d", r, acked, err, h.Replicas)
+			}
+			h.StallReplicas(t, stall)
+			start := time.Now()
+			r, acked, err = step.do(fmt.Sprintf("stalled%d", i))
+			took := time.Since(start)
 			if err != nil || r != "OK" {
 				t.Fatalf("%s while the replicas stall = %#v, %d, %v; want OK", step.name, r, acked, err)
 			}
 			if acked >= h.Replicas {
-				t.Fatalf("%s while the replicas stall: %d acknowledgements of the script's write, want fewer than %d: WAIT went on a connection other than the script's (or StallReplicas did not stall)", step.name, acked, h.Replicas)
+				t.Fatalf("%s while the replicas stall: %d acknowledgements, want fewer than %d: WAIT went on a connection other than the script's, or before the script (or StallReplicas did not stall)", step.name, acked, h.Replicas)
 			}
-		}
-		if took := time.Since(start); took >= stall {
-			t.Logf("the stalled calls took %v, longer than the %v stall: the check may be void", took, stall)
+			if took < timeout-5*time.Millisecond {
+				t.Fatalf("%s while the replicas stall returned after %v, before WAIT's %v timeout: WAIT did not wait for this call's write", step.name, took.Round(time.Millisecond), timeout)
+			}
 		}
 	})
 }
