@@ -18,7 +18,9 @@ const (
 	// modeForward passes everything on, and logs the commands.
 	modeForward proxyMode = iota
 	// modeSilent passes nothing on, either way: a server that stopped
-	// answering, or a network that stopped carrying.
+	// answering, or a network that stopped carrying. A connection made
+	// meanwhile gets its set-up commands answered, as SilentServer does,
+	// and nothing else.
 	modeSilent
 	// modeReset resets every connection (TCP RST), open ones at once and
 	// new ones as soon as they are accepted.
@@ -136,8 +138,8 @@ func (p *proxy) serve() {
 		if err != nil {
 			return
 		}
-		switch proxyMode(p.mode.Load()) {
-		case modeReset, modeRefuse:
+		mode := proxyMode(p.mode.Load())
+		if mode == modeReset || mode == modeRefuse {
 			reset(c)
 			continue
 		}
@@ -149,6 +151,10 @@ func (p *proxy) serve() {
 		id := p.nextID
 		p.wg.Add(1)
 		p.mu.Unlock()
+		if mode == modeSilent {
+			go p.handleSilent(c)
+			continue
+		}
 		go p.handle(c, id)
 	}
 }
@@ -200,6 +206,30 @@ func (p *proxy) handle(c net.Conn, id int) {
 	}
 	_ = up.Close()
 	<-done
+}
+
+// handleSilent serves a connection accepted while the proxy is silent as
+// SilentServer does: it answers the commands that set a connection up, so
+// that a client's handshake (which some clients bound by their own
+// timeouts only) completes, and no other.
+func (p *proxy) handleSilent(c net.Conn) {
+	defer p.wg.Done()
+	defer p.untrack(c)
+	r := bufio.NewReader(c)
+	for {
+		args, err := readCommand(r)
+		if err != nil {
+			return
+		}
+		reply, ok := setupReply(args)
+		if !ok {
+			_, _ = io.Copy(io.Discard, r)
+			return
+		}
+		if _, err := io.WriteString(c, reply); err != nil {
+			return
+		}
+	}
 }
 
 // replyServer starts a server on a free loopback port that answers the

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,72 +16,111 @@ import (
 
 // netFaultLimit bounds a call under a refused or reset connection: it must
 // fail, and a client's retries (with their back-off) fit well within it.
-const netFaultLimit = 5 * time.Second
+const netFaultLimit = 2 * time.Second
 
 // testNetwork: the network fails under the driver, through a proxy of the
 // suite's own in front of Harness.Addr. Every call must then return an
 // error: a refused or reset connection is never "the key existed", "the
 // key is missing" or a script's nil.
 func testNetwork(t *testing.T, h Harness) {
-	for _, fault := range []struct {
+	needAddr(t, h)
+	faults := []struct {
 		name string
 		mode proxyMode
 	}{
 		{"Refused", modeRefuse},
 		{"Reset", modeReset},
 		{"Silent", modeSilent},
-	} {
-		t.Run(fault.name, func(t *testing.T) {
+	}
+	// Every call under every fault runs at once, each on a proxy and a
+	// connection of its own (a client's retries make a refused call take
+	// a second or two; one after the other they would take a minute); the
+	// subtests then report each outcome under its own name.
+	type outcome struct {
+		err      error
+		took     time.Duration
+		hung     bool
+		skip     string
+		setupErr string
+	}
+	type job struct {
+		p     *proxy
+		conn  driver.Conn
+		keys  []string
+		limit time.Duration
+		res   outcome
+	}
+	e := newEnv(t, h)
+	jobs := map[string]*job{}
+	var wg sync.WaitGroup
+	for _, f := range faults {
+		for _, c := range calls {
+			j := &job{p: newProxy(t, h.Addr), keys: []string{e.key(f.name + c.name)}, limit: netFaultLimit}
+			if f.mode == modeSilent {
+				j.limit = silentDeadline
+			}
+			jobs[f.name+"/"+c.name] = j
+			j.conn = e.connTo(j.p.addr())
+			// Runs before the connection's Close: a call left blocked
+			// ends when the proxy hangs up.
+			t.Cleanup(j.p.close)
+			if !has(j.conn, c.need) {
+				j.res.skip = "driver does not implement driver." + c.need
+				continue
+			}
+			// The driver has a connection open when the fault strikes:
+			// the fault hits the pool, not only a dial.
+			if _, _, err := j.conn.Get(bg(), j.keys[0]); err != nil {
+				j.res.setupErr = fmt.Sprintf("Get through the proxy before the fault: %v", err)
+				continue
+			}
+			loadCallScript(t, e, j.keys)
+			j.p.set(f.mode)
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(bg(), j.limit)
+				defer cancel()
+				start := time.Now()
+				done := make(chan error, 1)
+				go func() {
+					err, panicked := callSafely(func() error { return c.run(ctx, j.conn, j.keys) })
+					if panicked != nil {
+						err = fmt.Errorf("panicked: %v", panicked)
+					}
+					done <- err
+				}()
+				select {
+				case j.res.err = <-done:
+				case <-time.After(j.limit + silentGiveUp):
+					j.res.hung = true
+					j.p.close() // lets the call end
+					<-done
+				}
+				j.res.took = time.Since(start).Round(time.Millisecond)
+			})
+		}
+	}
+	wg.Wait()
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
 			for _, c := range calls {
 				t.Run(c.name, func(t *testing.T) {
 					h.skipKnown(t)
-					needAddr(t, h)
-					t.Parallel()
-					e := newEnv(t, h)
-					p := newProxy(t, h.Addr)
-					conn := e.connTo(p.addr())
-					if !has(conn, c.need) {
-						t.Skip("driver does not implement driver." + c.need)
-					}
-					keys := []string{e.key("k")}
-					// The driver has a connection open when the fault
-					// strikes: the fault hits the pool, not only a dial.
-					if _, _, err := conn.Get(bg(), keys[0]); err != nil {
-						t.Fatalf("Get through the proxy before the fault: %v", err)
-					}
-					loadCallScript(t, e, keys)
-					p.set(fault.mode)
-					limit := netFaultLimit
-					if fault.mode == modeSilent {
-						limit = silentDeadline
-					}
-					ctx, cancel := context.WithTimeout(bg(), limit)
-					defer cancel()
-					start := time.Now()
-					done := make(chan error, 1)
-					go func() {
-						err, panicked := callSafely(func() error { return c.run(ctx, conn, keys) })
-						if panicked != nil {
-							err = fmt.Errorf("panicked: %v", panicked)
-						}
-						done <- err
-					}()
-					var err error
-					select {
-					case err = <-done:
-					case <-time.After(limit + silentGiveUp):
-						p.close() // lets the call end
-						t.Fatalf("%s on a %s connection had not returned %v after its %v deadline", c.name, strings.ToLower(fault.name), silentGiveUp, limit)
-					}
-					took := time.Since(start).Round(time.Millisecond)
-					if unsupported(c, err) {
-						t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", err)
-					}
-					if err == nil {
-						t.Fatalf("%s on a %s connection returned no error (after %v): a network failure must never read as an answer", c.name, strings.ToLower(fault.name), took)
-					}
-					if fault.mode == modeSilent && took > limit+silentMargin {
-						t.Fatalf("%s on a connection gone silent, with a %v deadline, returned after %v: %v", c.name, limit, took, err)
+					j := jobs[f.name+"/"+c.name]
+					r := j.res
+					how := strings.ToLower(f.name)
+					switch {
+					case r.skip != "":
+						t.Skip(r.skip)
+					case r.setupErr != "":
+						t.Fatal(r.setupErr)
+					case r.hung:
+						t.Fatalf("%s on a %s connection had not returned %v after its %v deadline", c.name, how, silentGiveUp, j.limit)
+					case unsupported(c, r.err):
+						t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", r.err)
+					case r.err == nil:
+						t.Fatalf("%s on a %s connection returned no error (after %v): a network failure must never read as an answer", c.name, how, r.took)
+					case f.mode == modeSilent && r.took > j.limit+silentMargin:
+						t.Fatalf("%s on a connection gone silent, with a %v deadline, returned after %v: %v", c.name, j.limit, r.took, r.err)
 					}
 				})
 			}

@@ -359,7 +359,7 @@ func testErrorTexts(t *testing.T, h Harness) {
 		e, _, s := scripter(t, h)
 		r := newRand(t)
 		keys := []string{e.key("k")}
-		for range 40 {
+		for range 24 {
 			text := genErrorText(r)
 			_, err := s.Eval(bg(), "return redis.error_reply("+luaQuote(text)+")", keys)
 			checkClassified(t, "Eval", text, err)
@@ -404,7 +404,7 @@ func testErrorTexts(t *testing.T, h Harness) {
 			{"Get", func(ctx context.Context) error { _, _, err := c.Get(ctx, e.key("k")); return err }},
 			{"SetNX", func(ctx context.Context) error { _, err := c.SetNX(ctx, e.key("k"), "v", time.Second); return err }},
 		}
-		for range 30 {
+		for range 16 {
 			text := genErrorText(r)
 			mu.Lock()
 			current = text
