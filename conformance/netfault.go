@@ -2,8 +2,10 @@ package conformance
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -315,3 +317,46 @@ func refusedAddr(t testing.TB) string {
 
 // upper is strings.ToUpper, for command names in the proxy's log.
 func upper(s string) string { return strings.ToUpper(s) }
+
+// syncReplicas writes key on a connection of the suite's own to the server
+// at addr and sends WAIT n on it: once n replicas acknowledge that write,
+// they have acknowledged every write made before it, on any connection
+// (the replication offset is one for the whole server). It returns how
+// many acknowledged within timeout.
+func syncReplicas(addr, key string, n int, timeout time.Duration) (int64, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout + 5*time.Second))
+	var b strings.Builder
+	for _, cmd := range [][]string{
+		{"SET", key, "sync", "PX", "10000"},
+		{"WAIT", strconv.Itoa(n), strconv.FormatInt(timeout.Milliseconds(), 10)},
+	} {
+		fmt.Fprintf(&b, "*%d\r\n", len(cmd))
+		for _, a := range cmd {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
+	}
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(c)
+	var last string
+	for range 2 {
+		line, err := readLine(r)
+		if err != nil {
+			return 0, err
+		}
+		if line[0] == '-' {
+			return 0, fmt.Errorf("conformance: %s", line[1:])
+		}
+		last = line
+	}
+	if last[0] != ':' {
+		return 0, fmt.Errorf("conformance: WAIT replied %q", last)
+	}
+	return strconv.ParseInt(last[1:], 10, 64)
+}

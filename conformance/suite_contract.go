@@ -538,6 +538,16 @@ func testReplicaWaiter(t *testing.T, h Harness) {
 			if err != nil || r != "OK" || acked < h.Replicas {
 				t.Fatalf("EvalWait with the replicas up = %#v, %d, %v; want OK, %d", r, acked, err, h.Replicas)
 			}
+			if h.Addr != "" {
+				// The driver's own WAIT covers the writes before it on
+				// its connection: if it sent WAIT first, its script's
+				// write is not covered. A write and WAIT of the suite's
+				// own, after it, cover everything.
+				n, err := syncReplicas(h.Addr, e.key("sync"), h.Replicas, 5*time.Second)
+				if err != nil || n < int64(h.Replicas) {
+					t.Fatalf("WAIT %d on a connection of the suite's own, replicas up = %d, %v", h.Replicas, n, err)
+				}
+			}
 			h.StallReplicas(t, stall)
 			start := time.Now()
 			r, acked, err = step.do(fmt.Sprintf("stalled%d", i))

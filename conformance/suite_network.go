@@ -169,6 +169,7 @@ func testValidate(t *testing.T, h Harness) {
 			e := newEnv(t, h)
 			p := newProxy(t, h.Addr)
 			v := validator(t, e.connTo(p.addr()))
+			t.Cleanup(p.close) // before the connection's Close
 			p.set(fault.mode)
 			validate(t, v, "with the server "+map[proxyMode]string{modeRefuse: "gone (connections refused)", modeSilent: "silent"}[fault.mode])
 		})
