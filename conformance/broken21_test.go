@@ -63,15 +63,21 @@ var brokenDrivers21 = map[string]brokenDriver{
 		mustFail: []string{"Driver/Values/ScriptReplies", "Driver/Values/ExecReplies"},
 	},
 	"WrongTypeAnywhere": {base: "mini",
-		wrap:     fullWrap(func(f full) driver.Conn { return &classifyAnywhere{full: f, word: "WRONGTYPE", kind: driver.ErrWrongType} }),
+		wrap: fullWrap(func(f full) driver.Conn {
+			return &classifyAnywhere{full: f, word: "WRONGTYPE", kind: driver.ErrWrongType}
+		}),
 		mustFail: []string{"Driver/Values/ErrorTexts/Script", "Driver/Values/ErrorTexts/Exec", "Driver/Values/ErrorTexts/Commands"},
 	},
 	"NoPermAnywhere": {base: "mini",
-		wrap:     fullWrap(func(f full) driver.Conn { return &classifyAnywhere{full: f, word: "NOPERM", kind: driver.ErrNoPermission} }),
+		wrap: fullWrap(func(f full) driver.Conn {
+			return &classifyAnywhere{full: f, word: "NOPERM", kind: driver.ErrNoPermission}
+		}),
 		mustFail: []string{"Driver/Values/ErrorTexts/Script", "Driver/Values/ErrorTexts/Exec", "Driver/Values/ErrorTexts/Commands"},
 	},
 	"RefusedAnywhere": {base: "mini",
-		wrap:     fullWrap(func(f full) driver.Conn { return &classifyAnywhere{full: f, word: "READONLY", kind: driver.ErrServerRefused} }),
+		wrap: fullWrap(func(f full) driver.Conn {
+			return &classifyAnywhere{full: f, word: "READONLY", kind: driver.ErrServerRefused}
+		}),
 		mustFail: []string{"Driver/Values/ErrorTexts/Script", "Driver/Values/ErrorTexts/Exec", "Driver/Values/ErrorTexts/Commands"},
 	},
 	"NoPermUnclassified": {base: "mini",
@@ -132,7 +138,9 @@ var brokenDrivers21 = map[string]brokenDriver{
 
 	// 4. A check a timing quirk defeated.
 	"WaitBeforeScript": {base: "replica",
-		wrap:     func(c driver.Conn, addr string) driver.Conn { return &waitOrder{full: newFull(c), addr: addr, waitFirst: true} },
+		wrap: func(c driver.Conn, addr string) driver.Conn {
+			return &waitOrder{full: newFull(c), addr: addr, waitFirst: true}
+		},
 		mustFail: []string{"Driver/ReplicaWaiter/Wire", "Driver/ReplicaWaiter/SameConnection"},
 	},
 	"WaitOnPooledConnection": {base: "replica",
