@@ -111,20 +111,28 @@ type Harness struct {
 // skipKnown skips t if h.KnownFailures names it or a test above it.
 func (h Harness) skipKnown(t *testing.T) {
 	t.Helper()
-	if len(h.KnownFailures) == 0 || h.root == "" {
-		return
+	if name, reason, ok := h.known(t.Name()); ok {
+		t.Skipf("known failure (Harness.KnownFailures[%q]): %s", name, reason)
 	}
-	name, ok := strings.CutPrefix(t.Name(), h.root+"/")
+}
+
+// known reports whether h.KnownFailures names the test called full (as
+// t.Name() gives it) or a test above it, and which, with its reason.
+func (h Harness) known(full string) (name, reason string, ok bool) {
+	if len(h.KnownFailures) == 0 || h.root == "" {
+		return "", "", false
+	}
+	name, ok = strings.CutPrefix(full, h.root+"/")
 	if !ok {
-		return
+		return "", "", false
 	}
 	for {
 		if reason, ok := h.KnownFailures[name]; ok {
-			t.Skipf("known failure (Harness.KnownFailures[%q]): %s", name, reason)
+			return name, reason, true
 		}
 		i := strings.LastIndexByte(name, '/')
 		if i < 0 {
-			return
+			return "", "", false
 		}
 		name = name[:i]
 	}

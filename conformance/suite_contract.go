@@ -214,70 +214,78 @@ func testContext(t *testing.T, h Harness) {
 		})
 	})
 	t.Run("Deadline", func(t *testing.T) {
-		for _, c := range calls {
-			t.Run(c.name, func(t *testing.T) {
-				h.skipKnown(t)
-				t.Parallel()
-				conn := silentConn(t, h)
-				if !has(conn, c.need) {
-					t.Skip("driver does not implement driver." + c.need)
-				}
-				ctx, cancel := context.WithTimeout(bg(), silentDeadline)
-				defer cancel()
-				err, took := silentCall(t, c, conn, ctx, fmt.Sprintf("with a %v deadline", silentDeadline), silentDeadline+silentMargin)
-				if unsupported(c, err) {
-					t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", err)
-				}
-				wantIs(t, fmt.Sprintf("%s on a server that never answers, with a %v deadline (returned after %v)", c.name, silentDeadline, took), err, context.DeadlineExceeded)
-			})
-		}
+		testSilentCalls(t, h, fmt.Sprintf("with a %v deadline", silentDeadline), silentDeadline+silentMargin, context.DeadlineExceeded,
+			func() (context.Context, context.CancelFunc) { return context.WithTimeout(bg(), silentDeadline) })
 	})
 	t.Run("InFlight", func(t *testing.T) {
 		// A call cancelled while it waits for the server's reply returns
 		// at once with the context's error: honouring a deadline is not
 		// enough, a caller (relock's Close, a request handler) cancels.
-		for _, c := range calls {
-			t.Run(c.name, func(t *testing.T) {
-				h.skipKnown(t)
-				t.Parallel()
-				conn := silentConn(t, h)
-				if !has(conn, c.need) {
-					t.Skip("driver does not implement driver." + c.need)
-				}
+		testSilentCalls(t, h, fmt.Sprintf("cancelled after %v", inFlightAfter), inFlightAfter+silentMargin, context.Canceled,
+			func() (context.Context, context.CancelFunc) {
 				ctx, cancel := context.WithCancel(bg())
-				defer cancel()
 				timer := time.AfterFunc(inFlightAfter, cancel)
-				defer timer.Stop()
-				err, took := silentCall(t, c, conn, ctx, fmt.Sprintf("cancelled after %v", inFlightAfter), inFlightAfter+silentMargin)
-				if unsupported(c, err) {
-					t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", err)
-				}
-				wantIs(t, fmt.Sprintf("%s on a server that never answers, cancelled after %v (returned after %v)", c.name, inFlightAfter, took), err, context.Canceled)
+				return ctx, func() { timer.Stop(); cancel() }
 			})
-		}
 	})
 }
 
-// silentCall runs c on conn, a connection to a server that never answers,
-// and fails t unless it returns within limit. It waits up to
-// silentGiveUp to tell how late a late call is.
-func silentCall(t *testing.T, c call, conn driver.Conn, ctx context.Context, how string, limit time.Duration) (error, time.Duration) {
-	t.Helper()
-	keys := []string{"{relock-conformance-silent}k"}
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- c.run(ctx, conn, keys) }()
-	select {
-	case err := <-done:
-		took := time.Since(start)
-		if took > limit && !unsupported(c, err) {
-			t.Fatalf("%s on a server that never answers, %s, returned after %v (%v): the promise is its context plus %v at most, %v", c.name, how, took.Round(time.Millisecond), err, silentMargin, limit)
-		}
-		return err, took.Round(time.Millisecond)
-	case <-time.After(silentGiveUp):
-		t.Fatalf("%s on a server that never answers, %s, had not returned after %v: the context is ignored", c.name, how, silentGiveUp)
+// testSilentCalls runs every call at once, each on a connection of its own
+// to a server that never answers, with a context from newCtx, and then
+// checks, in a subtest per call, that it returned within limit with an
+// error matching want. how says what the context does, for messages.
+func testSilentCalls(t *testing.T, h Harness, how string, limit time.Duration, want error, newCtx func() (context.Context, context.CancelFunc)) {
+	type outcome struct {
+		err  error
+		took time.Duration
+		hung bool
+		skip string
 	}
-	return nil, 0
+	results := make([]outcome, len(calls))
+	keys := []string{"{relock-conformance-silent}k"}
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		if _, _, ok := h.known(t.Name() + "/" + c.name); ok {
+			continue // its subtest says so
+		}
+		conn := silentConn(t, h)
+		if !has(conn, c.need) {
+			results[i].skip = "driver does not implement driver." + c.need
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := newCtx()
+			defer cancel()
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() { done <- c.run(ctx, conn, keys) }()
+			select {
+			case results[i].err = <-done:
+			case <-time.After(silentGiveUp):
+				// Ends when the server hangs up, at the end of t.
+				results[i].hung = true
+			}
+			results[i].took = time.Since(start).Round(time.Millisecond)
+		})
+	}
+	wg.Wait()
+	for i, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			h.skipKnown(t)
+			r := results[i]
+			switch {
+			case r.skip != "":
+				t.Skip(r.skip)
+			case r.hung:
+				t.Fatalf("%s on a server that never answers, %s, had not returned after %v: the context is ignored", c.name, how, silentGiveUp)
+			case unsupported(c, r.err):
+				t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", r.err)
+			case r.took > limit:
+				t.Fatalf("%s on a server that never answers, %s, returned after %v (%v): the promise is its context plus %v at most, %v", c.name, how, r.took, r.err, silentMargin, limit)
+			}
+			wantIs(t, fmt.Sprintf("%s on a server that never answers, %s (returned after %v)", c.name, how, r.took), r.err, want)
+		})
+	}
 }
 
 // testAfterClose: after Close, every call fails with an error; none
