@@ -85,9 +85,11 @@ type subEnv struct {
 	burst func(channel string, payloads []string)
 }
 
-// burstScript publishes ARGV[2..] on the channel ARGV[1], in one script
-// call: a burst no client-side pacing slows down.
-const burstScript = "for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end return #ARGV - 1"
+// burstScript publishes ARGV on the channel KEYS[1], in one script call:
+// a burst no client-side pacing slows down. The channel goes as a key, so
+// that a cluster client sends every burst to one node: PUBLISH on
+// different nodes reaches a subscriber in no set order.
+const burstScript = "for i = 1, #ARGV do redis.call('PUBLISH', KEYS[1], ARGV[i]) end return #ARGV"
 
 // newSubEnv returns a Subscriber subtest. It publishes through
 // Harness.Publish, or, without it, through the driver itself: PUBLISH in a
@@ -105,7 +107,7 @@ func newSubEnv(t *testing.T, h Harness) *subEnv {
 		s.publish = func(channel, payload string) { h.Publish(t, channel, payload) }
 	case scripts:
 		s.publish = func(channel, payload string) {
-			if _, err := sc.Eval(bg(), "return redis.call('PUBLISH', ARGV[1], ARGV[2])", nil, channel, payload); err != nil {
+			if _, err := sc.Eval(bg(), "return redis.call('PUBLISH', KEYS[1], ARGV[1])", []string{channel}, payload); err != nil {
 				t.Fatalf("PUBLISH through the driver's Eval: %v", err)
 			}
 		}
@@ -124,7 +126,7 @@ func newSubEnv(t *testing.T, h Harness) *subEnv {
 	}
 	if scripts {
 		s.burst = func(channel string, payloads []string) {
-			if _, err := sc.Eval(bg(), burstScript, nil, append([]string{channel}, payloads...)...); err != nil {
+			if _, err := sc.Eval(bg(), burstScript, []string{channel}, payloads...); err != nil {
 				t.Fatalf("a burst of PUBLISH in one script: %v", err)
 			}
 		}
