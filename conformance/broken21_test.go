@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -575,4 +576,36 @@ func (b *netAsAnswer) EvalSha(ctx context.Context, sha1 string, keys []string, a
 		return nil, nil
 	}
 	return r, err
+}
+
+// TestReadmeListsBrokenDrivers keeps the table of conformance/README.md in
+// step with brokenDrivers: a row per broken driver, naming every subtest
+// it must fail.
+func TestReadmeListsBrokenDrivers(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, ok := strings.CutPrefix(line, "| `"); ok {
+			name, _, _ = strings.Cut(name, "`")
+			rows[name] = line
+		}
+	}
+	for name, bd := range brokenDrivers {
+		row, ok := rows[name]
+		if !ok {
+			t.Errorf("README.md has no row for the broken driver %s", name)
+			continue
+		}
+		for _, sub := range bd.mustFail {
+			if !strings.Contains(row, "`"+sub+"`") {
+				t.Errorf("README.md's row for %s does not name %s", name, sub)
+			}
+		}
+	}
+	if len(rows) != len(brokenDrivers) {
+		t.Errorf("README.md has %d rows, brokenDrivers %d", len(rows), len(brokenDrivers))
+	}
 }

@@ -60,22 +60,27 @@ type Harness struct {
 	// Replicas > 0. It makes visible on which connection a driver sends
 	// WAIT: WAIT counts only the writes of its own connection, so a WAIT
 	// on a connection that wrote nothing answers at once, stall or not.
-	// Nil skips Driver/ReplicaWaiter/SameConnection. Give it only on a
-	// backend the test owns.
+	// Nil skips Driver/ReplicaWaiter/SameConnection (Wire, through Addr,
+	// checks the same without it). Give it only on a backend the test
+	// owns.
 	StallReplicas func(t *testing.T, d time.Duration)
 
 	// Publish sends payload on channel, as PUBLISH does, through a
 	// connection of its own (not the driver under test), and returns once
-	// the server has answered. Nil skips the Driver/Subscriber subtests
-	// that need messages.
+	// the server has answered. Nil makes the Driver/Subscriber subtests
+	// publish through the driver itself, on another connection: PUBLISH in
+	// a script (Scripter) or in a transaction (Watcher); a driver with
+	// neither skips them.
 	Publish func(t *testing.T, channel, payload string)
 
 	// NewSilentConn returns a driver connection, built as NewConn builds
 	// them, to a server that accepts connections and never answers a
 	// command: usually one started with SilentServer. The suite closes
-	// it. Nil skips Driver/Context/Deadline, which checks that every call
-	// returns, soon after its context's deadline, with an error matching
-	// context.DeadlineExceeded.
+	// it. Driver/Context/Deadline and Driver/Context/InFlight use it to
+	// check that every call returns within 350 ms of its context's
+	// deadline or cancellation, with the context's error. Nil makes them
+	// use NewConnTo to a SilentServer of the suite's own; with both nil
+	// they are skipped.
 	NewSilentConn func(t *testing.T) driver.Conn
 
 	// Addr is the address (host:port) of the backend's server, where the

@@ -17,19 +17,28 @@ import (
 //   - Harness: the hooks h sets do what Harness documents.
 //   - Driver: the raw driver methods, one subtest per promise of the driver
 //     package: reply mapping and error translation; ScripterOrWatcher;
-//     ConcurrentUse; Context/Cancelled and Context/Deadline (every method
-//     honours its context, the latter on a server that never answers,
-//     through Harness.NewSilentConn); AfterClose (every method fails,
-//     none panics); and Driver/Scripter, Driver/Watcher (errors inside
-//     EXEC, EXECABORT, expiry of a watched key), Driver/ReplicaWaiter
-//     (NOSCRIPT, WAIT on the script's connection through
-//     Harness.StallReplicas) and Driver/Subscriber (delivery after Add, no
-//     loss, order, Remove, one callback at a time, Close; through
-//     Harness.Publish) for the optional capabilities.
+//     ConcurrentUse; Context/Cancelled, Context/Deadline and
+//     Context/InFlight (every method honours its context: a deadline, and
+//     a cancellation while the call waits for a server that never
+//     answers, each within 350 ms); AfterClose (every method fails, none
+//     panics); Driver/Scripter, Driver/Watcher (errors inside EXEC,
+//     EXECABORT, expiry of a watched key), Driver/ReplicaWaiter (NOSCRIPT;
+//     WAIT after the script on its connection, seen on the wire through
+//     the suite's proxy and by stalled replicas; WAIT's timeout) and
+//     Driver/Subscriber (delivery after Add, no loss in order and in a
+//     burst, isolation between subscriptions, Remove, one callback at a
+//     time, Close, goroutines compared by stack) for the optional
+//     capabilities; Values (generated TTLs to the millisecond, reply
+//     shapes and error texts, from a fixed seed the subtests print);
+//     Network (refused, reset and silent connections under the driver
+//     give errors, never answers); Validate (returns nil at once, whatever
+//     the network, and sends nothing).
 //   - Obtain, Release, Refresh, TTL, NoScript, WrongType, Contention,
 //     Closed, BadInput: the portable relock API over the driver. Each leaf
 //     runs once per path, as .../Script (driver.Scripter) and .../Watch
 //     (driver.Watcher); a path the driver lacks is skipped by name.
+//     Release and Refresh also run with the key changed between the GET
+//     and the EXEC of the WATCH path.
 //   - Lease: validity, auto-refresh and the lost-lock signal (LostOnDelete,
 //     LostOnFlushAll, LostOnStall need the Harness hooks of those names),
 //     Client.Do, fencing numbers and replica acknowledgement.
@@ -38,6 +47,10 @@ import (
 //     lost, FIFO order, and no subscription left after Close.
 //   - Paths/SameAnswers: where a driver has both paths, one scenario gives
 //     the same answers through each.
+//
+// At the end it logs a summary: the hooks h leaves nil and the
+// capabilities the driver lacks, with what the run did not check for
+// want of each.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.NewConn == nil {
