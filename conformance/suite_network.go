@@ -238,11 +238,20 @@ func testWire(t *testing.T, h Harness) {
 		if err != nil || r != "OK" {
 			t.Fatalf("%s = %#v, %v; want OK", step.name, r, err)
 		}
-		time.Sleep(20 * time.Millisecond) // lets the proxy log what came
-		sent := p.commands()[before:]
-		at := slices.IndexFunc(sent, func(l loggedCommand) bool {
-			return upper(l.args[0]) == step.cmd && slices.Contains(l.args, arg)
-		})
+		// The proxy logs a command once it has passed it on: wait until
+		// it has logged the script and a WAIT, or a second has passed.
+		var sent []loggedCommand
+		at := -1
+		for deadline := time.Now().Add(time.Second); ; time.Sleep(5 * time.Millisecond) {
+			sent = p.commands()[before:]
+			at = slices.IndexFunc(sent, func(l loggedCommand) bool {
+				return upper(l.args[0]) == step.cmd && slices.Contains(l.args, arg)
+			})
+			waited := slices.ContainsFunc(sent, func(l loggedCommand) bool { return upper(l.args[0]) == "WAIT" })
+			if (at >= 0 && waited) || time.Now().After(deadline) {
+				break
+			}
+		}
 		if at < 0 {
 			t.Fatalf("%s: the proxy saw no %s with the call's argument; it saw %v", step.name, step.cmd, names(sent))
 		}

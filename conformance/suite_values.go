@@ -133,20 +133,35 @@ func testValues(t *testing.T, h Harness) {
 		e := newEnv(t, h)
 		c := e.conn()
 		r := newRand(t)
-		frac := time.Duration(300+r.IntN(400)) * time.Millisecond
-		ttl := time.Second + frac
-		k := e.key("k")
-		if ok, err := c.SetNX(bg(), k, "v", ttl); err != nil || !ok {
-			t.Fatalf("SetNX(%v) = %v, %v", ttl, ok, err)
+		for try := range 3 {
+			frac := time.Duration(300+r.IntN(400)) * time.Millisecond
+			ttl := time.Second + frac
+			k := e.key(fmt.Sprintf("k%d", try))
+			start := time.Now()
+			if ok, err := c.SetNX(bg(), k, "v", ttl); err != nil || !ok {
+				t.Fatalf("SetNX(%v) = %v, %v", ttl, ok, err)
+			}
+			e.advance(time.Second + frac/2)
+			_, ok, err := c.Get(bg(), k)
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			if !ok && e.h.Advance == nil && time.Since(start) >= ttl {
+				// The machine was too slow to tell: the TTL had run out
+				// in real time by the time the Get was back.
+				t.Logf("try %d: the Get came back %v after SetNX, past the TTL of %v: trying again", try, time.Since(start).Round(time.Millisecond), ttl)
+				continue
+			}
+			if !ok {
+				t.Fatalf("a key set with a TTL of %v was gone after %v: its TTL was rounded down to whole seconds", ttl, time.Second+frac/2)
+			}
+			e.advance(frac/2 + 100*time.Millisecond)
+			if v, ok, err := c.Get(bg(), k); err != nil || ok {
+				t.Fatalf("a key set with a TTL of %v still held %q (%v) after %v: its TTL was rounded up", ttl, v, err, ttl+100*time.Millisecond)
+			}
+			return
 		}
-		e.advance(time.Second + frac/2)
-		if _, ok, err := c.Get(bg(), k); err != nil || !ok {
-			t.Fatalf("a key set with a TTL of %v was gone (%v) after %v: its TTL was rounded down to whole seconds", ttl, err, time.Second+frac/2)
-		}
-		e.advance(frac/2 + 100*time.Millisecond)
-		if v, ok, err := c.Get(bg(), k); err != nil || ok {
-			t.Fatalf("a key set with a TTL of %v still held %q (%v) after %v: its TTL was rounded up", ttl, v, err, ttl+100*time.Millisecond)
-		}
+		t.Skip("the machine was too slow three times to tell whether the TTL was rounded down")
 	})
 	t.Run("ScriptReplies", func(t *testing.T) {
 		e, _, s := scripter(t, h)
