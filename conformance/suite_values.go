@@ -411,9 +411,19 @@ func testErrorTexts(t *testing.T, h Harness) {
 		e, _, s := scripter(t, h)
 		r := newRand(t)
 		keys := []string{e.key("k")}
-		for _, text := range errorTexts(r) {
-			_, err := s.Eval(bg(), "return redis.error_reply("+luaQuote(text)+")", keys)
-			checkClassified(t, "Eval", text, err)
+		// At once: a client may wait before it tries a refused command
+		// again, and the Conn is for concurrent use anyway.
+		texts := errorTexts(r)
+		errs := make([]error, len(texts))
+		var wg sync.WaitGroup
+		for i, text := range texts {
+			wg.Go(func() {
+				_, errs[i] = s.Eval(bg(), "return redis.error_reply("+luaQuote(text)+")", keys)
+			})
+		}
+		wg.Wait()
+		for i, text := range texts {
+			checkClassified(t, "Eval", text, errs[i])
 		}
 	})
 	t.Run("Exec", func(t *testing.T) {
