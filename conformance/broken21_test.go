@@ -61,7 +61,7 @@ var brokenDrivers21 = map[string]brokenDriver{
 	},
 	"NilInArrayAsEmpty": {base: "mini",
 		wrap:     fullWrap(func(f full) driver.Conn { return &nilAsEmpty{f} }),
-		mustFail: []string{"Driver/Values/ScriptReplies", "Driver/Values/ExecReplies"},
+		mustFail: []string{"Driver/Values/ScriptReplies", "Driver/Values/ExecReplies", "Inspect/Free/Script", "Inspect/Free/Watch"},
 	},
 	"WrongTypeAnywhere": {base: "mini",
 		wrap: fullWrap(func(f full) driver.Conn {
@@ -233,9 +233,7 @@ type nilTx struct{ driver.Tx }
 func (t nilTx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	r, err := t.Tx.Exec(ctx, cmds...)
 	for i := range r {
-		if _, ok := r[i].([]any); ok {
-			r[i] = emptyNils(r[i], false)
-		}
+		r[i] = emptyNils(r[i], true) // EXEC's reply is an array too
 	}
 	return r, err
 }

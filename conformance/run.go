@@ -33,12 +33,12 @@ import (
 //     Network (refused, reset and silent connections under the driver
 //     give errors, never answers); Validate (returns nil at once, whatever
 //     the network, and sends nothing).
-//   - Obtain, Release, Refresh, TTL, NoScript, WrongType, Contention,
+//   - Obtain, Release, Refresh, TTL, Inspect, NoScript, WrongType, Contention,
 //     Closed, BadInput: the portable relock API over the driver. Each leaf
 //     runs once per path, as .../Script (driver.Scripter) and .../Watch
 //     (driver.Watcher); a path the driver lacks is skipped by name.
 //     Release and Refresh also run with the key changed between the GET
-//     and the EXEC of the WATCH path.
+//     and the EXEC of the WATCH path; Inspect tells free from held.
 //   - Lease: validity, auto-refresh and the lost-lock signal (LostOnDelete,
 //     LostOnFlushAll, LostOnStall need the Harness hooks of those names),
 //     Client.Do, fencing numbers and replica acknowledgement.
@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Release", func(t *testing.T) { testRelease(t, h) })
 	t.Run("Refresh", func(t *testing.T) { testRefresh(t, h) })
 	t.Run("TTL", func(t *testing.T) { testTTL(t, h) })
+	t.Run("Inspect", func(t *testing.T) { testInspect(t, h) })
 	t.Run("NoScript", paths(h, testNoScript))
 	t.Run("WrongType", paths(h, testWrongType))
 	t.Run("Contention", paths(h, testContention))

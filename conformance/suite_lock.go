@@ -377,6 +377,35 @@ func testRefresh(t *testing.T, h Harness) {
 	}))
 }
 
+// testInspect: Inspect tells a free lock from a held one, through the
+// replies of each path (a nil inside an array read as "" would show a
+// free lock as held).
+func testInspect(t *testing.T, h Harness) {
+	t.Run("Free", paths(h, func(t *testing.T, s *setup) {
+		info, err := s.client.Inspect(bg(), s.key("k"))
+		if err != nil {
+			t.Fatalf("Inspect of a free lock: %v", err)
+		}
+		if info.Held || info.Token != "" {
+			t.Fatalf("Inspect of a free lock = %+v, want it not held", info)
+		}
+	}))
+	t.Run("HeldThenReleased", paths(h, func(t *testing.T, s *setup) {
+		k := s.key("k")
+		l := s.mustObtain(s.client, k, 10*time.Second)
+		info, err := s.client.Inspect(bg(), k)
+		if err != nil || !info.Held || info.Token != l.Token() || info.TTL <= 0 || info.TTL > 10*time.Second {
+			t.Fatalf("Inspect of a held lock = %+v, %v; want held by %q with a TTL of at most 10s", info, err, l.Token())
+		}
+		if err := l.Release(bg()); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+		if info, err := s.client.Inspect(bg(), k); err != nil || info.Held {
+			t.Fatalf("Inspect after Release = %+v, %v; want it not held", info, err)
+		}
+	}))
+}
+
 func testTTL(t *testing.T, h Harness) {
 	t.Run("ByOwner", paths(h, func(t *testing.T, s *setup) {
 		l := s.mustObtain(s.client, s.key("k"), 10*time.Second)
