@@ -321,42 +321,70 @@ func testWaitTimeout(t *testing.T, h Harness) {
 type hookUse struct {
 	hook    string
 	missing func(Harness) bool
-	loses   string
+	// loses says what the run did not check for want of the hook, given
+	// the driver c.
+	loses func(h Harness, c driver.Conn) string
+}
+
+func always(s string) func(Harness, driver.Conn) string {
+	return func(Harness, driver.Conn) string { return s }
 }
 
 var hookUses = []hookUse{
-	{"Advance", func(h Harness) bool { return h.Advance == nil }, "nothing checked; the suite sleeps through TTLs instead (a backend whose clock does not run must set it)"},
-	{"FlushScripts", func(h Harness) bool { return h.FlushScripts == nil }, "NoScript: that relock falls back to EVAL after the server lost its scripts"},
-	{"SetWrongType", func(h Harness) bool { return h.SetWrongType == nil }, "WrongType and Driver/*/WrongType: that a key of another type is an error, not a free or held lock"},
-	{"Delete", func(h Harness) bool { return h.Delete == nil }, "Lease/LostOnDelete: the lost-lock signal"},
-	{"FlushAll", func(h Harness) bool { return h.FlushAll == nil }, "Lease/LostOnFlushAll"},
-	{"PauseWrites", func(h Harness) bool { return h.PauseWrites == nil }, "Lease/LostOnStall: a lock whose refresh stalls is given up in time"},
-	{"StallReplicas", func(h Harness) bool { return h.StallReplicas == nil || h.Replicas < 1 }, "Driver/ReplicaWaiter/SameConnection, by stalled replicas (Driver/ReplicaWaiter/Wire checks the same through Addr)"},
-	{"Publish", func(h Harness) bool { return h.Publish == nil }, "nothing when the driver runs scripts or transactions (the suite publishes through them); otherwise Driver/Subscriber"},
-	{"NewSilentConn", func(h Harness) bool { return h.NewSilentConn == nil }, "nothing when Addr and NewConnTo are set (the suite runs its own silent server); otherwise Driver/Context/Deadline and Driver/Context/InFlight"},
-	{"Addr, NewConnTo", func(h Harness) bool { return h.Addr == "" || h.NewConnTo == nil }, "Driver/Network (refused, reset, silent connections), Driver/Validate beyond Healthy, Driver/ReplicaWaiter/Wire, Driver/Values/ErrorTexts/Commands"},
+	{"Advance", func(h Harness) bool { return h.Advance == nil }, always("nothing: the suite sleeps through TTLs instead (a backend whose clock does not run in real time must set it)")},
+	{"FlushScripts", func(h Harness) bool { return h.FlushScripts == nil }, always("NoScript: that relock falls back to EVAL after the server lost its scripts")},
+	{"SetWrongType", func(h Harness) bool { return h.SetWrongType == nil }, always("WrongType and Driver/*/WrongType: that a key of another type is an error, not a free or held lock")},
+	{"Delete", func(h Harness) bool { return h.Delete == nil }, always("Lease/LostOnDelete: the lost-lock signal")},
+	{"FlushAll", func(h Harness) bool { return h.FlushAll == nil }, always("Lease/LostOnFlushAll")},
+	{"PauseWrites", func(h Harness) bool { return h.PauseWrites == nil }, always("Lease/LostOnStall: a lock whose refresh stalls is given up in time")},
+	{"StallReplicas", func(h Harness) bool { return h.StallReplicas == nil || h.Replicas < 1 }, func(h Harness, c driver.Conn) string {
+		if !has(c, "ReplicaWaiter") {
+			return "nothing: the driver has no ReplicaWaiter"
+		}
+		if h.Addr != "" && h.NewConnTo != nil {
+			return "Driver/ReplicaWaiter/SameConnection, by stalled replicas (Driver/ReplicaWaiter/Wire checked the same on the wire)"
+		}
+		return "Driver/ReplicaWaiter/SameConnection: on which connection, and after what, WAIT goes"
+	}},
+	{"Publish", func(h Harness) bool { return h.Publish == nil }, func(_ Harness, c driver.Conn) string {
+		switch {
+		case !has(c, "Subscriber"):
+			return "nothing: the driver has no Subscriber"
+		case has(c, "Scripter") || has(c, "Watcher"):
+			return "nothing: the suite published through the driver's own scripts or transactions"
+		}
+		return "Driver/Subscriber: every check of delivery"
+	}},
+	{"NewSilentConn", func(h Harness) bool { return h.NewSilentConn == nil }, func(h Harness, _ driver.Conn) string {
+		if h.Addr != "" && h.NewConnTo != nil {
+			return "nothing: the suite ran its own silent server, through NewConnTo"
+		}
+		return "Driver/Context/Deadline and Driver/Context/InFlight: that every call ends at its context's deadline or cancellation on a server that never answers"
+	}},
+	{"Addr, NewConnTo", func(h Harness) bool { return h.Addr == "" || h.NewConnTo == nil }, always("Driver/Network (refused, reset and silent connections under the driver), Driver/Validate beyond Healthy, Driver/ReplicaWaiter/Wire, Driver/Values/ErrorTexts/Commands")},
 }
 
 // summarize logs which hooks h leaves nil, what the suite skipped for
 // each, and the capabilities the driver lacks.
 func summarize(t *testing.T, h Harness) {
+	c := h.NewConn(t)
+	if c == nil {
+		return
+	}
+	defer c.Close()
 	var b strings.Builder
 	for _, u := range hookUses {
 		if u.missing(h) {
-			fmt.Fprintf(&b, "\n  Harness.%s not set: skipped %s", u.hook, u.loses)
+			fmt.Fprintf(&b, "\n  Harness.%s not set: skipped %s", u.hook, u.loses(h, c))
 		}
 	}
-	c := h.NewConn(t)
-	if c != nil {
-		for _, capa := range []string{"Scripter", "Watcher", "ReplicaWaiter", "Subscriber"} {
-			if !has(c, capa) {
-				fmt.Fprintf(&b, "\n  driver.%s not implemented: its Driver/%s subtests and the paths that need it skipped", capa, capa)
-			}
+	for _, capa := range []string{"Scripter", "Watcher", "ReplicaWaiter", "Subscriber"} {
+		if !has(c, capa) {
+			fmt.Fprintf(&b, "\n  driver.%s not implemented: its Driver/%s subtests and the paths that need it skipped", capa, capa)
 		}
-		if _, ok := c.(driver.Validator); !ok {
-			b.WriteString("\n  driver.Validator not implemented: Driver/Validate skipped")
-		}
-		_ = c.Close()
+	}
+	if _, ok := c.(driver.Validator); !ok {
+		b.WriteString("\n  driver.Validator not implemented: Driver/Validate skipped")
 	}
 	if b.Len() == 0 {
 		t.Log("conformance summary: every hook set, every capability implemented: nothing skipped for want of one")
