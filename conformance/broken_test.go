@@ -68,6 +68,8 @@ var bases = map[string]base{
 			NewConn:       h.NewConn,
 			Replicas:      h.Replicas,
 			StallReplicas: h.StallReplicas,
+			Addr:          h.Addr,
+			NewConnTo:     h.NewConnTo,
 		}, primary.Addr()
 	}},
 }
@@ -304,10 +306,14 @@ func TestBrokenDriver(t *testing.T) {
 		t.Fatalf("unknown base %q", bd.base)
 	}
 	h, addr := b.harness(t)
-	newConn, newSilent := h.NewConn, h.NewSilentConn
+	newConn, newSilent, newConnTo := h.NewConn, h.NewSilentConn, h.NewConnTo
 	h.NewConn = func(t *testing.T) driver.Conn { return bd.wrap(newConn(t), addr) }
 	if newSilent != nil {
 		h.NewSilentConn = func(t *testing.T) driver.Conn { return bd.wrap(newSilent(t), addr) }
+	}
+	if newConnTo != nil {
+		// A broken driver that dials on its own dials where it was sent.
+		h.NewConnTo = func(t *testing.T, to string) driver.Conn { return bd.wrap(newConnTo(t, to), to) }
 	}
 	conformance.Run(t, h)
 }
@@ -976,7 +982,14 @@ const (
 	bugConcurrent          // onMessage runs in a goroutine per message
 	bugCloseNothing        // Close closes nothing
 	bugCloseAsync          // Close returns before the subscription ended
+	bugDropOneIn97         // one message in 97 is lost
+	bugRemoveAll           // Remove unsubscribes from every channel
+	bugLeakOnClose         // Close leaves a goroutine behind
 )
+
+// leaked holds the goroutines bugLeakOnClose leaves behind: they end when
+// the process does.
+var leakedForever = make(chan struct{})
 
 func (b *subBug) Subscribe(ctx context.Context, onMessage func(channel, payload string)) (driver.Subscription, error) {
 	deliver := onMessage
@@ -995,6 +1008,16 @@ func (b *subBug) Subscribe(ctx context.Context, onMessage func(channel, payload 
 		}
 	case bugConcurrent:
 		deliver = func(channel, payload string) { go onMessage(channel, payload) }
+	case bugDropOneIn97:
+		deliver = func(channel, payload string) {
+			mu.Lock()
+			n++
+			drop := n%97 == 0
+			mu.Unlock()
+			if !drop {
+				onMessage(channel, payload)
+			}
+		}
 	}
 	s, err := b.full.Subscribe(ctx, deliver)
 	if err != nil {
@@ -1007,9 +1030,15 @@ type bugSub struct {
 	driver.Subscription
 	bug int
 	wg  sync.WaitGroup
+
+	mu    sync.Mutex
+	added []string
 }
 
 func (s *bugSub) Add(ctx context.Context, channels ...string) error {
+	s.mu.Lock()
+	s.added = append(s.added, channels...)
+	s.mu.Unlock()
 	if s.bug != bugAddEarly {
 		return s.Subscription.Add(ctx, channels...)
 	}
@@ -1021,8 +1050,13 @@ func (s *bugSub) Add(ctx context.Context, channels ...string) error {
 }
 
 func (s *bugSub) Remove(ctx context.Context, channels ...string) error {
-	if s.bug == bugNoRemove {
+	switch s.bug {
+	case bugNoRemove:
 		return nil
+	case bugRemoveAll:
+		s.mu.Lock()
+		channels = slices.Clone(s.added)
+		s.mu.Unlock()
 	}
 	return s.Subscription.Remove(ctx, channels...)
 }
@@ -1034,6 +1068,8 @@ func (s *bugSub) Close() error {
 	case bugCloseAsync:
 		go func() { _ = s.Subscription.Close() }()
 		return nil
+	case bugLeakOnClose:
+		go func() { <-leakedForever }()
 	}
 	s.wg.Wait()
 	return s.Subscription.Close()

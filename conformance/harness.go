@@ -60,23 +60,46 @@ type Harness struct {
 	// Replicas > 0. It makes visible on which connection a driver sends
 	// WAIT: WAIT counts only the writes of its own connection, so a WAIT
 	// on a connection that wrote nothing answers at once, stall or not.
-	// Nil skips Driver/ReplicaWaiter/SameConnection. Give it only on a
-	// backend the test owns.
+	// Nil skips Driver/ReplicaWaiter/SameConnection (Wire, through Addr,
+	// checks the same without it). Give it only on a backend the test
+	// owns.
 	StallReplicas func(t *testing.T, d time.Duration)
 
 	// Publish sends payload on channel, as PUBLISH does, through a
 	// connection of its own (not the driver under test), and returns once
-	// the server has answered. Nil skips the Driver/Subscriber subtests
-	// that need messages.
+	// the server has answered. Nil makes the Driver/Subscriber subtests
+	// publish through the driver itself, on another connection: PUBLISH in
+	// a script (Scripter) or in a transaction (Watcher); a driver with
+	// neither skips them.
 	Publish func(t *testing.T, channel, payload string)
 
 	// NewSilentConn returns a driver connection, built as NewConn builds
 	// them, to a server that accepts connections and never answers a
 	// command: usually one started with SilentServer. The suite closes
-	// it. Nil skips Driver/Context/Deadline, which checks that every call
-	// returns, soon after its context's deadline, with an error matching
-	// context.DeadlineExceeded.
+	// it. Driver/Context/Deadline and Driver/Context/InFlight use it to
+	// check that every call returns within 350 ms of its context's
+	// deadline or cancellation, with the context's error. Nil makes them
+	// use NewConnTo to a SilentServer of the suite's own; with both nil
+	// they are skipped.
 	NewSilentConn func(t *testing.T) driver.Conn
+
+	// Addr is the address (host:port) of the backend's server, where the
+	// backend is one server that a driver reaches by its address alone
+	// (not a cluster, not Sentinel). With NewConnTo, it lets the suite put
+	// in-process servers of its own under the driver, with no other hook:
+	// a proxy that refuses, resets or goes silent (Driver/Network), a
+	// silent server when NewSilentConn is nil (Driver/Context/Deadline,
+	// Driver/Context/InFlight), a proxy that sees on which connection WAIT
+	// goes (Driver/ReplicaWaiter/Wire) and what Validate sends
+	// (Driver/Validate), and a server that answers chosen error replies
+	// (Driver/Values/ErrorTexts/Commands).
+	Addr string
+
+	// NewConnTo returns a driver connection, built as NewConn builds them,
+	// to the server at addr, which may be a proxy to Addr or a server the
+	// suite runs. The suite closes it. Nil, or Addr empty, skips by name
+	// the subtests listed at Addr.
+	NewConnTo func(t *testing.T, addr string) driver.Conn
 
 	// KnownFailures skips subtests that the backend is known to fail,
 	// each with the reason given (say, the issue that tracks the fix).
@@ -93,20 +116,28 @@ type Harness struct {
 // skipKnown skips t if h.KnownFailures names it or a test above it.
 func (h Harness) skipKnown(t *testing.T) {
 	t.Helper()
-	if len(h.KnownFailures) == 0 || h.root == "" {
-		return
+	if name, reason, ok := h.known(t.Name()); ok {
+		t.Skipf("known failure (Harness.KnownFailures[%q]): %s", name, reason)
 	}
-	name, ok := strings.CutPrefix(t.Name(), h.root+"/")
+}
+
+// known reports whether h.KnownFailures names the test called full (as
+// t.Name() gives it) or a test above it, and which, with its reason.
+func (h Harness) known(full string) (name, reason string, ok bool) {
+	if len(h.KnownFailures) == 0 || h.root == "" {
+		return "", "", false
+	}
+	name, ok = strings.CutPrefix(full, h.root+"/")
 	if !ok {
-		return
+		return "", "", false
 	}
 	for {
 		if reason, ok := h.KnownFailures[name]; ok {
-			t.Skipf("known failure (Harness.KnownFailures[%q]): %s", name, reason)
+			return name, reason, true
 		}
 		i := strings.LastIndexByte(name, '/')
 		if i < 0 {
-			return
+			return "", "", false
 		}
 		name = name[:i]
 	}

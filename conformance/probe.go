@@ -50,6 +50,8 @@ type probe struct {
 	next      fault
 	cancel    context.CancelFunc
 	delivered []string // payloads passed on to relock's onMessage
+	// beforeExec runs once before the next Tx.Exec (see onNextExec).
+	beforeExec func()
 }
 
 // heard reports whether a message whose payload starts with prefix was
@@ -172,7 +174,32 @@ func (p *probe) EvalSha(ctx context.Context, sha1 string, keys []string, args ..
 
 func (p *probe) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
 	p.count("Watch")
-	return p.w.Watch(ctx, keys, fn)
+	return p.w.Watch(ctx, keys, func(tx driver.Tx) error { return fn(probeTx{Tx: tx, p: p}) })
+}
+
+// onNextExec makes f run once, just before the next Tx.Exec relock sends
+// through the probe: between the GET of a WATCH transaction and its EXEC.
+func (p *probe) onNextExec(f func()) {
+	p.mu.Lock()
+	p.beforeExec = f
+	p.mu.Unlock()
+}
+
+// probeTx runs the hook onNextExec set before an Exec.
+type probeTx struct {
+	driver.Tx
+	p *probe
+}
+
+func (t probeTx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
+	t.p.mu.Lock()
+	f := t.p.beforeExec
+	t.p.beforeExec = nil
+	t.p.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return t.Tx.Exec(ctx, cmds...)
 }
 
 func (p *probe) EvalShaWait(ctx context.Context, sha1 string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {

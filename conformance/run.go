@@ -17,19 +17,28 @@ import (
 //   - Harness: the hooks h sets do what Harness documents.
 //   - Driver: the raw driver methods, one subtest per promise of the driver
 //     package: reply mapping and error translation; ScripterOrWatcher;
-//     ConcurrentUse; Context/Cancelled and Context/Deadline (every method
-//     honours its context, the latter on a server that never answers,
-//     through Harness.NewSilentConn); AfterClose (every method fails,
-//     none panics); and Driver/Scripter, Driver/Watcher (errors inside
-//     EXEC, EXECABORT, expiry of a watched key), Driver/ReplicaWaiter
-//     (NOSCRIPT, WAIT on the script's connection through
-//     Harness.StallReplicas) and Driver/Subscriber (delivery after Add, no
-//     loss, order, Remove, one callback at a time, Close; through
-//     Harness.Publish) for the optional capabilities.
-//   - Obtain, Release, Refresh, TTL, NoScript, WrongType, Contention,
+//     ConcurrentUse; Context/Cancelled, Context/Deadline and
+//     Context/InFlight (every method honours its context: a deadline, and
+//     a cancellation while the call waits for a server that never
+//     answers, each within 350 ms); AfterClose (every method fails, none
+//     panics); Driver/Scripter, Driver/Watcher (errors inside EXEC,
+//     EXECABORT, expiry of a watched key), Driver/ReplicaWaiter (NOSCRIPT;
+//     WAIT after the script on its connection, seen on the wire through
+//     the suite's proxy and by stalled replicas; WAIT's timeout) and
+//     Driver/Subscriber (delivery after Add, no loss in order and in a
+//     burst, isolation between subscriptions, Remove, one callback at a
+//     time, Close, goroutines compared by stack) for the optional
+//     capabilities; Values (generated TTLs to the millisecond, reply
+//     shapes and error texts, from a fixed seed the subtests print);
+//     Network (refused, reset and silent connections under the driver
+//     give errors, never answers); Validate (returns nil at once, whatever
+//     the network, and sends nothing).
+//   - Obtain, Release, Refresh, TTL, Inspect, NoScript, WrongType, Contention,
 //     Closed, BadInput: the portable relock API over the driver. Each leaf
 //     runs once per path, as .../Script (driver.Scripter) and .../Watch
 //     (driver.Watcher); a path the driver lacks is skipped by name.
+//     Release and Refresh also run with the key changed between the GET
+//     and the EXEC of the WATCH path; Inspect tells free from held.
 //   - Lease: validity, auto-refresh and the lost-lock signal (LostOnDelete,
 //     LostOnFlushAll, LostOnStall need the Harness hooks of those names),
 //     Client.Do, fencing numbers and replica acknowledgement.
@@ -38,6 +47,10 @@ import (
 //     lost, FIFO order, and no subscription left after Close.
 //   - Paths/SameAnswers: where a driver has both paths, one scenario gives
 //     the same answers through each.
+//
+// At the end it logs a summary: the hooks h leaves nil and the
+// capabilities the driver lacks, with what the run did not check for
+// want of each.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.NewConn == nil {
@@ -50,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Release", func(t *testing.T) { testRelease(t, h) })
 	t.Run("Refresh", func(t *testing.T) { testRefresh(t, h) })
 	t.Run("TTL", func(t *testing.T) { testTTL(t, h) })
+	t.Run("Inspect", func(t *testing.T) { testInspect(t, h) })
 	t.Run("NoScript", paths(h, testNoScript))
 	t.Run("WrongType", paths(h, testWrongType))
 	t.Run("Contention", paths(h, testContention))
@@ -60,6 +74,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Paths", func(t *testing.T) {
 		t.Run("SameAnswers", func(t *testing.T) { testSameAnswers(t, h) })
 	})
+	summarize(t, h)
 }
 
 // env is one subtest's view of the backend: fresh keys, the hooks.
@@ -123,6 +138,7 @@ type setup struct {
 	path   string
 	probe  *probe
 	client *relock.Client
+	lock   *relock.Lock // the lock of a subtest that needs one in its helpers
 }
 
 // paths returns a test that runs fn once per path, as subtests named
@@ -247,3 +263,54 @@ func wantNotIs(t *testing.T, what string, err error, targets ...error) {
 }
 
 func bg() context.Context { return context.Background() }
+
+// needAddr skips t unless the harness gives Addr and NewConnTo, which the
+// suite needs to put servers of its own under the driver.
+func needAddr(t *testing.T, h Harness) {
+	t.Helper()
+	if h.Addr == "" || h.NewConnTo == nil {
+		t.Skip("Harness.Addr or Harness.NewConnTo is not set: the suite cannot put its own proxy or server under the driver")
+	}
+}
+
+// connTo returns a new connection from the harness to addr, closed when
+// the test ends.
+func (e *env) connTo(addr string) driver.Conn {
+	e.t.Helper()
+	c := e.h.NewConnTo(e.t, addr)
+	if c == nil {
+		e.t.Fatal("conformance: Harness.NewConnTo returned nil")
+	}
+	e.t.Cleanup(func() {
+		if _, panicked := callSafely(c.Close); panicked != nil {
+			e.t.Errorf("Close of the connection at the end of the subtest panicked: %v", panicked)
+		}
+	})
+	return c
+}
+
+// silentConn returns a connection to a server that never answers: through
+// Harness.NewSilentConn, or, without it, through Harness.NewConnTo to a
+// SilentServer. It skips t when the harness has neither. The server is hung
+// up before the connection is closed, so that calls still blocked on it
+// end.
+func silentConn(t *testing.T, h Harness) driver.Conn {
+	t.Helper()
+	var conn driver.Conn
+	switch {
+	case h.NewSilentConn != nil:
+		conn = h.NewSilentConn(t)
+	case h.NewConnTo != nil:
+		conn = h.NewConnTo(t, SilentServer(t))
+	default:
+		t.Skip("Harness.NewSilentConn and Harness.NewConnTo are nil: no server that never answers")
+	}
+	if conn == nil {
+		t.Fatal("conformance: the harness returned a nil connection to the silent server")
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	// Runs first: a call left blocked ends when the server hangs up, so
+	// Close need not wait for it.
+	t.Cleanup(func() { hangUpSilentServers(t) })
+	return conn
+}

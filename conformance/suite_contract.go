@@ -13,11 +13,17 @@ import (
 )
 
 // Deadlines of the context subtests: a call on a server that never answers
-// gets silentDeadline and must be back within silentLimit, a margin wide
-// enough for a loaded machine.
+// gets silentDeadline, or is cancelled after inFlightAfter, and must be
+// back within silentMargin of that: the time a loaded machine takes to
+// schedule the goroutines that notice, far less than a second, so that a
+// driver that stretches short deadlines to a second, or that ignores a
+// cancellation until its deadline, fails. silentGiveUp is how long the
+// suite waits to report how late a late call was.
 const (
-	silentDeadline = 200 * time.Millisecond
-	silentLimit    = 2 * time.Second
+	silentDeadline = 150 * time.Millisecond
+	inFlightAfter  = 100 * time.Millisecond
+	silentMargin   = 350 * time.Millisecond
+	silentGiveUp   = 3 * time.Second
 )
 
 // testScripterOrWatcher: a driver must implement at least one way to
@@ -208,41 +214,78 @@ func testContext(t *testing.T, h Harness) {
 		})
 	})
 	t.Run("Deadline", func(t *testing.T) {
-		for _, c := range calls {
-			t.Run(c.name, func(t *testing.T) {
-				h.skipKnown(t)
-				if h.NewSilentConn == nil {
-					t.Skip("Harness.NewSilentConn is nil")
-				}
-				conn := h.NewSilentConn(t)
-				if conn == nil {
-					t.Fatal("Harness.NewSilentConn returned nil")
-				}
-				t.Cleanup(func() { _ = conn.Close() })
-				// Runs first: a call left blocked ends when the server
-				// hangs up, so Close need not wait for it.
-				t.Cleanup(func() { hangUpSilentServers(t) })
-				if !has(conn, c.need) {
-					t.Skip("driver does not implement driver." + c.need)
-				}
-				keys := []string{"{relock-conformance-silent}k"}
-				ctx, cancel := context.WithTimeout(bg(), silentDeadline)
-				defer cancel()
-				done := make(chan error, 1)
-				start := time.Now()
-				go func() { done <- c.run(ctx, conn, keys) }()
-				select {
-				case err := <-done:
-					if unsupported(c, err) {
-						t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", err)
-					}
-					wantIs(t, fmt.Sprintf("%s on a server that never answers, with a %v deadline (returned after %v)", c.name, silentDeadline, time.Since(start).Round(time.Millisecond)), err, context.DeadlineExceeded)
-				case <-time.After(silentLimit):
-					t.Fatalf("%s on a server that never answers, with a %v deadline, had not returned after %v: the context is ignored", c.name, silentDeadline, silentLimit)
-				}
-			})
-		}
+		testSilentCalls(t, h, fmt.Sprintf("with a %v deadline", silentDeadline), silentDeadline+silentMargin, context.DeadlineExceeded,
+			func() (context.Context, context.CancelFunc) { return context.WithTimeout(bg(), silentDeadline) })
 	})
+	t.Run("InFlight", func(t *testing.T) {
+		// A call cancelled while it waits for the server's reply returns
+		// at once with the context's error: honouring a deadline is not
+		// enough, a caller (relock's Close, a request handler) cancels.
+		testSilentCalls(t, h, fmt.Sprintf("cancelled after %v", inFlightAfter), inFlightAfter+silentMargin, context.Canceled,
+			func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(bg())
+				timer := time.AfterFunc(inFlightAfter, cancel)
+				return ctx, func() { timer.Stop(); cancel() }
+			})
+	})
+}
+
+// testSilentCalls runs every call at once, each on a connection of its own
+// to a server that never answers, with a context from newCtx, and then
+// checks, in a subtest per call, that it returned within limit with an
+// error matching want. how says what the context does, for messages.
+func testSilentCalls(t *testing.T, h Harness, how string, limit time.Duration, want error, newCtx func() (context.Context, context.CancelFunc)) {
+	type outcome struct {
+		err  error
+		took time.Duration
+		hung bool
+		skip string
+	}
+	results := make([]outcome, len(calls))
+	keys := []string{"{relock-conformance-silent}k"}
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		if _, _, ok := h.known(t.Name() + "/" + c.name); ok {
+			continue // its subtest says so
+		}
+		conn := silentConn(t, h)
+		if !has(conn, c.need) {
+			results[i].skip = "driver does not implement driver." + c.need
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := newCtx()
+			defer cancel()
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() { done <- c.run(ctx, conn, keys) }()
+			select {
+			case results[i].err = <-done:
+			case <-time.After(silentGiveUp):
+				// Ends when the server hangs up, at the end of t.
+				results[i].hung = true
+			}
+			results[i].took = time.Since(start).Round(time.Millisecond)
+		})
+	}
+	wg.Wait()
+	for i, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			h.skipKnown(t)
+			r := results[i]
+			switch {
+			case r.skip != "":
+				t.Skip(r.skip)
+			case r.hung:
+				t.Fatalf("%s on a server that never answers, %s, had not returned after %v: the context is ignored", c.name, how, silentGiveUp)
+			case unsupported(c, r.err):
+				t.Skipf("the driver's ReplicaWaiter cannot serve this backend: %v", r.err)
+			case r.took > limit:
+				t.Fatalf("%s on a server that never answers, %s, returned after %v (%v): the promise is its context plus %v at most, %v", c.name, how, r.took, r.err, silentMargin, limit)
+			}
+			wantIs(t, fmt.Sprintf("%s on a server that never answers, %s (returned after %v)", c.name, how, r.took), r.err, want)
+		})
+	}
 }
 
 // testAfterClose: after Close, every call fails with an error; none
@@ -467,6 +510,8 @@ func testReplicaWaiter(t *testing.T, h Harness) {
 		_, _, err = w.EvalShaWait(bg(), sha, keys, nil, h.Replicas, time.Second)
 		wantIs(t, "EvalShaWait after FlushScripts", err, driver.ErrNoScript)
 	})
+	t.Run("Wire", func(t *testing.T) { testWire(t, h) })
+	t.Run("Timeout", func(t *testing.T) { testWaitTimeout(t, h) })
 	t.Run("SameConnection", func(t *testing.T) {
 		if h.StallReplicas == nil {
 			t.Skip("Harness.StallReplicas is nil")
@@ -477,38 +522,53 @@ func testReplicaWaiter(t *testing.T, h Harness) {
 		e, w := waiter(t)
 		keys := []string{e.key("k")}
 		const script = "return redis.call('SET', KEYS[1], ARGV[1], 'PX', 10000)"
-		// Healthy: every replica acknowledges, and the script is loaded.
-		r, acked, err := w.EvalWait(bg(), script, keys, []string{"v0"}, h.Replicas, 5*time.Second)
-		skipUnsupported(t, err)
-		if err != nil || r != "OK" || acked < h.Replicas {
-			t.Fatalf("EvalWait with the replicas up = %#v, %d, %v; want OK, %d", r, acked, err, h.Replicas)
-		}
 		// The stall stays below a cluster's usual node timeout (2 s in
 		// this repository's tests).
-		const stall, timeout = 1500 * time.Millisecond, 300 * time.Millisecond
-		h.StallReplicas(t, stall)
-		start := time.Now()
-		for _, step := range []struct {
+		const stall, timeout = time.Second, 300 * time.Millisecond
+		for i, step := range []struct {
 			name string
-			do   func() (any, int, error)
+			do   func(arg string) (any, int, error)
 		}{
-			{"EvalWait", func() (any, int, error) {
-				return w.EvalWait(bg(), script, keys, []string{"v1"}, h.Replicas, timeout)
+			{"EvalWait", func(arg string) (any, int, error) {
+				return w.EvalWait(bg(), script, keys, []string{arg}, h.Replicas, timeout)
 			}},
-			{"EvalShaWait", func() (any, int, error) {
-				return w.EvalShaWait(bg(), sha1hex(script), keys, []string{"v2"}, h.Replicas, timeout)
+			{"EvalShaWait", func(arg string) (any, int, error) {
+				return w.EvalShaWait(bg(), sha1hex(script), keys, []string{arg}, h.Replicas, timeout)
 			}},
 		} {
-			r, acked, err := step.do()
+			// Healthy first: a WAIT that every replica answers covers
+			// every write made before it, on any connection (the
+			// replication offset is one for the server), and loads the
+			// script. A WAIT sent anywhere but after this call's own
+			// write then returns at once, stall or not.
+			r, acked, err := w.EvalWait(bg(), script, keys, []string{"healthy"}, h.Replicas, 5*time.Second)
+			skipUnsupported(t, err)
+			if err != nil || r != "OK" || acked < h.Replicas {
+				t.Fatalf("EvalWait with the replicas up = %#v, %d, %v; want OK, %d", r, acked, err, h.Replicas)
+			}
+			if h.Addr != "" {
+				// The driver's own WAIT covers the writes before it on
+				// its connection: if it sent WAIT first, its script's
+				// write is not covered. A write and WAIT of the suite's
+				// own, after it, cover everything.
+				n, err := syncReplicas(h.Addr, e.key("sync"), h.Replicas, 5*time.Second)
+				if err != nil || n < int64(h.Replicas) {
+					t.Fatalf("WAIT %d on a connection of the suite's own, replicas up = %d, %v", h.Replicas, n, err)
+				}
+			}
+			h.StallReplicas(t, stall)
+			start := time.Now()
+			r, acked, err = step.do(fmt.Sprintf("stalled%d", i))
+			took := time.Since(start)
 			if err != nil || r != "OK" {
 				t.Fatalf("%s while the replicas stall = %#v, %d, %v; want OK", step.name, r, acked, err)
 			}
 			if acked >= h.Replicas {
-				t.Fatalf("%s while the replicas stall: %d acknowledgements of the script's write, want fewer than %d: WAIT went on a connection other than the script's (or StallReplicas did not stall)", step.name, acked, h.Replicas)
+				t.Fatalf("%s while the replicas stall: %d acknowledgements, want fewer than %d: WAIT went on a connection other than the script's, or before the script (or StallReplicas did not stall)", step.name, acked, h.Replicas)
 			}
-		}
-		if took := time.Since(start); took >= stall {
-			t.Logf("the stalled calls took %v, longer than the %v stall: the check may be void", took, stall)
+			if took < timeout-5*time.Millisecond {
+				t.Fatalf("%s while the replicas stall returned after %v, before WAIT's %v timeout: WAIT did not wait for this call's write", step.name, took.Round(time.Millisecond), timeout)
+			}
 		}
 	})
 }

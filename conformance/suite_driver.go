@@ -101,6 +101,9 @@ func testDriver(t *testing.T, h Harness) {
 	t.Run("Watcher", func(t *testing.T) { testWatcher(t, h) })
 	t.Run("ReplicaWaiter", func(t *testing.T) { testReplicaWaiter(t, h) })
 	t.Run("Subscriber", func(t *testing.T) { testSubscriber(t, h) })
+	t.Run("Values", func(t *testing.T) { testValues(t, h) })
+	t.Run("Network", func(t *testing.T) { testNetwork(t, h) })
+	t.Run("Validate", func(t *testing.T) { testValidate(t, h) })
 }
 
 // capable returns a fresh env, its connection and the connection's

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relock-go/relock"
+	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/scripts"
 )
 
@@ -253,6 +254,18 @@ func testRelease(t *testing.T, h Harness) {
 		wantIs(t, "Release by an expired owner", old.Release(bg()), relock.ErrNotHeld)
 		s.wantHolder(k, cur.Token(), "the owner's key after a non-owner's Release")
 	}))
+	t.Run("ChangedBeforeExec", paths(h, func(t *testing.T, s *setup) {
+		k, theirs := s.changedBeforeExec()
+		wantIs(t, "Release whose key another owner took between its GET and its EXEC", s.lock.Release(bg()), relock.ErrNotHeld)
+		s.wantHolder(k, theirs, "the other owner's key after the Release")
+	}))
+	t.Run("ChangedAndRestoredBeforeExec", paths(h, func(t *testing.T, s *setup) {
+		k := s.restoredBeforeExec()
+		if err := s.lock.Release(bg()); err != nil {
+			t.Fatalf("Release whose key was changed and set back between its GET and its EXEC (EXEC aborts; relock tries again): %v", err)
+		}
+		s.wantGone(k, "after the Release")
+	}))
 	t.Run("Twice", paths(h, func(t *testing.T, s *setup) {
 		k := s.key("k")
 		l := s.mustObtain(s.client, k, 10*time.Second)
@@ -346,6 +359,23 @@ func testRefresh(t *testing.T, h Harness) {
 			t.Fatalf("the owner's TTL after a non-owner's Refresh(1m) = %v, %v; want at most 10s", d, err)
 		}
 	}))
+	t.Run("ChangedBeforeExec", paths(h, func(t *testing.T, s *setup) {
+		k, theirs := s.changedBeforeExec()
+		wantIs(t, "Refresh(1m) whose key another owner took between its GET and its EXEC", s.lock.Refresh(bg(), time.Minute), relock.ErrNotHeld)
+		s.wantHolder(k, theirs, "the other owner's key after the Refresh")
+		if ms := pttl(t, s.probe.conn, k); ms > 10_000 {
+			t.Fatalf("the other owner's key has %d ms to live after a non-owner's Refresh(1m): it was extended", ms)
+		}
+	}))
+	t.Run("ChangedAndRestoredBeforeExec", paths(h, func(t *testing.T, s *setup) {
+		k := s.restoredBeforeExec()
+		if err := s.lock.Refresh(bg(), time.Minute); err != nil {
+			t.Fatalf("Refresh(1m) whose key was changed and set back between its GET and its EXEC (EXEC aborts; relock tries again): %v", err)
+		}
+		if ms := pttl(t, s.probe.conn, k); ms <= 10_000 {
+			t.Fatalf("the key has %d ms to live after Refresh(1m) succeeded: it was not extended", ms)
+		}
+	}))
 	t.Run("AfterExpiry", paths(h, func(t *testing.T, s *setup) {
 		k := s.key("k")
 		l := s.mustObtain(s.client, k, 300*time.Millisecond)
@@ -359,6 +389,35 @@ func testRefresh(t *testing.T, h Harness) {
 			t.Fatalf("Release: %v", err)
 		}
 		wantIs(t, "Refresh after Release", l.Refresh(bg(), time.Minute), relock.ErrNotHeld)
+	}))
+}
+
+// testInspect: Inspect tells a free lock from a held one, through the
+// replies of each path (a nil inside an array read as "" would show a
+// free lock as held).
+func testInspect(t *testing.T, h Harness) {
+	t.Run("Free", paths(h, func(t *testing.T, s *setup) {
+		info, err := s.client.Inspect(bg(), s.key("k"))
+		if err != nil {
+			t.Fatalf("Inspect of a free lock: %v", err)
+		}
+		if info.Held || info.Token != "" {
+			t.Fatalf("Inspect of a free lock = %+v, want it not held", info)
+		}
+	}))
+	t.Run("HeldThenReleased", paths(h, func(t *testing.T, s *setup) {
+		k := s.key("k")
+		l := s.mustObtain(s.client, k, 10*time.Second)
+		info, err := s.client.Inspect(bg(), k)
+		if err != nil || !info.Held || info.Token != l.Token() || info.TTL <= 0 || info.TTL > 10*time.Second {
+			t.Fatalf("Inspect of a held lock = %+v, %v; want held by %q with a TTL of at most 10s", info, err, l.Token())
+		}
+		if err := l.Release(bg()); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+		if info, err := s.client.Inspect(bg(), k); err != nil || info.Held {
+			t.Fatalf("Inspect after Release = %+v, %v; want it not held", info, err)
+		}
 	}))
 }
 
@@ -605,4 +664,52 @@ func sameAnswersScenario(s *setup) []string {
 	class("B release", bl.Release(bg()))
 	class("B release again", bl.Release(bg())) // a second Release of one value is idempotent
 	return out
+}
+
+// changedBeforeExec obtains a lock (s.lock) on a key and arranges for
+// another owner to take the key between the GET and the EXEC of the next
+// WATCH transaction relock runs. It returns the key and the other owner's
+// token. The script path has no such gap: the subtest is skipped there.
+func (s *setup) changedBeforeExec() (key, theirs string) {
+	s.t.Helper()
+	key, theirs = s.key("k"), "theirs-"+s.prefix
+	s.lock = s.mustObtainWatchGap(key)
+	other := s.conn()
+	s.probe.onNextExec(func() { s.overwrite(other, key, theirs) })
+	return key, theirs
+}
+
+// restoredBeforeExec is changedBeforeExec with the key set back to the
+// lock's token before the EXEC: a change all the same, so EXEC aborts.
+func (s *setup) restoredBeforeExec() string {
+	s.t.Helper()
+	key := s.key("k")
+	s.lock = s.mustObtainWatchGap(key)
+	other := s.conn()
+	s.probe.onNextExec(func() {
+		s.overwrite(other, key, "theirs-"+s.prefix)
+		s.overwrite(other, key, s.lock.Token())
+	})
+	return key
+}
+
+func (s *setup) mustObtainWatchGap(key string) *relock.Lock {
+	s.t.Helper()
+	if s.path != pathWatch {
+		s.t.Skip("the script path reads and writes in one call: nothing comes between")
+	}
+	return s.mustObtain(s.client, key, 10*time.Second)
+}
+
+// overwrite sets key to value (PX 10 s) through c, a connection of its own,
+// in a transaction: a write the WATCH of another connection sees.
+func (s *setup) overwrite(c driver.Conn, key, value string) {
+	s.t.Helper()
+	err := c.(driver.Watcher).Watch(bg(), []string{key}, func(tx driver.Tx) error {
+		_, err := tx.Exec(bg(), []string{"SET", key, value, "PX", "10000"})
+		return err
+	})
+	if err != nil {
+		s.t.Fatalf("SET %s from another connection: %v", key, err)
+	}
 }

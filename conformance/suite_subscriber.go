@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,20 +74,64 @@ func contains(msgs []message, channel, payload string) bool {
 	return slices.Contains(msgs, message{channel, payload})
 }
 
-// subEnv is a Subscriber subtest: a driver with the capability and a
-// Harness.Publish.
+// subEnv is a Subscriber subtest: a driver with the capability, and a way
+// to publish.
 type subEnv struct {
 	*env
-	sub driver.Subscriber
+	sub     driver.Subscriber
+	publish func(channel, payload string)
+	// burst publishes payloads on channel as fast as the backend can, or
+	// is nil.
+	burst func(channel string, payloads []string)
 }
 
+// burstScript publishes ARGV on the channel KEYS[1], in one script call:
+// a burst no client-side pacing slows down. The channel goes as a key, so
+// that a cluster client sends every burst to one node: PUBLISH on
+// different nodes reaches a subscriber in no set order.
+const burstScript = "for i = 1, #ARGV do redis.call('PUBLISH', KEYS[1], ARGV[i]) end return #ARGV"
+
+// newSubEnv returns a Subscriber subtest. It publishes through
+// Harness.Publish, or, without it, through the driver itself: PUBLISH in a
+// script (driver.Scripter) or in a transaction (driver.Watcher), on a
+// connection other than the subscription's.
 func newSubEnv(t *testing.T, h Harness) *subEnv {
 	t.Helper()
 	e, _, sub := capable[driver.Subscriber](t, h, "Subscriber")
-	if h.Publish == nil {
-		t.Skip("Harness.Publish is nil")
+	s := &subEnv{env: e, sub: sub}
+	pub := e.conn()
+	sc, scripts := pub.(driver.Scripter)
+	w, watches := pub.(driver.Watcher)
+	switch {
+	case h.Publish != nil:
+		s.publish = func(channel, payload string) { h.Publish(t, channel, payload) }
+	case scripts:
+		s.publish = func(channel, payload string) {
+			if _, err := sc.Eval(bg(), "return redis.call('PUBLISH', KEYS[1], ARGV[1])", []string{channel}, payload); err != nil {
+				t.Fatalf("PUBLISH through the driver's Eval: %v", err)
+			}
+		}
+	case watches:
+		s.publish = func(channel, payload string) {
+			err := w.Watch(bg(), []string{e.key("publish")}, func(tx driver.Tx) error {
+				_, err := tx.Exec(bg(), []string{"PUBLISH", channel, payload})
+				return err
+			})
+			if err != nil {
+				t.Fatalf("PUBLISH through the driver's Tx.Exec: %v", err)
+			}
+		}
+	default:
+		t.Skip("Harness.Publish is nil, and the driver has neither scripts nor transactions to publish with")
 	}
-	return &subEnv{env: e, sub: sub}
+	if scripts {
+		s.burst = func(channel string, payloads []string) {
+			if _, err := sc.Eval(bg(), burstScript, []string{channel}, payloads...); err != nil {
+				t.Fatalf("a burst of PUBLISH in one script: %v", err)
+			}
+		}
+	}
+	return s
 }
 
 // subscribe opens a subscription delivering to in, added to channels,
@@ -104,11 +149,6 @@ func (s *subEnv) subscribe(in *inbox, channels ...string) driver.Subscription {
 		}
 	}
 	return sub
-}
-
-func (s *subEnv) publish(channel, payload string) {
-	s.t.Helper()
-	s.h.Publish(s.t, channel, payload)
 }
 
 func testSubscriber(t *testing.T, h Harness) {
@@ -164,6 +204,73 @@ func testSubscriber(t *testing.T, h Harness) {
 		msgs := in.waitFor(t, "the marker on the channel still added", func(m []message) bool { return contains(m, kept, "marker") })
 		if contains(msgs, removed, "after-remove") {
 			t.Fatalf("a message published after Remove was delivered: %v", msgs)
+		}
+	})
+	t.Run("Burst", func(t *testing.T) {
+		// Many messages at once, faster than one at a time: none lost,
+		// none out of order, however the client buffers them.
+		s := newSubEnv(t, h)
+		in := newInbox()
+		ch := s.key("ch")
+		s.subscribe(in, ch)
+		const n = 2000
+		var want []message
+		var payloads []string
+		for i := range n {
+			p := fmt.Sprintf("b%04d", i)
+			want = append(want, message{ch, p})
+			payloads = append(payloads, p)
+		}
+		if s.burst != nil {
+			for i := 0; i < n; i += 500 {
+				s.burst(ch, payloads[i:i+500])
+			}
+		} else {
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for _, p := range payloads {
+					s.publish(ch, p)
+				}
+			})
+			wg.Wait()
+		}
+		got := in.waitFor(t, fmt.Sprintf("a burst of %d messages", n), func(m []message) bool { return len(m) >= n })
+		if !slices.Equal(got, want) {
+			for i := range min(len(got), n) {
+				if got[i] != want[i] {
+					t.Fatalf("a burst of %d messages: message %d is %+v, want %+v (lost or reordered)", n, i, got[i], want[i])
+				}
+			}
+			t.Fatalf("a burst of %d messages: %d delivered", n, len(got))
+		}
+	})
+	t.Run("Isolated", func(t *testing.T) {
+		// Each subscription gets the messages of its own channels, in
+		// its own callback, and no other's.
+		s := newSubEnv(t, h)
+		a, b := newInbox(), newInbox()
+		cha, chb := s.key("a"), s.key("b")
+		s.subscribe(a, cha)
+		s.subscribe(b, chb)
+		const n = 20
+		for i := range n {
+			s.publish(cha, fmt.Sprintf("a%d", i))
+			s.publish(chb, fmt.Sprintf("b%d", i))
+		}
+		for _, x := range []struct {
+			in     *inbox
+			ch, to string
+		}{{a, cha, "a"}, {b, chb, "b"}} {
+			got := x.in.waitFor(t, "the messages of subscription "+x.to, func(m []message) bool { return len(m) >= n })
+			for _, m := range got {
+				if m.channel != x.ch || !strings.HasPrefix(m.payload, x.to) {
+					t.Fatalf("subscription %s, added to %q only, got %+v: a message of another subscription", x.to, x.ch, m)
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		if la, lb := len(a.all()), len(b.all()); la != n || lb != n {
+			t.Fatalf("subscriptions got %d and %d messages, want %d each", la, lb, n)
 		}
 	})
 	t.Run("OneCallbackAtATime", func(t *testing.T) {
@@ -279,33 +386,87 @@ func testSubscriber(t *testing.T, h Harness) {
 		}
 		// A warm-up round, so that goroutines a client starts once and
 		// keeps (pools, the node clients of a cluster client) are there
-		// before counting.
+		// before the snapshot.
 		round(0)
-		prev := runtime.NumGoroutine()
-		const rounds = 5 // a client may grow now and then (a cluster client loading its slots): only growth every round is a leak
-		counts, grew := []int{prev}, 0
+		before := goroutines()
+		const rounds = 3
 		for i := 1; i <= rounds; i++ {
 			round(i)
-			// Close promises its own goroutines are gone when it returns;
-			// the grace covers others (a server in this process, say)
-			// that notice the closed connection.
-			deadline := time.Now().Add(time.Second)
-			for runtime.NumGoroutine() > prev && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			n := runtime.NumGoroutine()
-			counts = append(counts, n)
-			if n > prev {
-				// One round may grow the client for good (a lazily
-				// created node client); every round growing is a leak.
-				grew++
-				prev = n
-			}
 		}
-		if grew == rounds {
-			buf := make([]byte, 1<<16)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("goroutines after the warm-up and after each of %d subscriptions opened and closed: %v; each left goroutines running\n%s", rounds, counts, buf)
+		// Close promises its own goroutines are gone when it returns;
+		// the grace covers others (a server in this process, say) that
+		// notice the closed connection. Goroutines are told apart by
+		// their stacks, as goleak does: one that every round left behind,
+		// started at the same place, is a leak, whatever else comes and
+		// goes in the process.
+		deadline := time.Now().Add(time.Second)
+		for {
+			leaks := leaked(before, goroutines(), rounds)
+			if len(leaks) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("each of %d subscriptions opened and closed left a goroutine behind:\n%s", rounds, strings.Join(leaks, "\n\n"))
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	})
+}
+
+// goroutine is one goroutine of a stack dump.
+type goroutine struct {
+	id    string
+	where string // its current function and where it was created
+	stack string
+}
+
+// goroutines lists the goroutines of the process, by id.
+func goroutines() map[string]goroutine {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	out := map[string]goroutine{}
+	for _, block := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(strings.TrimSpace(block), "\n")
+		if len(lines) < 2 || !strings.HasPrefix(lines[0], "goroutine ") {
+			continue
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(lines[0], "goroutine "), " ")
+		fn, _, _ := strings.Cut(lines[1], "(")
+		where := fn
+		for _, l := range lines {
+			if c, ok := strings.CutPrefix(l, "created by "); ok {
+				c, _, _ = strings.Cut(c, " in goroutine")
+				where += " created by " + c
+			}
+		}
+		out[id] = goroutine{id: id, where: where, stack: block}
+	}
+	return out
+}
+
+// leaked returns the stacks of goroutines in now but not in before that
+// share one place of creation with at least n-1 others: one left behind
+// by each of n rounds.
+func leaked(before, now map[string]goroutine, n int) []string {
+	byWhere := map[string][]goroutine{}
+	for id, g := range now {
+		if _, old := before[id]; !old {
+			byWhere[g.where] = append(byWhere[g.where], g)
+		}
+	}
+	var out []string
+	for where, gs := range byWhere {
+		if len(gs) >= n {
+			out = append(out, fmt.Sprintf("%d goroutines at %s, the first:\n%s", len(gs), where, gs[0].stack))
+		}
+	}
+	slices.Sort(out)
+	return out
 }

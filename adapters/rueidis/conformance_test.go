@@ -24,7 +24,37 @@ func harness(b backend) conformance.Harness {
 	return adaptertest.ServerHarness(adaptertest.Backend{Addr: b.addr, Mini: b.mini}, newConn)
 }
 
-func TestConformance(t *testing.T) { adaptertest.RunConformance(t, newConn) }
+func TestConformance(t *testing.T) {
+	adaptertest.RunConformanceKnown(t, newConn, adaptertest.Known{
+		"miniredis": knownFailures,
+		"redis":     knownFailures,
+		"private":   knownFailures,
+	})
+}
+
+// knownFailures are what the conformance suite's tighter context checks
+// (issue 21) found in this adapter; each is a pending fix in
+// adapters/rueidis.
+var knownFailures = map[string]string{
+	// A dedicated rueidis connection waits for a reply until the
+	// context's deadline, not its cancellation, in its synchronous mode
+	// (pipe.syncDo sets the socket's deadline and reads): Watch with a
+	// context cancelled while WATCH waits on a server that never answers,
+	// and that has no deadline, does not return. Closing the dedicated
+	// connection at the cancellation fixes that mode, but releasing a
+	// connection on which rueidis itself gave up a cancelled command (its
+	// pipelined mode, seen under -race) blocks in pipe.Close: the fix
+	// needs more than the adapter's side.
+	"Driver/Context/InFlight/Watch": "WATCH on a dedicated connection ignores a cancellation without a deadline (issue 21)",
+	// Subscribe then Add on a server that never answers: Add returns at
+	// its context's end, but the subscription's Close then takes about a
+	// second: rueidis closes a connection whose peer is silent only after
+	// a one-second timer (pipe.Close), and Close waits for that, as it
+	// promises to wait for every goroutine of the subscription.
+	"Driver/Context/Deadline/Subscribe": "Subscription.Close after an Add left unanswered takes about 1 s (issue 21)",
+	"Driver/Context/InFlight/Subscribe": "Subscription.Close after an Add left unanswered takes about 1 s (issue 21)",
+	"Driver/Network/Silent/Subscribe":   "Subscription.Close after an Add left unanswered takes about 1 s (issue 21)",
+}
 
 // TestHarness checks the hooks themselves, which conformance.Run will rely
 // on: connections reach the same data, FlushScripts makes EVALSHA fail,

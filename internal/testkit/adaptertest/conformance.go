@@ -28,7 +28,8 @@ type NewConnFunc func(t *testing.T, b Backend) driver.Conn
 // ServerHarness is the conformance harness over b: every NewConn reaches
 // it through newConn. The hooks send their commands through testredis's own
 // RESP client, not the adapter's; on a miniredis, Advance fast-forwards it.
-// NewSilentConn is newConn to a conformance.SilentServer. FlushAll,
+// NewSilentConn is newConn to a conformance.SilentServer; Addr is b's and
+// NewConnTo is newConn to another address, as a client for b. FlushAll,
 // PauseWrites, Replicas and StallReplicas are left for the caller, who
 // knows what it may do to the server.
 func ServerHarness(b Backend, newConn NewConnFunc) conformance.Harness {
@@ -41,6 +42,12 @@ func ServerHarness(b Backend, newConn NewConnFunc) conformance.Harness {
 		Publish:      func(t *testing.T, channel, payload string) { mustDo(t, addr, "PUBLISH", channel, payload) },
 		NewSilentConn: func(t *testing.T) driver.Conn {
 			return newConn(t, Backend{Addr: conformance.SilentServer(t)})
+		},
+		// The suite's proxies lead to b and its fake servers stand for
+		// it: the client is set up for b's kind of server.
+		Addr: addr,
+		NewConnTo: func(t *testing.T, to string) driver.Conn {
+			return newConn(t, Backend{Addr: to, Mini: b.Mini})
 		},
 	}
 	if m := b.Mini; m != nil {
