@@ -134,13 +134,16 @@ func MustAdd(t *testing.T, s driver.Subscription, channels ...string) {
 // WaitResubscribed waits, publishing on channel, until the subscription
 // delivering to r gets a message again: it has reconnected and subscribed
 // again. publish returns the number of receivers, or -1 when the server is
-// not reachable. It fails t after 10 s.
+// not reachable. It fails t after 30 s: the reconnect backs off, and a
+// loaded CI machine once took more than 10 s.
 func WaitResubscribed(t *testing.T, r *Recorder, channel string, publish func(payload string) int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
+	defer func() { t.Logf("resubscribed after %v", time.Since(start).Round(time.Millisecond)) }()
 	for i := 0; ; i++ {
 		if time.Now().After(deadline) {
-			t.Fatalf("no message on %q within 10s: the subscription did not come back", channel)
+			t.Fatalf("no message on %q within 30s: the subscription did not come back", channel)
 		}
 		if publish(fmt.Sprint("after-", i)) > 0 {
 			// Delivered, unless the old connection broke just now.
