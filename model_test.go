@@ -384,7 +384,7 @@ func (m *model) finish() {
 func TestLifecycleModel(t *testing.T) {
 	seqs, steps := 40, 30
 	if testing.Short() {
-		seqs, steps = 8, 25
+		seqs, steps = 4, 20
 	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("RELOCK_MODEL_SEED"); s != "" {

@@ -59,6 +59,7 @@ func CheckOutages(t *testing.T, driverName string) {
 	}
 
 	t.Run("BlackHole", func(t *testing.T) {
+		testredis.SkipShort(t, "a server that never answers (a client may wait seconds to close)")
 		c := open(t, "redis://"+SilentServer(t))
 		wantUnavailable(t, "Obtain", obtainWithin(t, c, "relock-test:outage", outageDeadline), true)
 		wantUnavailable(t, "TryObtain", tryObtainWithin(t, c, "relock-test:outage", outageDeadline), true)
@@ -106,6 +107,7 @@ func CheckOutages(t *testing.T, driverName string) {
 	}
 
 	t.Run("TLSMismatch", func(t *testing.T) {
+		testredis.SkipShort(t, "TLS against a plaintext server (a client may wait seconds to close)")
 		c := open(t, "rediss://"+srv.Addr())
 		wantUnavailable(t, "Obtain", obtainWithin(t, c, "relock-test:outage", outageDeadline), true)
 		wantUnavailable(t, "TryObtain", tryObtainWithin(t, c, "relock-test:outage", outageDeadline), true)
@@ -128,6 +130,7 @@ func CheckOutages(t *testing.T, driverName string) {
 	})
 
 	t.Run("OOM", func(t *testing.T) {
+		testredis.SkipShort(t, "a private server with a OOM fault")
 		key := "relock-test:outage:oom"
 		// A lock taken before the server runs out of memory, and a
 		// waiter that sees it held, then only refusals.
@@ -176,6 +179,7 @@ func CheckOutages(t *testing.T, driverName string) {
 	})
 
 	t.Run("BUSY", func(t *testing.T) {
+		testredis.SkipShort(t, "a private server with a BUSY fault")
 		key := "relock-test:outage:busy"
 		do(t, "CONFIG", "SET", "busy-reply-threshold", "50")
 		t.Cleanup(func() { do(t, "CONFIG", "SET", "busy-reply-threshold", "5000") })
@@ -193,6 +197,7 @@ func CheckOutages(t *testing.T, driverName string) {
 	})
 
 	t.Run("READONLY", func(t *testing.T) {
+		testredis.SkipShort(t, "a private server with a READONLY fault")
 		key := "relock-test:outage:readonly"
 		// A replica of a primary that is not there: writes get READONLY
 		// at once.
@@ -211,6 +216,7 @@ func CheckOutages(t *testing.T, driverName string) {
 	})
 
 	t.Run("NOPERM", func(t *testing.T) {
+		testredis.SkipShort(t, "a private server with a NOPERM fault")
 		key := "relock-test:outage:noperm"
 		// The user may touch only app:* keys and channels: not the lock.
 		do(t, "ACL", "SETUSER", "app", "reset", "on", ">s3cret", "~app:*", "&app:*", "+@all")
