@@ -161,7 +161,13 @@ func testObtain(t *testing.T, h Harness) {
 		k := s.key("k")
 		a := s.mustObtain(s.client, k, 10*time.Second)
 		b, _ := s.other()
-		ctx, cancel := context.WithTimeout(bg(), 50*time.Millisecond)
+		// The first try must get its answer (a holder) before the context
+		// ends: connect first, so that a slow dial on a loaded machine
+		// does not turn "taken" into "no answer".
+		if _, err := b.Inspect(bg(), k); err != nil {
+			t.Fatalf("Inspect: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(bg(), 200*time.Millisecond)
 		defer cancel()
 		_, err := b.Obtain(ctx, k, 10*time.Second)
 		wantIs(t, "Obtain whose context ended while waiting", err, relock.ErrNotObtained, context.DeadlineExceeded)
