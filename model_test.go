@@ -194,8 +194,11 @@ func (m *model) step() {
 		m.logf("lock #%d: Refresh(%v) = %v", ml.id, ttl, err)
 		m.sharedWrite(ml)
 		if err == nil {
-			if until := ml.l.ValidUntil(); until.After(before.Add(ttl)) && ml.l.Err() == nil {
-				m.fail("lock #%d: after Refresh(%v) it is valid until %v, past the refresh's send time + TTL", ml.id, ttl, until)
+			// Every write from now on renews to ttl (auto-refresh too), so
+			// no write can make the lock valid past its send time + ttl,
+			// and every send time is before now.
+			if until := ml.l.ValidUntil(); until.After(time.Now().Add(ttl)) && ml.l.Err() == nil {
+				m.fail("lock #%d: after Refresh(%v) (sent at %v) it is valid until %v, past any write's send time + TTL", ml.id, ttl, before, until)
 			}
 		}
 	case r < 58: // release
