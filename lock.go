@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,10 @@ type Lock struct {
 	fence      int64
 	obtainedAt time.Time
 	observer   Observer // nil: no events
+	// rtt is the last round trip seen for the lock (its obtain's tries,
+	// then each refresh), in nanoseconds: how long Release lets a refresh
+	// on the wire finish.
+	rtt atomic.Int64
 
 	// writes orders the calls that set the key's expiry (Refresh, by hand
 	// or automatic): one at a time, so that the last one to return is the
@@ -46,6 +51,7 @@ type Lock struct {
 	validUntil time.Time          // when the lock stops being safe to rely on
 	expiry     *time.Timer        // ends life at validUntil
 	stopAuto   context.CancelFunc // stops the refresher, if any
+	cutAuto    context.CancelFunc // cuts the refresh it has on the wire
 	autoDone   chan struct{}      // closed when the refresher is gone
 }
 
@@ -373,7 +379,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	if err := l.check(ctx, "release"); err != nil {
 		return err
 	}
-	l.stopAutoRefresh()
+	l.stopAutoRefresh(ctx)
 	return l.release(ctx)
 }
 
@@ -455,6 +461,7 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	if !ok {
 		return l.notHeld("refresh")
 	}
+	l.rtt.Store(int64(time.Since(at)))
 	l.wrote(at, ttl)
 	if w := l.req.wait; w != nil && acked < w.n {
 		rerr := l.releaseLocked(context.WithoutCancel(ctx))
