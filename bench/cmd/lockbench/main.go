@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		pauseBetwee = fs.Duration("pause", 200*time.Millisecond, "pause (and GC) between contenders")
 		rounds      = fs.Int("rounds", 1, "run every scenario this many times, contenders interleaved, and report each contender's median round")
 		note        = fs.String("note", "", "a line of free text for the report's header (what was measured, which relock)")
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		latencies   = fs.String("latency", "0", "comma-separated one-way latencies (e.g. 0,500us,2ms): for each, the whole run goes through a TCP proxy that delays every chunk by it in each direction (0: straight to Redis); each latency gets its own tables")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -193,6 +195,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Params:       p,
 	})
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	began := time.Now()
 	for _, lat := range lats {
 		ccfg := cfg // the contenders' Redis: straight, or through the proxy
