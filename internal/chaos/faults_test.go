@@ -76,10 +76,13 @@ const (
 	// waiters' calls end while queued; a release that hands the lock to
 	// one whose call has just ended leaves it there until its leave
 	// arrives, and the next such waiter may be next in line. Measured
-	// (2-core machine, loaded): longest free with waiters 0.6–1.5 s, held
-	// 21–37 % (client side: each hand-over costs a one-way trip each way
-	// on top of the 20–50 ms holds); before the timing fixes of issue
-	// 19.2, 1.0–2.9 s and 11–16 %.
+	// (2-core machine, loaded, 20 runs): longest free with waiters
+	// 0.64–1.54 s, held 18–35 % (client side: each hand-over costs a
+	// one-way trip each way on top of the 20–50 ms holds); before the
+	// timing fixes of issue 19.2, 0.96–1.85 s and 9–17 %, and once in
+	// nine runs an overlap of 26 ms (suspected: a hand-over's validity
+	// counted from the send time of a later, failed try; fixed, and not
+	// seen since in 20 runs).
 	latencyLivenessBound = 3 * time.Second
 )
 
