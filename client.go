@@ -388,10 +388,17 @@ type obtainer struct {
 	handed  <-chan string // set once registered with the notifier
 	placed  bool          // the last try queued or renewed our place
 	queued  bool          // a try may have put us in the waiter queue
-	// A try that queued us ran at local time sent or later, at server time
-	// serverAt: the pair maps server times to lower bounds in local time.
-	sent     time.Time
-	serverAt int64
+	// sent is when the last try was sent. A try that queued us ran at
+	// local time queuedSent or later, at server time serverAt: the pair
+	// maps server times to lower bounds in local time. (A later try that
+	// failed moves sent, not the pair.)
+	sent       time.Time
+	queuedSent time.Time
+	serverAt   int64
+	placeUntil time.Time // our place in the queue lasts at least until then
+	// lastRTT and maxRTT are the round trips of the last try answered
+	// and the longest one in this call.
+	lastRTT, maxRTT time.Duration
 }
 
 func (o *obtainer) run() (*Lock, error) {
@@ -448,6 +455,7 @@ func (o *obtainer) run() (*Lock, error) {
 func (o *obtainer) result(l *Lock, err error) (*Lock, error) {
 	if l != nil {
 		o.unknown = false
+		l.rtt.Store(int64(o.maxRTT))
 	}
 	return l, err
 }
@@ -475,11 +483,26 @@ func (o *obtainer) try(n int) (obtainRes, error) {
 	o.queued = o.queued || req.mode != noQueue
 	o.tries++
 	o.sent = time.Now()
+	// A place in the queue is asked for no longer than the call may
+	// wait: a waiter whose call ended then blocks no release, even when
+	// its leave is slow to arrive; the release hands the lock to the
+	// next one instead. The place lives from when the try reaches Redis,
+	// so it lasts at least until the deadline.
+	lease := waiterLease
+	req.lease = 0
+	if d, ok := o.ctx.Deadline(); ok && req.mode != noQueue {
+		if left := d.Sub(o.sent); left < waiterLease {
+			lease = max(left, time.Millisecond)
+			req.lease = lease
+		}
+	}
 	res, err := o.c.path.obtain(o.ctx, req)
 	if err != nil {
 		return obtainRes{holder: -1}, o.failed(err)
 	}
 	o.failing = 0
+	o.lastRTT = time.Since(o.sent)
+	o.maxRTT = max(o.maxRTT, o.lastRTT)
 	if !res.ok {
 		o.seen = true // an answer: another owner holds it
 	}
@@ -487,7 +510,8 @@ func (o *obtainer) try(n int) (obtainRes, error) {
 	case res.ok:
 		o.placed, o.queued = false, false // the script took us out of the queue
 	case res.queued:
-		o.placed, o.serverAt = true, res.serverTime
+		o.placed, o.queuedSent, o.serverAt = true, o.sent, res.serverTime
+		o.placeUntil = o.sent.Add(lease)
 	case res.lapsed:
 		o.placed = false
 	}
@@ -664,8 +688,30 @@ func (o *obtainer) nextWait(n int, res obtainRes) (time.Duration, error) {
 			wait = 0 // now listening, or our place lapsed: join at once
 		}
 	}
-	if res.holder >= 0 && wait > res.holder {
-		wait = res.holder // the holder's key is gone by then
+	if res.holder >= 0 {
+		// The holder's key is gone res.holder after the try ran, which
+		// was about half its round trip ago; the next try reaches Redis
+		// about half a round trip after it is sent. Aim it at the
+		// expiry: on a slow link, waiting the whole PTTL arrives a round
+		// trip late. A try that arrives early finds a PTTL of a few
+		// milliseconds and comes again.
+		wait = min(wait, res.holder-o.lastRTT)
+	}
+	if end, ok := o.ctx.Deadline(); ok && o.handed != nil && o.placed && o.failing == 0 && res.holder >= 0 {
+		// A renewal that cannot be answered before the call's deadline
+		// is of no use, and it is cut by the deadline, which costs its
+		// connection (go-redis and redigo close it): the leave that
+		// follows at the deadline then needs a new one, several round
+		// trips on a slow link, while a lock handed to us, gone, waits
+		// for it. When the holder's key outlives the deadline, only a
+		// release frees the lock before then, and a release hands it
+		// over: listen for that until the deadline instead, as our place
+		// lasts until then. (With the lock free, or its key about to
+		// expire, the head of the queue must try: keep trying.)
+		left := time.Until(end)
+		if left < wait+o.maxRTT && res.holder-o.lastRTT > left && !o.placeUntil.Before(end) {
+			wait = left + waiterRenew // the deadline ends the sleep first
+		}
 	}
 	if !o.budgetEnd.IsZero() {
 		left := time.Until(o.budgetEnd)
@@ -788,6 +834,7 @@ func (o *obtainer) done() {
 		o.timer.Stop()
 	}
 	if o.queued || o.unknown {
+		o.req.rtt = o.maxRTT
 		o.c.cleanUp(o.req, o.queued, nil)
 	}
 	if o.handed != nil {
@@ -890,9 +937,12 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Clean-up bounds: one attempt takes at most cleanupAttempt; attempts go
-// on, backing off, for the lock's TTL (after which Redis drops the key)
-// but at least the waiter lease and at most cleanupFor.
+// Clean-up bounds: the first attempt takes at most cleanupAttempt, each
+// next one twice as long as the one before (a slow link may need a dial,
+// the handshake and the script, several round trips, on a connection that
+// the failed try closed); attempts go on, backing off, for the lock's TTL
+// (after which Redis drops the key) but at least the waiter lease and at
+// most cleanupFor.
 const (
 	cleanupAttempt = 250 * time.Millisecond
 	cleanupFor     = 5 * time.Second
@@ -910,11 +960,15 @@ func (c *Client) cleanUp(req *obtainReq, leave bool, cause error) {
 		return // nothing was written
 	}
 	keys, token := req.keys, req.token
-	until := time.Now().Add(max(waiterLease, min(req.ttl, cleanupFor)))
+	// The first attempt has time for a new connection's dial and
+	// handshake and the script at the round trips the tries saw.
+	first := max(cleanupAttempt, 4*req.rtt)
+	until := time.Now().Add(max(waiterLease, min(req.ttl, cleanupFor), 2*first))
 	c.cleanups.goFunc(func() {
-		pause := 10 * time.Millisecond
+		pause, attempt := 10*time.Millisecond, first
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), min(cleanupAttempt, max(time.Until(until), 10*time.Millisecond)))
+			ctx, cancel := context.WithTimeout(context.Background(), min(attempt, max(time.Until(until), 10*time.Millisecond)))
+			attempt *= 2
 			_, err := c.path.release(ctx, keys, token, leave)
 			cancel()
 			if err == nil || classify(err).permanent() || !time.Now().Before(until) {

@@ -92,11 +92,11 @@ func (l *Lock) releaseForDo(ctx context.Context) error {
 		if errors.Is(err, ErrNotHeld) || errors.Is(err, ErrClosed) {
 			return err
 		}
-		l.stopAutoRefresh()
+		l.stopAutoRefresh(ctx)
 		l.releaseInBackground()
 		return nil
 	}
-	l.stopAutoRefresh()
+	l.stopAutoRefresh(ctx)
 	err := l.release(ctx)
 	if err != nil && !errors.Is(err, ErrNotHeld) {
 		l.releaseInBackground()

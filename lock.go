@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,6 +36,10 @@ type Lock struct {
 	// for it, so that no event of the lock comes before that one and all
 	// have the lock's context.
 	ready chan struct{}
+	// rtt is the last round trip seen for the lock (its obtain's tries,
+	// then each refresh), in nanoseconds: how long Release lets a refresh
+	// on the wire finish.
+	rtt atomic.Int64
 
 	// writes orders the calls that set the key's expiry (Refresh, by hand
 	// or automatic): one at a time, so that the last one to return is the
@@ -53,6 +58,7 @@ type Lock struct {
 	validUntil time.Time          // when the lock stops being safe to rely on
 	expiry     *time.Timer        // ends life at validUntil
 	stopAuto   context.CancelFunc // stops the refresher, if any
+	cutAuto    context.CancelFunc // cuts the refresh it has on the wire
 	autoDone   chan struct{}      // closed when the refresher is gone
 	obsCtx     context.Context    // the lock's context, for a ContextObserver
 }
@@ -467,12 +473,12 @@ func (l *Lock) Release(ctx context.Context) error {
 	if err := l.checkLock(ctx, "release"); err != nil {
 		return err
 	}
-	l.stopAutoRefresh()
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), min(l.currentTTL(), ReleaseTimeout))
 		defer cancel()
 	}
+	l.stopAutoRefresh(ctx)
 	return l.release(ctx)
 }
 
@@ -582,6 +588,7 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) (err error) {
 	if !ok {
 		return l.notHeld(cctx, "refresh")
 	}
+	l.rtt.Store(int64(time.Since(at)))
 	l.wrote(at, ttl)
 	if w := l.req.wait; w != nil && acked < w.n {
 		rerr := l.releaseLocked(context.WithoutCancel(ctx), cctx)

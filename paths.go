@@ -29,7 +29,11 @@ type obtainReq struct {
 	mode       queueMode // whether this try joins or renews a place in the queue
 	first      bool      // the call's first try: a plain SET NX may do
 	ttl        time.Duration
-	wait       *replicaWait // nil: no WAIT
+	rtt        time.Duration // the longest round trip of the call's tries, for its clean-up
+	// lease, when set and shorter than waiterLease, is the place this try
+	// asks for in the queue: no longer than the call may wait.
+	lease time.Duration
+	wait  *replicaWait // nil: no WAIT
 	// settled, for a quorum, closes when every call of the previous try
 	// has finished and its clean-up is done, so that a clean-up of one try
 	// never undoes the next try with the same token.
@@ -312,7 +316,11 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 	if q.ttl < handoverClaim {
 		claim = millis(q.ttl)
 	}
-	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, waiterLeaseArg, q.meta, fenceLifeArg, claim)
+	lease := waiterLeaseArg
+	if q.lease > 0 && q.lease < waiterLease {
+		lease = strconv.FormatInt(int64((q.lease+time.Millisecond-1)/time.Millisecond), 10) // rounded up
+	}
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, lease, q.meta, fenceLifeArg, claim)
 	if err != nil {
 		return res, err
 	}

@@ -7,6 +7,7 @@ package relock_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -273,4 +274,47 @@ func TestNewWaiterJoinsTheQueueAtOnce(t *testing.T) {
 			t.Error("the waiter got the lock by polling, not by hand-over")
 		}
 	})
+}
+
+// Issue 19.2: a waiter asks for its place in the queue no longer than its
+// call may wait, so that a waiter whose call ended blocks no release even
+// when its leave is slow to arrive (a slow link, a connection to redial).
+func TestQueuePlaceEndsWithTheCallsDeadline(t *testing.T) {
+	s := &srv{addr: testredis.Addr(t)} // keys must expire in real time
+	key := s.key(t, "placebound")
+	a, w := s.client(t), s.client(t)
+	ctx := ctxT(t, 15*time.Second)
+	if _, err := a.Obtain(ctx, key, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	const wait = 600 * time.Millisecond
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	started := time.Now()
+	got := obtainAsync(wctx, w, key, 5*time.Second)
+	// The waiter's lease key ({...}:relock:w:NAME:TOKEN) expires by the
+	// deadline (plus a little: the lease counts from when a try arrives).
+	var pttl int64 = -3
+	for time.Since(started) < wait/2 && pttl < 0 {
+		time.Sleep(20 * time.Millisecond)
+		r, err := testredis.Do(s.addr, "SCAN", "0", "MATCH", "*"+key[len(key)-20:]+"*", "COUNT", "1000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range r.([]any)[1].([]any) {
+			if strings.Contains(k.(string), ":relock:w:") {
+				p, _ := testredis.Do(s.addr, "PTTL", k.(string))
+				pttl = p.(int64)
+			}
+		}
+	}
+	if pttl < 0 {
+		t.Fatal("found no waiter key")
+	}
+	if left := time.Until(started.Add(wait)); time.Duration(pttl)*time.Millisecond > left+50*time.Millisecond {
+		t.Errorf("the waiter's place lasts %d ms, past its deadline in %v", pttl, left.Round(time.Millisecond))
+	}
+	if r := <-got; !errors.Is(r.err, context.DeadlineExceeded) {
+		t.Fatalf("the waiter: %v, want its deadline", r.err)
+	}
 }

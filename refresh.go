@@ -15,39 +15,61 @@ func (c *Client) startAutoRefresh(l *Lock) bool {
 		return false
 	}
 	ctx, cancel := context.WithCancel(c.life)
+	rctx, cut := context.WithCancel(c.life)
 	l.mu.Lock()
-	l.stopAuto, l.autoDone = cancel, make(chan struct{})
+	l.stopAuto, l.cutAuto, l.autoDone = cancel, cut, make(chan struct{})
 	l.mu.Unlock()
 	c.refreshers.Add(1)
-	go l.autoRefresh(ctx, l.autoDone)
+	go l.autoRefresh(ctx, rctx, l.autoDone)
 	return true
 }
 
 // stopAutoRefresh stops the refresher, if any, and waits until it is gone:
-// no refresh runs after it returns.
-func (l *Lock) stopAutoRefresh() {
+// no refresh runs after it returns. A refresh on the wire is let finish
+// for up to two of the lock's last round trips (refreshGrace) while ctx
+// lasts, then cut: cutting it at once would cost its connection on
+// go-redis and redigo, and the release that follows would wait for a new
+// one, several round trips on a slow link, long enough for the key to
+// expire instead of being handed over; a refresh stuck longer is cut.
+func (l *Lock) stopAutoRefresh(ctx context.Context) {
 	l.mu.Lock()
-	stop, done := l.stopAuto, l.autoDone
+	stop, cut, done := l.stopAuto, l.cutAuto, l.autoDone
 	l.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-done
+	if stop == nil {
+		return
 	}
+	stop()
+	grace := time.NewTimer(refreshGrace(time.Duration(l.rtt.Load())))
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-grace.C:
+	}
+	cut()
+	<-done
+}
+
+// refreshGrace is how long Release lets a refresh on the wire finish,
+// given the lock's last round trip.
+func refreshGrace(rtt time.Duration) time.Duration {
+	return min(2*rtt+time.Millisecond, time.Second)
 }
 
 // autoRefresh refreshes l to its TTL (the obtain's, or the last Refresh's)
-// every third of it until ctx ends (Release or Client.Close) or the lock
-// ends. A refresh that fails for a reason other than loss is tried again
-// sooner; each try is bounded by the lock's validity, whose timer signals
-// the loss if no try gets through.
-func (l *Lock) autoRefresh(ctx context.Context, done chan struct{}) {
+// about every third of it (see nextRefresh) until ctx ends (Release or
+// Client.Close) or the lock ends. A refresh that fails for a reason other
+// than loss is tried again sooner; each try is bounded by the lock's
+// validity, whose timer signals the loss if no try gets through, and by
+// refreshCtx (Client.Close, or a Release whose own context ended).
+func (l *Lock) autoRefresh(ctx, refreshCtx context.Context, done chan struct{}) {
 	defer l.client.refreshers.Done()
 	defer close(done)
 	if l.ready != nil {
 		<-l.ready // EventObtained first
 	}
 	life := l.lifeCtx()
-	t := time.NewTimer(l.currentTTL() / 3)
+	t := time.NewTimer(l.nextRefresh())
 	defer t.Stop()
 	for {
 		select {
@@ -79,10 +101,10 @@ func (l *Lock) autoRefresh(ctx context.Context, done chan struct{}) {
 			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithDeadline(ctx, l.ValidUntil())
+		rctx, cancel := context.WithDeadline(refreshCtx, l.ValidUntil())
 		err := l.refresh(rctx, 0) // to the TTL of the last write
 		cancel()
-		wait := l.currentTTL() / 3
+		wait := l.nextRefresh()
 		switch {
 		case errors.Is(err, ErrNotHeld), errors.Is(err, ErrTooFewReplicas):
 			return // the refresh ended the lock
@@ -93,6 +115,22 @@ func (l *Lock) autoRefresh(ctx context.Context, done chan struct{}) {
 		}
 		t.Reset(wait)
 	}
+}
+
+// nextRefresh is how long auto-refresh waits before its next refresh:
+// until a third of the TTL after the last write was sent (two thirds of
+// the validity left), and no longer than a third of the validity left.
+// On a fast network that is the TTL/3 rhythm; on a slow one it counts the
+// round trip of the last write, and of a lock that arrived late (a
+// hand-over crossing a slow link) with little validity left, so that the
+// refresh reaches Redis before the key expires rather than a round trip
+// after: refreshing every TTL/3 after the reply, with round trips of 300
+// ms against a 400 ms TTL, lost locks.
+func (l *Lock) nextRefresh() time.Duration {
+	l.mu.Lock()
+	ttl, left := l.ttl, time.Until(l.validUntil)
+	l.mu.Unlock()
+	return max(min(left-2*(ttl-drift(ttl))/3, left/3), 0)
 }
 
 // currentTTL is the TTL of the lock's last write: what auto-refresh renews

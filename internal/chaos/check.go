@@ -46,7 +46,12 @@ type Report struct {
 	// began.
 	LongestFreeWithWaiters time.Duration
 	FreeGapAt              time.Time
-	Span                   time.Duration // the history's length
+	// Held is how long some holder's key was in place (until its
+	// BusyEnd), and Observed the stretch it is measured over: from the
+	// first acquisition to the end of the history. Held/Observed is the
+	// share of time the lock was held.
+	Held, Observed time.Duration
+	Span           time.Duration // the history's length
 }
 
 // Check reads a history and reports what it found. It is a pure function
@@ -126,17 +131,28 @@ func Check(s Snapshot) Report {
 		r.Recoveries = append(r.Recoveries, rec)
 	}
 
-	r.LongestFreeWithWaiters, r.FreeGapAt = freeWithWaiters(s, holds)
+	r.LongestFreeWithWaiters, r.FreeGapAt, r.Held, r.Observed = freeWithWaiters(s, holds)
 	return r
+}
+
+// HeldShare is the share of the observed time that the lock was held, in
+// percent (0 without acquisitions).
+func (r Report) HeldShare() float64 {
+	if r.Observed <= 0 {
+		return 0
+	}
+	return 100 * float64(r.Held) / float64(r.Observed)
 }
 
 // freeWithWaiters sweeps the history for the longest stretch, outside
 // fault windows and after the first acquisition (before it, the clients
 // are still connecting and loading scripts), in which no holder's key is
-// in place (until its BusyEnd) while a worker is inside Obtain.
-func freeWithWaiters(s Snapshot, holds []Hold) (time.Duration, time.Time) {
+// in place (until its BusyEnd) while a worker is inside Obtain. It also
+// returns how long some holder's key was in place over that time, and the
+// time observed.
+func freeWithWaiters(s Snapshot, holds []Hold) (longest time.Duration, longestAt time.Time, held, observed time.Duration) {
 	if len(holds) == 0 {
-		return 0, time.Time{}
+		return 0, time.Time{}, 0, 0
 	}
 	from0 := maxTime(s.Start, holds[0].Acquired)
 	type event struct {
@@ -167,11 +183,14 @@ func freeWithWaiters(s Snapshot, holds []Hold) (time.Duration, time.Time) {
 	slices.SortStableFunc(ev, func(a, b event) int { return a.at.Compare(b.at) })
 
 	var busy, wait, fail int
-	var longest time.Duration
-	var longestAt, gapStart time.Time
+	var gapStart, busySince time.Time
 	inGap := false
 	for i := 0; i < len(ev); {
 		at := ev[i].at
+		if busy > 0 {
+			held += at.Sub(busySince)
+		}
+		busySince = at
 		for ; i < len(ev) && ev[i].at.Equal(at); i++ {
 			busy += ev[i].busy
 			wait += ev[i].wait
@@ -193,7 +212,10 @@ func freeWithWaiters(s Snapshot, holds []Hold) (time.Duration, time.Time) {
 			longest, longestAt = d, gapStart
 		}
 	}
-	return longest, longestAt
+	if s.Stop.After(from0) {
+		observed = s.Stop.Sub(from0)
+	}
+	return longest, longestAt, held, observed
 }
 
 func minTime(a, b time.Time) time.Time {

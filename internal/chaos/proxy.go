@@ -12,12 +12,14 @@ import (
 // Proxy is a TCP proxy on a loopback port in front of one server. Each
 // connection through it gets its own latency, drawn once per direction
 // between MinLatency and MaxLatency, added to every byte it carries (order
-// is kept); Reset cuts connections with a TCP RST; Partition stops every
-// byte, both ways, without closing anything. Its methods are safe for
-// concurrent use.
+// is kept); a jittery proxy (NewJitterProxy) draws it afresh for every
+// chunk read instead. Reset cuts connections with a TCP RST; Partition
+// stops every byte, both ways, without closing anything. Its methods are
+// safe for concurrent use.
 type Proxy struct {
 	target           string
 	minLat, maxLat   time.Duration
+	perChunk         bool // draw the latency per chunk, not per connection
 	ln               net.Listener
 	wg               sync.WaitGroup // the accept loop and every pump
 	mu               sync.Mutex
@@ -65,6 +67,22 @@ func NewProxy(target string, minLatency, maxLatency time.Duration) (*Proxy, erro
 	return p, nil
 }
 
+// NewJitterProxy is NewProxy with a latency drawn between minLatency and
+// maxLatency for every chunk of data, in each direction, rather than once
+// per connection: a slow, jittery network. A chunk never overtakes the one
+// read before it on the same side, so a chunk is delayed by at least its
+// own draw and order is kept.
+func NewJitterProxy(target string, minLatency, maxLatency time.Duration) (*Proxy, error) {
+	p, err := NewProxy(target, minLatency, maxLatency)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.perChunk = true
+	p.mu.Unlock()
+	return p, nil
+}
+
 // Addr is the proxy's address, for clients.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
@@ -103,10 +121,11 @@ func (p *Proxy) accept() {
 		}
 		p.conns[pc] = struct{}{}
 		p.accepted++
+		perChunk := p.perChunk
 		p.mu.Unlock()
 		up, down := p.latency(), p.latency()
-		p.wg.Go(func() { p.pump(pc, pc.client, pc.server, up) })
-		p.wg.Go(func() { p.pump(pc, pc.server, pc.client, down) })
+		p.wg.Go(func() { p.pump(pc, pc.client, pc.server, up, perChunk) })
+		p.wg.Go(func() { p.pump(pc, pc.server, pc.client, down, perChunk) })
 	}
 }
 
@@ -116,9 +135,10 @@ type chunk struct {
 	due  time.Time
 }
 
-// pump copies from src to dst, each chunk lat after it was read. When
-// either side fails, the whole connection is closed.
-func (p *Proxy) pump(pc *proxyConn, src, dst *net.TCPConn, lat time.Duration) {
+// pump copies from src to dst, each chunk lat after it was read (with
+// perChunk, a latency drawn for that chunk, but never before the chunk
+// read before it). When either side fails, the whole connection is closed.
+func (p *Proxy) pump(pc *proxyConn, src, dst *net.TCPConn, lat time.Duration, perChunk bool) {
 	defer func() {
 		pc.close(false)
 		p.mu.Lock()
@@ -151,10 +171,19 @@ func (p *Proxy) pump(pc *proxyConn, src, dst *net.TCPConn, lat time.Duration) {
 		}
 	})
 	buf := make([]byte, 32<<10)
+	var last time.Time // when the previous chunk is due
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			queue <- chunk{data: append([]byte(nil), buf[:n]...), due: time.Now().Add(lat)}
+			if perChunk {
+				lat = p.latency()
+			}
+			due := time.Now().Add(lat)
+			if due.Before(last) {
+				due = last
+			}
+			last = due
+			queue <- chunk{data: append([]byte(nil), buf[:n]...), due: due}
 		}
 		if err != nil {
 			break

@@ -18,11 +18,13 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/relock-go/relock/bench/internal/lockbench"
+	"github.com/relock-go/relock/internal/chaos"
 )
 
 func main() {
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		pauseBetwee = fs.Duration("pause", 200*time.Millisecond, "pause (and GC) between contenders")
 		rounds      = fs.Int("rounds", 1, "run every scenario this many times, contenders interleaved, and report each contender's median round")
 		note        = fs.String("note", "", "a line of free text for the report's header (what was measured, which relock)")
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		latencies   = fs.String("latency", "0", "comma-separated one-way latencies (e.g. 0,500us,2ms): for each, the whole run goes through a TCP proxy that delays every chunk by it in each direction (0: straight to Redis); each latency gets its own tables")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -116,6 +120,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if *d <= 0 {
 			return errors.New("durations must be positive")
 		}
+	}
+	var lats []time.Duration
+	for _, f := range strings.Split(*latencies, ",") {
+		f = strings.TrimSpace(f)
+		if f == "0" {
+			lats = append(lats, 0)
+			continue
+		}
+		d, err := time.ParseDuration(f)
+		if err != nil || d < 0 {
+			return fmt.Errorf("-latency: %q is not a duration >= 0", f)
+		}
+		lats = append(lats, d)
 	}
 
 	cfg := lockbench.Config{TTL: *ttl, PoolSize: *pool}
@@ -178,21 +195,60 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Params:       p,
 	})
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	began := time.Now()
+	for _, lat := range lats {
+		ccfg := cfg // the contenders' Redis: straight, or through the proxy
+		label := ""
+		if lat > 0 {
+			proxy, err := chaos.NewProxy(cfg.Addr, lat, lat)
+			if err != nil {
+				return err
+			}
+			defer proxy.Close()
+			ccfg.Addr = proxy.Addr()
+			label = fmt.Sprintf("+%v ", lat)
+			fmt.Fprintf(w, "# Network latency: %v each way (a TCP proxy in front of Redis, %v added to each round trip)\n\n", lat, 2*lat)
+		} else if len(lats) > 1 {
+			fmt.Fprintf(w, "# Network latency: none (loopback)\n\n")
+		}
+		if err := runScenarios(ctx, w, stderr, label, scs, selected, *rounds, *pauseBetwee, ccfg, p, admin); err != nil {
+			break
+		}
+	}
+	lockbench.WriteContenders(w, selected)
+	fmt.Fprintf(stderr, "done in %v\n", time.Since(began).Round(time.Second))
+	return nil
+}
+
+// runScenarios runs every scenario, its rounds interleaving the contenders,
+// and writes each scenario's table; it returns ctx's error when
+// interrupted.
+func runScenarios(ctx context.Context, w, stderr io.Writer, label string, scs []lockbench.Scenario, selected []lockbench.Contender, rounds int, pause time.Duration, cfg lockbench.Config, p lockbench.Params, admin *lockbench.Admin) error {
 	for _, sc := range scs {
 		runs := make([][]*lockbench.Result, len(selected))
-		for round := 1; round <= *rounds; round++ {
+		for round := 1; round <= rounds; round++ {
 			for i, c := range selected {
 				if ctx.Err() != nil {
 					break
 				}
-				fmt.Fprintf(stderr, "%-12s %d/%d %-28s ", sc.Name, round, *rounds, c.Name)
+				fmt.Fprintf(stderr, "%s%-12s %d/%d %-28s ", label, sc.Name, round, rounds, c.Name)
 				t0 := time.Now()
 				r := lockbench.Run(ctx, c, sc, cfg, p, admin)
 				runs[i] = append(runs[i], r)
 				fmt.Fprintln(stderr, progress(r, time.Since(t0)))
 				runtime.GC()
-				time.Sleep(*pauseBetwee)
+				time.Sleep(pause)
 			}
 		}
 		var results []*lockbench.Result
@@ -204,11 +260,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lockbench.WriteTable(w, sc, p, results)
 		if ctx.Err() != nil {
 			fmt.Fprintln(w, "(interrupted)")
-			break
+			return ctx.Err()
 		}
 	}
-	lockbench.WriteContenders(w, selected)
-	fmt.Fprintf(stderr, "done in %v\n", time.Since(began).Round(time.Second))
 	return nil
 }
 

@@ -88,7 +88,7 @@ func Contenders() []Contender {
 	}
 	cs = append(cs,
 		Contender{
-			Name: "relock/goredis/ctxtimeout", Library: "relock", Client: "goredis", MustExclude: true,
+			Name: "relock/goredis/ctxtimeout", Library: "relock", Client: "goredis", Raw: "raw/goredis-ctx", MustExclude: true,
 			Settings: "DefaultRetry, over a go-redis client with ContextTimeoutEnabled (as relock.Open(\"goredis\", url) builds it): contexts' deadlines reach the sockets, so the adapter need not run calls with a deadline on a goroutine of their own",
 			Open: func(cfg Config) (Session, error) {
 				rdb := newGoRedis(cfg, func(o *goredislib.Options) { o.ContextTimeoutEnabled = true })
@@ -151,6 +151,13 @@ func Contenders() []Contender {
 			Open:     openRaw,
 		},
 		Contender{
+			Name: "raw/goredis-ctx", Library: "raw", Client: "goredis", Raw: "raw/goredis-ctx",
+			Settings: "raw/goredis over a go-redis client with ContextTimeoutEnabled: the same client as relock/goredis/ctxtimeout",
+			Open: func(cfg Config) (Session, error) {
+				return &rawSession{rdb: newGoRedis(cfg, func(o *goredislib.Options) { o.ContextTimeoutEnabled = true }), ttl: cfg.TTL}, nil
+			},
+		},
+		Contender{
 			Name: "raw/redigo", Library: "raw", Client: "redigo",
 			Settings: "redigo Pool (MaxIdle = pool size): Do(SET NX PX) + Script.Do (EVALSHA compare-and-delete, EVAL on NOSCRIPT), 1ms sleep between tries",
 			Open:     openRawRedigo,
@@ -168,9 +175,13 @@ func Contenders() []Contender {
 // name no client.
 const RawName = "raw/goredis"
 
-// RawFor is the name of the raw loop that c is compared with: the one on
-// c's own client ("raw/" + c.Client), or RawName when c names none.
+// RawFor is the name of the raw loop that c is compared with: c.Raw if
+// set, else the one on c's own client ("raw/" + c.Client), or RawName when
+// c names none.
 func RawFor(c Contender) string {
+	if c.Raw != "" {
+		return c.Raw
+	}
 	if c.Client == "" {
 		return RawName
 	}

@@ -175,6 +175,14 @@ func writeCommands(w io.Writer, results []*Result) {
 				what = "held"
 			}
 			notes = append(notes, fmt.Sprintf("rounds (%s): %s", what, strings.Join(vs, ", ")))
+			if len(r.RoundRates) > 1 {
+				var rs, ps []string
+				for i, v := range r.RoundRates {
+					rs = append(rs, fmt.Sprintf("%.0f", v))
+					ps = append(ps, dur(r.RoundP99s[i]))
+				}
+				notes = append(notes, fmt.Sprintf("rounds (acq/s): %s; rounds (wait p99): %s", strings.Join(rs, ", "), strings.Join(ps, ", ")))
+			}
 		}
 		if len(notes) > 0 {
 			lines = append(lines, fmt.Sprintf("- %s: %s", r.Contender.Name, strings.Join(notes, "; ")))

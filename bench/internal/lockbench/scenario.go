@@ -129,6 +129,11 @@ type Result struct {
 	// (uncontended) or hold share (contended); the other fields are those
 	// of the median round.
 	Rounds []float64
+	// RoundRates and RoundP99s, for a contended scenario run more than
+	// once, are each round's acquisitions per second and wait p99, in run
+	// order: the spread around the median round.
+	RoundRates []float64
+	RoundP99s  []time.Duration
 
 	// Sent is the number of commands the contender's clients sent.
 	Sent int64
@@ -175,6 +180,12 @@ func Median(rounds []*Result) *Result {
 	})
 	m := *sorted[(len(sorted)-1)/2]
 	m.Rounds = values
+	if m.Scenario.Kind == Contended {
+		for _, r := range ok {
+			m.RoundRates = append(m.RoundRates, r.Rate())
+			m.RoundP99s = append(m.RoundP99s, r.Percentile(0.99))
+		}
+	}
 	return &m
 }
 

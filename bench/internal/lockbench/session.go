@@ -69,6 +69,9 @@ type Contender struct {
 	// MustExclude is set for contenders whose mutual exclusion is asserted
 	// (the harness test fails on any violation); peers are only reported.
 	MustExclude bool
+	// Raw, if set, names the raw loop this contender is compared with
+	// (a client built with other options than the usual one).
+	Raw string
 	// Open connects a new Session.
 	Open func(cfg Config) (Session, error)
 }
