@@ -526,6 +526,11 @@ func (o *obtainer) try(n int) (obtainRes, error) {
 func (o *obtainer) failed(err error) error {
 	f := classify(err)
 	o.unknown = o.unknown || f.written
+	if o.c.closed.Load() {
+		// Close closed the connection under a try (it does not wait for
+		// a first try on the wire).
+		return errorf("relock: obtain %q: %w: %w", o.req.key, ErrClosed, err)
+	}
 	if cerr := contextEnded(o.ctx, err); cerr != nil {
 		if errors.Is(cerr, context.DeadlineExceeded) {
 			o.lastErr = err // no answer before the deadline
