@@ -3,6 +3,7 @@ package relock
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,10 @@ type Lock struct {
 	// then each refresh), in nanoseconds: how long Release lets a refresh
 	// on the wire finish.
 	rtt atomic.Int64
+	// endReleased and endClosed are the causes the lock ends with when
+	// released or closed (see because), set by newLock and never changed,
+	// so that ending allocates nothing.
+	endReleased, endClosed lockEnd
 
 	// writes orders the calls that set the key's expiry (Refresh, by hand
 	// or automatic): one at a time, so that the last one to return is the
@@ -73,6 +78,8 @@ func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Loc
 	req := &l.req
 	l.client, l.fence, l.obtainedAt, l.observer, l.minHold = c, fence, at, st.observer, st.minHold
 	l.ttl, l.validUntil = req.ttl, validity(at, req.ttl)
+	l.endReleased = lockEnd{key: req.key, reason: ErrReleased}
+	l.endClosed = lockEnd{key: req.key, reason: ErrClosed}
 	if st.observer != nil {
 		l.ctxObs, _ = st.observer.(ContextObserver)
 	}
@@ -439,8 +446,25 @@ func (l *Lock) notHeld(ctx context.Context, op string) error {
 // because is the cause a lock ends with for reason, a sentinel: wrapped
 // with the key, so that Err's text says "relock:" and which lock.
 func (l *Lock) because(reason error) error {
-	return errorf("relock: %q: %w", l.req.key, reason)
+	switch {
+	case reason == ErrReleased && l.endReleased.reason != nil:
+		return &l.endReleased
+	case reason == ErrClosed && l.endClosed.reason != nil:
+		return &l.endClosed
+	}
+	return &lockEnd{key: l.req.key, reason: reason}
 }
+
+// lockEnd is the cause of a lock's end. The Lock holds the ones it ends
+// with most (released, closed), so that the release path allocates none;
+// its text is built only when someone reads it.
+type lockEnd struct {
+	key    string
+	reason error
+}
+
+func (e *lockEnd) Error() string { return "relock: " + strconv.Quote(e.key) + ": " + e.reason.Error() }
+func (e *lockEnd) Unwrap() error { return e.reason }
 
 // released ends the lock as released, if it had not ended, and emits that
 // with ctx, the call's context for the observer (nil: the lock's).

@@ -217,21 +217,7 @@ func (p *proxy) handle(c net.Conn, id int) {
 func (p *proxy) handleSilent(c net.Conn) {
 	defer p.wg.Done()
 	defer p.untrack(c)
-	r := bufio.NewReader(c)
-	for {
-		args, err := readCommand(r)
-		if err != nil {
-			return
-		}
-		reply, ok := setupReply(args)
-		if !ok {
-			_, _ = io.Copy(io.Discard, r)
-			return
-		}
-		if _, err := io.WriteString(c, reply); err != nil {
-			return
-		}
-	}
+	serveSilently(c)
 }
 
 // replyServer starts a server on a free loopback port that answers the

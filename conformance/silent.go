@@ -121,6 +121,12 @@ func (s *silentServer) handle(c net.Conn) {
 		s.mu.Unlock()
 		_ = c.Close()
 	}()
+	serveSilently(c)
+}
+
+// serveSilently answers c's set-up commands until the first other command,
+// then reads and discards everything until c fails or closes.
+func serveSilently(c net.Conn) {
 	r := bufio.NewReader(c)
 	for {
 		args, err := readCommand(r)
