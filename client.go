@@ -41,12 +41,8 @@ type Client struct {
 
 	mu   sync.Mutex      // orders starting a refresher against Close
 	life context.Context // cancelled by Close: auto-refresh and waiting Obtains stop
-	// obtaining is read-locked by each Obtain that waits (from the end of
-	// its first try until it has filed its clean-ups); Close takes it to
-	// wait until they have all returned and filed their queue leaves. A
-	// first try, the whole of an uncontended Obtain, does not take it:
-	// Close does not wait for a try on the wire, which closing the
-	// connection ends.
+	// obtaining is read-locked by each Obtain in progress; Close takes it
+	// to wait until they have all returned and filed their clean-ups.
 	obtaining  sync.RWMutex
 	shutdown   context.CancelFunc
 	refreshers sync.WaitGroup // the auto-refresh goroutines
@@ -199,8 +195,7 @@ func Open(driverName, dsn string, opts ...Option) (*Client, error) {
 const dsnForms = "redis://[user:password@]host:port[/db][?option=value...], rediss://... for TLS, or unix:///path/to/socket"
 
 // Close makes every Obtain in progress return ErrClosed (a waiting one at
-// once; one whose first try is on the wire fails as the connection
-// closes), and
+// once; one whose first try is on the wire when that try returns), and
 // takes their places out of the waiter queues, passing on any lock handed
 // to them meanwhile; it stops the auto-refresh of the Client's locks (they
 // are lost, with ErrClosed, and released, bounded and best effort), waits
@@ -301,6 +296,11 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	if err := c.checkSettings(&st, req); err != nil {
 		return nil, err
 	}
+	// Close waits for this call to file its clean-ups (a queue leave, the
+	// deletion of a key a cut try may have set) before it closes the
+	// connection.
+	c.obtaining.RLock()
+	defer c.obtaining.RUnlock()
 	if c.closed.Load() {
 		return nil, errorf("relock: obtain %q: %w", req.key, ErrClosed)
 	}
@@ -314,9 +314,6 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	o := obtainer{c: c, ctx: ctx, lock: lock, req: req, st: &st, start: time.Now()}
 	l, err := o.run()
 	o.done()
-	if o.waiting {
-		c.obtaining.RUnlock() // the queue leave is filed: Close may go on
-	}
 	if l != nil && l.ready != nil {
 		defer close(l.ready) // the refresher may go on
 	}
@@ -382,12 +379,11 @@ type obtainer struct {
 	failing int
 	unknown bool
 
-	timer   *time.Timer
-	waiting bool          // holds c.obtaining's read lock: Close waits for done
-	notify  bool          // this call may wait for a hand-over
-	handed  <-chan string // set once registered with the notifier
-	placed  bool          // the last try queued or renewed our place
-	queued  bool          // a try may have put us in the waiter queue
+	timer  *time.Timer
+	notify bool          // this call may wait for a hand-over
+	handed <-chan string // set once registered with the notifier
+	placed bool          // the last try queued or renewed our place
+	queued bool          // a try may have put us in the waiter queue
 	// sent is when the last try was sent. A try that queued us ran at
 	// local time queuedSent or later, at server time serverAt: the pair
 	// maps server times to lower bounds in local time. (A later try that
@@ -425,14 +421,8 @@ func (o *obtainer) run() (*Lock, error) {
 			// Dead on arrival: given back; a failed try.
 		}
 		if n == 1 {
-			// From now on the call waits: Close must wait for it to
-			// leave the queue, and be able to end it, also while a try
-			// is on the wire.
-			c.obtaining.RLock()
-			o.waiting = true
-			if c.closed.Load() {
-				return nil, errorf("relock: obtain %q: %w", req.key, ErrClosed)
-			}
+			// From now on the call waits: Close must be able to end it,
+			// also while a try is on the wire.
 			ctx, cancel := context.WithCancelCause(o.ctx)
 			stop := context.AfterFunc(c.life, func() { cancel(ErrClosed) })
 			defer stop()

@@ -449,33 +449,3 @@ func TestCloseEndsWaitingObtainAndLeavesTheQueue(t *testing.T) {
 		}
 	})
 }
-
-// Close does not wait for a first try on the wire: against a server that
-// never answers, it returns at once, and the Obtain ends by its own
-// context.
-func TestCloseDoesNotWaitForAFirstTryOnTheWire(t *testing.T) {
-	conn := &stallWatch{c: memdriver.New().Conn()}
-	c, err := relock.New(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.stall(true)
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Obtain(ctxT(t, 3*time.Second), "k", time.Second)
-		done <- err
-	}()
-	for conn.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	start := time.Now()
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took > time.Second {
-		t.Fatalf("Close took %v while a first try was on the wire", took)
-	}
-	if err := <-done; !errors.Is(err, relock.ErrClosed) {
-		t.Fatalf("Obtain whose try Close cut = %v, want ErrClosed", err)
-	}
-}
