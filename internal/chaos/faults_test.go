@@ -647,6 +647,7 @@ func runScenario(t *testing.T, sc scenario) {
 	leaks := append([]goleak.Option{goleak.IgnoreCurrent()}, leakOptions...)
 	var cleanStart time.Time
 	t.Cleanup(func() {
+		waitDialersGone(t)
 		goleak.VerifyNone(t, leaks...) // runs last: servers and clients are gone
 		t.Logf("clean-up: %v", time.Since(cleanStart).Round(10*time.Millisecond))
 	})
