@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/relock-go/relock/driver"
+	"github.com/relock-go/relock/internal/backoff"
 )
 
 // notifier is a Client's one subscription connection, shared by all its
@@ -16,20 +17,30 @@ import (
 // No network call runs under mu: the dial, SUBSCRIBE and UNSUBSCRIBE run
 // in goroutines of their own (tracked by wg, bounded by ctx, which close
 // ends), so an Obtain never waits behind another key's subscription.
+//
+// The notifier, not the driver, survives a broken connection: when a
+// subscription's Done closes, the channels without waiters are forgotten,
+// those with waiters are marked stale, and one goroutine (reopen) opens a
+// new subscription with backoff and adds them again. Waiters keep waiting
+// meanwhile: they renew their place in the queue several times a second
+// and that renewal finds a lock handed to them, so a hand-over announced
+// while no subscription was open costs at most one renewal interval.
 type notifier struct {
 	sub    driver.Subscriber
 	ctx    context.Context // ends on close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // dial, SUBSCRIBE and UNSUBSCRIBE goroutines
 
-	mu       sync.Mutex
-	s        driver.Subscription // nil until a waiter needs it
-	dial     *dialing            // the dial in progress, if any
-	closed   bool
-	chans    map[string]*channelRef
-	idle     []string                 // subscribed channels without waiters, oldest first
-	removing map[string]chan struct{} // channel -> closed when its UNSUBSCRIBE is done
-	waiters  map[string]chan string   // token -> hand-over payload
+	mu        sync.Mutex
+	s         driver.Subscription // nil until a waiter needs it
+	dial      *dialing            // the dial in progress, if any
+	closed    bool
+	chans     map[string]*channelRef
+	idle      []string                 // subscribed channels without waiters, oldest first
+	removing  map[string]chan struct{} // channel -> closed when its UNSUBSCRIBE is done
+	waiters   map[string]chan string   // token -> hand-over payload
+	reopening bool                     // reopen is running
+	reopened  int                      // subscriptions opened after a break (for tests)
 }
 
 type dialing struct {
@@ -41,6 +52,7 @@ type channelRef struct {
 	waiters int
 	ready   chan struct{} // closed once SUBSCRIBE was confirmed, or failed
 	err     error         // set before ready is closed
+	stale   bool          // subscribed on a connection that broke; reopen adds it again
 }
 
 // maxIdleChannels bounds the channels kept subscribed without waiters, so
@@ -72,7 +84,7 @@ func (n *notifier) subscribed(channel string) bool {
 	}
 	select {
 	case <-ref.ready:
-		return ref.err == nil
+		return ref.err == nil && !ref.stale
 	default:
 		return false
 	}
@@ -172,6 +184,8 @@ func (n *notifier) connect(d *dialing) {
 		d.err = ErrClosed
 	default:
 		n.s = s
+		n.wg.Add(1)
+		go n.watch(s)
 	}
 	closed := n.closed
 	n.mu.Unlock()
@@ -204,7 +218,15 @@ func (n *notifier) add(s driver.Subscription, channel string, ref *channelRef, a
 	ref.err = err
 	close(ref.ready)
 	var drop string
-	if ref.waiters == 0 {
+	switch {
+	case n.chans[channel] != ref:
+		// The connection broke meanwhile and the channel, then without
+		// waiters, was forgotten.
+	case ref.stale:
+		if ref.waiters == 0 {
+			delete(n.chans, channel)
+		}
+	case ref.waiters == 0:
 		drop = n.settle(channel, ref)
 	}
 	n.mu.Unlock()
@@ -227,7 +249,11 @@ func (n *notifier) leave(token, channel string) {
 	if ref.waiters == 0 {
 		select {
 		case <-ref.ready:
-			drop = n.settle(channel, ref)
+			if ref.stale {
+				delete(n.chans, channel) // not subscribed on any live connection
+			} else {
+				drop = n.settle(channel, ref)
+			}
 		default: // add settles it when SUBSCRIBE is done
 		}
 	}
@@ -287,6 +313,110 @@ func (n *notifier) remove(channel string) {
 		n.mu.Unlock()
 		close(done)
 	}()
+}
+
+// watch waits for s to end. When it broke (rather than the notifier
+// closing), it forgets s and its channels without waiters, marks the
+// channels with waiters stale and starts reopen.
+func (n *notifier) watch(s driver.Subscription) {
+	defer n.wg.Done()
+	select {
+	case <-n.ctx.Done():
+		return
+	case <-s.Done():
+	}
+	n.mu.Lock()
+	if n.closed || n.s != s {
+		n.mu.Unlock()
+		return
+	}
+	n.s = nil
+	stale := false
+	for ch, ref := range n.chans {
+		if ref.waiters == 0 {
+			delete(n.chans, ch)
+			continue
+		}
+		ref.stale, stale = true, true
+	}
+	n.idle = nil
+	start := stale && !n.reopening
+	if start {
+		n.reopening = true
+		n.wg.Add(1)
+	}
+	n.mu.Unlock()
+	_ = s.Close()
+	if start {
+		go n.reopen()
+	}
+}
+
+// reopen opens a new subscription after a break, with backoff between
+// failed tries, and adds every stale channel again, until none is left
+// (their waiters left, or they were added) or the notifier closes.
+func (n *notifier) reopen() {
+	defer n.wg.Done()
+	var b backoff.Backoff
+	first := true
+	for {
+		if !first && !b.Wait(n.ctx.Done()) {
+			break
+		}
+		first = false
+		s, err := n.connection(n.ctx)
+		if err != nil {
+			if n.ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		for _, ch := range n.staleChannels() {
+			ctx, cancel := context.WithTimeout(n.ctx, subscribeTimeout)
+			err := s.Add(ctx, ch)
+			cancel()
+			if err != nil {
+				break
+			}
+			n.mu.Lock()
+			if ref := n.chans[ch]; ref != nil && n.s == s {
+				ref.stale = false
+			}
+			n.mu.Unlock()
+		}
+		n.mu.Lock()
+		done := n.closed || len(n.staleLocked()) == 0
+		if done {
+			n.reopening = false
+			n.reopened++
+		}
+		n.mu.Unlock()
+		if done {
+			return
+		}
+	}
+	n.mu.Lock()
+	n.reopening = false
+	n.mu.Unlock()
+}
+
+// staleChannels returns the channels to add again.
+func (n *notifier) staleChannels() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.staleLocked()
+}
+
+// staleLocked returns the stale channels that still have waiters, in no
+// particular order. n.mu must be held.
+func (n *notifier) staleLocked() []string {
+	var chans []string
+	for ch, ref := range n.chans {
+		if ref.stale && ref.waiters > 0 {
+			chans = append(chans, ch)
+		}
+	}
+	return chans
 }
 
 // unidle takes channel off the idle list. n.mu must be held.

@@ -18,11 +18,26 @@ type fakeSub struct {
 	addGate    chan struct{} // Add waits for it (or its ctx) if not nil
 	removeGate chan struct{} // Remove waits for it (or its ctx) if not nil
 
-	mu      sync.Mutex
-	addErr  error
-	dialErr error // the error Subscribe returned, if any
-	ops     []string
+	mu        sync.Mutex
+	addErr    error
+	dialErr   error // the error Subscribe returned, if any
+	failDials int   // the next Subscribe calls to fail, with errDial
+	ops       []string
+	done      chan struct{} // Done of the subscription opened last
 }
+
+var errDial = errors.New("dial refused")
+
+// breakConn ends the subscription opened last, as a broken connection
+// would.
+func (f *fakeSub) breakConn() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record0("break")
+	close(f.done)
+}
+
+func (f *fakeSub) record0(op string) { f.ops = append(f.ops, op) }
 
 func (f *fakeSub) record(op string) {
 	f.mu.Lock()
@@ -55,11 +70,26 @@ func (f *fakeSub) Subscribe(ctx context.Context, _ func(string, string)) (driver
 		f.mu.Unlock()
 		return nil, err
 	}
-	f.record("dial")
-	return fakeSubscription{f}, nil
+	f.mu.Lock()
+	if f.failDials > 0 {
+		f.failDials--
+		f.record0("dial failed")
+		f.mu.Unlock()
+		return nil, errDial
+	}
+	done := make(chan struct{})
+	f.done = done
+	f.record0("dial")
+	f.mu.Unlock()
+	return fakeSubscription{f, done}, nil
 }
 
-type fakeSubscription struct{ f *fakeSub }
+type fakeSubscription struct {
+	f    *fakeSub
+	done chan struct{}
+}
+
+func (s fakeSubscription) Done() <-chan struct{} { return s.done }
 
 func (s fakeSubscription) Add(ctx context.Context, channels ...string) error {
 	if err := gate(ctx, s.f.addGate); err != nil {
@@ -82,6 +112,91 @@ func (s fakeSubscription) Remove(ctx context.Context, channels ...string) error 
 func (s fakeSubscription) Close() error {
 	s.f.record("close")
 	return nil
+}
+
+// TestNotifierReopensAfterBreak: when the subscription's connection
+// breaks, the notifier opens a new one (after the failed dials, with
+// backoff) and adds again the channels that have waiters, not the idle
+// ones; the waiters registered before the break still get their
+// hand-over through the new subscription.
+func TestNotifierReopensAfterBreak(t *testing.T) {
+	f := &fakeSub{}
+	n := newNotifier(f)
+	defer n.close()
+	ctx := context.Background()
+	ch, err := n.join(ctx, "tok-a", "chan-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.join(ctx, "tok-b", "chan-b"); err != nil {
+		t.Fatal(err)
+	}
+	n.leave("tok-b", "chan-b") // chan-b is idle now
+	f.mu.Lock()
+	f.failDials = 2
+	f.mu.Unlock()
+	f.breakConn()
+	deadline := time.Now().Add(5 * time.Second)
+	for !n.subscribed("chan-a") || n.reopenedCount() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("chan-a not subscribed again 5 s after the break; calls: %v", f.log())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	want := []string{"dial", "add:chan-a", "add:chan-b", "break", "close", "dial failed", "dial failed", "dial", "add:chan-a"}
+	if got := f.log(); !slices.Equal(got, want) {
+		t.Errorf("calls: %v, want %v", got, want)
+	}
+	if n.subscribed("chan-b") {
+		t.Error("the idle chan-b counts as subscribed after the break")
+	}
+	n.deliver("chan-a", "tok-a:1:2:3")
+	select {
+	case p := <-ch:
+		if p != "tok-a:1:2:3" {
+			t.Errorf("hand-over payload %q", p)
+		}
+	case <-time.After(time.Second):
+		t.Error("the waiter registered before the break got no hand-over after it")
+	}
+	// A break with no waiter left opens nothing.
+	n.leave("tok-a", "chan-a")
+	f.breakConn()
+	for got := f.log(); got[len(got)-1] != "close"; got = f.log() {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := f.log(); got[len(got)-1] != "close" {
+		t.Errorf("a break without waiters: calls end %v, want close and no dial", got[len(got)-2:])
+	}
+	// The next waiter dials afresh.
+	if _, err := n.join(ctx, "tok-c", "chan-a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.log(); got[len(got)-1] != "add:chan-a" {
+		t.Errorf("a join after a break: calls end %v", got[len(got)-3:])
+	}
+}
+
+func (n *notifier) reopenedCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.reopened
+}
+
+// TestNotifierCloseDuringReopen: Close ends a reopen that keeps failing.
+func TestNotifierCloseDuringReopen(t *testing.T) {
+	f := &fakeSub{}
+	n := newNotifier(f)
+	if _, err := n.join(context.Background(), "tok-a", "chan-a"); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.failDials = 1 << 30
+	f.mu.Unlock()
+	f.breakConn()
+	time.Sleep(20 * time.Millisecond)
+	within(t, "close during reopen", func() { _ = n.close() })
 }
 
 // within fails t if f has not returned after a generous while: it detects a

@@ -86,6 +86,15 @@
 // error reply's text, which sentinel it must match; [WrapServerError] makes
 // a client's reply error match it (keeping the client's type for
 // errors.As), and [ServerError] builds one from the text alone.
+// [ConvertReply] maps the Go values a client returns for a reply (RESP2 or
+// RESP3: doubles, booleans, maps, byte slices, other integer types) to the
+// shapes above.
+//
+// An adapter's own errors (a nil client, a reply of an unexpected shape, a
+// call after Close) start with "relock/" and the adapter's package name,
+// as this package's start with "relock/driver:": "relock/goredis: nil
+// client". relock's own errors start with "relock:". Errors from the
+// client library and the server keep their own text.
 // [WaitTimeout] checks the arguments of a replica WAIT and gives its
 // timeout in whole milliseconds, rounded up so it is never 0.
 //
@@ -252,15 +261,22 @@ type ReplicaWaiter interface {
 // relock uses it to wake a waiter the moment a lock is handed over to it,
 // instead of polling.
 //
+// A Subscription is one connection and no more: it does not reconnect.
+// When its connection breaks, it closes Done; relock's notifier then opens
+// a new Subscription with backoff and adds its channels again. Waiters
+// renew their place in the queue several times a second and learn of a
+// hand-over from that renewal too, so a message lost while no
+// subscription was open costs a waiter at most one renewal interval.
+//
 // Fallback: without Subscriber (or without Scripter, which the hand-over
 // needs), waiters poll as the retry strategy says.
 type Subscriber interface {
 	// Subscribe opens one subscription connection, separate from the
 	// connections that run commands, and calls onMessage for every message
 	// published on the channels later added to it, in the order received,
-	// from one goroutine at a time. onMessage must not block for long; relock's
-	// does not. The subscription should reconnect and subscribe again
-	// after a broken connection; messages published meanwhile may be lost.
+	// from one goroutine at a time. onMessage must not block for long;
+	// relock's does not. It returns once the connection is open (or ctx
+	// ended); a failure to connect is its error.
 	Subscribe(ctx context.Context, onMessage func(channel, payload string)) (Subscription, error)
 }
 
@@ -269,17 +285,28 @@ type Subscriber interface {
 type Subscription interface {
 	// Add subscribes to channels (SUBSCRIBE) and returns only after the
 	// server has confirmed every one of them, so that a message published
-	// after Add returns is delivered.
+	// after Add returns is delivered. On a subscription whose Done is
+	// closed it fails at once.
 	Add(ctx context.Context, channels ...string) error
 
 	// Remove unsubscribes from channels (UNSUBSCRIBE). It may return
 	// before the server has confirmed, but commands go out in order on
 	// the one connection: once a later Add returns, no message published
-	// on the removed channels after that is delivered.
+	// on the removed channels after that is delivered. Messages on
+	// channels not removed keep coming.
 	Remove(ctx context.Context, channels ...string) error
+
+	// Done is closed when the subscription has ended: its connection
+	// broke (a read or write failed, the server closed it, CLIENT KILL),
+	// or Close was called. After that, no message is delivered and Add
+	// fails. A driver whose client reconnects by itself may instead keep
+	// Done open and subscribe again to every channel on the new
+	// connection before delivering more; relock then never reopens it.
+	Done() <-chan struct{}
 
 	// Close ends the subscription. When it returns, onMessage is not
 	// running and will not be called again, and every goroutine the
-	// subscription started has exited.
+	// subscription started has exited. Close must be safe to call more
+	// than once, and after Done is closed.
 	Close() error
 }

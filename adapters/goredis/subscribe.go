@@ -253,3 +253,7 @@ func (s *subscription) Close() error {
 	s.calls.Wait()
 	return err
 }
+
+// Done is closed once Close was called: the subscription reconnects by
+// itself until then.
+func (s *subscription) Done() <-chan struct{} { return s.ctx.Done() }

@@ -434,3 +434,7 @@ func (s *subscription) keepAlive() {
 		s.mu.Unlock()
 	}
 }
+
+// Done is closed once Close was called: the subscription reconnects by
+// itself until then.
+func (s *subscription) Done() <-chan struct{} { return s.ctx.Done() }

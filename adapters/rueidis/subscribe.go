@@ -445,3 +445,7 @@ func (s *subscription) relink() (*link, error) {
 	s.mu.Unlock()
 	return l, nil
 }
+
+// Done is closed once Close was called: the subscription reconnects by
+// itself until then.
+func (s *subscription) Done() <-chan struct{} { return s.stopCtx.Done() }
