@@ -17,7 +17,7 @@ import (
 
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/minitest"
 )
 
 // The broken drivers of issue 21: each breaks one line of driver.go the
@@ -31,7 +31,7 @@ func init() {
 	// NewSilentConn: what the driver can show, the suite shows through
 	// the driver itself and through Addr and NewConnTo.
 	bases["bare"] = base{harness: func(t *testing.T) (conformance.Harness, string) {
-		h := adaptertest.MiniHarness(t, newRedigo)
+		h := minitest.Harness(t, newRedigo)
 		h.Publish, h.NewSilentConn = nil, nil
 		return h, h.Addr
 	}}

@@ -21,6 +21,7 @@ import (
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
 	"github.com/relock-go/relock/internal/testkit/memdriver"
+	"github.com/relock-go/relock/internal/testkit/minitest"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
@@ -57,7 +58,7 @@ var bases = map[string]base{
 		}, ""
 	}},
 	"mini": {harness: func(t *testing.T) (conformance.Harness, string) {
-		h := adaptertest.MiniHarness(t, newRedigo)
+		h := minitest.Harness(t, newRedigo)
 		return h, ""
 	}},
 	"replica": {harness: func(t *testing.T) (conformance.Harness, string) {

@@ -23,6 +23,7 @@ import (
 	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/minitest"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
@@ -104,7 +105,10 @@ func newConn(t *testing.T, b adaptertest.Backend) driver.Conn {
 	return goredis.New(rdb)
 }
 
-func TestConformance(t *testing.T) { adaptertest.RunConformance(t, newConn) }
+func TestConformance(t *testing.T) {
+	t.Run("miniredis", func(t *testing.T) { minitest.RunConformance(t, newConn, nil) })
+	adaptertest.RunConformance(t, newConn)
+}
 
 // recorder is a go-redis hook that records the arguments of every command
 // the client sends, pipelines included.

@@ -22,6 +22,7 @@ import (
 	"github.com/relock-go/relock/adapters/redigo"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/minitest"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
@@ -95,9 +96,11 @@ func backends(t *testing.T, fn func(t *testing.T, addr string, m *miniredis.Mini
 }
 
 func TestConformance(t *testing.T) {
-	adaptertest.RunConformance(t, func(t *testing.T, b adaptertest.Backend) driver.Conn {
+	newConn := func(t *testing.T, b adaptertest.Backend) driver.Conn {
 		return redigo.New(newPool(t, b.Addr))
-	})
+	}
+	t.Run("miniredis", func(t *testing.T) { minitest.RunConformance(t, newConn, nil) })
+	adaptertest.RunConformance(t, newConn)
 }
 
 func TestSetNXAndGet(t *testing.T) {

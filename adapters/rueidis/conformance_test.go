@@ -6,29 +6,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
+	"github.com/relock-go/relock/internal/testkit/minitest"
 )
 
 // newConn is the conformance suite's NewConn: a fresh rueidis client to
 // the server, closed when the subtest ends (the suite closes only the Conn,
 // which leaves a user's client open).
 func newConn(t *testing.T, b adaptertest.Backend) driver.Conn {
-	return rueidisadapter.New(newClient(t, backend{addr: b.Addr, mini: b.Mini}, nil))
+	return rueidisadapter.New(newClient(t, backend{addr: b.Addr}, func(o *rueidis.ClientOption) {
+		if b.Advance != nil { // a miniredis: see backend.options
+			o.DisableCache, o.ForceSingleClient = true, true
+		}
+	}))
 }
 
 // harness is the conformance harness over b.
 func harness(b backend) conformance.Harness {
-	return adaptertest.ServerHarness(adaptertest.Backend{Addr: b.addr, Mini: b.mini}, newConn)
+	ab := adaptertest.Backend{Addr: b.addr}
+	if b.mini != nil {
+		ab.Advance = b.mini.FastForward
+	}
+	return adaptertest.ServerHarness(ab, newConn)
 }
 
 func TestConformance(t *testing.T) {
+	t.Run("miniredis", func(t *testing.T) { minitest.RunConformance(t, newConn, knownFailures) })
 	adaptertest.RunConformanceKnown(t, newConn, adaptertest.Known{
-		"miniredis": knownFailures,
-		"redis":     knownFailures,
-		"private":   knownFailures,
+		"redis":   knownFailures,
+		"private": knownFailures,
 	})
 }
 

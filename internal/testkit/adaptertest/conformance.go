@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-
 	"github.com/relock-go/relock/conformance"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/testredis"
@@ -17,7 +15,9 @@ import (
 // Backend is a server the conformance suite runs against.
 type Backend struct {
 	Addr string
-	Mini *miniredis.Miniredis // nil for a redis-server
+	// Advance moves the server's clock forward (a miniredis's
+	// FastForward); nil for a redis-server.
+	Advance func(time.Duration)
 }
 
 // NewConnFunc makes a driver connection to b, through a client that t
@@ -47,11 +47,11 @@ func ServerHarness(b Backend, newConn NewConnFunc) conformance.Harness {
 		// it: the client is set up for b's kind of server.
 		Addr: addr,
 		NewConnTo: func(t *testing.T, to string) driver.Conn {
-			return newConn(t, Backend{Addr: to, Mini: b.Mini})
+			return newConn(t, Backend{Addr: to, Advance: b.Advance})
 		},
 	}
-	if m := b.Mini; m != nil {
-		h.Advance = func(_ *testing.T, d time.Duration) { m.FastForward(d) }
+	if adv := b.Advance; adv != nil {
+		h.Advance = func(_ *testing.T, d time.Duration) { adv(d) }
 	}
 	return h
 }
@@ -62,29 +62,22 @@ func ServerHarness(b Backend, newConn NewConnFunc) conformance.Harness {
 // pending fix; remove it with the fix.
 type Known map[string]map[string]string
 
-// RunConformance runs the conformance suite through newConn against a
-// fresh miniredis (with Advance and FlushAll), the shared real server
-// (neither FlushAll nor PauseWrites: other tests use it), and a private
-// server with one replica (every hook).
+// RunConformance runs the conformance suite through newConn against the
+// shared real server (neither FlushAll nor PauseWrites: other tests use
+// it), and a private server with one replica (every hook).
 //
-// Under go test -short it runs against miniredis only: the suite waits for
-// real TTLs on a real server (about 16 s a run, against 10 s on miniredis,
-// whose clock it advances), and the quick run must stay well under a
-// minute for the whole module. The full run, which CI makes, has all three.
+// Under go test -short it runs nothing: the suite waits for real TTLs on a
+// real server (about 16 s a run). The run on miniredis, which advances its
+// clock and fits the quick run, is minitest.RunConformance, in the tests
+// module: an adapter's own tests import no miniredis, so that a user of
+// the adapter gets none in go.sum.
 func RunConformance(t *testing.T, newConn NewConnFunc) { RunConformanceKnown(t, newConn, nil) }
 
 // RunConformanceKnown is RunConformance that skips, by name and with
 // their reason, the subtests known lists for each backend.
 func RunConformanceKnown(t *testing.T, newConn NewConnFunc, known Known) {
-	t.Run("miniredis", func(t *testing.T) {
-		// One server for the whole run, so that the connections of one
-		// subtest (and of all of them) share their data.
-		h := MiniHarness(t, newConn)
-		h.KnownFailures = known["miniredis"]
-		conformance.Run(t, h)
-	})
 	t.Run("redis", func(t *testing.T) {
-		testredis.SkipShort(t, "runs the conformance suite on the shared server (miniredis has it under -short)")
+		testredis.SkipShort(t, "runs the conformance suite on the shared server (minitest has it on miniredis under -short)")
 		h := ServerHarness(Backend{Addr: testredis.Addr(t)}, newConn)
 		h.KnownFailures = known["redis"]
 		conformance.Run(t, h)
@@ -95,15 +88,6 @@ func RunConformanceKnown(t *testing.T, newConn NewConnFunc, known Known) {
 		h.KnownFailures = known["private"]
 		conformance.Run(t, h)
 	})
-}
-
-// MiniHarness is ServerHarness over a fresh miniredis, stopped when t
-// ends, with FlushAll.
-func MiniHarness(t *testing.T, newConn NewConnFunc) conformance.Harness {
-	m := miniredis.RunT(t)
-	h := ServerHarness(Backend{Addr: m.Addr(), Mini: m}, newConn)
-	h.FlushAll = func(t *testing.T) { mustDo(t, m.Addr(), "FLUSHALL") }
-	return h
 }
 
 // PrivateHarness is ServerHarness over a private server with one replica,
@@ -172,6 +156,12 @@ func waitAsleep(t *testing.T, addr string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// MustDo sends one command to the server at addr and fails t on an error.
+func MustDo(t *testing.T, addr string, args ...string) {
+	t.Helper()
+	mustDo(t, addr, args...)
 }
 
 // mustDo sends one command to the server at addr and fails t on an error.
