@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/memdriver"
 	"github.com/relock-go/relock/internal/testkit/testredis"
@@ -30,7 +27,7 @@ import (
 // It records the last script reply, so a test can parse what the server
 // sent.
 type rawConn struct {
-	rdb *redis.Client
+	rdb *rawRedis
 
 	mu   sync.Mutex
 	last any
@@ -38,7 +35,7 @@ type rawConn struct {
 
 func (c *rawConn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
 	err := c.rdb.Do(ctx, "SET", key, value, "NX", "PX", ttl.Milliseconds()).Err()
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, errRawNil) {
 		return false, nil
 	}
 	return err == nil, rawErr(err)
@@ -46,7 +43,7 @@ func (c *rawConn) SetNX(ctx context.Context, key, value string, ttl time.Duratio
 
 func (c *rawConn) Get(ctx context.Context, key string) (string, bool, error) {
 	v, err := c.rdb.Get(ctx, key).Result()
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, errRawNil) {
 		return "", false, nil
 	}
 	return v, err == nil, rawErr(err)
@@ -63,7 +60,7 @@ func (c *rawConn) EvalSha(ctx context.Context, sha string, keys []string, args .
 }
 
 func (c *rawConn) record(r any, err error) (any, error) {
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, errRawNil) {
 		r, err = nil, nil
 	}
 	if err != nil {
@@ -107,17 +104,17 @@ func anyArgs(ss []string) []any {
 // rawServer is a server the script-level tests run on.
 type rawServer struct {
 	addr string
-	rdb  *redis.Client
+	rdb  *rawRedis
 }
 
-// eachRawServer runs f on a miniredis and on the shared real server.
+// eachRawServer runs f on the shared real server. (The same scripts run on
+// miniredis through the adapters' conformance runs, in the tests module.)
 func eachRawServer(t *testing.T, f func(t *testing.T, s *rawServer)) {
 	run := func(t *testing.T, addr string) {
-		rdb := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1})
+		rdb := &rawRedis{addr: addr}
 		t.Cleanup(func() { _ = rdb.Close() })
 		f(t, &rawServer{addr: addr, rdb: rdb})
 	}
-	t.Run("miniredis", func(t *testing.T) { run(t, miniredis.RunT(t).Addr()) })
 	t.Run("redis", func(t *testing.T) { run(t, testredis.Addr(t)) })
 }
 
@@ -135,9 +132,9 @@ func (s *rawServer) key(t *testing.T, base string) string {
 	u := "edge" + hex.EncodeToString(b[:])
 	t.Cleanup(func() {
 		ctx := context.Background()
-		iter := s.rdb.Scan(ctx, 0, "*"+u+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			s.rdb.Del(ctx, iter.Val())
+		keys, _ := s.rdb.Keys(ctx, "*"+u+"*").Result()
+		for _, k := range keys {
+			s.rdb.Del(ctx, k)
 		}
 	})
 	return base + "-" + u
@@ -146,7 +143,7 @@ func (s *rawServer) key(t *testing.T, base string) string {
 func (s *rawServer) get(t *testing.T, key string) (string, bool) {
 	t.Helper()
 	v, err := s.rdb.Get(context.Background(), key).Result()
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, errRawNil) {
 		return "", false
 	}
 	if err != nil {
@@ -371,7 +368,7 @@ func TestQueueLateRenewalAfterLeavingNeverRevives(t *testing.T) {
 // free lock from the next waiter for at most its lease (waiterLease).
 func TestQueueCrashedWaiterBlocksAtMostItsLease(t *testing.T) {
 	addr := testredis.Addr(t) // leases must expire in real time
-	rdb := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1})
+	rdb := &rawRedis{addr: addr}
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := &rawServer{addr: addr, rdb: rdb}
 	p, rc := s.path()

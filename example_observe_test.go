@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/relock-go/relock"
-	"github.com/relock-go/relock/adapters/goredis"
 )
 
 func ExampleSlogObserver() {
@@ -30,7 +29,7 @@ func ExampleSlogObserver() {
 			return a
 		},
 	}))
-	locker, err := relock.New(goredis.New(rdb), relock.WithObserver(relock.SlogObserver(logger)))
+	locker, err := relock.New(rdb.Conn(), relock.WithObserver(relock.SlogObserver(logger)))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -63,7 +62,7 @@ func ExampleObserverFunc() {
 			fmt.Printf("lost %s: taken or gone: %v\n", e.Key, errors.Is(e.Err, relock.ErrNotHeld))
 		}
 	})
-	locker, err := relock.New(goredis.New(rdb), relock.WithObserver(alert))
+	locker, err := relock.New(rdb.Conn(), relock.WithObserver(alert))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -74,7 +73,7 @@ func ExampleObserverFunc() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	rdb.Del(ctx, "job:7") // someone deletes the key behind the lock
+	rdb.Del("job:7") // someone deletes the key behind the lock
 	if err := lock.Refresh(ctx, 30*time.Second); errors.Is(err, relock.ErrNotHeld) {
 		fmt.Println("refresh:", lock.Err() != nil)
 	}

@@ -89,3 +89,31 @@ func TestObtainAfterCloseWithAutoRefresh(t *testing.T) {
 		t.Fatalf("Obtain after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestReleaseAfterValidityNamesTheLoss: a Release after the validity ran
+// out matches ErrNotHeld and ErrLost whether the key was still there to
+// delete or already expired (the WATCH path used to report only
+// ErrNotHeld when the key was gone).
+func TestReleaseAfterValidityNamesTheLoss(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		store := memdriver.New()
+		c, err := relock.New(store.Conn())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		l, err := c.Obtain(ctx, "k", 60*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-l.Done()
+		if gone {
+			store.Del(l.RedisKey())
+		}
+		err = l.Release(ctx)
+		if !errors.Is(err, relock.ErrNotHeld) || !errors.Is(err, relock.ErrLost) {
+			t.Errorf("key gone %v: Release after the validity = %v, want ErrNotHeld and ErrLost", gone, err)
+		}
+		_ = c.Close()
+	}
+}

@@ -550,10 +550,12 @@ func (l *Lock) release(ctx context.Context) (err error) {
 	if err != nil {
 		return opError("release", l.req.key, err)
 	}
-	if !ok {
+	if !ok && cause == nil {
 		return l.notHeld(cctx, "release")
 	}
 	if cause != nil {
+		// Ended before (validity ran out, say): whether the key was still
+		// ours to delete or already gone, the error names that end.
 		l.mu.Lock()
 		l.settled = true
 		l.mu.Unlock()

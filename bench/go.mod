@@ -21,3 +21,19 @@ require (
 )
 
 replace github.com/relock-go/relock => ../
+
+require github.com/relock-go/relock/adapters/goredis v0.0.0
+
+replace github.com/relock-go/relock/adapters/goredis => ../adapters/goredis
+
+require github.com/relock-go/relock/adapters/redigo v0.0.0
+
+replace github.com/relock-go/relock/adapters/redigo => ../adapters/redigo
+
+require github.com/relock-go/relock/adapters/rueidis v0.0.0
+
+replace github.com/relock-go/relock/adapters/rueidis => ../adapters/rueidis
+
+require github.com/relock-go/relock/tests v0.0.0
+
+replace github.com/relock-go/relock/tests => ../tests

@@ -27,3 +27,7 @@ require (
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 )
+
+require github.com/relock-go/relock/adapters/goredis v0.0.0
+
+replace github.com/relock-go/relock/adapters/goredis => ../adapters/goredis

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/relock-go/relock/bench/internal/lockbench"
-	"github.com/relock-go/relock/internal/chaos"
+	"github.com/relock-go/relock/tests/chaos"
 )
 
 func main() {

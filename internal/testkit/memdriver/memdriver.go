@@ -112,6 +112,24 @@ func (s *Store) SetHash(key string) {
 	s.write(e, kindHash, "", time.Time{})
 }
 
+// Del deletes key, as another client's DEL would (a test's way to make a
+// lock's key vanish behind its holder). It counts as a write for
+// transactions that watch key.
+func (s *Store) Del(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.lookup(key, s.now()); e != nil {
+		s.del(e)
+	}
+}
+
+// Exists reports whether key exists and has not expired.
+func (s *Store) Exists(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookup(key, s.now()) != nil
+}
+
 // Commands returns how many Redis commands the store has served to all its
 // Conns: SET and GET for Conn.SetNX and Conn.Get; WATCH, then GET per Tx.Get,
 // then MULTI, one per queued command and EXEC per Tx.Exec, then UNWATCH when

@@ -580,7 +580,7 @@ func (b *netAsAnswer) EvalSha(ctx context.Context, sha1 string, keys []string, a
 // step with brokenDrivers: a row per broken driver, naming every subtest
 // it must fail.
 func TestReadmeListsBrokenDrivers(t *testing.T) {
-	b, err := os.ReadFile("README.md")
+	b, err := os.ReadFile("../../conformance/README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

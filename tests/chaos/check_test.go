@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relock-go/relock/internal/chaos"
+	"github.com/relock-go/relock/tests/chaos"
 )
 
 var t0 = time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)

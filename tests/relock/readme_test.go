@@ -213,15 +213,27 @@ func normalizeCode(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-// moduleRoot is the directory of this package, the module's root.
+// moduleRoot is the repository's root, two levels above this package
+// (tests/relock), where README.md is.
 func moduleRoot(t *testing.T) string {
 	t.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(wd, "go.mod")); err != nil {
-		t.Fatalf("the test does not run in the module root: %v", err)
+	root := filepath.Dir(filepath.Dir(wd))
+	if _, err := os.Stat(filepath.Join(root, "README.md")); err != nil {
+		t.Fatalf("no README.md two levels above the test's directory: %v", err)
+	}
+	return root
+}
+
+// packageDir is this package's directory, in the tests module.
+func packageDir(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return wd
 }
@@ -302,11 +314,13 @@ func TestReadmeSnippets(t *testing.T) {
 
 	addr, redisErr := testredis.SharedAddr()
 
-	// The programs go in a directory of the module, so that they build
-	// with its go.mod and go.sum and the module cache, offline. Its name
-	// starts with "_": ./... patterns (go vet ./..., go test ./...) skip
-	// it, should one be left behind.
-	dir, err := os.MkdirTemp(root, "_readme-snippets-")
+	// The programs go in a directory of the tests module, which requires
+	// every adapter and client, so that they build with its go.mod and
+	// go.sum and the module cache, offline. Its name starts with "_":
+	// ./... patterns (go vet ./..., go test ./...) skip it, should one be
+	// left behind.
+	pkgDir := packageDir(t)
+	dir, err := os.MkdirTemp(pkgDir, "_readme-snippets-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +344,7 @@ func TestReadmeSnippets(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, goCmd, args...)
-		cmd.Dir = root
+		cmd.Dir = pkgDir
 		cmd.Env = append(os.Environ(), "GOWORK=off")
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -396,7 +410,7 @@ func TestReadmeChecks(t *testing.T) {
 		"```go", "package main", "", "func main() {}", "```", // a program
 		"```go", "lock, err := locker.Obtain(ctx, \"k\", ttl)", "```", // a fragment
 		"```go", "package lib", "func F() {}", "```", // not main
-		"<!-- snippet: example_readme_test.go#ExampleNewQuorum -->", "",
+		"<!-- snippet: tests/relock/example_readme_test.go#Example_newQuorum -->", "",
 		"```go", "locker, err := relock.New(nil)", "```", // a snippet that differs
 		"<!-- snippet: readme_test.go#TestReadmeChecks -->",
 		"```go", "func TestReadmeChecks(t *testing.T) {}", "```", // differs too
@@ -426,7 +440,7 @@ func TestReadmeChecks(t *testing.T) {
 	for _, b := range blocks {
 		at = append(at, b.line)
 	}
-	if fmt.Sprint(at) != fmt.Sprint(goLines) || blocks[0].code != "package main\n\nfunc main() {}\n" || blocks[3].snippet != "example_readme_test.go#ExampleNewQuorum" {
+	if fmt.Sprint(at) != fmt.Sprint(goLines) || blocks[0].code != "package main\n\nfunc main() {}\n" || blocks[3].snippet != "tests/relock/example_readme_test.go#Example_newQuorum" {
 		t.Fatalf("blocks %+v; want them at lines %v", blocks, goLines)
 	}
 	if err := checkProgram(blocks[0]); err != nil {
@@ -443,9 +457,9 @@ func TestReadmeChecks(t *testing.T) {
 		}
 	}
 
-	// The region between the README markers of ExampleNewQuorum matches,
+	// The region between the README markers of Example_newQuorum matches,
 	// whatever the indentation.
-	src, err := os.ReadFile(filepath.Join(root, "example_readme_test.go"))
+	src, err := os.ReadFile(filepath.Join(root, "tests", "relock", "example_readme_test.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +470,7 @@ func TestReadmeChecks(t *testing.T) {
 	for i, l := range lines {
 		lines[i] = strings.TrimPrefix(l, "\t")
 	}
-	b := readmeBlock{file: "README.md", line: 1, code: strings.Join(lines, "\n"), snippet: "example_readme_test.go#ExampleNewQuorum"}
+	b := readmeBlock{file: "README.md", line: 1, code: strings.Join(lines, "\n"), snippet: "tests/relock/example_readme_test.go#Example_newQuorum"}
 	if err := checkSnippet(root, b); err != nil {
 		t.Errorf("the example's own region was rejected: %v", err)
 	}

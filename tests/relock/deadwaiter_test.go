@@ -21,9 +21,9 @@ import (
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/goredis"
-	"github.com/relock-go/relock/internal/chaos"
 	"github.com/relock-go/relock/internal/scripts"
 	"github.com/relock-go/relock/internal/testkit/testredis"
+	"github.com/relock-go/relock/tests/chaos"
 )
 
 // deadWaiterBound is what the tests allow between the holder's release and

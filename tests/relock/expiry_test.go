@@ -17,8 +17,8 @@ import (
 	goredislib "github.com/redis/go-redis/v9"
 
 	"github.com/relock-go/relock"
-	"github.com/relock-go/relock/internal/chaos"
 	"github.com/relock-go/relock/internal/testkit/testredis"
+	"github.com/relock-go/relock/tests/chaos"
 )
 
 // Documented lifetimes (see the README, "Keys").

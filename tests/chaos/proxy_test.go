@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relock-go/relock/internal/chaos"
+	"github.com/relock-go/relock/tests/chaos"
 )
 
 // echoServer echoes lines until the test ends.

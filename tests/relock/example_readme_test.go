@@ -25,9 +25,9 @@ import (
 // lines between their README:begin and README:end markers are what they
 // show, and TestReadmeSnippets checks that they match.
 
-// ExampleNewQuorum: five independent masters, here in-memory ones, reached
+// Example_newQuorum: five independent masters, here in-memory ones, reached
 // through a mix of adapters.
-func ExampleNewQuorum() {
+func Example_newQuorum() {
 	var addrs [5]string
 	for i := range addrs {
 		srv, err := miniredis.Run()
@@ -208,7 +208,7 @@ func Example_runOnce() {
 }
 
 // Example_fencedJob: the README's third recipe, a job whose writes carry
-// the lock's fencing number (fencedStore is in example_test.go).
+// the lock's fencing number (fencedStore is in edgekit_test.go).
 func Example_fencedJob() {
 	rdb, stop := exampleRedis()
 	defer stop()

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -237,4 +238,50 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// exampleRedis starts an embedded Redis so that the examples run anywhere;
+// in a program, connect to your own server instead.
+func exampleRedis() (*goredislib.Client, func()) {
+	srv, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	rdb := goredislib.NewClient(&goredislib.Options{Addr: srv.Addr()})
+	return rdb, func() { _ = rdb.Close(); srv.Close() }
+}
+
+// fencedStore stands for storage that remembers the highest fencing number
+// it has seen and rejects writes carrying a lower one.
+type fencedStore struct {
+	highest int64
+	value   string
+}
+
+var errStaleHolder = errors.New("store: write from a stale lock holder")
+
+func (s *fencedStore) Write(fence int64, v string) error {
+	if fence < s.highest {
+		return errStaleHolder
+	}
+	s.highest, s.value = fence, v
+	return nil
+}
+
+// stallingConn lets obtains through and stalls every transaction (the
+// refresh path) until its context ends: a backend that stopped answering,
+// or a pool with no free connection.
+type stallingConn struct {
+	*memdriver.Conn
+	stall chan struct{} // closed: stall from now on
+}
+
+func (c *stallingConn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
+	select {
+	case <-c.stall:
+		<-ctx.Done()
+		return ctx.Err()
+	default:
+		return c.Conn.Watch(ctx, keys, fn)
+	}
 }

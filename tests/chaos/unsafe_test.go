@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/relock-go/relock"
-	"github.com/relock-go/relock/internal/chaos"
+	"github.com/relock-go/relock/tests/chaos"
 )
 
 // store is one in-memory lock key with a fencing counter: the backend of

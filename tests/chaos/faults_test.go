@@ -14,8 +14,8 @@ import (
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/driver"
-	"github.com/relock-go/relock/internal/chaos"
 	"github.com/relock-go/relock/internal/testkit/testredis"
+	"github.com/relock-go/relock/tests/chaos"
 )
 
 // go test ./internal/chaos -run TestFaults -v -args -table prints the
