@@ -18,7 +18,7 @@ import (
 	"github.com/relock-go/relock/tests/chaos"
 )
 
-// go test ./internal/chaos -run TestFaults -v -args -table prints the
+// go test ./tests/chaos -run TestFaults -v -args -table prints the
 // results table of docs/faults.md; CHAOS_DEBUG=1 also logs every hold near each
 // fault.
 var printTable = flag.Bool("table", false, "print the results table of docs/faults.md (\"Under faults\") after TestFaults")
