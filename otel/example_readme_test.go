@@ -6,11 +6,8 @@ import (
 	"log"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/relock-go/relock"
-	"github.com/relock-go/relock/adapters/goredis"
+	"github.com/relock-go/relock/internal/testkit/memdriver"
 	relockotel "github.com/relock-go/relock/otel"
 )
 
@@ -19,18 +16,15 @@ import (
 // TestReadmeSnippets checks that they match): an observer on the global
 // providers, which are no-ops until a program installs its own.
 func ExampleNewObserver_globalProviders() {
-	srv, err := miniredis.Run()
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
-	conn := goredis.New(rdb)
+	// In a program, conn is an adapter's connection to the Redis at
+	// 127.0.0.1:6379, e.g. goredis.New(redis.NewClient(&redis.Options{Addr:
+	// "127.0.0.1:6379"})). Here an in-memory backend, so that the example
+	// runs anywhere.
+	conn := memdriver.New().Conn()
 
 	// README:begin
 	obs, err := relockotel.NewObserver( // the global MeterProvider and TracerProvider
-		relockotel.WithServer(rdb.Options().Addr), // server.address, server.port
+		relockotel.WithServer("127.0.0.1:6379"), // server.address, server.port
 	)
 	if err != nil {
 		log.Fatal(err)

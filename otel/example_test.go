@@ -7,14 +7,12 @@ import (
 	"slices"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/relock-go/relock"
-	"github.com/relock-go/relock/adapters/goredis"
+	"github.com/relock-go/relock/internal/testkit/memdriver"
 	relockotel "github.com/relock-go/relock/otel"
 )
 
@@ -30,16 +28,12 @@ func ExampleNewMetricsObserver() {
 		log.Fatal(err)
 	}
 
-	// An embedded Redis, so that the example runs anywhere.
-	srv, err := miniredis.Run()
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
+	// In a program, an adapter's connection to Redis, e.g.
+	// goredis.New(rdb); here an in-memory backend, so that the example runs
+	// anywhere.
+	conn := memdriver.New().Conn()
 
-	locker, err := relock.New(goredis.New(rdb), relock.WithObserver(obs))
+	locker, err := relock.New(conn, relock.WithObserver(obs))
 	if err != nil {
 		log.Fatal(err)
 	}
