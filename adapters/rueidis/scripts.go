@@ -183,13 +183,10 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range resps {
+	for i, r := range resps {
 		if err := t.check(r).NonRedisError(); err != nil {
 			return nil, err
-		}
-	}
-	for i, r := range resps[:len(resps)-1] {
-		if err := r.Error(); err != nil {
+		} else if err := r.Error(); err != nil && i <= len(cmds) { // MULTI or a command, not EXEC
 			what := "MULTI"
 			if i > 0 {
 				what = fmt.Sprintf("%s (command %d)", cmds[i-1][0], i-1)
