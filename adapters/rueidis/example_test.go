@@ -2,59 +2,52 @@ package rueidisadapter_test
 
 import (
 	"context"
-	"fmt"
+	"log"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
 
 	"github.com/relock-go/relock"
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
 )
 
+// Example locks a report over a rueidis client to the Redis server at
+// 127.0.0.1:6379. (It is compiled, not run; internal/onmini runs one on
+// miniredis.)
 func Example() {
-	// An in-memory server stands in for Redis here. miniredis lacks CLIENT
-	// TRACKING, hence DisableCache, and answers CLUSTER SLOTS, hence
-	// ForceSingleClient; neither is needed against a real server.
-	srv, err := miniredis.Run()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
 	if err != nil {
-		panic(err)
-	}
-	defer srv.Close()
-
-	c, err := rueidis.NewClient(rueidis.ClientOption{
-		InitAddress:       []string{srv.Addr()},
-		DisableCache:      true,
-		ForceSingleClient: true,
-	})
-	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	defer c.Close() // the adapter never closes a client it was given
 
 	locks, err := relock.New(rueidisadapter.New(c))
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	defer locks.Close()
 
 	ctx := context.Background()
 	lock, err := locks.Obtain(ctx, "report:42", 10*time.Second)
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
-	fmt.Println("obtained", lock.Key())
+	defer lock.Release(ctx)
+	// ... build the report ...
+}
 
-	if _, err := locks.TryObtain(ctx, "report:42", time.Second); err != nil {
-		fmt.Println("second owner:", err)
+// Example_open lets relock make and own the client, from a URL.
+func Example_open() {
+	locks, err := relock.Open("rueidis", "redis://127.0.0.1:6379/0")
+	if err != nil {
+		log.Fatal(err)
 	}
+	defer locks.Close() // closes the client too
 
-	if err := lock.Release(ctx); err != nil {
-		panic(err)
+	ctx := context.Background()
+	lock, err := locks.Obtain(ctx, "report:42", 10*time.Second)
+	if err != nil {
+		log.Fatal(err)
 	}
-	fmt.Println("released")
-	// Output:
-	// obtained report:42
-	// second owner: relock: obtain "report:42": lock not obtained (held by another owner, 10s left)
-	// released
+	defer lock.Release(ctx)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"testing"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 
@@ -34,37 +33,20 @@ func TestMain(m *testing.M) {
 }
 
 // backend is one server the tests run against.
-type backend struct {
-	addr string
-	mini *miniredis.Miniredis // nil for the real server
-}
+type backend struct{ addr string }
 
-// eachBackend runs f as the subtests "miniredis" (a fresh server) and
-// "redis" (the real server of testredis, skipped when absent unless
-// RELOCK_REQUIRE_REDIS is set).
-func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
+// onRedis runs f as the subtest "redis" on the shared real server of
+// testredis (skipped when absent, unless RELOCK_REQUIRE_REDIS is set). The
+// runs on miniredis are in internal/onmini.
+func onRedis(t *testing.T, f func(t *testing.T, b backend)) {
 	t.Helper()
-	t.Run("miniredis", func(t *testing.T) {
-		m := miniredis.RunT(t)
-		f(t, backend{addr: m.Addr(), mini: m})
-	})
-	t.Run("redis", func(t *testing.T) {
-		f(t, backend{addr: testredis.Addr(t)})
-	})
+	t.Run("redis", func(t *testing.T) { f(t, backend{addr: testredis.Addr(t)}) })
 }
 
-// options returns the client options for b. miniredis has no CLIENT
-// TRACKING (rueidis.NewClient fails with ErrNoCache unless DisableCache is
-// set) and answers CLUSTER SLOTS (rueidis would build a cluster client
-// unless ForceSingleClient is set). The real server keeps the rueidis
-// defaults, client-side cache included, as most users have them.
+// options returns the client options for b: the rueidis defaults,
+// client-side cache included, as most users have them.
 func (b backend) options() rueidis.ClientOption {
-	opt := rueidis.ClientOption{InitAddress: []string{b.addr}}
-	if b.mini != nil {
-		opt.DisableCache = true
-		opt.ForceSingleClient = true
-	}
-	return opt
+	return rueidis.ClientOption{InitAddress: []string{b.addr}}
 }
 
 // newClient returns a rueidis client for b, closed when t ends. edit, if

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -17,188 +17,140 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// Driver opens Conns from redis:// and rediss:// URLs. It is registered with
-// relock under the name "rueidis".
+// Driver opens Conns from URLs; it is registered as "rueidis".
 type Driver struct{}
 
-// openOptions are the query options rueidis.ParseURL knows, and
-// master_name, the name go-redis gives master_set.
+// openOptions are rueidis.ParseURL's query options and the shared
+// vocabulary's master_name, read_timeout and pool_size.
 var openOptions = []string{"db", "dial_timeout", "read_timeout", "write_timeout", "pool_size", "addr", "skip_verify", "protocol",
 	"client_cache", "max_retries", "client_name", "master_set", "master_name"}
 
 // Open parses dsn with rueidis.ParseURL and returns a Conn that owns the
-// client it makes: the Conn's Close closes it. The forms are
+// client it makes:
 //
-//	redis://[user:password@]host:port[/db][?option=value...]
+//	redis://[user:password@]host:port[/db][?option=value...]   rediss:// for TLS
 //	redis://host:port?addr=host2:port2&addr=...          several seeds (a cluster, when the server is one)
 //	redis://sentinel:port?master_name=NAME[&addr=...]    sentinel (master_set=NAME works too)
+//	unix:///path/to/socket[?db=N]
 //
-// with rediss:// for TLS, and unix:///path/to/socket[?db=N]. The options
-// are those rueidis.ParseURL knows (db, dial_timeout, write_timeout, addr,
-// skip_verify, protocol, client_cache, max_retries, client_name,
-// master_set), master_name, and, for the vocabulary the three adapters
-// share, read_timeout (rueidis has one timeout for a reply and a write:
-// the larger of read_timeout and write_timeout becomes ConnWriteTimeout)
-// and pool_size (BlockingPoolSize: the connections WATCH pins; rueidis
-// pipelines every other command over one connection per node); any other
-// is an error. rueidis builds a cluster client whenever the server answers
-// CLUSTER SLOTS, with one seed or several. Open turns off the client-side
-// cache, which relock never reads.
-//
-// Open does not contact the server: rueidis.NewClient, which dials, runs on
-// the first call, within that call's context (and, when the context ends
-// first, on in the background until rueidis's own timeouts end it; the
-// next call then waits for it). An unreachable server, a bad password or a
-// TLS mismatch surface on the first call, and again on every call until a
-// connection is made. Every error of Open matches relock.ErrInvalidArgument.
+// The options are openOptions: read_timeout raises ConnWriteTimeout (one
+// timeout for a write and its reply) and pool_size sets BlockingPoolSize
+// (the connections Dedicate pins; rueidis pipelines the rest over one
+// connection per node). Open turns the client-side cache off and does not
+// dial: rueidis.NewClient runs on the first call, within its context, and
+// on in the background if the context ends first. Its errors match
+// relock.ErrInvalidArgument.
 func (Driver) Open(dsn string) (driver.Conn, error) {
 	opt, err := parseDSN(dsn)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the URL, password included
 		}
-		return nil, fmt.Errorf("rueidisadapter: invalid DSN: %w: %w", relock.ErrInvalidArgument, err)
+		return nil, fmt.Errorf("relock/rueidis: invalid DSN: %w: %w", relock.ErrInvalidArgument, err)
 	}
 	opt.DisableCache = true
-	return &Conn{lazy: &lazyClient{opt: opt}, owned: true}, nil
+	return &Conn{lazy: &lazyClient{opt: opt, sem: make(chan struct{}, 1)}}, nil
 }
 
-// parseDSN checks the options of dsn and parses it with rueidis.ParseURL.
-func parseDSN(dsn string) (rueidis.ClientOption, error) {
+func parseDSN(dsn string) (opt rueidis.ClientOption, err error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return rueidis.ClientOption{}, err
+		return opt, err
 	}
 	if u.Scheme == "unix" && u.Path == "" {
-		return rueidis.ClientOption{}, errors.New("want unix:///path/to/socket")
+		return opt, errors.New("want unix:///path/to/socket")
 	}
 	q := u.Query()
 	for name := range q {
 		if !slices.Contains(openOptions, name) {
-			return rueidis.ClientOption{}, fmt.Errorf("unknown option %s (known: %s)", name, strings.Join(openOptions, ", "))
+			return opt, fmt.Errorf("unknown option %s (known: %s)", name, strings.Join(openOptions, ", "))
 		}
 	}
-	if q.Has("master_name") {
-		if q.Has("master_set") {
-			return rueidis.ClientOption{}, errors.New("master_name and master_set both given")
-		}
+	if q.Has("master_name") && q.Has("master_set") {
+		return opt, errors.New("master_name and master_set both given")
+	} else if q.Has("master_name") {
 		q.Set("master_set", q.Get("master_name"))
-		q.Del("master_name")
 	}
-	var readTimeout time.Duration
-	if q.Has("read_timeout") {
-		if readTimeout, err = time.ParseDuration(q.Get("read_timeout")); err != nil || readTimeout < 0 {
-			return rueidis.ClientOption{}, fmt.Errorf("option read_timeout=%q: want a duration such as 3s", q.Get("read_timeout"))
-		}
-		q.Del("read_timeout")
+	readTimeout, rtErr := time.ParseDuration(q.Get("read_timeout"))
+	if q.Has("read_timeout") && (rtErr != nil || readTimeout < 0) {
+		return opt, fmt.Errorf("option read_timeout=%q: want a duration such as 3s", q.Get("read_timeout"))
 	}
-	poolSize := 0
-	if q.Has("pool_size") {
-		if poolSize, err = strconv.Atoi(q.Get("pool_size")); err != nil || poolSize < 0 {
-			return rueidis.ClientOption{}, fmt.Errorf("option pool_size=%q: want a number", q.Get("pool_size"))
-		}
-		q.Del("pool_size")
+	poolSize, psErr := strconv.Atoi(q.Get("pool_size"))
+	if q.Has("pool_size") && (psErr != nil || poolSize < 0) {
+		return opt, fmt.Errorf("option pool_size=%q: want a number", q.Get("pool_size"))
+	}
+	for _, name := range []string{"master_name", "read_timeout", "pool_size"} {
+		q.Del(name)
 	}
 	u.RawQuery = q.Encode()
-	opt, err := rueidis.ParseURL(u.String())
-	if err != nil {
-		return rueidis.ClientOption{}, err
+	if opt, err = rueidis.ParseURL(u.String()); err != nil {
+		return opt, err
 	}
 	opt.ConnWriteTimeout = max(opt.ConnWriteTimeout, readTimeout)
-	if poolSize > 0 {
-		opt.BlockingPoolSize = poolSize
-	}
+	opt.BlockingPoolSize = max(opt.BlockingPoolSize, poolSize)
 	return opt, nil
 }
 
-// lazyClient makes the client of a Conn that Driver.Open returned, on
-// first use.
+// lazyClient makes the client of a Conn that Driver.Open returned on
+// first use, and closes it with the Conn.
 type lazyClient struct {
-	opt rueidis.ClientOption
-
-	mu      sync.Mutex
-	client  rueidis.Client
-	making  *attempt // the rueidis.NewClient in flight, if any
-	stopped bool     // the Conn was closed
+	opt     rueidis.ClientOption
+	made    atomic.Value  // the rueidis.Client, once made
+	sem     chan struct{} // held while the client is made or closed
+	stopped bool          // under sem
 }
 
-// attempt is one rueidis.NewClient call.
-type attempt struct {
-	done   chan struct{} // closed when it returned
-	client rueidis.Client
-	err    error
-}
-
-// get returns the client, making it if need be: it waits for the
-// rueidis.NewClient in flight, or starts one, until ctx ends. The
-// goroutine that runs NewClient is counted in c.pinning, which Close waits
-// for.
+// get returns the client, making it in a goroutine that the Conn's Close
+// waits for and the caller leaves when ctx ends (the next call then waits
+// for it). A failure to connect is tried again by the next call.
 func (l *lazyClient) get(ctx context.Context, c *Conn) (rueidis.Client, error) {
-	if err := ctx.Err(); err != nil {
+	if cl, ok := l.made.Load().(rueidis.Client); ok {
+		return cl, nil
+	} else if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	switch {
-	case l.client != nil:
-		cl := l.client
-		l.mu.Unlock()
-		return cl, nil
-	case l.stopped:
-		l.mu.Unlock()
-		return nil, ErrClosed
-	}
-	a := l.making
-	if a == nil {
-		a = &attempt{done: make(chan struct{})}
-		l.making = a
-		c.pinning.Add(1)
-		go l.make(a, &c.pinning)
-	}
-	l.mu.Unlock()
 	select {
-	case <-a.done:
-		if a.err != nil {
-			// An error reply to the handshake (BUSY, LOADING,
-			// WRONGPASS, ...) is classified as every reply is.
-			return nil, fmt.Errorf("rueidisadapter: connect to %v: %w", l.opt.InitAddress, translate(a.err))
+	case l.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	errs := make(chan error, 1)
+	c.background(func() {
+		defer func() { <-l.sem }()
+		errs <- l.make()
+	})
+	select {
+	case err := <-errs:
+		if err != nil { // an error reply to the handshake is classified too
+			return nil, fmt.Errorf("relock/rueidis: connect to %v: %w", l.opt.InitAddress, translate(err))
 		}
-		return a.client, nil
+		return l.made.Load().(rueidis.Client), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-// make runs rueidis.NewClient for a.
-func (l *lazyClient) make(a *attempt, wg *sync.WaitGroup) {
-	defer wg.Done()
+// make makes the client unless it is made or the Conn closed. The caller
+// holds sem.
+func (l *lazyClient) make() error {
+	if _, made := l.made.Load().(rueidis.Client); made {
+		return nil
+	} else if l.stopped {
+		return ErrClosed
+	}
 	cl, err := rueidis.NewClient(l.opt)
-	var made rueidis.Client
-	l.mu.Lock()
-	l.making = nil
-	switch {
-	case err != nil:
-	case l.stopped:
-		err = ErrClosed // made after the Conn's Close: closed below
-	default:
-		l.client, made, cl = cl, cl, nil
+	if err == nil {
+		l.made.Store(cl)
 	}
-	l.mu.Unlock()
-	if cl != nil {
-		cl.Close()
-	}
-	a.client, a.err = made, err
-	close(a.done)
+	return err
 }
 
-// close closes the client, if made, and makes an attempt in flight close
-// its client when it comes.
+// close closes the client once a NewClient in flight has returned.
 func (l *lazyClient) close() {
-	l.mu.Lock()
+	l.sem <- struct{}{}
 	l.stopped = true
-	cl := l.client
-	l.mu.Unlock()
-	if cl != nil {
+	if cl, ok := l.made.Load().(rueidis.Client); ok {
 		cl.Close()
 	}
+	<-l.sem
 }

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
 
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
+	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
@@ -20,11 +20,11 @@ import (
 // internal/testkit/adaptertest; this file runs them on rueidis clients and adds the
 // tests of rueidis's own ways.
 
-// subProtocols runs f, for each backend, with a RESP3 client (the rueidis
+// subProtocols runs f, on the shared server, with a RESP3 client (the rueidis
 // default: Pub/Sub on the pinned connection) and a RESP2 one (Pub/Sub on a
 // second connection that rueidis opens for it).
 func subProtocols(t *testing.T, f func(t *testing.T, b backend, c rueidis.Client)) {
-	eachBackend(t, func(t *testing.T, b backend) {
+	onRedis(t, func(t *testing.T, b backend) {
 		for _, resp2 := range []bool{false, true} {
 			name := "resp3"
 			if resp2 {
@@ -67,14 +67,6 @@ func subAdapter(c rueidis.Client) adaptertest.Adapter {
 		Publish: func(t *testing.T, channel, payload string) int64 {
 			return subPublish(t, c, channel, payload)
 		},
-	}
-}
-
-// srvPublish publishes through srv.Do (as adaptertest.ServerPublish), for
-// when c's own connection broke with the server.
-func srvPublish(srv *testredis.Server) adaptertest.PublishFunc {
-	return func(_ *testing.T, channel, payload string) int64 {
-		return adaptertest.ServerPublish(srv, channel)(payload)
 	}
 }
 
@@ -123,20 +115,21 @@ func TestSubscribeConcurrent(t *testing.T) {
 }
 
 func TestSubscribeContext(t *testing.T) {
-	m := miniredis.RunT(t)
-	c := newClient(t, backend{addr: m.Addr(), mini: m}, nil)
+	c := newClient(t, backend{addr: testredis.Addr(t)}, nil)
 	adaptertest.CheckCancelled(t, subAdapter(c), adaptertest.NewRecorder(t))
 }
 
 // TestSubscribeUnconfirmed checks, on a paused server, that Add waits for
-// the confirmation until its context ends, and that Close does not wait
-// for the server.
+// the confirmation until its context ends, and that Close then does not
+// wait for the server: the connection is closed in the background.
 func TestSubscribeUnconfirmed(t *testing.T) {
 	testredis.SkipShort(t, "stalls a private server for seconds")
 	srv := testredis.Start(t)
 	c := newClient(t, backend{addr: srv.Addr()}, nil)
+	conn := rueidisadapter.New(c)
+	defer conn.Close() // waits for the connection closed in the background
 	r := adaptertest.NewRecorder(t)
-	s, err := rueidisadapter.New(c).Subscribe(context.Background(), r.OnMessage)
+	s, err := conn.Subscribe(context.Background(), r.OnMessage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +156,7 @@ func TestSubscribeUnconfirmed(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	r.Stop()
-	// rueidis's Close of the connection waits up to a second for a PING.
-	if d := time.Since(start); d > 1500*time.Millisecond {
+	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Fatalf("Close on a paused server took %v", d)
 	}
 	select {
@@ -178,8 +170,8 @@ func TestSubscribeUnconfirmed(t *testing.T) {
 }
 
 func TestSubscribeMisuse(t *testing.T) {
-	m := miniredis.RunT(t)
-	c := newClient(t, backend{addr: m.Addr(), mini: m}, nil)
+	b := backend{addr: testredis.Addr(t)}
+	c := newClient(t, b, nil)
 	ctx := context.Background()
 
 	closed := rueidisadapter.New(c)
@@ -195,7 +187,7 @@ func TestSubscribeMisuse(t *testing.T) {
 	}
 
 	// A closed client: Subscribe fails with the client's error.
-	gone, err := rueidis.NewClient(backend{addr: m.Addr(), mini: m}.options())
+	gone, err := rueidis.NewClient(b.options())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,122 +198,104 @@ func TestSubscribeMisuse(t *testing.T) {
 	}
 }
 
-func TestSubscribeReconnect(t *testing.T) {
+// TestSubscribeEnds checks that the subscription does not outlive its
+// connection: when the server drops it (CLIENT KILL TYPE pubsub), or stops
+// answering (DEBUG SLEEP, which rueidis's health check notices), Done
+// closes, Add fails, and Close still returns at once. relock, not the
+// adapter, then opens a new subscription.
+func TestSubscribeEnds(t *testing.T) {
 	for _, resp2 := range []bool{false, true} {
 		proto := "resp3"
 		if resp2 {
 			proto = "resp2"
 		}
-		edit := func(o *rueidis.ClientOption) {
-			if resp2 {
-				o.AlwaysRESP2 = true
-				o.DisableCache = true
-			}
-		}
-		t.Run("miniredis/"+proto, func(t *testing.T) {
-			m := miniredis.RunT(t)
-			c := newClient(t, backend{addr: m.Addr(), mini: m}, edit)
-			r := adaptertest.NewRecorder(t)
-			s := adaptertest.Subscribe(t, rueidisadapter.New(c), r)
-			ch := subChannel()
-			adaptertest.MustAdd(t, s, ch)
-			m.Close()
-			if err := m.Restart(); err != nil {
-				t.Fatal(err)
-			}
-			adaptertest.WaitResubscribed(t, r, ch, func(p string) int64 { return int64(m.Publish(ch, p)) })
-			other := subChannel()
-			adaptertest.MustAdd(t, s, other)
-			// c's own connection broke too: publish through miniredis.
-			if n := m.Publish(other, "y"); n != 1 {
-				t.Fatalf("PUBLISH after Add reached %d subscribers, want 1", n)
-			}
-			r.Expect(t, other, "y")
-		})
-		t.Run("redis/"+proto, func(t *testing.T) {
-			testredis.SkipShort(t, "restarts a private server and waits for resubscription")
-			srv := testredis.Start(t)
-			c := newClient(t, backend{addr: srv.Addr()}, edit)
-			r := adaptertest.NewRecorder(t)
-			s := adaptertest.Subscribe(t, rueidisadapter.New(c), r)
-			ch := subChannel()
-			adaptertest.MustAdd(t, s, ch)
-			subPublish(t, c, ch, "first")
-			r.Expect(t, ch, "first")
+		for _, fault := range []string{"killed", "silent"} {
+			t.Run(proto+"/"+fault, func(t *testing.T) {
+				if fault == "silent" {
+					testredis.SkipShort(t, "stalls a private server for seconds")
+				}
+				srv := testredis.Start(t)
+				c := newClient(t, backend{addr: srv.Addr()}, func(o *rueidis.ClientOption) {
+					o.ConnWriteTimeout = 500 * time.Millisecond // rueidis pings an idle connection every second
+					if resp2 {
+						o.AlwaysRESP2 = true
+						o.DisableCache = true
+					}
+				})
+				conn := rueidisadapter.New(c)
+				defer conn.Close()
+				r := adaptertest.NewRecorder(t)
+				s := adaptertest.Subscribe(t, conn, r)
+				ch := subChannel()
+				adaptertest.MustAdd(t, s, ch)
+				subPublish(t, c, ch, "before")
+				r.Expect(t, ch, "before")
+				select {
+				case <-s.Done():
+					t.Fatal("Done closed on a live connection")
+				default:
+				}
 
-			srv.Restart()
-			adaptertest.WaitResubscribed(t, r, ch, adaptertest.ServerPublish(srv, ch))
-			adaptertest.CheckKillSubscriber(t, srv, r, ch)
-			// c's own connection broke too: publish through srv.
-			adaptertest.CheckAddAcrossRestart(t, srv, s, r, ch, subChannel(), srvPublish(srv))
-		})
-	}
-}
-
-// TestSubscribeErrorReply checks that a SUBSCRIBE the server refuses fails
-// Add, and that a new connection does not try it again.
-func TestSubscribeErrorReply(t *testing.T) {
-	srv := testredis.Start(t)
-	adaptertest.CheckErrorReply(t, srv, func(user, password string) adaptertest.Adapter {
-		return subAdapter(newClient(t, backend{addr: srv.Addr()}, func(o *rueidis.ClientOption) {
-			o.Username, o.Password = user, password
-		}))
-	})
-}
-
-// subscriberIDs returns the ids of the server's Pub/Sub connections.
-func subscriberIDs(t *testing.T, srv *testredis.Server) []string {
-	t.Helper()
-	v, err := srv.Do("CLIENT", "LIST", "TYPE", "pubsub")
-	if err != nil {
-		t.Fatalf("CLIENT LIST: %v", err)
-	}
-	var ids []string
-	for _, line := range strings.Split(strings.TrimSpace(v.(string)), "\n") {
-		for _, f := range strings.Fields(line) {
-			if id, ok := strings.CutPrefix(f, "id="); ok {
-				ids = append(ids, id)
-			}
-		}
-	}
-	return ids
-}
-
-// TestSubscribeDeadConnection checks that a server that stops answering
-// (DEBUG SLEEP: no connection is closed) makes rueidis's health check close
-// the connection, which the subscription then replaces.
-func TestSubscribeDeadConnection(t *testing.T) {
-	testredis.SkipShort(t, "stalls a private server for seconds")
-	for _, resp2 := range []bool{false, true} {
-		name := "resp3"
-		if resp2 {
-			name = "resp2"
-		}
-		t.Run(name, func(t *testing.T) {
-			srv := testredis.Start(t)
-			c := newClient(t, backend{addr: srv.Addr()}, func(o *rueidis.ClientOption) {
-				o.ConnWriteTimeout = 500 * time.Millisecond // rueidis pings an idle connection every second
-				if resp2 {
-					o.AlwaysRESP2 = true
-					o.DisableCache = true
+				if fault == "killed" {
+					if n, err := srv.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil || n.(int64) != 1 {
+						t.Fatalf("CLIENT KILL TYPE pubsub = %v, %v; want 1", n, err)
+					}
+				} else if _, err := srv.Do("DEBUG", "SLEEP", "3"); err != nil {
+					t.Fatalf("DEBUG SLEEP: %v", err)
+				}
+				select {
+				case <-s.Done():
+				case <-time.After(adaptertest.Wait):
+					t.Fatalf("Done still open %v after the connection was %s", adaptertest.Wait, fault)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), adaptertest.Wait)
+				defer cancel()
+				if err := s.Add(ctx, subChannel()); !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("Add after Done: %v; want an error matching net.ErrClosed", err)
+				}
+				start := time.Now()
+				if err := s.Close(); err != nil {
+					t.Fatalf("Close after Done: %v", err)
+				}
+				r.Stop()
+				if d := time.Since(start); d > time.Second {
+					t.Fatalf("Close after Done took %v", d)
+				}
+				if fault == "killed" {
+					// The server has no subscriber left.
+					if n := adaptertest.ServerPublish(srv, ch)("after"); n != 0 {
+						t.Fatalf("PUBLISH after the kill reached %d subscribers, want 0", n)
+					}
 				}
 			})
-			r := adaptertest.NewRecorder(t)
-			s := adaptertest.Subscribe(t, rueidisadapter.New(c), r)
-			ch := subChannel()
-			adaptertest.MustAdd(t, s, ch)
-			before := subscriberIDs(t, srv)
-			if len(before) != 1 {
-				t.Fatalf("Pub/Sub connections before: %q, want one", before)
-			}
-			if _, err := srv.Do("DEBUG", "SLEEP", "3"); err != nil {
-				t.Fatalf("DEBUG SLEEP: %v", err)
-			}
-			adaptertest.WaitResubscribed(t, r, ch, adaptertest.ServerPublish(srv, ch))
-			after := subscriberIDs(t, srv)
-			if len(after) != 1 || after[0] == before[0] {
-				t.Fatalf("Pub/Sub connections: %q before, %q after; want a new one", before, after)
-			}
-		})
+		}
 	}
+}
+
+// TestSubscribeErrorReply checks that a SUBSCRIBE the server refuses
+// (NOPERM) fails Add with the server's error and leaves the subscription
+// open and usable.
+func TestSubscribeErrorReply(t *testing.T) {
+	srv := testredis.Start(t)
+	if _, err := srv.Do("ACL", "SETUSER", "limited", "on", ">pw", "~*", "resetchannels", "&allowed:*", "+@all"); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	c := newClient(t, backend{addr: srv.Addr()}, func(o *rueidis.ClientOption) { o.Username, o.Password = "limited", "pw" })
+	r := adaptertest.NewRecorder(t)
+	s := adaptertest.Subscribe(t, rueidisadapter.New(c), r)
+	ctx, cancel := context.WithTimeout(context.Background(), adaptertest.Wait)
+	defer cancel()
+	err := s.Add(ctx, "denied:x")
+	var re *rueidis.RedisError
+	if !errors.Is(err, driver.ErrNoPermission) || !errors.As(err, &re) || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Add of a denied channel: %v; want the server's NOPERM, matching driver.ErrNoPermission", err)
+	}
+	select {
+	case <-s.Done():
+		t.Fatal("an error reply ended the subscription")
+	default:
+	}
+	adaptertest.MustAdd(t, s, "allowed:x")
+	subPublish(t, c, "allowed:x", "ok")
+	r.Expect(t, "allowed:x", "ok")
 }
