@@ -1,38 +1,25 @@
 // Package redigo connects relock to Redis through github.com/gomodule/redigo.
 //
-// Wrap a pool you built with [New]; the pool stays yours, and closing the
-// relock client leaves it open:
+// Wrap a *redis.Pool of yours with [New] (relock.Client.Close leaves it
+// open), or let relock build and own one from a URL with
+// relock.Open("redigo", "redis://127.0.0.1:6379/0") (see [Driver.Open]):
 //
-//	pool := &redis.Pool{
-//		MaxIdle: 16,
-//		DialContext: func(ctx context.Context) (redis.Conn, error) {
-//			return redis.DialContext(ctx, "tcp", "127.0.0.1:6379")
-//		},
-//	}
-//	defer pool.Close()
+//	pool := &redis.Pool{MaxIdle: 16, DialContext: func(ctx context.Context) (redis.Conn, error) {
+//		return redis.DialContext(ctx, "tcp", "127.0.0.1:6379")
+//	}}
 //	locks, err := relock.New(redigo.New(pool))
 //
-// Set MaxIdle: without it the pool closes every connection after each use,
-// and each lock call dials anew. A pool without a dial function is
-// rejected by relock.New. Or let relock build and own the pool from a URL
-// (see [Driver.Open]); importing the package registers the driver as
-// "redigo":
-//
-//	locks, err := relock.Open("redigo", "redis://127.0.0.1:6379/0")
-//
-// A [Conn] implements driver.Conn, Scripter, Watcher, Subscriber,
-// ReplicaWaiter and Validator. Every command takes a connection from the
-// pool with GetContext and runs with redis.DoContext, so the caller's
-// context bounds it even on a pool without any timeout; the connections
-// must implement redis.ConnWithContext, as those of *redis.Pool do. A call
-// whose context never ends waits as long as the pool's DialReadTimeout
-// says (forever when unset). redigo bounds the TLS handshake of a pool you
-// build by its own timer, not the context; the pools Open builds bound it
-// by the context too.
-//
-// EvalShaWait and EvalWait send the script call and WAIT on one pooled
-// connection, pipelined, since WAIT counts only its connection's writes:
-// keep the pool's DialReadTimeout above the WAIT timeout.
+// Set MaxIdle, or the pool dials anew for every call. A [Conn] implements
+// driver.Conn, Scripter, Watcher, Subscriber, ReplicaWaiter and Validator.
+// Every command takes a connection with GetContext and runs with
+// redis.DoContext, so the caller's context bounds it even on a pool
+// without timeouts (the connections must implement redis.ConnWithContext,
+// as the pool's do); a context that never ends waits as long as
+// DialReadTimeout says. redigo bounds the TLS handshake of your pool by
+// its own timer; Open's pools bound it by the context too. EvalShaWait and
+// EvalWait pipeline the script and WAIT on one connection, since WAIT
+// counts only its connection's writes: keep DialReadTimeout above the WAIT
+// timeout.
 package redigo
 
 import (
@@ -60,8 +47,7 @@ var (
 )
 
 // Pool is where a Conn gets its connections; *redis.Pool satisfies it.
-// Each connection GetContext returns is closed after use, which returns it
-// to the pool.
+// Each connection taken is closed after use, which gives it back.
 type Pool interface {
 	GetContext(ctx context.Context) (redis.Conn, error)
 }
@@ -134,16 +120,10 @@ func (c *Conn) conn(ctx context.Context) (redis.Conn, error) {
 		return nil, err
 	}
 	rc, err := c.pool.GetContext(ctx)
-	if err != nil {
-		if rc != nil {
-			_ = rc.Close()
-		}
-		return nil, translate(ctx, err)
+	if err == nil && rc == nil {
+		err = errors.New("relock/redigo: pool returned a nil connection")
 	}
-	if rc == nil {
-		return nil, errors.New("relock/redigo: pool returned a nil connection")
-	}
-	return rc, nil
+	return rc, translate(ctx, err)
 }
 
 // do runs one command on a connection from the pool.

@@ -24,7 +24,7 @@ const (
 var errSubClosed = errors.New("relock/redigo: subscription is closed")
 
 // Subscribe takes one connection from the pool, checks it with PING (up to
-// 16 pooled ones, as those idle across a server restart are dead) and
+// 16 pooled ones, as those left idle across a server restart are dead) and
 // keeps it for pub/sub until the subscription ends; it counts against the
 // pool's MaxActive meanwhile and goes back closed. One goroutine reads it
 // and calls onMessage; another sends PING every second, so that Done
@@ -35,32 +35,33 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 	if onMessage == nil {
 		return nil, errors.New("relock/redigo: Subscribe with a nil message handler")
 	}
-	var rc redis.Conn
-	var err error
-	for range 16 {
-		if rc, err = c.conn(ctx); err != nil {
+	for tries := 1; ; tries++ {
+		rc, err := c.conn(ctx)
+		if err != nil {
 			return nil, err
 		}
 		pctx, cancel := context.WithTimeout(ctx, receiveTimeout)
 		_, err = do(pctx, rc, "PING")
 		cancel()
 		if err == nil {
-			break
+			return subscribe(rc, onMessage), nil
 		}
+		stale := rc.Err() != nil && !errors.Is(err, context.DeadlineExceeded)
 		_ = rc.Close()
-		if ctx.Err() != nil || errors.As(err, new(redis.Error)) {
-			return nil, translate(ctx, err) // no use trying another
+		if !stale || tries == 16 {
+			return nil, err
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
+}
+
+// subscribe starts the subscription on rc.
+func subscribe(rc redis.Conn, onMessage func(channel, payload string)) *subscription {
 	s := &subscription{rc: rc, onMessage: onMessage}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
 	go s.receive()
 	go s.keepAlive()
-	return s, nil
+	return s
 }
 
 // subscription is the driver.Subscription of Conn.Subscribe. Every

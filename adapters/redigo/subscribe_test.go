@@ -414,3 +414,30 @@ func TestSubscribePlainConn(t *testing.T) {
 		t.Fatal("Get over connections without context support succeeded")
 	}
 }
+
+// TestSubscribeStalePool checks that Subscribe skips the pooled
+// connections that died with a server restart.
+func TestSubscribeStalePool(t *testing.T) {
+	srv := testredis.Start(t)
+	pool, _ := subPool(t, srv.Addr())
+	var idle []redis.Conn
+	for range 4 {
+		rc := pool.Get()
+		_, _ = rc.Do("PING")
+		idle = append(idle, rc)
+	}
+	for _, rc := range idle {
+		_ = rc.Close()
+	}
+	if n := pool.Stats().IdleCount; n < 4 {
+		t.Fatalf("%d idle connections, want at least 4", n)
+	}
+	srv.Restart()
+	a := subAdapter(pool, srv.Addr())
+	r := adaptertest.NewRecorder(t)
+	s := adaptertest.Subscribe(t, a.Subscriber, r)
+	ch := subChannel()
+	adaptertest.MustAdd(t, s, ch)
+	a.Publish(t, ch, "after restart")
+	r.Expect(t, ch, "after restart")
+}
