@@ -80,41 +80,22 @@ func openPool(dsn string) (*redis.Pool, error) {
 	if q.Has("pool_size") && q.Has("max_active") {
 		return nil, errors.New("pool_size and max_active (its old name) both given")
 	}
+	counts := map[string]*int{"db": &db, "max_idle": &pool.MaxIdle, "max_active": &pool.MaxActive, "pool_size": &pool.MaxActive}
+	durations := map[string]*time.Duration{"dial_timeout": &dialTimeout, "read_timeout": &read, "write_timeout": &write, "idle_timeout": &pool.IdleTimeout}
 	for name := range q {
-		v, want := q.Get(name), ""
-		d, derr := time.ParseDuration(v)
-		n, nerr := strconv.Atoi(v)
-		switch name {
-		case "db", "max_idle", "max_active", "pool_size":
-			want = "a number"
-			err = nerr
-		case "dial_timeout", "read_timeout", "write_timeout", "idle_timeout":
-			want = "a duration such as 3s"
-			err = derr
-		case "client_name":
-		case "addr", "master_name", "master_set":
+		v := q.Get(name)
+		if p := counts[name]; p != nil {
+			if *p, err = strconv.Atoi(v); err != nil || *p < 0 {
+				return nil, fmt.Errorf("option %s=%q: want a number", name, v)
+			}
+		} else if p := durations[name]; p != nil {
+			if *p, err = time.ParseDuration(v); err != nil || *p < 0 {
+				return nil, fmt.Errorf("option %s=%q: want a duration such as 3s", name, v)
+			}
+		} else if name == "addr" || name == "master_name" || name == "master_set" {
 			return nil, fmt.Errorf("option %s: redigo has no cluster or sentinel client", name)
-		default:
+		} else if name != "client_name" {
 			return nil, fmt.Errorf("unknown option %s", name)
-		}
-		if err != nil || d < 0 || n < 0 {
-			return nil, fmt.Errorf("option %s=%q: want %s", name, v, want)
-		}
-		switch name {
-		case "db":
-			db = n
-		case "max_idle":
-			pool.MaxIdle = n
-		case "max_active", "pool_size":
-			pool.MaxActive = n
-		case "dial_timeout":
-			dialTimeout = d
-		case "read_timeout":
-			read = d
-		case "write_timeout":
-			write = d
-		case "idle_timeout":
-			pool.IdleTimeout = d
 		}
 	}
 	opts := []redis.DialOption{redis.DialReadTimeout(read), redis.DialWriteTimeout(write),

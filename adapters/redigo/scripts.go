@@ -32,12 +32,7 @@ func (c *Conn) eval(ctx context.Context, cmd, script string, keys, args []string
 
 // evalArgs returns the arguments of EVAL or EVALSHA.
 func evalArgs(script string, keys, args []string) []any {
-	a := make([]any, 0, 2+len(keys)+len(args))
-	a = append(a, script, len(keys))
-	for _, s := range append(keys[:len(keys):len(keys)], args...) {
-		a = append(a, s)
-	}
-	return a
+	return append([]any{script, len(keys)}, anys(keys, args)...)
 }
 
 // send queues commands (a name and its arguments each) on rc.
@@ -134,11 +129,13 @@ func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) erro
 	return fn(t)
 }
 
-// anys returns ss as arguments of a command.
-func anys(ss []string) []any {
-	a := make([]any, len(ss))
-	for i, s := range ss {
-		a[i] = s
+// anys returns lists, one after the other, as arguments of a command.
+func anys(lists ...[]string) []any {
+	var a []any
+	for _, list := range lists {
+		for _, s := range list {
+			a = append(a, s)
+		}
 	}
 	return a
 }

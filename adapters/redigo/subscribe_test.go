@@ -441,3 +441,40 @@ func TestSubscribeStalePool(t *testing.T) {
 	a.Publish(t, ch, "after restart")
 	r.Expect(t, ch, "after restart")
 }
+
+// TestSubscribeCloseFrozen checks that Close returns at once when it comes
+// while onMessage runs and the server has stopped answering: the
+// connection is dropped, not unsubscribed with reads that nothing bounds.
+func TestSubscribeCloseFrozen(t *testing.T) {
+	srv := testredis.Start(t)
+	pool, _ := subPool(t, srv.Addr())
+	in, release := make(chan struct{}), make(chan struct{})
+	s, err := redigo.New(pool).Subscribe(context.Background(), func(string, string) {
+		close(in)
+		<-release
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := subChannel()
+	adaptertest.MustAdd(t, s, ch)
+	subPublish(t, srv.Addr(), ch, "x")
+	<-in
+	thaw := adaptertest.Freeze(t, srv)
+	defer thaw()
+	closed := make(chan time.Time, 1)
+	go func() { _ = s.Close(); closed <- time.Now() }()
+	time.Sleep(50 * time.Millisecond)
+	released := time.Now()
+	close(release)
+	select {
+	case at := <-closed:
+		if d := at.Sub(released); d > time.Second {
+			t.Fatalf("Close returned %v after onMessage did", d)
+		}
+	case <-time.After(adaptertest.Wait):
+		thaw()
+		<-closed
+		t.Fatal("Close waited on a frozen server")
+	}
+}
