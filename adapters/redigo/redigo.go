@@ -25,7 +25,6 @@ package redigo
 import (
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -145,16 +144,11 @@ func do(ctx context.Context, rc redis.Conn, cmd string, args ...any) (any, error
 	return r, translate(ctx, err)
 }
 
-// SetNX runs SET key value NX PX ms and reports whether the key was set.
+// SetNX runs SET key value NX PX ms and reports whether the key was set
+// (OK, rather than nil).
 func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
 	r, err := c.do(ctx, "SET", key, value, "NX", "PX", ttl.Milliseconds())
-	if err != nil || r == nil {
-		return false, err
-	}
-	if r != "OK" {
-		return false, fmt.Errorf("relock/redigo: unexpected reply %T (%v) to SET NX", r, r)
-	}
-	return true, nil
+	return r != nil && err == nil, err
 }
 
 // Get runs GET key. ok is false, and err nil, when the key does not exist.

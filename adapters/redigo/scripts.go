@@ -62,7 +62,7 @@ func (c *Conn) EvalWait(ctx context.Context, script string, keys, args []string,
 func (c *Conn) evalWait(ctx context.Context, cmd, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
 	ms, err := driver.WaitTimeout(replicas, timeout)
 	if err != nil {
-		return nil, 0, fmt.Errorf("relock/redigo: %w", err)
+		return nil, 0, err
 	}
 	rc, err := c.conn(ctx)
 	if err != nil {
@@ -189,15 +189,12 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	if r == nil {
 		return nil, driver.ErrTxAborted
 	}
-	rs, ok := r.([]any)
-	if !ok {
+	if _, ok := r.([]any); !ok {
 		return nil, fmt.Errorf("relock/redigo: unexpected reply %T to EXEC", r)
 	}
-	out := make([]any, len(rs))
-	for i, v := range rs {
-		if out[i], err = driver.ConvertReply(v); err != nil {
-			return nil, fmt.Errorf("relock/redigo: transaction command %d (%s): %w", i, cmds[i][0], err)
-		}
+	out, err := driver.ConvertReply(r) // an error reply in the array is the error
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return out.([]any), nil
 }
