@@ -35,16 +35,6 @@ func evalArgs(script string, keys, args []string) []any {
 	return append([]any{script, len(keys)}, anys(keys, args)...)
 }
 
-// send queues commands (a name and its arguments each) on rc.
-func send(rc redis.Conn, cmds ...[]any) error {
-	for _, cmd := range cmds {
-		if err := rc.Send(cmd[0].(string), cmd[1:]...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // EvalShaWait sends EVALSHA and WAIT replicas timeout-in-ms pipelined on
 // one pooled connection, and returns the script's reply and WAIT's count.
 // A NOSCRIPT reply gives an error matching driver.ErrNoScript; when the
@@ -72,9 +62,10 @@ func (c *Conn) evalWait(ctx context.Context, cmd, script string, keys, args []st
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	err = send(rc, append([]any{cmd}, evalArgs(script, keys, args)...), []any{"WAIT", replicas, ms})
-	if err == nil {
-		err = rc.Flush()
+	if err = rc.Send(cmd, evalArgs(script, keys, args)...); err == nil {
+		if err = rc.Send("WAIT", replicas, ms); err == nil {
+			err = rc.Flush()
+		}
 	}
 	if err != nil {
 		return nil, 0, translate(ctx, err)
@@ -163,18 +154,22 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	if t.done {
 		return nil, errTxDone
 	}
-	queued := [][]any{{"MULTI"}}
 	for i, cmd := range cmds {
 		if len(cmd) == 0 {
 			return nil, fmt.Errorf("relock/redigo: empty command %d in transaction", i)
 		}
-		queued = append(queued, anys(cmd))
 	}
 	// Nothing may be queued on the connection unless EXEC goes out too.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := send(t.rc, queued...); err != nil {
+	err := t.rc.Send("MULTI")
+	for _, cmd := range cmds {
+		if err == nil {
+			err = t.rc.Send(cmd[0], anys(cmd[1:])...)
+		}
+	}
+	if err != nil {
 		return nil, translate(ctx, err)
 	}
 	// DoContext flushes and reads every reply; it returns EXEC's and the

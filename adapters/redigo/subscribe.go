@@ -104,7 +104,7 @@ func (s *subscription) write(c *command, cmd string, args ...any) error {
 // Add sends SUBSCRIBE and returns once the server confirmed every channel,
 // or refused them (an error reply, NOPERM say), or the connection broke.
 func (s *subscription) Add(ctx context.Context, channels ...string) error {
-	if err := s.check(ctx); err != nil || len(channels) == 0 {
+	if err := ctx.Err(); err != nil || len(channels) == 0 {
 		return err
 	}
 	c := &command{left: len(channels), done: make(chan error, 1)}
@@ -121,17 +121,10 @@ func (s *subscription) Add(ctx context.Context, channels ...string) error {
 
 // Remove sends UNSUBSCRIBE, without waiting for the confirmations.
 func (s *subscription) Remove(ctx context.Context, channels ...string) error {
-	if err := s.check(ctx); err != nil || len(channels) == 0 {
+	if err := ctx.Err(); err != nil || len(channels) == 0 {
 		return err
 	}
 	return translate(ctx, s.write(&command{left: len(channels)}, "UNSUBSCRIBE", anys(channels)...))
-}
-
-func (s *subscription) check(ctx context.Context) error {
-	if s.ctx.Err() != nil {
-		return errSubClosed
-	}
-	return ctx.Err()
 }
 
 // Done is closed when the connection broke or Close was called.
