@@ -14,6 +14,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/redigo"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
@@ -476,5 +477,63 @@ func TestSubscribeCloseFrozen(t *testing.T) {
 		thaw()
 		<-closed
 		t.Fatal("Close waited on a frozen server")
+	}
+}
+
+// TestNotifierReopens runs the adapter under relock's notifier: when the
+// server kills the subscription connection while a waiter waits, relock
+// opens a new subscription through the adapter and adds the waiter's
+// channel again, and the waiter gets the lock once it is released.
+func TestNotifierReopens(t *testing.T) {
+	srv := testredis.Start(t)
+	pool, _ := subPool(t, srv.Addr())
+	client, err := relock.New(redigo.New(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	held, err := client.Obtain(ctx, "relock-test:redigo:reopen", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		l, err := client.Obtain(ctx, "relock-test:redigo:reopen", time.Minute)
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	subscribed := func() {
+		t.Helper()
+		deadline := time.Now().Add(adaptertest.Wait)
+		for {
+			chans, err := srv.Do("PUBSUB", "CHANNELS")
+			if list, _ := chans.([]any); err == nil && len(list) > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no channel subscribed within %v: %v, %v", adaptertest.Wait, chans, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	subscribed()
+	if n, err := srv.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil || n.(int64) != 1 {
+		t.Fatalf("CLIENT KILL TYPE pubsub = %v, %v; want 1", n, err)
+	}
+	subscribed()
+	if err := held.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("the waiter's Obtain: %v", err)
+		}
+	case <-time.After(adaptertest.Wait):
+		t.Fatal("the waiter did not get the lock after its release")
 	}
 }
