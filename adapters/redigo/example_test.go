@@ -5,28 +5,22 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/redigo"
 )
 
+// Example wraps a redigo pool of your own. It is compiled, not run; the
+// runnable one, on miniredis, is in internal/onmini.
 func Example() {
-	// An in-memory Redis for the example; use your server's address.
-	m, err := miniredis.Run()
-	if err != nil {
-		panic(err)
-	}
-	defer m.Close()
-
 	pool := &redis.Pool{
-		MaxIdle: 8,
+		MaxIdle: 16,
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return redis.DialContext(ctx, "tcp", m.Addr())
+			return redis.DialContext(ctx, "tcp", "127.0.0.1:6379")
 		},
 	}
-	defer pool.Close() // the pool is ours: relock leaves it open
+	defer pool.Close() // the pool is yours: relock leaves it open
 
 	locks, err := relock.New(redigo.New(pool))
 	if err != nil {
@@ -39,17 +33,21 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
+	defer lock.Release(ctx)
 	fmt.Println("obtained", lock.Key())
+}
 
-	_, err = locks.TryObtain(ctx, "report:daily", 30*time.Second)
-	fmt.Println("second try:", err)
-
-	if err := lock.Release(ctx); err != nil {
+// Example_open lets relock build and own the pool from a URL.
+func Example_open() {
+	locks, err := relock.Open("redigo", "redis://127.0.0.1:6379/0?pool_size=32")
+	if err != nil {
 		panic(err)
 	}
-	fmt.Println("released")
-	// Output:
-	// obtained report:daily
-	// second try: relock: obtain "report:daily": lock not obtained (held by another owner, 30s left)
-	// released
+	defer locks.Close()
+
+	lock, err := locks.Obtain(context.Background(), "report:daily", 30*time.Second)
+	if err != nil {
+		panic(err)
+	}
+	defer lock.Release(context.Background())
 }

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/gomodule/redigo/redis"
 	"go.uber.org/goleak"
 
@@ -22,7 +21,6 @@ import (
 	"github.com/relock-go/relock/adapters/redigo"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
-	"github.com/relock-go/relock/internal/testkit/minitest"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
@@ -84,27 +82,21 @@ func key(t testing.TB, addr string) string {
 	return k
 }
 
-// backends runs fn against a fresh miniredis and against the real server.
-func backends(t *testing.T, fn func(t *testing.T, addr string, m *miniredis.Miniredis)) {
-	t.Run("miniredis", func(t *testing.T) {
-		m := miniredis.RunT(t)
-		fn(t, m.Addr(), m)
-	})
-	t.Run("redis", func(t *testing.T) {
-		fn(t, testredis.Addr(t), nil)
-	})
+// backends runs fn against the shared real server (the same checks on
+// miniredis are in internal/onmini, through the conformance suite).
+func backends(t *testing.T, fn func(t *testing.T, addr string)) {
+	fn(t, testredis.Addr(t))
 }
 
 func TestConformance(t *testing.T) {
 	newConn := func(t *testing.T, b adaptertest.Backend) driver.Conn {
 		return redigo.New(newPool(t, b.Addr))
 	}
-	t.Run("miniredis", func(t *testing.T) { minitest.RunConformance(t, newConn, nil) })
 	adaptertest.RunConformance(t, newConn)
 }
 
 func TestSetNXAndGet(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, m *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		ctx := context.Background()
 		c := redigo.New(newPool(t, addr))
 		k := key(t, addr)
@@ -130,17 +122,19 @@ func TestSetNXAndGet(t *testing.T) {
 		if v, ok, err := c.Get(ctx, k); err != nil || !ok || v != "tok1" {
 			t.Fatalf("Get = %q, %v, %v; want \"tok1\", true, nil", v, ok, err)
 		}
-		if m != nil {
-			m.FastForward(1500 * time.Millisecond)
-			if _, ok, err := c.Get(ctx, k); err != nil || ok {
-				t.Fatalf("Get after expiry: ok %v, err %v; want false, nil", ok, err)
-			}
+		short := key(t, addr)
+		if set, err := c.SetNX(ctx, short, "tok", 20*time.Millisecond); err != nil || !set {
+			t.Fatalf("SetNX with 20ms = %v, %v", set, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if _, ok, err := c.Get(ctx, short); err != nil || ok {
+			t.Fatalf("Get after expiry: ok %v, err %v; want false, nil", ok, err)
 		}
 	})
 }
 
 func TestEvalReplies(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		ctx := context.Background()
 		c := redigo.New(newPool(t, addr))
 		k := key(t, addr)
@@ -199,7 +193,7 @@ func TestEvalReplies(t *testing.T) {
 }
 
 func TestNoScript(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		ctx := context.Background()
 		c := redigo.New(newPool(t, addr))
 		script := "return 'noscript-" + key(t, "") + "'"
@@ -235,7 +229,7 @@ func TestNoScript(t *testing.T) {
 }
 
 func TestWrongType(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		ctx := context.Background()
 		c := redigo.New(newPool(t, addr))
 		k := key(t, addr)
@@ -260,8 +254,8 @@ func TestWrongType(t *testing.T) {
 		script := "return redis.call('GET', KEYS[1])"
 		_, err = c.Eval(ctx, script, []string{k})
 		check("Eval", err)
-		// miniredis does not cache a script that failed, Redis does:
-		// load it explicitly.
+		// Load it explicitly: EVAL of a failing script caches it on Redis,
+		// not on every server.
 		sha, err := redis.String(dial(t, addr).Do("SCRIPT", "LOAD", script))
 		if err != nil {
 			t.Fatal(err)
@@ -308,7 +302,7 @@ func (w watchOnly) Eval() {} // shadows Conn.Eval: watchOnly is no driver.Script
 var _ driver.Watcher = watchOnly{}
 
 func TestWatchExec(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		ctx := context.Background()
 		c := redigo.New(newPool(t, addr))
 		k, k2 := key(t, addr), key(t, addr)
@@ -347,7 +341,7 @@ func TestWatchExec(t *testing.T) {
 }
 
 func TestWatchAborted(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		ctx := context.Background()
 		c := redigo.New(newPool(t, addr))
 		other := redigo.New(newPool(t, addr))
@@ -378,7 +372,7 @@ func TestWatchAborted(t *testing.T) {
 }
 
 func TestExecErrors(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		ctx := context.Background()
 		pc := &singleConnPool{c: dial(t, addr)}
 		c := redigo.New(pc)
@@ -459,7 +453,7 @@ func assertClean(t *testing.T, rc redis.Conn, addr, k string) {
 }
 
 func TestWatchLeavesNoWatch(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		ctx := context.Background()
 		k := key(t, addr)
 		command(t, addr, "SET", k, "v")
@@ -512,25 +506,38 @@ func TestWatchLeavesNoWatch(t *testing.T) {
 }
 
 func TestTxAfterWatch(t *testing.T) {
-	m := miniredis.RunT(t)
+	addr := testredis.Addr(t)
 	ctx := context.Background()
-	c := redigo.New(newPool(t, m.Addr()))
+	c := redigo.New(newPool(t, addr))
+	k := key(t, addr)
 	var saved driver.Tx
-	if err := c.Watch(ctx, []string{"k"}, func(tx driver.Tx) error { saved = tx; return nil }); err != nil {
+	if err := c.Watch(ctx, []string{k}, func(tx driver.Tx) error { saved = tx; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := saved.Get(ctx, "k"); err == nil {
+	if _, _, err := saved.Get(ctx, k); err == nil {
 		t.Error("Tx.Get after Watch returned succeeded")
 	}
-	if _, err := saved.Exec(ctx, []string{"DEL", "k"}); err == nil {
+	if _, err := saved.Exec(ctx, []string{"DEL", k}); err == nil {
 		t.Error("Tx.Exec after Watch returned succeeded")
 	}
 }
 
+// clients returns the number of client connections srv has, less the one
+// that asks.
+func clients(t *testing.T, srv *testredis.Server) int {
+	t.Helper()
+	list, err := srv.Do("CLIENT", "LIST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := list.(string)
+	return strings.Count(s, "\n") - 1
+}
+
 func TestCloseUserPool(t *testing.T) {
-	m := miniredis.RunT(t)
+	srv := testredis.Start(t)
 	ctx := context.Background()
-	pool := newPool(t, m.Addr())
+	pool := newPool(t, srv.Addr())
 	c := redigo.New(pool)
 	if _, err := c.SetNX(ctx, "k", "v", time.Second); err != nil {
 		t.Fatal(err)
@@ -555,14 +562,14 @@ func TestCloseUserPool(t *testing.T) {
 	if v, err := redis.String(rc.Do("GET", "k")); err != nil || v != "v" {
 		t.Fatalf("user pool after Close: %q, %v; want it still open", v, err)
 	}
-	if n := m.CurrentConnectionCount(); n != 1 {
+	if n := clients(t, srv); n != 1 {
 		t.Errorf("%d connections open; want the pool's 1", n)
 	}
 }
 
 func TestCloseOwnedPool(t *testing.T) {
-	m := miniredis.RunT(t)
-	c, err := redigo.Driver{}.Open("redis://" + m.Addr())
+	srv := testredis.Start(t)
+	c, err := redigo.Driver{}.Open(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,8 +577,8 @@ func TestCloseOwnedPool(t *testing.T) {
 	if set, err := c.SetNX(ctx, "k", "v", time.Second); err != nil || !set {
 		t.Fatal(set, err)
 	}
-	if n := m.CurrentConnectionCount(); n != 1 {
-		t.Errorf("%d connections open before Close; want 1 (Open's test connection reused)", n)
+	if n := clients(t, srv); n != 1 {
+		t.Errorf("%d connections open before Close; want 1", n)
 	}
 	for range 2 {
 		if err := c.Close(); err != nil {
@@ -582,9 +589,9 @@ func TestCloseOwnedPool(t *testing.T) {
 		t.Errorf("Get after Close: %v; want redigo.ErrClosed", err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	for m.CurrentConnectionCount() != 0 {
+	for n := clients(t, srv); n != 0; n = clients(t, srv) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still open after Close; want the owned pool closed", m.CurrentConnectionCount())
+			t.Fatalf("%d connections still open after Close; want the owned pool closed", n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -716,7 +723,7 @@ func roundTrip(t *testing.T, client *relock.Client, k string) {
 }
 
 func TestEndToEnd(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		c := redigo.New(newPool(t, addr))
 		for name, conn := range map[string]driver.Conn{"scripts": c, "watch": watchOnly{c}} {
 			t.Run(name, func(t *testing.T) {
@@ -731,7 +738,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestConcurrent(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		c := redigo.New(newPool(t, addr))
 		k := key(t, addr)
 		outer := t
@@ -782,7 +789,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestContext(t *testing.T) {
-	backends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	backends(t, func(t *testing.T, addr string) {
 		c := redigo.New(newPool(t, addr))
 		k := key(t, addr)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -913,15 +920,8 @@ func fakeServer(t *testing.T, serve func(net.Conn)) string {
 }
 
 // TestReplicaWaiter runs EvalShaWait and EvalWait against a private primary
-// with one replica, and against miniredis, whose WAIT answers 0.
+// with one replica (on miniredis, whose WAIT answers 0, in internal/onmini).
 func TestReplicaWaiter(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) {
-		m := miniredis.RunT(t)
-		c := redigo.New(newPool(t, m.Addr()))
-		command(t, m.Addr(), "SCRIPT", "LOAD", adaptertest.SetScript)
-		adaptertest.CheckWaitZero(t, context.Background(), c, "k", nil)
-	})
-
 	t.Run("replica", func(t *testing.T) {
 		rp := adaptertest.StartReplicaPair(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

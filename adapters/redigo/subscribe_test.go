@@ -7,14 +7,16 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/redigo"
+	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
@@ -23,16 +25,10 @@ import (
 // internal/testkit/adaptertest; this file runs them on redigo pools and adds the
 // tests of redigo's own ways.
 
-// subBackends runs fn against a fresh miniredis and against the real
-// server.
-func subBackends(t *testing.T, fn func(t *testing.T, addr string, m *miniredis.Miniredis)) {
-	t.Run("miniredis", func(t *testing.T) {
-		m := miniredis.RunT(t)
-		fn(t, m.Addr(), m)
-	})
-	t.Run("redis", func(t *testing.T) {
-		fn(t, testredis.Addr(t), nil)
-	})
+// subBackends runs fn against the shared real server (miniredis runs the
+// conformance suite's subscription checks in internal/onmini).
+func subBackends(t *testing.T, fn func(t *testing.T, addr string)) {
+	fn(t, testredis.Addr(t))
 }
 
 // subPool returns a pool dialing addr with opts, closed when t ends, and a
@@ -83,7 +79,7 @@ func subPublish(t *testing.T, addr, channel, payload string) int64 {
 }
 
 func TestSubscribe(t *testing.T) {
-	subBackends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	subBackends(t, func(t *testing.T, addr string) {
 		pool, _ := subPool(t, addr)
 		inUse := func() int { st := pool.Stats(); return st.ActiveCount - st.IdleCount }
 		// Remove returns once sent, not once applied. Close gives the
@@ -114,7 +110,7 @@ func TestSubscribe(t *testing.T) {
 // TestSubscribeOrder checks that messages arrive in the order published,
 // across channels.
 func TestSubscribeOrder(t *testing.T) {
-	subBackends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	subBackends(t, func(t *testing.T, addr string) {
 		pool, _ := subPool(t, addr)
 		adaptertest.CheckOrder(t, subAdapter(pool, addr), func(t *testing.T, msgs []adaptertest.Message) {
 			pc, err := redis.Dial("tcp", addr)
@@ -137,7 +133,7 @@ func TestSubscribeOrder(t *testing.T) {
 // TestSubscribeConcurrent runs Adds, Removes and messages from many
 // goroutines at once, for the race detector.
 func TestSubscribeConcurrent(t *testing.T) {
-	subBackends(t, func(t *testing.T, addr string, _ *miniredis.Miniredis) {
+	subBackends(t, func(t *testing.T, addr string) {
 		pool, _ := subPool(t, addr)
 		adaptertest.CheckConcurrent(t, subAdapter(pool, addr))
 	})
@@ -148,28 +144,31 @@ func TestSubscribeConcurrent(t *testing.T) {
 // that. It stops when t ends.
 func stallServer(t *testing.T) string {
 	t.Helper()
-	return fakeServer(t, func(c net.Conn) {
-		var got []byte
-		buf := make([]byte, 512)
-		for !bytes.Contains(got, []byte("PING\r\n")) {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			got = append(got, buf[:n]...)
-		}
-		if _, err := c.Write([]byte("+PONG\r\n")); err != nil {
+	return fakeServer(t, answerPing)
+}
+
+// answerPing answers the first PING on c with +PONG, and nothing after.
+func answerPing(c net.Conn) {
+	var got []byte
+	buf := make([]byte, 512)
+	for !bytes.Contains(got, []byte("PING\r\n")) {
+		n, err := c.Read(buf)
+		if err != nil {
 			return
 		}
-		_, _ = io.Copy(io.Discard, c)
-	})
+		got = append(got, buf[:n]...)
+	}
+	if _, err := c.Write([]byte("+PONG\r\n")); err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, c)
 }
 
 func TestSubscribeContext(t *testing.T) {
-	m := miniredis.RunT(t)
-	pool, _ := subPool(t, m.Addr())
+	addr := testredis.Addr(t)
+	pool, _ := subPool(t, addr)
 	r := adaptertest.NewRecorder(t)
-	adaptertest.CheckCancelled(t, subAdapter(pool, m.Addr()), r)
+	adaptertest.CheckCancelled(t, subAdapter(pool, addr), r)
 
 	// A server that never confirms: Add waits until its context ends, and
 	// Close returns at once all the same.
@@ -210,8 +209,8 @@ func TestSubscribeContext(t *testing.T) {
 }
 
 func TestSubscribeMisuse(t *testing.T) {
-	m := miniredis.RunT(t)
-	pool, _ := subPool(t, m.Addr())
+	addr := testredis.Addr(t)
+	pool, _ := subPool(t, addr)
 	ctx := context.Background()
 
 	closed := redigo.New(pool)
@@ -230,14 +229,14 @@ func TestSubscribeMisuse(t *testing.T) {
 	}
 
 	// Closing the Conn leaves an open subscription working until its own
-	// Close; it cannot reconnect, though.
+	// Close.
 	conn := redigo.New(pool)
 	r := adaptertest.NewRecorder(t)
 	s := adaptertest.Subscribe(t, conn, r)
 	_ = conn.Close()
 	ch := subChannel()
 	adaptertest.MustAdd(t, s, ch)
-	subPublish(t, m.Addr(), ch, "x")
+	subPublish(t, addr, ch, "x")
 	r.Expect(t, ch, "x")
 }
 
@@ -247,100 +246,148 @@ func (stallPool) GetContext(context.Context) (redis.Conn, error) {
 	return nil, errors.New("no server")
 }
 
-func TestSubscribeReconnect(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) {
-		m := miniredis.RunT(t)
-		pool, dials := subPool(t, m.Addr())
-		r := adaptertest.NewRecorder(t)
-		s := adaptertest.Subscribe(t, redigo.New(pool), r)
-		ch := subChannel()
-		adaptertest.MustAdd(t, s, ch)
-		before := dials.Load()
-		m.Close()
-		if err := m.Restart(); err != nil {
-			t.Fatal(err)
-		}
-		adaptertest.WaitResubscribed(t, r, ch, func(p string) int64 { return int64(m.Publish(ch, p)) })
-		if dials.Load() == before {
-			t.Fatal("no new connection was dialled")
-		}
-		// Adds and Removes keep working on the new connection.
-		other := subChannel()
-		adaptertest.MustAdd(t, s, other)
-		subPublish(t, m.Addr(), other, "y")
-		r.Expect(t, other, "y")
-	})
-	t.Run("redis", func(t *testing.T) {
-		srv := testredis.Start(t)
-		pool, dials := subPool(t, srv.Addr())
-		a := subAdapter(pool, srv.Addr())
-		r := adaptertest.NewRecorder(t)
-		s := adaptertest.Subscribe(t, a.Subscriber, r)
-		ch := subChannel()
-		adaptertest.MustAdd(t, s, ch)
-		a.Publish(t, ch, "first")
-		r.Expect(t, ch, "first")
-
-		// The pool's idle connections die with the server too.
-		var idle []redis.Conn
-		for range 4 {
-			rc := pool.Get()
-			_, _ = rc.Do("PING")
-			idle = append(idle, rc)
-		}
-		for _, rc := range idle {
-			_ = rc.Close()
-		}
-		if n := pool.Stats().IdleCount; n < 4 {
-			t.Fatalf("%d idle connections, want at least 4", n)
-		}
-
-		before := dials.Load()
-		srv.Restart()
-		adaptertest.WaitResubscribed(t, r, ch, adaptertest.ServerPublish(srv, ch))
-		if dials.Load() == before {
-			t.Fatal("no new connection was dialled")
-		}
-
-		adaptertest.CheckKillSubscriber(t, srv, r, ch)
-		adaptertest.CheckAddAcrossRestart(t, srv, s, r, ch, subChannel(), a.Publish)
-	})
-}
-
-// TestSubscribeDeadConnection checks the health check: a server that stops
-// answering (DEBUG SLEEP, no connection is closed) makes the subscription
-// take a new connection, which gets the messages once it answers again.
-func TestSubscribeDeadConnection(t *testing.T) {
-	testredis.SkipShort(t, "kills and stalls a private server")
+// TestSubscribeKilled checks that a subscription is one connection: when
+// the server drops it (CLIENT KILL TYPE pubsub), Done closes, the
+// connection goes back to the pool (closed), Add fails at once, and no new
+// connection is dialled (relock's notifier opens a new subscription).
+func TestSubscribeKilled(t *testing.T) {
 	srv := testredis.Start(t)
 	pool, dials := subPool(t, srv.Addr())
+	a := subAdapter(pool, srv.Addr())
 	r := adaptertest.NewRecorder(t)
-	s := adaptertest.Subscribe(t, redigo.New(pool), r)
+	s := adaptertest.Subscribe(t, a.Subscriber, r)
 	ch := subChannel()
 	adaptertest.MustAdd(t, s, ch)
+	a.Publish(t, ch, "first")
+	r.Expect(t, ch, "first")
+	select {
+	case <-s.Done():
+		t.Fatal("Done closed on a live subscription")
+	default:
+	}
 	before := dials.Load()
-	// A quiet connection that answers its PINGs is kept.
+
+	if n, err := srv.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil || n.(int64) != 1 {
+		t.Fatalf("CLIENT KILL TYPE pubsub = %v, %v; want 1", n, err)
+	}
+	waitDone(t, s)
+	if err := s.Add(context.Background(), subChannel()); err == nil || !strings.HasPrefix(err.Error(), "relock/redigo: ") {
+		t.Fatalf("Add after Done: %v; want an error of the adapter's", err)
+	}
+	if err := s.Remove(context.Background(), ch); err == nil {
+		t.Fatal("Remove after Done succeeded")
+	}
+	deadline := time.Now().Add(adaptertest.Wait)
+	for pool.ActiveCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections active after Done; want the subscription's given back", pool.ActiveCount())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := a.Publish(t, ch, "lost"); n != 0 {
+		t.Fatalf("PUBLISH after the kill reached %d subscribers; want 0 (no reconnection)", n)
+	}
+	if d := dials.Load(); d != before {
+		t.Fatalf("%d connections dialled after the kill; want none", d-before)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close after Done: %v", err)
+	}
+	r.Stop()
+	r.Quiet(t, 50*time.Millisecond)
+}
+
+// waitDone fails t unless s's Done closes within adaptertest.Wait.
+func waitDone(t *testing.T, s interface{ Done() <-chan struct{} }) {
+	t.Helper()
+	select {
+	case <-s.Done():
+	case <-time.After(adaptertest.Wait):
+		t.Fatalf("Done still open %v after the connection broke", adaptertest.Wait)
+	}
+}
+
+// TestSubscribeBrokenPending checks that Adds waiting for their
+// confirmation when the connection breaks fail then, with an error that
+// tells the connection broke, and that Done closes.
+func TestSubscribeBrokenPending(t *testing.T) {
+	var mu sync.Mutex
+	var conns []net.Conn
+	stall := fakeServer(t, func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+		answerPing(c)
+	})
+	pool, _ := subPool(t, stall)
+	s, err := redigo.New(pool).Subscribe(context.Background(), func(string, string) {})
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	defer s.Close()
+	added := make(chan error, 1)
+	go func() { added <- s.Add(context.Background(), subChannel()) }()
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	mu.Unlock()
+	select {
+	case err := <-added:
+		if err == nil || !strings.Contains(err.Error(), "relock/redigo: subscription connection broke") {
+			t.Fatalf("Add pending when the connection broke: %v", err)
+		}
+	case <-time.After(adaptertest.Wait):
+		t.Fatal("an Add pending when the connection broke still waits")
+	}
+	waitDone(t, s)
+}
+
+// TestSubscribeDeadConnection checks the keepalive: a server that stops
+// answering (DEBUG SLEEP: no connection is closed) makes Done close within
+// a few seconds, while a quiet connection that answers its PINGs is kept.
+func TestSubscribeDeadConnection(t *testing.T) {
+	testredis.SkipShort(t, "stalls a private server")
+	srv := testredis.Start(t)
+	pool, _ := subPool(t, srv.Addr())
+	r := adaptertest.NewRecorder(t)
+	s := adaptertest.Subscribe(t, redigo.New(pool), r)
+	adaptertest.MustAdd(t, s, subChannel())
 	time.Sleep(4 * time.Second)
-	if n := dials.Load(); n != before {
-		t.Fatalf("%d connections dialled while the server was up and the subscription quiet", n-before)
+	select {
+	case <-s.Done():
+		t.Fatal("Done closed on a quiet subscription whose server answers")
+	default:
 	}
-	if _, err := srv.Do("DEBUG", "SLEEP", "4.5"); err != nil {
-		t.Fatalf("DEBUG SLEEP: %v", err)
-	}
-	if dials.Load() == before {
-		t.Fatal("the subscription did not give up its silent connection")
-	}
-	adaptertest.WaitResubscribed(t, r, ch, adaptertest.ServerPublish(srv, ch))
+	start := time.Now()
+	slept := make(chan struct{})
+	go func() { _, _ = srv.Do("DEBUG", "SLEEP", "6"); close(slept) }()
+	defer func() { <-slept }()
+	waitDone(t, s)
+	t.Logf("Done closed %v after the server went silent", time.Since(start).Round(time.Millisecond))
 }
 
 // TestSubscribeErrorReply checks that a SUBSCRIBE the server refuses fails
 // Add instead of leaving it waiting, and leaves the subscription usable.
 func TestSubscribeErrorReply(t *testing.T) {
 	srv := testredis.Start(t)
-	adaptertest.CheckErrorReply(t, srv, func(user, password string) adaptertest.Adapter {
-		pool, _ := subPool(t, srv.Addr(), redis.DialUsername(user), redis.DialPassword(password))
-		return subAdapter(pool, srv.Addr())
-	})
+	if _, err := srv.Do("ACL", "SETUSER", "limited", "on", ">pw", "~*", "resetchannels", "&allowed:*", "+@all"); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	pool, _ := subPool(t, srv.Addr(), redis.DialUsername("limited"), redis.DialPassword("pw"))
+	a := subAdapter(pool, srv.Addr())
+	r := adaptertest.NewRecorder(t)
+	s := adaptertest.Subscribe(t, a.Subscriber, r)
+	ctx, cancel := context.WithTimeout(context.Background(), adaptertest.Wait)
+	defer cancel()
+	err := s.Add(ctx, "denied:x", "allowed:y")
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") || !errors.Is(err, driver.ErrNoPermission) {
+		t.Fatalf("Add of a denied channel: %v; want a NOPERM error matching driver.ErrNoPermission", err)
+	}
+	adaptertest.MustAdd(t, s, "allowed:x")
+	a.Publish(t, "allowed:x", "ok")
+	r.Expect(t, "allowed:x", "ok")
 }
 
 // plainPool hands out connections that implement neither
@@ -355,31 +402,138 @@ func (p plainPool) GetContext(ctx context.Context) (redis.Conn, error) {
 	return struct{ redis.Conn }{c}, nil
 }
 
-// TestSubscribePlainConn runs a subscription over connections without
-// context or timeout support: reads are ended by closing the connection.
+// TestSubscribePlainConn checks that a pool whose connections cannot take
+// a context fails Subscribe, as it fails every command, rather than
+// leaving a read that nothing can bound.
 func TestSubscribePlainConn(t *testing.T) {
-	m := miniredis.RunT(t)
+	c := redigo.New(plainPool{testredis.Addr(t)})
+	if s, err := c.Subscribe(context.Background(), func(string, string) {}); err == nil {
+		_ = s.Close()
+		t.Fatal("Subscribe over connections without context support succeeded")
+	}
+	if _, _, err := c.Get(context.Background(), "k"); err == nil {
+		t.Fatal("Get over connections without context support succeeded")
+	}
+}
+
+// TestSubscribeStalePool checks that Subscribe skips the pooled
+// connections that died with a server restart.
+func TestSubscribeStalePool(t *testing.T) {
+	srv := testredis.Start(t)
+	pool, _ := subPool(t, srv.Addr())
+	var idle []redis.Conn
+	for range 4 {
+		rc := pool.Get()
+		_, _ = rc.Do("PING")
+		idle = append(idle, rc)
+	}
+	for _, rc := range idle {
+		_ = rc.Close()
+	}
+	if n := pool.Stats().IdleCount; n < 4 {
+		t.Fatalf("%d idle connections, want at least 4", n)
+	}
+	srv.Restart()
+	a := subAdapter(pool, srv.Addr())
 	r := adaptertest.NewRecorder(t)
-	s := adaptertest.Subscribe(t, redigo.New(plainPool{m.Addr()}), r)
+	s := adaptertest.Subscribe(t, a.Subscriber, r)
 	ch := subChannel()
 	adaptertest.MustAdd(t, s, ch)
-	subPublish(t, m.Addr(), ch, "plain")
-	r.Expect(t, ch, "plain")
+	a.Publish(t, ch, "after restart")
+	r.Expect(t, ch, "after restart")
+}
 
-	m.Close()
-	if err := m.Restart(); err != nil {
+// TestSubscribeCloseFrozen checks that Close returns at once when it comes
+// while onMessage runs and the server has stopped answering: the
+// connection is dropped, not unsubscribed with reads that nothing bounds.
+func TestSubscribeCloseFrozen(t *testing.T) {
+	srv := testredis.Start(t)
+	pool, _ := subPool(t, srv.Addr())
+	in, release := make(chan struct{}), make(chan struct{})
+	s, err := redigo.New(pool).Subscribe(context.Background(), func(string, string) {
+		close(in)
+		<-release
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	adaptertest.WaitResubscribed(t, r, ch, func(p string) int64 { return int64(m.Publish(ch, p)) })
+	ch := subChannel()
+	adaptertest.MustAdd(t, s, ch)
+	subPublish(t, srv.Addr(), ch, "x")
+	<-in
+	thaw := adaptertest.Freeze(t, srv)
+	defer thaw()
+	closed := make(chan time.Time, 1)
+	go func() { _ = s.Close(); closed <- time.Now() }()
+	time.Sleep(50 * time.Millisecond)
+	released := time.Now()
+	close(release)
+	select {
+	case at := <-closed:
+		if d := at.Sub(released); d > time.Second {
+			t.Fatalf("Close returned %v after onMessage did", d)
+		}
+	case <-time.After(adaptertest.Wait):
+		thaw()
+		<-closed
+		t.Fatal("Close waited on a frozen server")
+	}
+}
 
-	start := time.Now()
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
+// TestNotifierReopens runs the adapter under relock's notifier: when the
+// server kills the subscription connection while a waiter waits, relock
+// opens a new subscription through the adapter and adds the waiter's
+// channel again, and the waiter gets the lock once it is released.
+func TestNotifierReopens(t *testing.T) {
+	srv := testredis.Start(t)
+	pool, _ := subPool(t, srv.Addr())
+	client, err := relock.New(redigo.New(pool))
+	if err != nil {
+		t.Fatal(err)
 	}
-	r.Stop()
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("Close took %v", d)
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	held, err := client.Obtain(ctx, "relock-test:redigo:reopen", time.Minute)
+	if err != nil {
+		t.Fatal(err)
 	}
-	subPublish(t, m.Addr(), ch, "closed")
-	r.Quiet(t, 50*time.Millisecond)
+	got := make(chan error, 1)
+	go func() {
+		l, err := client.Obtain(ctx, "relock-test:redigo:reopen", time.Minute)
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	subscribed := func() {
+		t.Helper()
+		deadline := time.Now().Add(adaptertest.Wait)
+		for {
+			chans, err := srv.Do("PUBSUB", "CHANNELS")
+			if list, _ := chans.([]any); err == nil && len(list) > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no channel subscribed within %v: %v, %v", adaptertest.Wait, chans, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	subscribed()
+	if n, err := srv.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil || n.(int64) != 1 {
+		t.Fatalf("CLIENT KILL TYPE pubsub = %v, %v; want 1", n, err)
+	}
+	subscribed()
+	if err := held.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("the waiter's Obtain: %v", err)
+		}
+	case <-time.After(adaptertest.Wait):
+		t.Fatal("the waiter did not get the lock after its release")
+	}
 }
