@@ -45,9 +45,9 @@ func (Driver) Open(dsn string) (driver.Conn, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the URL, password included
 		}
-		return nil, fmt.Errorf("goredis: invalid DSN: %w: %w", relock.ErrInvalidArgument, err)
+		return nil, fmt.Errorf("relock/goredis: invalid DSN: %w: %w", relock.ErrInvalidArgument, err)
 	}
-	return newConn(rdb, true), nil
+	return &Conn{rdb: rdb, owned: true, g: newGuard(rdb)}, nil
 }
 
 // openClient builds the client that dsn names, honouring context deadlines.
