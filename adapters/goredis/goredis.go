@@ -1,51 +1,40 @@
 // Package goredis is the relock driver for go-redis v9
 // (github.com/redis/go-redis/v9).
 //
-// Wrap a client you built with [New]: any redis.UniversalClient (a
-// *redis.Client, a failover client, a *redis.ClusterClient, a *redis.Ring).
-// Closing the relock.Client leaves it open: you built it, you close it.
+// Wrap a client you built, any redis.UniversalClient, with [New]; closing
+// the relock.Client leaves it open. Importing the package also registers
+// the driver as "goredis", for relock.Open, whose client it builds from a
+// URL ([Driver.Open]) and closes:
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-//	defer rdb.Close()
-//	locker, err := relock.New(goredis.New(rdb))
-//
-// Importing the package registers the driver as "goredis", so that
-// relock.Open builds a client from a URL (see [Driver.Open]) and closes it
-// on Close:
-//
+//	locker, err := relock.New(goredis.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})))
 //	locker, err := relock.Open("goredis", "redis://127.0.0.1:6379/0")
 //
 // [Conn] implements driver.Conn, Scripter, Watcher, Subscriber,
 // ReplicaWaiter and Validator. SetNX sends SET key value NX PX ms, never
 // EX. Replies, RESP2 or RESP3, are mapped by driver.ConvertReply (a RESP3
-// big number becomes its decimal text) and error replies by
-// driver.WrapServerError: the go-redis error stays reachable with
-// errors.As, and a context's error with errors.Is.
+// big number becomes its text) and error replies by driver.WrapServerError:
+// go-redis's error stays reachable with errors.As.
 //
 // # Deadlines
 //
 // Every call returns when its context ends. go-redis applies a context's
-// deadline to its sockets only with Options.ContextTimeoutEnabled (the
-// clients Open makes have it). For a *redis.Client, *redis.ClusterClient or
-// *redis.Ring with it, calls with a deadline run as they are; otherwise
-// (and for a context with a cancellation but no deadline) a call runs on a
-// worker goroutine, which the caller leaves when the context ends, with
-// the context's error. The call left behind ends within the client's
-// timeouts; Close waits for it, up to the read and write timeouts (3 s
-// each at least) and a second, at most 10 s. A context that can never end
-// costs no goroutine.
+// deadline to its sockets only with Options.ContextTimeoutEnabled (Open
+// sets it). Without it, or for a context that has a cancellation but no
+// deadline, a call runs on a worker goroutine that the caller leaves when
+// the context ends. The call ends within the client's timeouts; Close
+// waits for it, up to the read and write timeouts (3 s each at least) and
+// a second, at most 10 s.
 //
 // # Waiting for replicas
 //
-// EvalShaWait and EvalWait send the script and WAIT on one connection:
-// pipelined on a *redis.Client, or, when the WAIT timeout exceeds half the
-// ReadTimeout (within which go-redis reads a pipeline's replies), one after
-// the other on a connection pinned with Client.Conn. On a
-// *redis.ClusterClient they go to the primary of the first key's slot
-// (MasterForKey); if the slot moved, the call fails with the MOVED error,
-// having run nothing, and the client reloads its slot map. On other
-// clients, or in a cluster without keys, they fail before sending anything
-// with an error matching errors.ErrUnsupported and relock.ErrUnsupported.
+// EvalShaWait and EvalWait send the script and WAIT on one connection of a
+// *redis.Client: pipelined, or, when the WAIT timeout exceeds half the
+// ReadTimeout (within which go-redis reads a pipeline), one after the
+// other on a connection pinned with Client.Conn. A *redis.ClusterClient
+// sends them to the primary of the first key's slot (MasterForKey); if the
+// slot moved, the call fails with the MOVED error, having run nothing, and
+// the slot map is reloaded. Other clients, and a cluster call without
+// keys, fail at once with errors.ErrUnsupported and relock.ErrUnsupported.
 package goredis
 
 import (
