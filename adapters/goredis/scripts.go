@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -128,9 +129,9 @@ func (c *Conn) evalWait(ctx context.Context, sha bool, script string, keys, args
 // Watch runs fn inside go-redis's Watch, which pins one connection, sends
 // WATCH keys... on it, and sends UNWATCH when fn returns without EXEC (a
 // broken connection is dropped, not pooled). go-redis's Watch runs on a
-// goroutine of its own that runs the Tx's commands, so that Watch and
-// every Tx call return when ctx ends; that goroutine then finishes the
-// command under way and the UNWATCH by itself.
+// goroutine of its own, and the Tx's calls are guarded as Conn's are, so
+// that Watch and every Tx call return when ctx ends; that goroutine then
+// waits for the Tx's calls still running before the UNWATCH.
 func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
 	rdb, err := c.client()
 	if err != nil {
@@ -139,34 +140,23 @@ func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var (
-		pinned  = make(chan *redis.Tx)
-		ops     = make(chan func())   // commands for the pinned connection
-		finish  = make(chan struct{}) // fn returned, or Watch gave up
-		watched = make(chan error, 1)
-	)
+	x := &tx{g: c.g}
+	pinned, finish, watched := make(chan *redis.Tx), make(chan struct{}), make(chan error, 1)
 	c.g.running.Add(1)
 	go func() {
 		defer c.g.running.Done()
 		watched <- rdb.Watch(ctx, func(t *redis.Tx) error {
 			select {
 			case pinned <- t:
+				<-finish // fn returned, or Watch gave up
+				x.calls.Wait()
 			case <-finish:
-				return nil
 			}
-			for {
-				select {
-				case op := <-ops:
-					op()
-				case <-finish:
-					return nil
-				}
-			}
+			return nil
 		}, keys...)
 	}()
-	var t *redis.Tx
 	select {
-	case t = <-pinned:
+	case x.t = <-pinned:
 	case err := <-watched: // WATCH failed
 		close(finish)
 		return wrap(err)
@@ -174,7 +164,6 @@ func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) erro
 		close(finish)
 		return ctx.Err()
 	}
-	x := &tx{t: t, ops: ops}
 	err = fn(x)
 	x.done = true
 	close(finish)
@@ -191,43 +180,35 @@ func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) erro
 
 // tx is the driver.Tx of one Watch callback.
 type tx struct {
-	t    *redis.Tx
-	ops  chan<- func()
-	done bool // fn returned
+	t     *redis.Tx
+	g     *guard
+	mu    sync.Mutex     // one call at a time on the pinned connection
+	calls sync.WaitGroup // calls under way, left at their context's end or not
+	done  bool           // fn returned
 }
 
-// run has Watch's goroutine run op on the pinned connection, and returns
-// ctx's error as soon as ctx ends (op must then touch nothing its caller
-// reads). A done ctx sends nothing: the pinned connection would not look.
-func (t *tx) run(ctx context.Context, op func()) error {
+// txCall runs f, a call on the pinned connection, as call does. A done ctx
+// sends nothing: the pinned connection would not look at it.
+func txCall[T any](ctx context.Context, t *tx, f func() (T, error)) (T, error) {
+	var zero T
 	if t.done {
-		return errors.New("relock/goredis: Tx used after its Watch function returned")
+		return zero, errors.New("relock/goredis: Tx used after its Watch function returned")
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return zero, err
 	}
-	ran := make(chan struct{})
-	select {
-	case t.ops <- func() { op(); close(ran) }:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-ran:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	t.calls.Add(1)
+	return call(ctx, t.g, func() (T, error) {
+		defer t.calls.Done()
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return f()
+	})
 }
 
 // Get runs GET key on the pinned connection.
 func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
-	var v string
-	var err error
-	if rerr := t.run(ctx, func() { v, err = t.t.Get(ctx, key).Result() }); rerr != nil {
-		return "", false, rerr
-	}
-	return got(v, err)
+	return got(txCall(ctx, t, func() (string, error) { return t.t.Get(ctx, key).Result() }))
 }
 
 // Exec runs MULTI, cmds and EXEC in one round trip.
@@ -235,30 +216,31 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	if len(cmds) == 0 || slices.ContainsFunc(cmds, func(c []string) bool { return len(c) == 0 }) {
 		return nil, errors.New("relock/goredis: Exec needs commands, none of them empty")
 	}
-	res := make([]*redis.Cmd, len(cmds))
-	var perr error
-	if err := t.run(ctx, func() {
-		_, perr = t.t.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	res, err := txCall(ctx, t, func() ([]*redis.Cmd, error) {
+		res := make([]*redis.Cmd, len(cmds))
+		_, err := t.t.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for i, c := range cmds {
 				res[i] = p.Do(ctx, anys(c)...)
 			}
 			return nil
 		})
-	}); err != nil {
+		return res, err
+	})
+	switch {
+	case res == nil: // not sent, or left at ctx's end
 		return nil, err
-	}
-	if errors.Is(perr, redis.TxFailedErr) {
-		return nil, fmt.Errorf("%w: %w", driver.ErrTxAborted, perr)
+	case errors.Is(err, redis.TxFailedErr):
+		return nil, fmt.Errorf("%w: %w", driver.ErrTxAborted, err)
 	}
 	out := make([]any, len(res))
 	for i, cmd := range res {
-		var err error
-		if out[i], err = reply(cmd.Result()); err != nil {
-			return nil, err
+		var cerr error
+		if out[i], cerr = reply(cmd.Result()); cerr != nil {
+			return nil, cerr
 		}
 	}
-	if perr != nil && !errors.Is(perr, redis.Nil) { // MULTI or EXEC failed
-		return nil, wrap(perr)
+	if err != nil && !errors.Is(err, redis.Nil) { // MULTI or EXEC failed
+		return nil, wrap(err)
 	}
 	return out, nil
 }
