@@ -16,8 +16,8 @@ import (
 // Subscribe opens one go-redis PubSub connection (a PING dials it) and
 // delivers its messages to onMessage from one goroutine. The subscription
 // does not reconnect: when a read or write on its connection fails, it
-// closes the PubSub (before go-redis, which dials again within the failed
-// call, can use another connection) and closes Done.
+// closes the PubSub (and so the connection go-redis dials again within the
+// failed call, unused) and closes Done.
 //
 // go-redis dials within its DialTimeout and ReadTimeout, and writes within
 // its WriteTimeout, so Subscribe, Add and Remove are guarded as calls are
@@ -43,7 +43,7 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 			defer c.g.running.Done()
 			_ = ps.Close()
 		}()
-		return nil, err
+		return nil, wrap(err) // WRONGPASS, say
 	}
 	s := &subscription{ps: ps, ctx: rctx, cancel: cancel, onMessage: onMessage, g: newGuard(rdb),
 		pending: map[string][]chan error{}, done: make(chan struct{})}
