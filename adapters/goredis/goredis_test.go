@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
-	"math/big"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
@@ -23,33 +20,24 @@ import (
 	"github.com/relock-go/relock/adapters/goredis"
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
-	"github.com/relock-go/relock/internal/testkit/minitest"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 // TestMain fails the package when a test leaves a goroutine behind: every
-// go-redis client and miniredis server the tests make must be closed.
+// go-redis client the tests make must be closed. (The runs on miniredis are
+// in internal/onmini, so that this package's tests import no miniredis.)
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// backend is one server the adapter tests run against.
-type backend struct {
-	addr string
-	mini *miniredis.Miniredis // nil for the real server
-}
+// backend is the server the adapter tests run against.
+type backend struct{ addr string }
 
-// eachBackend runs f as the subtests "miniredis" (in process) and "redis"
-// (the real server of testredis, skipped when it is unreachable).
+// eachBackend runs f on the real server of testredis (skipped, or failed
+// under RELOCK_REQUIRE_REDIS, when it is unreachable).
 func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
 	t.Helper()
-	t.Run("miniredis", func(t *testing.T) {
-		m := miniredis.RunT(t)
-		f(t, backend{addr: m.Addr(), mini: m})
-	})
-	t.Run("redis", func(t *testing.T) {
-		f(t, backend{addr: testredis.Addr(t)})
-	})
+	f(t, backend{addr: testredis.Addr(t)})
 }
 
 // client returns a go-redis client of b, closed when the test ends.
@@ -70,22 +58,19 @@ func (b backend) conn(t *testing.T, opts ...func(*redis.Options)) *goredis.Conn 
 	return goredis.New(b.client(t, opts...))
 }
 
-// key returns a key no other test or run uses, deleted from the real
-// server when the test ends (miniredis goes away with its data).
+// key returns a key no other test or run uses, deleted when the test ends.
 func (b backend) key(t *testing.T) string {
 	t.Helper()
 	var r [8]byte
 	_, _ = rand.Read(r[:])
 	k := "relock-goredis-test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":" + hex.EncodeToString(r[:])
-	if b.mini == nil {
-		t.Cleanup(func() {
-			rdb := redis.NewClient(&redis.Options{Addr: b.addr})
-			defer rdb.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = rdb.Del(ctx, k).Err()
-		})
-	}
+	t.Cleanup(func() {
+		rdb := redis.NewClient(&redis.Options{Addr: b.addr})
+		defer rdb.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = rdb.Del(ctx, k).Err()
+	})
 	return k
 }
 
@@ -105,10 +90,7 @@ func newConn(t *testing.T, b adaptertest.Backend) driver.Conn {
 	return goredis.New(rdb)
 }
 
-func TestConformance(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) { minitest.RunConformance(t, newConn, nil) })
-	adaptertest.RunConformance(t, newConn)
-}
+func TestConformance(t *testing.T) { adaptertest.RunConformance(t, newConn) }
 
 // recorder is a go-redis hook that records the arguments of every command
 // the client sends, pipelines included.
@@ -232,7 +214,7 @@ type evalCase struct {
 	script string
 	want   any
 	resp3  bool // only RESP3 gives this answer (RESP2 differs, as Redis says)
-	real   bool // miniredis lacks the feature
+	resp2  bool // only RESP2 gives this answer
 }
 
 var evalCases = []evalCase{
@@ -252,15 +234,18 @@ var evalCases = []evalCase{
 	{name: "array with false", script: "return {1, false, 'x'}", want: []any{int64(1), nil, "x"}},
 	{name: "nested arrays", script: "return {KEYS[1], ARGV[1], {2, {'b', {}}}}", want: []any{"KEY", "arg", []any{int64(2), []any{"b", []any{}}}}},
 	// RESP3-only types, normalised to what RESP2 gives.
-	{name: "setresp false", script: "redis.setresp(3); return false", want: nil, resp3: true, real: true},
-	{name: "setresp true", script: "redis.setresp(3); return true", want: int64(1), real: true},
-	{name: "setresp array", script: "redis.setresp(3); return {true, 5}", want: []any{int64(1), int64(5)}, real: true},
-	{name: "double", script: "return {double=0.1}", want: "0.10000000000000001", real: true},
-	{name: "whole double", script: "return {double=3}", want: "3", real: true},
-	{name: "map", script: "return {map={b=2, a=1}}", want: []any{"a", int64(1), "b", int64(2)}, real: true},
-	{name: "set", script: "return {set={x=true}}", want: []any{"x"}, real: true},
-	{name: "big number", script: "return {big_number='123456789012345678901234567890'}", want: "123456789012345678901234567890", real: true},
-	{name: "verbatim", script: "return {verbatim_string={format='txt', string='hi'}}", want: "hi", real: true},
+	{name: "setresp false", script: "redis.setresp(3); return false", want: nil, resp3: true},
+	{name: "setresp true", script: "redis.setresp(3); return true", want: int64(1)},
+	{name: "setresp array", script: "redis.setresp(3); return {true, 5}", want: []any{int64(1), int64(5)}},
+	// A double: Redis sends it to RESP2 as %.17g text, and
+	// driver.ConvertReply gives a RESP3 double its shortest text.
+	{name: "double", script: "return {double=0.1}", want: "0.10000000000000001", resp2: true},
+	{name: "double", script: "return {double=0.1}", want: "0.1", resp3: true},
+	{name: "whole double", script: "return {double=3}", want: "3"},
+	{name: "map", script: "return {map={b=2, a=1}}", want: []any{"a", int64(1), "b", int64(2)}},
+	{name: "set", script: "return {set={x=true}}", want: []any{"x"}},
+	{name: "big number", script: "return {big_number='123456789012345678901234567890'}", want: "123456789012345678901234567890"},
+	{name: "verbatim", script: "return {verbatim_string={format='txt', string='hi'}}", want: "hi"},
 }
 
 func TestEvalReplies(t *testing.T) {
@@ -271,7 +256,7 @@ func TestEvalReplies(t *testing.T) {
 				rdb := b.client(t, func(o *redis.Options) { o.Protocol = proto })
 				c := goredis.New(rdb)
 				for _, tc := range evalCases {
-					if (tc.real && b.mini != nil) || (tc.resp3 && proto != 3) {
+					if (tc.resp2 && proto != 2) || (tc.resp3 && proto != 3) {
 						continue
 					}
 					k := b.key(t)
@@ -411,8 +396,8 @@ func TestWrongType(t *testing.T) {
 		_, _, err := c.Get(ctx, k)
 		check("Get", err)
 
-		// Inside a script: Redis 7 keeps the WRONGTYPE code, miniredis and
-		// older Redis wrap it in an ERR reply.
+		// Inside a script: Redis 7 keeps the WRONGTYPE code, older Redis
+		// wraps it in an ERR reply.
 		const src = "return redis.call('GET', KEYS[1])"
 		_, err = c.Eval(ctx, src, []string{k})
 		check("Eval", err)
@@ -777,7 +762,7 @@ func TestRelockOpen(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := ctxT(t)
 		dsn := "redis://" + b.addr + "/0"
-		if b.mini == nil && b.addr == "127.0.0.1:6379" {
+		if b.addr == "127.0.0.1:6379" {
 			dsn = "redis://127.0.0.1:6379/0" // the URL users write
 		}
 		locker, err := relock.Open("goredis", dsn)
@@ -859,90 +844,6 @@ func TestEndToEnd(t *testing.T) {
 	})
 }
 
-// TestNormalize covers reply shapes a server rarely sends, directly.
-func TestNormalize(t *testing.T) {
-	big1, _ := new(big.Int).SetString("-98765432109876543210", 10)
-	for _, tc := range []struct {
-		in   any
-		want any
-	}{
-		{nil, nil},
-		{int64(3), int64(3)},
-		{7, int64(7)},
-		{"s", "s"},
-		{[]byte("b"), "b"},
-		{false, nil},
-		{true, int64(1)},
-		{1.5, "1.5"},
-		{0.1, "0.10000000000000001"},
-		{1e300, "1.0000000000000001e+300"},
-		{math.Inf(1), "inf"},
-		{math.Inf(-1), "-inf"},
-		{big1, "-98765432109876543210"},
-		{[]any{[]byte("x"), true, []any{false}}, []any{"x", int64(1), []any{nil}}},
-		{map[any]any{"b": int64(2), "a": []any{true}, "c": nil}, []any{"a", []any{int64(1)}, "b", int64(2), "c", nil}},
-	} {
-		got, err := goredis.Normalize(tc.in)
-		if err != nil || !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("normalize(%#v) = %#v, %v; want %#v", tc.in, got, err, tc.want)
-		}
-	}
-	if got, err := goredis.Normalize(math.NaN()); err != nil || got != "nan" {
-		t.Errorf("normalize(NaN) = %#v, %v", got, err)
-	}
-	if _, err := goredis.Normalize(struct{}{}); err == nil {
-		t.Error("normalize(struct{}{}): no error")
-	}
-}
-
-// TestTranslate covers the error texts of servers the tests cannot start.
-func TestTranslate(t *testing.T) {
-	for _, tc := range []struct {
-		text string
-		want error
-	}{
-		{"NOSCRIPT No matching script. Please use EVAL.", driver.ErrNoScript},
-		{"WRONGTYPE Operation against a key holding the wrong kind of value", driver.ErrWrongType},
-		{"WRONGTYPE Operation against a key holding the wrong kind of value script: d3c21d0c2b9ca22f82737626a27bcaf5d288f99f, on @user_script:1.", driver.ErrWrongType},
-		{"ERR Error running script (call to f_d3c21d0c2b9ca22f82737626a27bcaf5d288f99f): @user_script:1: WRONGTYPE Operation against a key holding the wrong kind of value", driver.ErrWrongType},
-		{"ERR Error compiling script (new function): :1: WRONGTYPE Operation against a key holding the wrong kind of value", driver.ErrWrongType},
-		{"ERR unknown command", nil},
-		{"ERR value mentions WRONGTYPE but is no such reply", nil},
-	} {
-		err := goredis.Translate(redisError(tc.text))
-		if err.Error() != tc.text {
-			t.Errorf("translate(%q) changed the text to %q", tc.text, err)
-		}
-		for _, s := range []error{driver.ErrNoScript, driver.ErrWrongType} {
-			if errors.Is(err, s) != (s == tc.want) {
-				t.Errorf("translate(%q): errors.Is(%v) = %v", tc.text, s, errors.Is(err, s))
-			}
-		}
-		if again := goredis.Translate(err); again != err {
-			t.Errorf("translate is not idempotent for %q", tc.text)
-		}
-	}
-	// Not a server reply: unchanged, even with a telling text.
-	plain := errors.New("WRONGTYPE but from the network")
-	if goredis.Translate(plain) != plain {
-		t.Error("translate changed a non-server error")
-	}
-	if goredis.Translate(nil) != nil {
-		t.Error("translate(nil) != nil")
-	}
-	wrapped := fmt.Errorf("ctx: %w", context.Canceled)
-	if goredis.Translate(wrapped) != wrapped {
-		t.Error("translate changed a context error")
-	}
-}
-
-// redisError is a stand-in for a server error reply: go-redis recognises
-// any error with a RedisError method as one.
-type redisError string
-
-func (e redisError) Error() string { return string(e) }
-func (redisError) RedisError()     {}
-
 func TestNewNilFailsWithoutPanic(t *testing.T) {
 	ctx := context.Background()
 	for name, c := range map[string]*goredis.Conn{
@@ -982,8 +883,7 @@ func TestNewNilFailsWithoutPanic(t *testing.T) {
 }
 
 func TestClosedConnFails(t *testing.T) {
-	srv := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	rdb := redis.NewClient(&redis.Options{Addr: testredis.Addr(t)})
 	defer rdb.Close()
 	c := goredis.New(rdb)
 	_ = c.Close()
@@ -996,28 +896,9 @@ func TestClosedConnFails(t *testing.T) {
 }
 
 // TestReplicaWaiter runs EvalShaWait and EvalWait against a private primary
-// with one replica, and against miniredis, whose WAIT answers 0.
+// with one replica. (internal/onmini runs them on miniredis, whose WAIT
+// answers 0.)
 func TestReplicaWaiter(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) {
-		ctx := ctxT(t)
-		m := miniredis.RunT(t)
-		b := backend{addr: m.Addr(), mini: m}
-		rdb := b.client(t)
-		rec := &recorder{}
-		rdb.AddHook(rec)
-		c := goredis.New(rdb)
-		if err := rdb.ScriptLoad(ctx, adaptertest.SetScript).Err(); err != nil {
-			t.Fatal(err)
-		}
-		adaptertest.CheckWaitZero(t, ctx, c, b.key(t), func() {
-			// The client's hooks see the pipeline. (Not so on a clone from
-			// Client.WithTimeout, which go-redis v9.23 builds without them.)
-			if got, want := rec.last("wait"), "WAIT 1 50"; got != want {
-				t.Fatalf("hook saw %q, want %q", got, want)
-			}
-		})
-	})
-
 	t.Run("replica", func(t *testing.T) {
 		rp := adaptertest.StartReplicaPair(t)
 		ctx := ctxT(t)
@@ -1025,6 +906,8 @@ func TestReplicaWaiter(t *testing.T) {
 		// the next call.
 		rdb := redis.NewClient(&redis.Options{Addr: rp.Primary.Addr(), PoolSize: 1})
 		defer rdb.Close()
+		pipelined := &recorder{}
+		rdb.AddHook(pipelined)
 		c := goredis.New(rdb)
 		// A client whose ReadTimeout is below twice the WAIT timeouts
 		// given to it: the script and WAIT go out one after the other.
@@ -1035,6 +918,11 @@ func TestReplicaWaiter(t *testing.T) {
 		cs := goredis.New(slow)
 
 		rp.CheckWaits(t, ctx, c)
+		// The client's hooks see the pipeline. (Not so on a clone from
+		// Client.WithTimeout, which go-redis v9.23 builds without them.)
+		if got := pipelined.last("wait"); !strings.HasPrefix(got, "WAIT ") {
+			t.Fatalf("the client's hook saw no WAIT (last: %q)", got)
+		}
 
 		// The slow client, one command after the other: the same answers.
 		if v, acked, err := cs.EvalShaWait(ctx, adaptertest.SetScriptSHA, []string{"k4s"}, []string{"v4"}, 1, time.Second); v != "OK" || acked != 1 || err != nil {
@@ -1073,18 +961,19 @@ func TestReplicaWaiter(t *testing.T) {
 // its choosing, and a cluster client has no node for a script without keys,
 // so they fail before sending anything.
 func TestReplicaWaiterUnsupported(t *testing.T) {
-	m := miniredis.RunT(t)
+	b := backend{addr: testredis.Addr(t)}
 	ctx := ctxT(t)
-	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{m.Addr()}})
+	k := b.key(t)
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{b.addr}})
 	defer cluster.Close()
-	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": m.Addr()}})
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": b.addr}})
 	defer ring.Close()
 	for _, tc := range []struct {
 		name string
 		rdb  redis.UniversalClient
 		keys []string
 	}{
-		{"ring", ring, []string{"k"}},
+		{"ring", ring, []string{k}},
 		{"cluster without keys", cluster, nil},
 	} {
 		c := goredis.New(tc.rdb)
@@ -1092,12 +981,12 @@ func TestReplicaWaiterUnsupported(t *testing.T) {
 		if !errors.Is(err, errors.ErrUnsupported) || !errors.Is(err, relock.ErrUnsupported) {
 			t.Errorf("%s: EvalShaWait err = %v, want errors.ErrUnsupported and relock.ErrUnsupported", tc.name, err)
 		}
-		if _, _, err := c.EvalWait(ctx, "return redis.call('SET', 'k', 'v')", tc.keys, nil, 1, time.Second); !errors.Is(err, errors.ErrUnsupported) {
+		if _, _, err := c.EvalWait(ctx, "return redis.call('SET', '"+k+"', 'v')", tc.keys, nil, 1, time.Second); !errors.Is(err, errors.ErrUnsupported) {
 			t.Errorf("%s: EvalWait err = %v, want errors.ErrUnsupported", tc.name, err)
 		}
 		t.Logf("%s: %v", tc.name, err)
 	}
-	if m.Exists("k") {
-		t.Fatal("the script ran")
+	if n, err := b.client(t).Exists(ctx, k).Result(); n != 0 || err != nil {
+		t.Fatalf("the script ran (EXISTS = %d, %v)", n, err)
 	}
 }

@@ -11,33 +11,25 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// Driver opens go-redis connections from URLs. It is registered with relock
-// under the name "goredis"; most programs use it through relock.Open.
+// Driver opens go-redis clients from URLs, for relock.Open("goredis", dsn).
 type Driver struct{}
 
-// Open builds a go-redis client from dsn and returns a Conn that owns it:
-// the Conn's Close closes it. The form of dsn picks the client:
+// Open builds a go-redis client from dsn and returns a Conn that owns it.
+// The form of dsn picks the client:
 //
 //	redis://[user:password@]host:port[/db][?option=value...]   *redis.Client (redis.ParseURL)
 //	redis://host:port?addr=host2:port2&addr=...                  *redis.ClusterClient (redis.ParseClusterURL)
 //	redis://sentinel:port?master_name=NAME[&addr=sentinel2:port] failover *redis.Client (redis.ParseFailoverURL)
 //
-// rediss:// instead of redis:// turns on TLS, and unix:///path/to/socket
-// (?db=N) connects over a Unix socket. The query options are those
-// go-redis's parser for that form knows (protocol=2, dial_timeout=3s,
-// read_timeout, write_timeout, pool_size, client_name, db, ...: the
-// vocabulary the three adapters share, and more); any other is an error. Open sets
-// ContextTimeoutEnabled, so that every call ends at its context's deadline.
+// rediss:// turns on TLS, and unix:///path/to/socket (?db=N) uses a Unix
+// socket. The query options are those go-redis's parser for the form knows
+// (pool_size, dial_timeout, read_timeout, write_timeout, client_name, db,
+// protocol, ...); any other is an error. Open sets ContextTimeoutEnabled,
+// so that every call ends at its context's deadline. It does not contact
+// the server, and its errors match relock.ErrInvalidArgument.
 //
-// Open does not contact the server: an unreachable server, a bad password
-// or a TLS mismatch surface on the first call, within that call's context.
-// Every error of Open matches relock.ErrInvalidArgument.
-//
-// go-redis logs dial failures ("failed to dial after 5 attempts") through
-// a logger global to the process. Open leaves it alone, since the
-// program's other go-redis clients share it; to silence it, call
-// redis.SetLogger with a logger whose Printf does nothing (the relock
-// command does, unless -v).
+// go-redis logs dial failures through a logger global to the process,
+// which Open leaves alone; redis.SetLogger silences it.
 func (Driver) Open(dsn string) (driver.Conn, error) {
 	rdb, err := openClient(dsn)
 	if err != nil {
@@ -45,9 +37,9 @@ func (Driver) Open(dsn string) (driver.Conn, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the URL, password included
 		}
-		return nil, fmt.Errorf("goredis: invalid DSN: %w: %w", relock.ErrInvalidArgument, err)
+		return nil, fmt.Errorf("relock/goredis: invalid DSN: %w: %w", relock.ErrInvalidArgument, err)
 	}
-	return newConn(rdb, true), nil
+	return &Conn{rdb: rdb, owned: true, g: newGuard(rdb)}, nil
 }
 
 // openClient builds the client that dsn names, honouring context deadlines.
@@ -56,8 +48,7 @@ func openClient(dsn string) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := u.Query()
-	switch {
+	switch q := u.Query(); {
 	case q.Has("master_name"):
 		opt, err := redis.ParseFailoverURL(dsn)
 		if err != nil {

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relock-go/relock/adapters/goredis"
+	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 )
@@ -94,8 +94,7 @@ func TestSubscribeConcurrent(t *testing.T) {
 }
 
 func TestSubscribeContext(t *testing.T) {
-	m := miniredis.RunT(t)
-	rdb := backend{addr: m.Addr(), mini: m}.client(t)
+	rdb := backend{addr: testredis.Addr(t)}.client(t)
 	adaptertest.CheckCancelled(t, subAdapter(rdb), adaptertest.NewRecorder(t))
 }
 
@@ -201,12 +200,11 @@ func readCommand(rd *bufio.Reader) (string, error) {
 	return name, nil
 }
 
-// TestSubscribeRemove covers Remove in -short mode: a removed channel gets
-// nothing more, the others still do, and Remove of a channel never added
-// is harmless.
+// TestSubscribeRemove: a removed channel gets nothing more, the others
+// still do, and Remove of a channel never added is harmless.
 func TestSubscribeRemove(t *testing.T) {
-	m := miniredis.RunT(t)
-	rdb := backend{addr: m.Addr(), mini: m}.client(t)
+	rdb := backend{addr: testredis.Addr(t)}.client(t)
+	publish := func(channel, payload string) int64 { return subPublish(t, rdb, channel, payload) }
 	r := adaptertest.NewRecorder(t)
 	s := adaptertest.Subscribe(t, goredis.New(rdb), r)
 	ctx, cancel := context.WithTimeout(context.Background(), adaptertest.Wait)
@@ -217,13 +215,13 @@ func TestSubscribeRemove(t *testing.T) {
 		t.Fatalf("Remove: %v", err)
 	}
 	deadline := time.Now().Add(adaptertest.Wait)
-	for m.Publish(removed, "late") != 0 {
+	for publish(removed, "late") != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the server still has a subscriber of %q %v after Remove", removed, adaptertest.Wait)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	m.Publish(kept, "still")
+	publish(kept, "still")
 	for {
 		select {
 		case <-time.After(adaptertest.Wait):
@@ -247,65 +245,85 @@ func TestSubscribeRemove(t *testing.T) {
 	if err := s.Remove(ctx); err != nil {
 		t.Fatalf("Remove(): %v", err)
 	}
-	if n := m.Publish(kept, "kept"); n != 1 {
+	if n := publish(kept, "kept"); n != 1 {
 		t.Fatalf("PUBLISH after Remove() reached %d subscribers, want 1", n)
 	}
 	r.Expect(t, kept, "kept")
 }
 
-func TestSubscribeReconnect(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) {
-		m := miniredis.RunT(t)
-		rdb := backend{addr: m.Addr(), mini: m}.client(t)
-		r := adaptertest.NewRecorder(t)
-		s := adaptertest.Subscribe(t, goredis.New(rdb), r)
-		ch := subChannel()
-		adaptertest.MustAdd(t, s, ch)
-		m.Close()
-		if err := m.Restart(); err != nil {
-			t.Fatal(err)
-		}
-		adaptertest.WaitResubscribed(t, r, ch, func(p string) int64 { return int64(m.Publish(ch, p)) })
-		other := subChannel()
-		adaptertest.MustAdd(t, s, other)
-		if n := m.Publish(other, "y"); n != 1 {
-			t.Fatalf("PUBLISH after Add reached %d subscribers, want 1", n)
-		}
-		r.Expect(t, other, "y")
-	})
-	t.Run("redis", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("starts a redis-server and restarts it: skipped in -short mode")
-		}
-		srv := testredis.Start(t)
-		rdb := backend{addr: srv.Addr()}.client(t)
-		a := subAdapter(rdb)
-		r := adaptertest.NewRecorder(t)
-		s := adaptertest.Subscribe(t, a.Subscriber, r)
-		ch := subChannel()
-		adaptertest.MustAdd(t, s, ch)
-		a.Publish(t, ch, "first")
-		r.Expect(t, ch, "first")
+// TestSubscribeDoneOnKill: the subscription is one connection. When the
+// server drops it (CLIENT KILL TYPE pubsub), Done closes and Add fails; the
+// subscription does not reconnect (relock's notifier opens a new one).
+func TestSubscribeDoneOnKill(t *testing.T) {
+	srv := testredis.Start(t)
+	rdb := backend{addr: srv.Addr()}.client(t)
+	a := subAdapter(rdb)
+	r := adaptertest.NewRecorder(t)
+	s := adaptertest.Subscribe(t, a.Subscriber, r)
+	ch := subChannel()
+	adaptertest.MustAdd(t, s, ch)
+	a.Publish(t, ch, "first")
+	r.Expect(t, ch, "first")
+	select {
+	case <-s.Done():
+		t.Fatal("Done closed before the connection broke")
+	default:
+	}
 
-		srv.Restart()
-		adaptertest.WaitResubscribed(t, r, ch, adaptertest.ServerPublish(srv, ch))
-		adaptertest.CheckKillSubscriber(t, srv, r, ch)
-		adaptertest.CheckAddAcrossRestart(t, srv, s, r, ch, subChannel(), func(_ *testing.T, channel, payload string) int64 {
-			return adaptertest.ServerPublish(srv, channel)(payload)
-		})
-	})
+	if n, err := srv.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil || n.(int64) != 1 {
+		t.Fatalf("CLIENT KILL TYPE pubsub = %v, %v; want 1", n, err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(adaptertest.Wait):
+		t.Fatalf("Done still open %v after CLIENT KILL", adaptertest.Wait)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), adaptertest.Wait)
+	defer cancel()
+	if err := s.Add(ctx, subChannel()); err == nil {
+		t.Fatal("Add after Done: no error")
+	}
+	// No connection was made again: nobody receives.
+	time.Sleep(100 * time.Millisecond)
+	if n := a.Publish(t, ch, "after"); n != 0 {
+		t.Fatalf("PUBLISH after the kill reached %d subscribers, want 0 (the subscription reconnected)", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close after Done: %v", err)
+	}
+	r.Quiet(t, 50*time.Millisecond)
 }
 
 // TestSubscribeErrorReply checks that a SUBSCRIBE the server refuses
-// (NOPERM) fails Add, and that a new connection does not try it again.
+// (NOPERM) fails Add, and leaves the subscription usable.
 func TestSubscribeErrorReply(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a redis-server: skipped in -short mode")
-	}
 	srv := testredis.Start(t)
-	adaptertest.CheckErrorReply(t, srv, func(user, password string) adaptertest.Adapter {
-		return subAdapter(backend{addr: srv.Addr()}.client(t, func(o *redis.Options) {
-			o.Username, o.Password = user, password
-		}))
-	})
+	if _, err := srv.Do("ACL", "SETUSER", "limited", "on", ">pw", "~*", "resetchannels", "&allowed:*", "+@all"); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	a := subAdapter(backend{addr: srv.Addr()}.client(t, func(o *redis.Options) { o.Username, o.Password = "limited", "pw" }))
+	r := adaptertest.NewRecorder(t)
+	s := adaptertest.Subscribe(t, a.Subscriber, r)
+	ctx, cancel := context.WithTimeout(context.Background(), adaptertest.Wait)
+	defer cancel()
+	err := s.Add(ctx, "denied:x")
+	if !errors.Is(err, driver.ErrNoPermission) || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Add of a denied channel: %v; want a NOPERM error matching driver.ErrNoPermission", err)
+	}
+	adaptertest.MustAdd(t, s, "allowed:x")
+	a.Publish(t, "allowed:x", "ok")
+	r.Expect(t, "allowed:x", "ok")
+}
+
+// TestSubscribeRing: a ring has no one node for every channel; Subscribe
+// says so, without sending anything.
+func TestSubscribeRing(t *testing.T) {
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+	defer ring.Close()
+	if s, err := goredis.New(ring).Subscribe(context.Background(), func(string, string) {}); !errors.Is(err, errors.ErrUnsupported) {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("Subscribe through a ring: %v; want errors.ErrUnsupported", err)
+	}
 }
