@@ -20,9 +20,11 @@ import (
 //     that returns nil for a nil bulk string should map it before);
 //   - a RESP3 boolean: true becomes int64(1) and false nil, as a script's
 //     true and false read under RESP2;
-//   - a RESP3 double (float64, float32) becomes its shortest decimal text,
-//     as RESP2 sends a double as a bulk string: 1.5 gives "1.5", and
-//     infinities "inf" and "-inf";
+//   - a RESP3 double (float64, float32) becomes a bulk string, as RESP2
+//     sends a double: the shortest decimal text that reads back as the
+//     same float64 (1.5 gives "1.5", 0.1 gives "0.1"; Redis 7 over RESP2
+//     sends more digits, "0.10000000000000001"), and infinities "inf" and
+//     "-inf";
 //   - a slice ([]any, []string, []int64, [][]byte) becomes []any, each
 //     element converted;
 //   - a map (map[string]any, map[any]any, map[string]string) becomes the
