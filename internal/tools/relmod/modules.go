@@ -279,7 +279,10 @@ func (r *Repo) Lint() []string {
 					replaced = true
 				}
 			}
-			if !replaced {
+			if !replaced && !m.Release {
+				// A released module may do without: after a release its
+				// go.mod has none (see SetVersion), and go.work makes
+				// development use the work tree.
 				problems = append(problems, fmt.Sprintf("%s/go.mod: requires %s with no replace => %s: its builds would not use the work tree", m.Dir, d.Path, want))
 			}
 		}
@@ -324,8 +327,12 @@ func CheckVersion(v string) error {
 }
 
 // SetVersion returns m's go.mod with every requirement of a repository
-// module set to v, and whether that changed anything. Comments, replace
-// directives and the rest are kept.
+// module set to v, and whether that changed anything. A released module
+// also loses its replace directives of repository modules: the go command
+// refuses `go install module@version` for a module whose go.mod has any,
+// and its users resolve the other modules at v from their tags anyway
+// (development goes through go.work). Comments, other replace directives
+// and the rest are kept.
 func (r *Repo) SetVersion(m *Module, v string) ([]byte, bool, error) {
 	mf, err := modfile.Parse(m.Dir+"/go.mod", m.Data, nil)
 	if err != nil {
@@ -338,6 +345,16 @@ func (r *Repo) SetVersion(m *Module, v string) ([]byte, bool, error) {
 				return nil, false, err
 			}
 			changed = true
+		}
+	}
+	if m.Release {
+		for _, rep := range slices.Clone(mf.Replace) {
+			if r.Module(rep.Old.Path) != nil {
+				if err := mf.DropReplace(rep.Old.Path, rep.Old.Version); err != nil {
+					return nil, false, err
+				}
+				changed = true
+			}
 		}
 	}
 	if !changed {

@@ -147,6 +147,7 @@ func TestLintFindsMissingReplaceAndMixedVersions(t *testing.T) {
 		files[k] = v
 	}
 	files["adapters/a/go.mod"] = "module example.com/lock/adapters/a\n\ngo 1.25.0\n\nrequire example.com/lock v0.1.0\n"
+	files["bench/go.mod"] = "// relmod: no-release\n\nmodule example.com/lock/bench\n\ngo 1.25.0\n\nrequire example.com/lock v0.0.0\n"
 	files["otel/go.mod"] = strings.Replace(files["otel/go.mod"], "example.com/lock/adapters/a v0.0.0", "example.com/lock/bench v0.0.0", 1)
 	files["otel/go.mod"] = strings.Replace(files["otel/go.mod"], "replace example.com/lock/adapters/a => ../adapters/a", "replace example.com/lock/bench => ../bench", 1)
 	r, err := LoadRepo(testRepo(t, files))
@@ -154,8 +155,11 @@ func TestLintFindsMissingReplaceAndMixedVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Join(r.Lint(), "\n")
+	if strings.Contains(got, "adapters/a/go.mod: requires example.com/lock with no replace") {
+		t.Errorf("lint wants a replace in a released module, which go.work covers:\n%s", got)
+	}
 	for _, want := range []string{
-		"adapters/a/go.mod: requires example.com/lock with no replace",
+		"bench/go.mod: requires example.com/lock with no replace",
 		"otel/go.mod: requires example.com/lock/bench, which is not released",
 		"different versions",
 	} {
@@ -175,7 +179,7 @@ func TestModulePathMustMatchDirectory(t *testing.T) {
 	}
 }
 
-func TestSetVersionKeepsReplaceAndComments(t *testing.T) {
+func TestSetVersionDropsReplacesOfReleasedModules(t *testing.T) {
 	r, err := LoadRepo(testRepo(t, layout))
 	if err != nil {
 		t.Fatal(err)
@@ -195,8 +199,8 @@ func TestSetVersionKeepsReplaceAndComments(t *testing.T) {
 	if vers["example.com/lock"] != "v0.3.0" || vers["example.com/lock/adapters/a"] != "v0.3.0" || vers["golang.org/x/mod"] != "v0.43.0" {
 		t.Errorf("requirements after SetVersion: %v", vers)
 	}
-	if len(mf.Replace) != 2 || !strings.Contains(string(data), "// the adapter") {
-		t.Errorf("replace directives or comments lost:\n%s", data)
+	if len(mf.Replace) != 0 || !strings.Contains(string(data), "// the adapter") {
+		t.Errorf("a released module keeps replace directives of repository modules, or lost its comments:\n%s", data)
 	}
 	if _, changed, _ := r.SetVersion(r.RootModule(), "v0.3.0"); changed {
 		t.Error("SetVersion changed the root module, which requires no repository module")
