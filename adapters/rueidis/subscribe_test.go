@@ -263,7 +263,7 @@ func TestSubscribeEnds(t *testing.T) {
 				}
 				if fault == "killed" {
 					// The server has no subscriber left.
-					if n := adaptertest.ServerPublish(srv, ch)("after"); n != 0 {
+					if n, err := srv.Do("PUBLISH", ch, "after"); err != nil || n != int64(0) {
 						t.Fatalf("PUBLISH after the kill reached %d subscribers, want 0", n)
 					}
 				}
