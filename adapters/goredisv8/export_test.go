@@ -1,0 +1,14 @@
+package goredisv8
+
+import "github.com/go-redis/redis/v8"
+
+// Guarded returns a Conn over rdb whose calls all run guarded, as those of
+// a TLS or cluster client do.
+func Guarded(rdb redis.UniversalClient) *Conn {
+	c := New(rdb)
+	c.guard = true
+	return c
+}
+
+// IsGuarded reports whether c's calls run guarded.
+func IsGuarded(c *Conn) bool { return c.guard }
