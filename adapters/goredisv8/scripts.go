@@ -116,11 +116,14 @@ func scriptWait(ctx context.Context, rdb *redis.Client, sha bool, script string,
 		}
 		acked = cn.Wait(ctx, replicas, timeout).Result // read within timeout + 10 s
 	} else {
-		_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			eval = evalCmd(ctx, p, sha, script, keys, args)
 			acked = p.Do(ctx, "wait", replicas, ms).Int64
 			return nil
-		}) // each command holds its own error
+		}) // each command holds its own error, but not the context's
+		if err != nil && ctx.Err() != nil {
+			return nil, 0, ctx.Err()
+		}
 	}
 	v, err := reply(eval.Result())
 	if err != nil {
