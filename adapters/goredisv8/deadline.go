@@ -2,30 +2,27 @@ package goredisv8
 
 import (
 	"context"
-	"sync"
+	"errors"
 	"time"
 )
 
-// closeWait bounds how long Close waits for calls left running.
-const closeWait = 10 * time.Second
-
 // call runs f, in a goroutine of its own when the Conn guards its calls
 // and ctx can end, and returns f's result, or ctx's error as soon as ctx
-// ends (see "Deadlines" in the package doc). f must not touch anything
-// its caller reads after call returned ctx's error.
+// ends (see "Deadlines" in the package doc). f must not write anything its
+// caller reads after call returned ctx's error.
 func call[T any](ctx context.Context, c *Conn, f func() (T, error)) (T, error) {
 	if !c.guard || ctx.Done() == nil {
 		return f()
-	}
-	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, err
 	}
 	type result struct {
 		v   T
 		err error
 	}
 	done := make(chan result, 1)
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
 	if !c.goTracked(func() {
 		v, err := f()
 		done <- result{v, err}
@@ -40,8 +37,8 @@ func call[T any](ctx context.Context, c *Conn, f func() (T, error)) (T, error) {
 	}
 }
 
-// goTracked runs f in a goroutine that Close waits for; it reports false,
-// running nothing, after Close.
+// goTracked runs f in a goroutine that Close waits for; after Close it
+// runs nothing and reports false.
 func (c *Conn) goTracked(f func()) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -56,19 +53,17 @@ func (c *Conn) goTracked(f func()) bool {
 	return true
 }
 
-// waitFor waits for wg, up to d, and reports whether it is done.
-func waitFor(wg *sync.WaitGroup, d time.Duration) bool {
+// waitRunning waits for the goroutines of goTracked, 10 s at most.
+func (c *Conn) waitRunning() error {
 	done := make(chan struct{})
 	go func() {
-		wg.Wait()
+		c.running.Wait()
 		close(done)
 	}()
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
 	case <-done:
-		return true
-	case <-t.C:
-		return false
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("relock/goredisv8: calls left at their context's end still run 10 s after Close")
 	}
 }

@@ -1,45 +1,41 @@
 // Package goredisv8 is the relock driver for go-redis v8
-// (github.com/go-redis/redis/v8), for programs that have not moved to
-// go-redis v9 (adapters/goredis).
+// (github.com/go-redis/redis/v8).
 //
-// Wrap a client you built with [New]: a *redis.Client (also the one
-// redis.NewFailoverClient returns) or a *redis.ClusterClient. Closing the
-// relock.Client leaves that client open: you built it, you close it.
+// Wrap a *redis.Client (also one from redis.NewFailoverClient) or a
+// *redis.ClusterClient you built with [New]; closing the relock.Client
+// leaves it open. Importing the package registers the driver as
+// "goredisv8" for relock.Open (see [Driver.Open]), whose client the
+// relock.Client owns and closes.
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-//	locker, err := relock.New(goredisv8.New(rdb))
-//
-// Importing the package also registers the driver as "goredisv8", so that
-// relock.Open builds a client from a URL (see [Driver.Open]); that client
-// is the relock.Client's, closed by its Close.
+// [Conn] implements driver.Conn, Validator, Scripter, Watcher,
+// ReplicaWaiter and Subscriber. Replies and error replies map to the
+// driver package's shapes and sentinels (driver.ConvertReply,
+// driver.WrapServerError); the go-redis error stays reachable with
+// errors.As.
 //
 // # Deadlines
 //
-// Every call returns when its context ends. go-redis v8 applies a
-// context's deadline to every socket read and write and closes the
-// connection of a call whose context is cancelled, with three exceptions:
-// its default dialer does a TLS handshake within DialTimeout whatever the
-// context, a *redis.ClusterClient reads the COMMAND table without the
-// caller's context, and a client of another kind is unknown. For those
-// (a client with TLSConfig, a cluster client, any other UniversalClient)
-// each call runs in a goroutine that the caller leaves when its context
-// ends; the call left behind ends within the client's own timeouts, and
-// Close waits for it (up to 10 s). The TLS clients Open builds dial with
+// Every call returns when its context ends. go-redis v8 applies the
+// context's deadline to each socket read and write and closes the
+// connection of a call whose context ends; but its default dialer makes
+// the TLS handshake within DialTimeout whatever the context, and a cluster
+// client reads the COMMAND table without the caller's context. So the
+// calls of a client with a TLSConfig, of a cluster client and of any other
+// kind of UniversalClient run in a goroutine that the caller leaves when
+// its context ends; the call ends within the client's own timeouts, and
+// Close waits for it (10 s at most). The TLS clients Open builds dial with
 // the context and need no goroutine.
 //
 // go-redis v8 retries a command after a network error (MaxRetries, 3 by
-// default). A SET NX whose reply was lost and that is sent again answers
-// "not set" although the key holds the caller's token: relock checks the
-// key's value after such an answer, so the retry costs nothing there.
+// default), so a SET NX whose reply was lost may answer "not set" while
+// the key holds the caller's token: relock reads the key after every "not
+// set", so the retry is harmless.
 //
-// # Behaviour
+// # Redis Cluster
 //
-// [Conn] implements driver.Conn, driver.Validator, driver.Scripter,
-// driver.Watcher, driver.ReplicaWaiter and driver.Subscriber. SetNX sends
-// SET key value NX PX ms. Replies and server errors map to the driver
-// package's shapes and sentinels through driver.ConvertReply and
-// driver.WrapServerError; the go-redis error stays reachable with
-// errors.As.
+// go-redis v8.11.5 cannot read the CLUSTER SLOTS reply of Redis 7 ("got 4
+// elements in cluster info address"): give the ClusterOptions you build
+// ClusterSlots: [ClusterSlots](...), as Open does.
 package goredisv8
 
 import (
@@ -59,7 +55,6 @@ import (
 func init() { relock.Register("goredisv8", Driver{}) }
 
 var (
-	_ driver.Conn          = (*Conn)(nil)
 	_ driver.Validator     = (*Conn)(nil)
 	_ driver.Scripter      = (*Conn)(nil)
 	_ driver.Watcher       = (*Conn)(nil)
@@ -67,7 +62,6 @@ var (
 	_ driver.Subscriber    = (*Conn)(nil)
 )
 
-// Errors of a Conn used wrongly, checked with errors.Is.
 var (
 	// ErrNilClient reports a Conn that New made from a nil client.
 	ErrNilClient = errors.New("relock/goredisv8: nil client")
@@ -79,37 +73,30 @@ var (
 // safe for concurrent use, as the client is.
 type Conn struct {
 	rdb   redis.UniversalClient
-	owned bool // made by Open: Close closes rdb
-	guard bool // calls run in a goroutine of their own: see "Deadlines"
+	owned bool // Open made rdb: Close closes it
+	guard bool // calls run in goroutines of their own: see "Deadlines"
 
 	mu      sync.Mutex
 	closed  bool
-	running sync.WaitGroup // guarded calls and closing subscriptions
+	running sync.WaitGroup // guarded calls, closing subscriptions
 }
 
-// New returns a Conn over rdb, which stays the caller's: the Conn's Close
-// leaves it open. relock.New rejects a Conn over a nil client (also a
-// typed nil) with an error matching relock.ErrInvalidArgument and
-// ErrNilClient.
+// New returns a Conn over rdb, which stays the caller's. relock.New
+// rejects a Conn over a nil client (also a typed nil) with an error
+// matching relock.ErrInvalidArgument and ErrNilClient.
 func New(rdb redis.UniversalClient) *Conn {
-	if rdb == nil || reflect.ValueOf(rdb).Kind() == reflect.Pointer && reflect.ValueOf(rdb).IsNil() {
+	if v := reflect.ValueOf(rdb); rdb == nil || v.Kind() == reflect.Pointer && v.IsNil() {
 		return &Conn{}
 	}
 	return newConn(rdb, false)
 }
 
-// newConn returns a Conn over rdb; a client that Open built (owned) dials
-// with the context.
 func newConn(rdb redis.UniversalClient, owned bool) *Conn {
-	guard := true
-	if r, ok := rdb.(*redis.Client); ok {
-		guard = r.Options().TLSConfig != nil && !owned
-	}
-	return &Conn{rdb: rdb, owned: owned, guard: guard}
+	r, ok := rdb.(*redis.Client)
+	return &Conn{rdb: rdb, owned: owned, guard: !ok || r.Options().TLSConfig != nil && !owned}
 }
 
-// Validate reports ErrNilClient for a Conn over a nil client. It sends
-// nothing.
+// Validate reports ErrNilClient for a Conn over a nil client.
 func (c *Conn) Validate() error {
 	if c == nil || c.rdb == nil {
 		return ErrNilClient
@@ -117,70 +104,59 @@ func (c *Conn) Validate() error {
 	return nil
 }
 
-// client returns the client, or why it may not be used.
 func (c *Conn) client() (redis.UniversalClient, error) {
-	if c.rdb == nil {
-		return nil, ErrNilClient
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	switch {
+	case c.rdb == nil:
+		return nil, ErrNilClient
+	case c.closed:
 		return nil, ErrClosed
 	}
 	return c.rdb, nil
 }
 
-// Close closes the client if Open made it, after waiting (up to 10 s) for
-// the calls that their callers left at their context's end. Later calls
-// return nil.
+// Close closes the client if Open made it, and waits (10 s at most) for
+// the calls their callers left at their context's end. Later calls do
+// nothing.
 func (c *Conn) Close() error {
-	if c.rdb == nil {
-		return nil
-	}
 	c.mu.Lock()
 	was := c.closed
 	c.closed = true
 	c.mu.Unlock()
-	if was {
+	if was || c.rdb == nil {
 		return nil
 	}
 	var err error
 	if c.owned {
 		err = c.rdb.Close() // also ends the calls left running
 	}
-	if !waitFor(&c.running, closeWait) {
-		err = errors.Join(err, fmt.Errorf("relock/goredisv8: calls left at their context's end still run %v after Close", closeWait))
-	}
-	return err
+	return errors.Join(err, c.waitRunning())
 }
 
 // SetNX runs SET key value NX PX ms and reports whether the key was set.
 func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
-	rdb, err := c.client()
-	if err != nil {
-		return false, err
-	}
-	r, err := call(ctx, c, func() (any, error) {
-		return rdb.Do(ctx, "set", key, value, "nx", "px", ttl.Milliseconds()).Result()
+	r, err := c.do(ctx, func(rdb redis.UniversalClient) (any, error) {
+		return reply(rdb.Do(ctx, "set", key, value, "nx", "px", ttl.Milliseconds()).Result())
 	})
-	switch {
-	case errors.Is(err, redis.Nil):
-		return false, nil
-	case err != nil:
-		return false, translate(err)
-	case r == "OK":
-		return true, nil
+	if err != nil || r == nil || r == "OK" {
+		return r != nil, err
 	}
 	return false, fmt.Errorf("relock/goredisv8: unexpected reply %T (%v) to SET NX PX", r, r)
 }
 
 // Get runs GET key; ok is false, and err nil, when the key does not exist.
 func (c *Conn) Get(ctx context.Context, key string) (value string, ok bool, err error) {
+	v, err := c.do(ctx, func(rdb redis.UniversalClient) (any, error) { return reply(rdb.Get(ctx, key).Result()) })
+	value, ok = v.(string)
+	return value, ok, err
+}
+
+// do runs f on the client, guarded when the Conn's calls are.
+func (c *Conn) do(ctx context.Context, f func(redis.UniversalClient) (any, error)) (any, error) {
 	rdb, err := c.client()
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
-	v, err := call(ctx, c, func() (any, error) { return reply(rdb.Get(ctx, key).Result()) })
-	s, ok := v.(string)
-	return s, ok, err
+	return call(ctx, c, func() (any, error) { return f(rdb) })
 }

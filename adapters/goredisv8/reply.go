@@ -8,9 +8,8 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// reply maps the result of a go-redis command to the driver's shapes: a
-// nil reply (redis.Nil) to nil, the rest through driver.ConvertReply (an
-// error reply nested in an array fails the call).
+// reply maps a command's result to the driver's shapes: a nil reply
+// (redis.Nil) to nil, the rest through driver.ConvertReply.
 func reply(v any, err error) (any, error) {
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -21,18 +20,21 @@ func reply(v any, err error) (any, error) {
 	return driver.ConvertReply(v)
 }
 
-// translate makes an error reply of the server match the driver's
-// sentinel for it (driver.WrapServerError); network and context errors
-// pass through unchanged.
+// translate makes an error reply match the driver's sentinel for it;
+// network and context errors pass unchanged.
 func translate(err error) error {
-	var re redis.Error
-	if errors.As(err, &re) {
+	if isReply(err) {
 		return driver.WrapServerError(err)
 	}
 	return err
 }
 
-// anys converts command arguments for go-redis.
+// isReply reports whether err is an error reply of the server.
+func isReply(err error) bool {
+	re := redis.Error(nil)
+	return errors.As(err, &re)
+}
+
 func anys(ss []string) []any {
 	a := make([]any, len(ss))
 	for i, s := range ss {

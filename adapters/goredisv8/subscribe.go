@@ -13,10 +13,9 @@ import (
 
 // Subscribe opens a go-redis PubSub on a connection of its own, checked
 // with a PING, and delivers its messages to onMessage from one goroutine.
-// The subscription is that one connection: when a read or write on it
-// fails, Done closes and the PubSub is closed (go-redis dials again by
-// itself after a failure; that connection is closed at once, unused), and
-// relock opens another subscription.
+// The subscription is that connection: when a read or write on it fails,
+// Done closes and the PubSub is closed (the connection go-redis dials
+// again by itself after a failure is closed with it, unused).
 func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload string)) (driver.Subscription, error) {
 	rdb, err := c.client()
 	if err != nil {
@@ -37,66 +36,61 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	// A dial in progress holds the PubSub up to its DialTimeout: close in
-	// the background (Conn.Close waits).
-	if !c.goTracked(func() { _ = s.Close() }) {
+	if !c.goTracked(func() { _ = s.Close() }) { // a dial may hold it: in the background
 		_ = s.Close()
 	}
 	return nil, err
 }
 
 type subscription struct {
-	ctx       context.Context // cancelled by Close: ends a dial
+	ctx       context.Context // cancelled when it ends: stops a dial
 	cancel    context.CancelFunc
 	ps        *redis.PubSub
 	onMessage func(channel, payload string)
 	ready     chan struct{} // the PING was answered
-	done      chan struct{} // the subscription ended
-	exited    chan struct{} // the receiving goroutine returned
+	done      chan struct{} // it has ended; err says why
+	err       error
+	once      sync.Once
+	exited    chan struct{} // receive returned
 	wmu       sync.Mutex    // orders the writes of Add and Remove
 
 	mu      sync.Mutex
-	err     error         // why it ended, set before done closes
 	pending []*pendingAdd // Adds awaiting confirmation, in the order sent
-	closed  bool          // Close was called
-	calls   sync.WaitGroup
+	closed  bool
+	calls   sync.WaitGroup // the goroutines of send
 }
 
 // pendingAdd is one SUBSCRIBE awaiting its confirmations.
 type pendingAdd struct {
-	left []string // channels not yet confirmed
+	left []string // channels not confirmed yet
 	done chan struct{}
 	err  error // the server's refusal, set before done closes
 }
 
 var errEnded = errors.New("relock/goredisv8: subscription has ended")
 
-// receive pings, then reads the connection until it fails or Close.
+// receive pings, then reads the connection until it fails or ends.
 func (s *subscription) receive() {
 	defer close(s.exited)
 	err := s.ps.Ping(s.ctx)
-	for err == nil {
+	for ready := false; err == nil; {
 		var msg any
-		msg, err = s.ps.ReceiveTimeout(s.ctx, 0)
-		var refused redis.Error
-		if errors.As(err, &refused) && s.isReady() {
+		if msg, err = s.ps.ReceiveTimeout(s.ctx, 0); ready && isReply(err) {
 			s.settle("", driver.WrapServerError(err)) // a refused SUBSCRIBE
 			err = nil
 		}
-		select {
-		case <-s.done:
-			return
-		default:
-		}
 		switch m := msg.(type) {
 		case *redis.Message:
-			s.onMessage(m.Channel, m.Payload)
+			if s.ended() == nil {
+				s.onMessage(m.Channel, m.Payload)
+			}
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
 				s.settle(m.Channel, nil)
 			}
 		case *redis.Pong:
-			if !s.isReady() {
+			if !ready {
+				ready = true
 				close(s.ready)
 			}
 		}
@@ -104,17 +98,8 @@ func (s *subscription) receive() {
 	s.end(err)
 }
 
-func (s *subscription) isReady() bool {
-	select {
-	case <-s.ready:
-		return true
-	default:
-		return false
-	}
-}
-
-// settle confirms channel for the oldest Add waiting for it or, when err
-// is not nil, fails the oldest Add: replies come in the order sent.
+// settle confirms channel to the oldest Add waiting for it or, with an
+// error, fails the oldest Add: replies come in the order sent.
 func (s *subscription) settle(channel string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -134,30 +119,33 @@ func (s *subscription) settle(channel string, err error) {
 	}
 }
 
-// end closes done, recording why, and the PubSub. Only the first call
-// counts.
+// end records why the subscription ended, closes done and the PubSub.
 func (s *subscription) end(err error) {
-	s.mu.Lock()
-	select {
-	case <-s.done:
-		s.mu.Unlock()
-		return
-	default:
-	}
-	s.err = err
-	close(s.done)
-	s.mu.Unlock()
-	s.cancel()
-	_ = s.ps.Close()
+	s.once.Do(func() {
+		s.err = err
+		close(s.done)
+		s.cancel()
+		_ = s.ps.Close()
+	})
 }
 
-// send runs write (SUBSCRIBE or UNSUBSCRIBE) in a goroutine of its own,
-// after register, and returns its error, or ctx's as soon as ctx ends. A
+// ended returns an error once the subscription has ended.
+func (s *subscription) ended() error {
+	select {
+	case <-s.done:
+		if s.err != nil {
+			return errors.Join(errEnded, translate(s.err))
+		}
+		return errEnded
+	default:
+		return nil
+	}
+}
+
+// send runs register and write (SUBSCRIBE, UNSUBSCRIBE) in a goroutine of
+// its own, and returns write's error, or ctx's as soon as ctx ends. A
 // write that fails ends the subscription.
 func (s *subscription) send(ctx context.Context, register func(), write func() error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -172,8 +160,7 @@ func (s *subscription) send(ctx context.Context, register func(), write func() e
 		defer s.wmu.Unlock()
 		register()
 		err := write()
-		var refused redis.Error
-		if err != nil && !errors.As(err, &refused) {
+		if err != nil && !isReply(err) {
 			s.end(err)
 		}
 		errc <- translate(err)
@@ -188,16 +175,16 @@ func (s *subscription) send(ctx context.Context, register func(), write func() e
 
 // Add sends SUBSCRIBE and returns once the server confirmed every channel.
 func (s *subscription) Add(ctx context.Context, channels ...string) error {
-	if err := s.ended(); err != nil || len(channels) == 0 {
-		return errors.Join(err, ctx.Err())
+	if err := errors.Join(s.ended(), ctx.Err()); err != nil || len(channels) == 0 {
+		return err
 	}
 	p := &pendingAdd{left: slices.Clone(channels), done: make(chan struct{})}
-	register := func() {
+	err := s.send(ctx, func() {
 		s.mu.Lock()
 		s.pending = append(s.pending, p)
 		s.mu.Unlock()
-	}
-	if err := s.send(ctx, register, func() error { return s.ps.Subscribe(ctx, channels...) }); err != nil {
+	}, func() error { return s.ps.Subscribe(ctx, channels...) })
+	if err != nil {
 		return err
 	}
 	select {
@@ -212,25 +199,10 @@ func (s *subscription) Add(ctx context.Context, channels ...string) error {
 
 // Remove sends UNSUBSCRIBE, without waiting for the server to apply it.
 func (s *subscription) Remove(ctx context.Context, channels ...string) error {
-	if err := s.ended(); err != nil || len(channels) == 0 {
-		return errors.Join(err, ctx.Err()) // no channel: go-redis would remove all
+	if err := errors.Join(s.ended(), ctx.Err()); err != nil || len(channels) == 0 {
+		return err // no channel: go-redis would unsubscribe from all
 	}
 	return s.send(ctx, func() {}, func() error { return s.ps.Unsubscribe(ctx, channels...) })
-}
-
-// ended returns an error once the subscription has ended.
-func (s *subscription) ended() error {
-	select {
-	case <-s.done:
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.err != nil && !s.closed {
-			return errors.Join(errEnded, s.err)
-		}
-		return errEnded
-	default:
-		return nil
-	}
 }
 
 // Done is closed once the connection broke or Close was called.
