@@ -1,41 +1,30 @@
 // Package goredisv8 is the relock driver for go-redis v8
 // (github.com/go-redis/redis/v8).
 //
-// Wrap a *redis.Client (also one from redis.NewFailoverClient) or a
-// *redis.ClusterClient you built with [New]; closing the relock.Client
-// leaves it open. Importing the package registers the driver as
-// "goredisv8" for relock.Open (see [Driver.Open]), whose client the
-// relock.Client owns and closes.
+// [New] wraps a *redis.Client (also a failover client) or a
+// *redis.ClusterClient that stays yours: closing the relock.Client leaves
+// it open. Importing the package registers the driver "goredisv8" for
+// relock.Open (see [Driver.Open]). [Conn] implements driver.Conn,
+// Validator, Scripter, Watcher, ReplicaWaiter and Subscriber; replies and
+// errors map through driver.ConvertReply and driver.WrapServerError.
 //
-// [Conn] implements driver.Conn, Validator, Scripter, Watcher,
-// ReplicaWaiter and Subscriber. Replies and error replies map to the
-// driver package's shapes and sentinels (driver.ConvertReply,
-// driver.WrapServerError); the go-redis error stays reachable with
-// errors.As.
+// Every call returns when its context ends. go-redis v8 bounds each socket
+// read and write by the context's deadline and closes the connection of a
+// call whose context ends, but its default dialer makes the TLS handshake
+// within DialTimeout whatever the context, and a cluster client reads the
+// COMMAND table without the caller's context. So the calls of a client
+// with a TLSConfig, of a cluster client and of any other kind run in a
+// goroutine that the caller leaves when its context ends; the call ends
+// within the client's timeouts and Close waits for it (10 s at most).
+// Open's TLS clients dial with the context and need none.
 //
-// # Deadlines
+// go-redis v8 retries a command after a network error (MaxRetries), so a
+// SET NX whose reply was lost may answer "not set" while the key holds our
+// token; relock reads the key after every "not set", so that is harmless.
 //
-// Every call returns when its context ends. go-redis v8 applies the
-// context's deadline to each socket read and write and closes the
-// connection of a call whose context ends; but its default dialer makes
-// the TLS handshake within DialTimeout whatever the context, and a cluster
-// client reads the COMMAND table without the caller's context. So the
-// calls of a client with a TLSConfig, of a cluster client and of any other
-// kind of UniversalClient run in a goroutine that the caller leaves when
-// its context ends; the call ends within the client's own timeouts, and
-// Close waits for it (10 s at most). The TLS clients Open builds dial with
-// the context and need no goroutine.
-//
-// go-redis v8 retries a command after a network error (MaxRetries, 3 by
-// default), so a SET NX whose reply was lost may answer "not set" while
-// the key holds the caller's token: relock reads the key after every "not
-// set", so the retry is harmless.
-//
-// # Redis Cluster
-//
-// go-redis v8.11.5 cannot read the CLUSTER SLOTS reply of Redis 7 ("got 4
-// elements in cluster info address"): give the ClusterOptions you build
-// ClusterSlots: [ClusterSlots](...), as Open does.
+// go-redis v8.11.5 cannot read Redis 7's CLUSTER SLOTS reply ("got 4
+// elements in cluster info address"): set ClusterOptions.ClusterSlots to
+// [ClusterSlots], as Open does.
 package goredisv8
 
 import (
@@ -49,24 +38,15 @@ import (
 	"github.com/go-redis/redis/v8"
 
 	"github.com/relock-go/relock"
-	"github.com/relock-go/relock/driver"
 )
 
 func init() { relock.Register("goredisv8", Driver{}) }
 
+// ErrNilClient reports a Conn over a nil client; ErrClosed, a call after
+// Close.
 var (
-	_ driver.Validator     = (*Conn)(nil)
-	_ driver.Scripter      = (*Conn)(nil)
-	_ driver.Watcher       = (*Conn)(nil)
-	_ driver.ReplicaWaiter = (*Conn)(nil)
-	_ driver.Subscriber    = (*Conn)(nil)
-)
-
-var (
-	// ErrNilClient reports a Conn that New made from a nil client.
 	ErrNilClient = errors.New("relock/goredisv8: nil client")
-	// ErrClosed reports a call on a Conn after its Close.
-	ErrClosed = errors.New("relock/goredisv8: connection is closed")
+	ErrClosed    = errors.New("relock/goredisv8: connection is closed")
 )
 
 // Conn adapts a go-redis v8 client to relock's driver interfaces. It is
@@ -74,7 +54,7 @@ var (
 type Conn struct {
 	rdb   redis.UniversalClient
 	owned bool // Open made rdb: Close closes it
-	guard bool // calls run in goroutines of their own: see "Deadlines"
+	guard bool // calls run in goroutines of their own (package doc)
 
 	mu      sync.Mutex
 	closed  bool
