@@ -7,9 +7,8 @@ import (
 )
 
 // call runs f, in a goroutine of its own when the Conn guards its calls
-// and ctx can end, and returns f's result, or ctx's error as soon as ctx
-// ends (see "Deadlines" in the package doc). f must not write anything its
-// caller reads after call returned ctx's error.
+// and ctx can end, and returns f's result or, as soon as ctx ends, ctx's
+// error. f must not write what its caller reads after that.
 func call[T any](ctx context.Context, c *Conn, f func() (T, error)) (T, error) {
 	if !c.guard || ctx.Done() == nil {
 		return f()

@@ -17,8 +17,7 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// Driver opens go-redis v8 clients from URLs. It is registered with relock
-// as "goredisv8".
+// Driver opens go-redis v8 clients from URLs, for relock.Open.
 type Driver struct{}
 
 // Open builds a go-redis v8 client from dsn and returns a Conn that owns
@@ -94,8 +93,8 @@ func openClient(dsn string) (redis.UniversalClient, error) {
 	return redis.NewClusterClient(co), nil
 }
 
-// setup returns an OnConnect that sends AUTH (accepting a server without
-// password), SELECT and CLIENT SETNAME, those of them that are due.
+// setup returns an OnConnect sending the AUTH (a server without password
+// accepts any), SELECT and CLIENT SETNAME due.
 func setup(user, password string, db int, name string) func(context.Context, *redis.Conn) error {
 	if password == "" && db == 0 && name == "" {
 		return nil
@@ -122,11 +121,10 @@ func setup(user, password string, db int, name string) func(context.Context, *re
 	}
 }
 
-// ClusterSlots returns a function for redis.ClusterOptions.ClusterSlots
-// that reads the slot map with CLUSTER SLOTS from the first node of addrs
-// that answers, through a client with the options of node (its Addr
-// replaced) made for the call. go-redis v8.11.5 cannot read the reply of
-// Redis 7 itself: a node there carries a fourth field.
+// ClusterSlots returns a redis.ClusterOptions.ClusterSlots that reads
+// CLUSTER SLOTS from the first of addrs that answers, through a client
+// made for the call with the options of node; go-redis v8.11.5 cannot read
+// Redis 7's reply itself (a node has a fourth field).
 func ClusterSlots(node *redis.Options, addrs ...string) func(context.Context) ([]redis.ClusterSlot, error) {
 	return func(ctx context.Context) (slots []redis.ClusterSlot, err error) {
 		for _, addr := range addrs {

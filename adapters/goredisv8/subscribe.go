@@ -142,9 +142,8 @@ func (s *subscription) ended() error {
 	}
 }
 
-// send runs register and write (SUBSCRIBE, UNSUBSCRIBE) in a goroutine of
-// its own, and returns write's error, or ctx's as soon as ctx ends. A
-// write that fails ends the subscription.
+// send runs register and write in a goroutine of its own and returns
+// write's error, or ctx's as soon as ctx ends. A failed write ends it.
 func (s *subscription) send(ctx context.Context, register func(), write func() error) error {
 	s.mu.Lock()
 	if s.closed {
