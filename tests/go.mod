@@ -12,6 +12,7 @@ require (
 	github.com/redis/rueidis v1.0.79
 	github.com/relock-go/relock v0.0.0
 	github.com/relock-go/relock/adapters/goredis v0.0.0
+	github.com/relock-go/relock/adapters/goredisv8 v0.0.0
 	github.com/relock-go/relock/adapters/redigo v0.0.0
 	github.com/relock-go/relock/adapters/rueidis v0.0.0
 	go.uber.org/goleak v1.3.0
@@ -19,6 +20,8 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
+	github.com/go-redis/redis/v8 v8.11.5 // indirect
 	github.com/yuin/gopher-lua v1.1.1 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
@@ -27,6 +30,8 @@ require (
 replace github.com/relock-go/relock => ..
 
 replace github.com/relock-go/relock/adapters/goredis => ../adapters/goredis
+
+replace github.com/relock-go/relock/adapters/goredisv8 => ../adapters/goredisv8
 
 replace github.com/relock-go/relock/adapters/redigo => ../adapters/redigo
 
