@@ -15,6 +15,7 @@ require (
 	github.com/relock-go/relock/adapters/goredisv8 v0.0.0
 	github.com/relock-go/relock/adapters/redigo v0.0.0
 	github.com/relock-go/relock/adapters/rueidis v0.0.0
+	github.com/relock-go/relock/adapters/valkey v0.0.0
 	go.uber.org/goleak v1.3.0
 )
 
@@ -22,9 +23,10 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
 	github.com/go-redis/redis/v8 v8.11.5 // indirect
+	github.com/valkey-io/valkey-go v1.0.80 // indirect
 	github.com/yuin/gopher-lua v1.1.1 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 )
 
 replace github.com/relock-go/relock => ..
@@ -36,3 +38,5 @@ replace github.com/relock-go/relock/adapters/goredisv8 => ../adapters/goredisv8
 replace github.com/relock-go/relock/adapters/redigo => ../adapters/redigo
 
 replace github.com/relock-go/relock/adapters/rueidis => ../adapters/rueidis
+
+replace github.com/relock-go/relock/adapters/valkey => ../adapters/valkey

@@ -7,4 +7,5 @@ import (
 	_ "github.com/relock-go/relock/adapters/goredisv8"
 	_ "github.com/relock-go/relock/adapters/redigo"
 	_ "github.com/relock-go/relock/adapters/rueidis"
+	_ "github.com/relock-go/relock/adapters/valkey"
 )
