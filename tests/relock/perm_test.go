@@ -156,7 +156,7 @@ func TestCompanionKeysRefused(t *testing.T) {
 // with the prefix their key patterns allow: the server must refuse
 // nothing but what the document says it may.
 func TestPermissionsDoc(t *testing.T) {
-	md, err := os.ReadFile(filepath.Join("docs", "permissions.md"))
+	md, err := os.ReadFile(filepath.Join("..", "..", "docs", "permissions.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
