@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,7 +44,7 @@ var openOptions = []string{"db", "dial_timeout", "read_timeout", "write_timeout"
 // read_timeout (the longest a call waits when its context allows longer,
 // 10s), write_timeout (each write to the socket, 10s), client_name,
 // pool_size (the connections of each pool, radix dials them all at once;
-// 10 per CPU), addr and master_name; durations as time.ParseDuration takes
+// 4, radix's default), addr and master_name; durations as time.ParseDuration takes
 // them. Any other option is an error. The pools do not PING in the
 // background (PingInterval -1), which radix would otherwise do unguarded
 // by the context.
@@ -86,7 +85,7 @@ func parseDSN(dsn string) (*options, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &options{conns: map[*trackedConn]struct{}{}, network: "tcp", addr: u.Host, poolSize: 10 * runtime.GOMAXPROCS(0),
+	o := &options{conns: map[*trackedConn]struct{}{}, network: "tcp", addr: u.Host, poolSize: 4,
 		dialTimeout: 5 * time.Second, readTimeout: 10 * time.Second, writeTimeout: 10 * time.Second}
 	switch u.Scheme {
 	case "redis", "rediss":

@@ -159,9 +159,14 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	}
 	t.done = true // EXEC unwatches, whatever it answered
 	last := len(all) - 1
-	for _, i := range []int{0, last} { // MULTI refused; EXECABORT or an error inside EXEC
+	for _, i := range append([]int{last}, 0) { // EXECABORT or an error inside EXEC, MULTI refused
 		if r.errs[i] != nil {
 			return nil, translate(ctx, r.errs[i])
+		}
+	}
+	for _, err := range r.errs { // a command refused while queued (miniredis runs EXEC anyway)
+		if err != nil {
+			return nil, translate(ctx, err)
 		}
 	}
 	v, err := convert(r.vals[last])
