@@ -1,61 +1,32 @@
 // Package radixadapter connects relock to Redis through
-// github.com/mediocregopher/radix/v4.
+// github.com/mediocregopher/radix/v4. Wrap a client you built (a pool, a
+// *radix.Cluster, a *radix.Sentinel) with [New]; it stays yours, and
+// closing the relock client leaves it open:
 //
-// Wrap a client you built with [New]: a pool (radix.PoolConfig.New), a
-// *radix.Cluster or a *radix.Sentinel. The client stays yours, and closing
-// the relock client leaves it open:
-//
-//	dialer := radix.Dialer{AuthPass: "secret"}
-//	pool, err := radix.PoolConfig{Dialer: dialer}.New(ctx, "tcp", "127.0.0.1:6379")
-//	if err != nil {
-//		return err
-//	}
-//	defer pool.Close()
-//
+//	pool, err := radix.PoolConfig{Dialer: dialer, Size: 16}.New(ctx, "tcp", "127.0.0.1:6379")
 //	locks, err := relock.New(radixadapter.New(pool, radixadapter.WithDialer(dialer)))
 //
-// Or let relock build and own the client from a URL (see [Driver.Open]);
-// importing the package registers the driver under the name "radix":
+// Or let relock build and own one from a URL: relock.Open("radix",
+// "redis://127.0.0.1:6379/0") once the package is imported (see
+// [Driver.Open]).
 //
-//	import _ "github.com/relock-go/relock/adapters/radix"
-//
-//	locks, err := relock.Open("radix", "redis://127.0.0.1:6379/0")
-//
-// A [Conn] implements driver.Conn, driver.Scripter, driver.Watcher,
-// driver.ReplicaWaiter, driver.Subscriber and driver.Validator.
-//
-// Each call takes a connection of its own from the pool, as radix does for
-// a blocking command, instead of sharing one with concurrent calls: so the
-// pool's Size bounds the calls in flight (radix's default is 4; size the
-// pool for your concurrency). Watch and the script+WAIT of ReplicaWaiter
-// keep that connection for their commands (radix.WithConn); a cluster
-// routes them by their first key.
-//
-// A call ends at its context's deadline even against a server that stops
-// answering: when the context ends while the call waits, the adapter closes
-// the call's connection, which radix's pool then replaces. (radix alone
-// reads the reply after a timed-out call with no deadline, which on a
-// silent server blocks the next call on that connection for good.) A pool
-// of your own may still stall against such a server through its periodic
-// PING, which radix runs unguarded under a lock that every call needs: set
-// PingInterval to -1 for a pool that must honour deadlines then, as Open
-// does.
-//
-// Subscriptions dial a connection of their own with the radix.Dialer given
-// by [WithDialer] (AUTH, SELECT, TLS), to the address of the client: its
-// Addr, or the address of a primary for a cluster or sentinel client. A
-// subscription does not reconnect: when its connection breaks, its Done
-// channel closes and relock opens a new one.
-//
-// Replies and error replies are mapped as the relock/driver package
-// documents; this package's own errors start with "relock/radix:".
+// Each call takes a connection of its own from the pool (as radix does for
+// blocking commands), so the pool's Size bounds the calls in flight. When
+// a call's context ends before its reply, the adapter closes that
+// connection, which the pool replaces: radix alone would read the late
+// reply with no deadline, and a silent server would block every later call
+// on it. A pool of your own should not PING in the background
+// (PingInterval: -1): radix runs that PING unguarded, under a lock every
+// call needs, and against a silent server it can stall the pool past any
+// deadline. Watch and ReplicaWaiter keep one connection (radix.WithConn),
+// routed by the first key on a cluster. A subscription dials its own
+// connection with the dialer of [WithDialer] and does not reconnect.
 package radixadapter
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -65,18 +36,16 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// Errors returned by a Conn for misuse, checked with errors.Is.
 var (
-	// ErrNilClient reports a Conn made by New from a nil client (or a
-	// typed nil such as (*radix.Cluster)(nil)).
+	// ErrNilClient reports a Conn made by New from a nil (or typed nil)
+	// client.
 	ErrNilClient = errors.New("relock/radix: nil client")
-
 	// ErrClosed reports a call on a Conn after its Close.
 	ErrClosed = errors.New("relock/radix: connection is closed")
 )
 
-// Client is the part of a radix client that a Conn uses: radix.Client (a
-// Pool) and radix.MultiClient (*radix.Cluster, *radix.Sentinel) have it.
+// Client is what a Conn needs of a radix client: radix.Client (a pool) and
+// radix.MultiClient (*radix.Cluster, *radix.Sentinel) have it.
 type Client interface {
 	Do(ctx context.Context, a radix.Action) error
 }
@@ -84,19 +53,14 @@ type Client interface {
 // Option configures a Conn made by New.
 type Option func(*Conn)
 
-// WithDialer sets the dialer of the connections that subscriptions use;
-// give the one your pool's PoolConfig.Dialer has. Without it, a
-// subscription dials with a zero radix.Dialer: no AUTH, no SELECT (channels
-// do not depend on the database), no TLS.
+// WithDialer sets the dialer (AUTH, SELECT, TLS) of the connections that
+// subscriptions dial, to the client's Addr or, for a cluster or sentinel
+// client, to a primary's; give the one your PoolConfig has. The default is
+// a zero radix.Dialer.
 func WithDialer(d radix.Dialer) Option {
-	return func(c *Conn) {
-		c.dial = func(ctx context.Context, network, addr string) (radix.Conn, error) {
-			return d.Dial(ctx, network, addr)
-		}
-	}
+	return func(c *Conn) { c.dial = d.Dial }
 }
 
-// Compile-time checks of the interfaces this package promises.
 var (
 	_ driver.Conn          = (*Conn)(nil)
 	_ driver.Scripter      = (*Conn)(nil)
@@ -104,49 +68,41 @@ var (
 	_ driver.ReplicaWaiter = (*Conn)(nil)
 	_ driver.Subscriber    = (*Conn)(nil)
 	_ driver.Validator     = (*Conn)(nil)
-	_ driver.Driver        = Driver{}
 )
 
-// Conn is a relock driver connection over a radix client. It is safe for
-// concurrent use by many goroutines.
+// Conn is a relock driver connection over a radix client, safe for
+// concurrent use.
 type Conn struct {
 	client  Client
-	lazy    *lazyClient // set by Open: builds the client on the first call
+	lazy    *opened // Open's: its client is made on the first call
 	dial    func(ctx context.Context, network, addr string) (radix.Conn, error)
-	timeout time.Duration // Open's read_timeout: the longest a call waits
+	timeout time.Duration // Open's read_timeout + write_timeout: caps a call
 	closed  atomic.Bool
 }
 
-// New returns a Conn that runs commands on client. The caller keeps
-// ownership of client: Conn.Close (and so relock.Client.Close) does not
-// close it. When client is nil (or a typed nil), relock.New rejects the
-// Conn with an error matching relock.ErrInvalidArgument and ErrNilClient,
-// and every method of the Conn but Close fails with ErrNilClient.
+// New returns a Conn that runs commands on client, which Close leaves
+// open. A nil client makes relock.New fail with ErrNilClient.
 func New(client Client, opts ...Option) *Conn {
 	if v := reflect.ValueOf(client); client != nil && v.Kind() == reflect.Pointer && v.IsNil() {
 		client = nil
 	}
-	c := &Conn{client: client}
-	WithDialer(radix.Dialer{})(c)
+	c := &Conn{client: client, dial: radix.Dialer{}.Dial}
 	for _, o := range opts {
 		o(c)
 	}
 	return c
 }
 
-// Validate implements driver.Validator: it reports ErrNilClient for a Conn
-// made by New from a nil client. It sends nothing.
+// Validate reports ErrNilClient for a Conn over a nil client.
 func (c *Conn) Validate() error {
-	if c == nil || (c.client == nil && c.lazy == nil) {
+	if c.client == nil && c.lazy == nil {
 		return ErrNilClient
 	}
 	return nil
 }
 
-// Close marks the Conn closed, after which its methods fail with
-// ErrClosed. A Conn made by New leaves the user's client open; a Conn made
-// by Driver.Open closes the client it built. Calls after the first return
-// nil.
+// Close makes later calls fail with ErrClosed; a Conn made by Open closes
+// its client too.
 func (c *Conn) Close() error {
 	if c.closed.Swap(true) || c.lazy == nil {
 		return nil
@@ -154,7 +110,6 @@ func (c *Conn) Close() error {
 	return c.lazy.close()
 }
 
-// get returns the client to run a call on, checking the Conn and ctx.
 func (c *Conn) get(ctx context.Context) (Client, error) {
 	switch {
 	case c.closed.Load():
@@ -167,31 +122,22 @@ func (c *Conn) get(ctx context.Context) (Client, error) {
 	return c.client, ctx.Err()
 }
 
-// do runs one command and decodes its reply into rcv (nil: discarded).
-// keys route it on a cluster.
-func (c *Conn) do(ctx context.Context, keys []string, rcv any, args ...string) error {
-	return c.run(ctx, &action{keys: keys, cmds: commands{args}, rcv: rcv})
-}
-
-// run runs a on a connection of its own from the client, within ctx and
-// Open's read_timeout, and translates its error.
+// run runs a on the client within ctx (and Open's timeouts).
 func (c *Conn) run(ctx context.Context, a radix.Action) error {
+	if dl, ok := ctx.Deadline(); c.timeout > 0 && (!ok || time.Until(dl) > c.timeout) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	client, err := c.get(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		err = client.Do(ctx, a)
 	}
-	if c.timeout > 0 {
-		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, c.timeout)
-			defer cancel()
-		}
-	}
-	return translate(ctx, client.Do(ctx, a))
+	return translate(ctx, err)
 }
 
-// action is one command, or several pipelined, with its keys for a
-// cluster's routing. It takes a connection of its own from a pool.
+// action is one command, or a pipeline, on a connection of its own; keys
+// route it on a cluster.
 type action struct {
 	keys []string
 	cmds commands
@@ -206,10 +152,7 @@ func (a *action) Perform(ctx context.Context, conn radix.Conn) error {
 	return encodeDecode(ctx, conn, a.cmds, a.rcv)
 }
 
-// encodeDecode sends m on conn and decodes the reply into u. When ctx
-// ends before the reply came, it closes conn: radix would otherwise read
-// that reply later with no deadline, and a silent server would block every
-// later call on conn.
+// encodeDecode is conn.EncodeDecode that closes conn when ctx ends first.
 func encodeDecode(ctx context.Context, conn radix.Conn, m, u any) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -222,28 +165,22 @@ func encodeDecode(ctx context.Context, conn radix.Conn, m, u any) error {
 	return err
 }
 
-// SetNX runs SET key value NX PX ms, with ttl in whole milliseconds. It
-// reports whether the key was set.
+// SetNX runs SET key value NX PX ttl.
 func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
 	var r any
-	if err := c.do(ctx, []string{key}, &r, "SET", key, value, "NX", "PX", fmt.Sprint(ttl.Milliseconds())); err != nil {
+	if err := c.run(ctx, &action{[]string{key}, commands{{"SET", key, value, "NX", "PX", fmt.Sprint(ttl.Milliseconds())}}, &r}); err != nil {
 		return false, err
 	}
-	switch v, err := convert(r); {
-	case err != nil:
-		return false, err
-	case v == nil:
-		return false, nil
-	case v == "OK":
-		return true, nil
+	if v, err := convert(r); err != nil || v == nil || v == "OK" {
+		return v == "OK", err
 	}
 	return false, fmt.Errorf("relock/radix: unexpected reply %T (%v) to SET NX", r, r)
 }
 
-// Get runs GET key. ok is false, and err nil, when the key does not exist.
+// Get runs GET key; ok is false for a missing key.
 func (c *Conn) Get(ctx context.Context, key string) (string, bool, error) {
 	var r any
-	if err := c.do(ctx, []string{key}, &r, "GET", key); err != nil {
+	if err := c.run(ctx, &action{[]string{key}, commands{{"GET", key}}, &r}); err != nil {
 		return "", false, err
 	}
 	return getReply(r)
@@ -259,11 +196,3 @@ func getReply(r any) (string, bool, error) {
 	}
 	return "", false, err
 }
-
-// closedConn is what a call gets from radix on a connection or pool that
-// was closed: radix's "closed", which relock then takes, as a network
-// error, for "Redis did not answer".
-type closedConn struct{ err error }
-
-func (e closedConn) Error() string   { return "relock/radix: " + e.err.Error() }
-func (e closedConn) Unwrap() []error { return []error{e.err, net.ErrClosed} }

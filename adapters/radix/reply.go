@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/mediocregopher/radix/v4/resp"
 	"github.com/mediocregopher/radix/v4/resp/resp3"
@@ -12,8 +13,7 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// commands writes one or more commands, each a name and its arguments, in
-// one write: a pipeline.
+// commands writes commands (each a name and its arguments) in one write.
 type commands [][]string
 
 func (cs commands) MarshalRESP(w io.Writer, o *resp.Opts) error {
@@ -25,37 +25,33 @@ func (cs commands) MarshalRESP(w io.Writer, o *resp.Opts) error {
 	return nil
 }
 
-// replies reads the replies of a pipeline, one per element of vals. An
-// error reply is kept in errs, and the replies after it are read all the
-// same, so that the connection stays in step.
+// replies reads one reply per element of vals, keeping an error reply in
+// errs and reading on, so that the connection stays in step.
 type replies struct {
 	vals []any
 	errs []error
 }
 
-func newReplies(n int) *replies { return &replies{vals: make([]any, n), errs: make([]error, n)} }
+func newReplies(n int) *replies { return &replies{make([]any, n), make([]error, n)} }
 
 func (r *replies) UnmarshalRESP(br resp.BufferedReader, o *resp.Opts) error {
 	for i := range r.vals {
-		err := resp3.Unmarshal(br, &r.vals[i], o)
-		if err != nil && !errors.As(err, new(resp.ErrConnUsable)) {
-			return err // the connection is broken
+		if r.errs[i] = resp3.Unmarshal(br, &r.vals[i], o); !errors.As(r.errs[i], new(resp.ErrConnUsable)) && r.errs[i] != nil {
+			return r.errs[i] // the connection is broken
 		}
-		r.errs[i] = err
 	}
 	return nil
 }
 
-// convert maps a reply as radix decodes it into an interface{} to the
-// shapes of the driver package. radix gives a nil []byte for a nil bulk
-// string and a nil []interface{} for a nil array: both are nil.
+// convert maps a reply that radix decoded into an interface{} to the
+// driver's shapes; radix gives a nil []byte for a nil bulk string and a nil
+// []interface{} for a nil array.
 func convert(v any) (any, error) {
 	switch v := v.(type) {
 	case []byte:
 		if v == nil {
 			return nil, nil
 		}
-		return string(v), nil
 	case []any:
 		if v == nil {
 			return nil, nil
@@ -69,46 +65,36 @@ func convert(v any) (any, error) {
 			out[i] = c
 		}
 		return out, nil
-	case map[any]struct{}: // a RESP3 set
-		out := make(map[any]any, len(v))
-		for k := range v {
-			out[k] = nil
-		}
-		return driver.ConvertReply(out)
 	}
 	return driver.ConvertReply(v)
 }
 
-// translate maps err, from radix, to what the driver contract asks: an
-// error reply becomes the server's error, matching the driver sentinel its
-// text names (radix's "response returned from Conn:" dropped); when ctx is
-// over, its error stays visible through errors.Is; radix's "closed" reads
-// as a network error.
+// translate maps an error of radix: an error reply to the server's error
+// (matching the driver's sentinels), a context's error kept visible, and
+// radix's "closed" (a closed connection or pool) to a network error.
 func translate(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
 	var se resp3.SimpleError
 	var be resp3.BlobError
 	switch {
+	case err == nil:
+		return nil
 	case errors.As(err, &se):
 		return driver.WrapServerError(se)
 	case errors.As(err, &be):
 		return driver.WrapServerError(be)
-	}
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("%w: %w", cerr, err)
+	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+		return fmt.Errorf("%w: %w", ctx.Err(), err)
 	}
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		if e.Error() == "closed" {
-			return closedConn{err}
+			return fmt.Errorf("relock/radix: %w (%w)", err, net.ErrClosed)
 		}
 	}
 	return err
 }
 
-// inStep reports whether err, from radix, leaves a connection in step with
-// the server: no error, or an error reply.
+// inStep reports whether err leaves a connection in step with the server:
+// no error, or an error reply.
 func inStep(err error) bool {
 	return err == nil || errors.As(err, new(resp3.SimpleError)) || errors.As(err, new(resp3.BlobError))
 }

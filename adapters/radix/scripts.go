@@ -12,100 +12,85 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-// Eval runs EVAL script numkeys keys... args... and returns the reply
-// mapped as the relock/driver package documents.
+// Eval runs EVAL script numkeys keys... args....
 func (c *Conn) Eval(ctx context.Context, script string, keys []string, args ...string) (any, error) {
 	return c.eval(ctx, keys, evalArgs("EVAL", script, keys, args))
 }
 
-// EvalSha runs EVALSHA sha1 numkeys keys... args.... When the server does
-// not have the script it returns an error matching driver.ErrNoScript (and
-// does not fall back to EVAL itself, as radix.EvalScript would).
+// EvalSha runs EVALSHA; a script the server lacks gives an error matching
+// driver.ErrNoScript (it does not fall back to EVAL as radix.EvalScript).
 func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...string) (any, error) {
 	return c.eval(ctx, keys, evalArgs("EVALSHA", sha1, keys, args))
 }
 
 func (c *Conn) eval(ctx context.Context, keys, args []string) (any, error) {
 	var r any
-	if err := c.do(ctx, keys, &r, args...); err != nil {
+	if err := c.run(ctx, &action{keys, commands{args}, &r}); err != nil {
 		return nil, err
 	}
 	return convert(r)
 }
 
-// evalArgs returns the command EVAL or EVALSHA with its arguments.
 func evalArgs(cmd, script string, keys, args []string) []string {
-	a := make([]string, 0, 3+len(keys)+len(args))
-	a = append(a, cmd, script, strconv.Itoa(len(keys)))
-	return append(append(a, keys...), args...)
+	return append(append([]string{cmd, script, strconv.Itoa(len(keys))}, keys...), args...)
 }
 
-// EvalShaWait sends EVALSHA sha1 numkeys keys... args... and WAIT replicas
-// timeout-in-ms pipelined on one connection, and returns the script's
-// reply and the number of replicas that acknowledged the connection's
-// writes. A script unknown to the server gives an error matching
-// driver.ErrNoScript. When the script ran but WAIT failed, the error says
-// so and the script's reply is returned with it. The WAIT timeout must be
-// positive; it goes out rounded up to whole milliseconds.
+// EvalShaWait pipelines EVALSHA and WAIT replicas timeout on one
+// connection and returns the script's reply and WAIT's count. When WAIT
+// fails after the script ran, the reply comes with the error.
 func (c *Conn) EvalShaWait(ctx context.Context, sha1 string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
-	return c.evalWait(ctx, evalArgs("EVALSHA", sha1, keys, args), keys, replicas, timeout)
+	return c.evalWait(ctx, keys, evalArgs("EVALSHA", sha1, keys, args), replicas, timeout)
 }
 
-// EvalWait is EvalShaWait with EVAL script instead of EVALSHA.
+// EvalWait is EvalShaWait with EVAL.
 func (c *Conn) EvalWait(ctx context.Context, script string, keys, args []string, replicas int, timeout time.Duration) (any, int, error) {
-	return c.evalWait(ctx, evalArgs("EVAL", script, keys, args), keys, replicas, timeout)
+	return c.evalWait(ctx, keys, evalArgs("EVAL", script, keys, args), replicas, timeout)
 }
 
-func (c *Conn) evalWait(ctx context.Context, eval, keys []string, replicas int, timeout time.Duration) (any, int, error) {
+func (c *Conn) evalWait(ctx context.Context, keys, eval []string, replicas int, timeout time.Duration) (any, int, error) {
 	ms, err := driver.WaitTimeout(replicas, timeout)
 	if err != nil {
 		return nil, 0, fmt.Errorf("relock/radix: %w", err)
 	}
 	r := newReplies(2)
-	wait := []string{"WAIT", strconv.Itoa(replicas), strconv.FormatInt(ms, 10)}
-	if err := c.run(ctx, &action{keys: keys, cmds: commands{eval, wait}, rcv: r}); err != nil {
+	if err := c.run(ctx, &action{keys, commands{eval, {"WAIT", strconv.Itoa(replicas), strconv.FormatInt(ms, 10)}}, r}); err != nil {
 		return nil, 0, err
-	}
-	if r.errs[0] != nil {
+	} else if r.errs[0] != nil {
 		return nil, 0, translate(ctx, r.errs[0])
 	}
 	v, err := convert(r.vals[0])
-	if err != nil {
-		return nil, 0, err
-	}
-	if r.errs[1] != nil {
-		return v, 0, fmt.Errorf("relock/radix: WAIT after the script: %w", translate(ctx, r.errs[1]))
-	}
 	n, ok := r.vals[1].(int64)
-	if !ok {
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case r.errs[1] != nil:
+		return v, 0, fmt.Errorf("relock/radix: WAIT after the script: %w", translate(ctx, r.errs[1]))
+	case !ok:
 		return v, 0, fmt.Errorf("relock/radix: unexpected reply %T (%v) to WAIT", r.vals[1], r.vals[1])
 	}
 	return v, int(n), nil
 }
 
-// Watch takes one connection from the client (radix.WithConn, routed by
-// the first key on a cluster), runs WATCH keys... on it and calls fn with a
-// Tx bound to that connection. It returns fn's error (or WATCH's). When fn
-// returns without an EXEC, Watch runs UNWATCH before the connection goes
-// back to the pool; a connection that failed meanwhile is dropped instead.
+// Watch runs WATCH keys... on one connection of the client (routed by the
+// first key) and calls fn with a Tx on it. It returns fn's error, or
+// WATCH's. Without an EXEC, it sends UNWATCH; a connection that failed is
+// dropped by the pool instead.
 func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
-	key := ""
+	ran, key := false, ""
 	if len(keys) > 0 {
 		key = keys[0]
 	}
-	ran := false
 	var fnErr error
 	err := c.run(ctx, radix.WithConn(key, func(ctx context.Context, conn radix.Conn) error {
 		t := &tx{conn: conn}
 		if err := t.send(ctx, nil, append([]string{"WATCH"}, keys...)); err != nil {
 			return err
 		}
-		ran = true
-		fnErr = fn(t)
+		ran, fnErr = true, fn(t)
 		if !t.done {
 			_ = t.send(ctx, nil, []string{"UNWATCH"})
 		}
-		return t.broken // not nil: the pool drops the connection
+		return t.broken // not nil: the pool drops conn
 	}))
 	if ran {
 		return fnErr
@@ -113,20 +98,17 @@ func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) erro
 	return err
 }
 
-// tx is the driver.Tx of Watch, on its connection.
 type tx struct {
 	conn   radix.Conn
 	done   bool  // EXEC ended the watch
-	broken error // the failure that left conn out of step
+	broken error // what left conn out of step
 }
 
-// send sends cmds, pipelined, on the connection and reads their replies
-// into rcv (nil: one reply, discarded).
+// send pipelines cmds and reads their replies into rcv (nil: one, dropped).
 func (t *tx) send(ctx context.Context, rcv any, cmds ...[]string) error {
 	if t.broken != nil {
 		return t.broken
-	}
-	if rcv == nil {
+	} else if rcv == nil {
 		rcv = new(any)
 	}
 	err := encodeDecode(ctx, t.conn, commands(cmds), rcv)
@@ -136,7 +118,6 @@ func (t *tx) send(ctx context.Context, rcv any, cmds ...[]string) error {
 	return err
 }
 
-// Get runs GET key on the watched connection.
 func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
 	var r any
 	if err := t.send(ctx, &r, []string{"GET", key}); err != nil {
@@ -145,7 +126,7 @@ func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
 	return getReply(r)
 }
 
-// Exec sends MULTI, cmds and EXEC pipelined on the watched connection.
+// Exec pipelines MULTI, cmds and EXEC.
 func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	for _, c := range cmds {
 		if len(c) == 0 {
@@ -159,25 +140,18 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	}
 	t.done = true // EXEC unwatches, whatever it answered
 	last := len(all) - 1
-	for _, i := range append([]int{last}, 0) { // EXECABORT or an error inside EXEC, MULTI refused
-		if r.errs[i] != nil {
-			return nil, translate(ctx, r.errs[i])
-		}
-	}
-	for _, err := range r.errs { // a command refused while queued (miniredis runs EXEC anyway)
+	// EXECABORT or an error inside EXEC first, then MULTI's or a queued
+	// command's (miniredis runs EXEC after those).
+	for _, err := range append(r.errs[last:], r.errs[:last]...) {
 		if err != nil {
 			return nil, translate(ctx, err)
 		}
 	}
 	v, err := convert(r.vals[last])
-	if err != nil {
-		return nil, err
-	}
-	if v == nil {
+	if a, ok := v.([]any); ok || err != nil {
+		return a, err
+	} else if v == nil {
 		return nil, driver.ErrTxAborted
-	}
-	if a, ok := v.([]any); ok {
-		return a, nil
 	}
 	return nil, fmt.Errorf("relock/radix: unexpected reply %T (%v) to EXEC", v, v)
 }
