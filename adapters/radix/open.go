@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mediocregopher/radix/v4"
+	"github.com/mediocregopher/radix/v4/trace"
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/driver"
@@ -107,6 +108,9 @@ func parseDSN(dsn string) (*opened, error) {
 	}
 	for name, p := range map[string]any{"db": &o.db, "pool_size": &o.size, "dial_timeout": &o.connect, "read_timeout": &o.read, "write_timeout": &o.write} {
 		v, bad := q.Get(name), false
+		if !q.Has(name) {
+			continue
+		}
 		switch p := p.(type) {
 		case *int:
 			n, err := strconv.Atoi(v)
@@ -115,7 +119,7 @@ func parseDSN(dsn string) (*opened, error) {
 			d, err := time.ParseDuration(v)
 			*p, bad = d, err != nil || d < 0
 		}
-		if bad && q.Has(name) {
+		if bad {
 			return nil, fmt.Errorf("option %s=%q: want a number, or a duration such as 3s", name, v)
 		}
 	}
@@ -140,17 +144,24 @@ func (o *opened) build(ctx context.Context) (closer, error) {
 	switch {
 	case o.master != "":
 		sd := radix.Dialer{CustomConn: func(ctx context.Context, network, addr string) (radix.Conn, error) {
-			conn, err := radix.Dialer{NetDialer: o.netDialer()}.Dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return o.track(conn)
+			return o.track(radix.Dialer{NetDialer: o.netDialer()}.Dial(ctx, network, addr))
 		}}
 		return radix.SentinelConfig{PoolConfig: pc, SentinelDialer: sd}.New(ctx, o.master, o.seeds)
 	case len(o.seeds) > 1:
 		return radix.ClusterConfig{PoolConfig: pc}.New(ctx, o.seeds)
 	}
-	return pc.New(ctx, o.network, o.addr)
+	// Wait (within ctx) for the pool to dial all its connections, which it
+	// does in the background: its Close meanwhile takes 100 ms for each.
+	filled := make(chan struct{})
+	pc.Trace.InitCompleted = func(trace.PoolInitCompleted) { close(filled) }
+	cl, err := pc.New(ctx, o.network, o.addr)
+	if err == nil {
+		select {
+		case <-filled:
+		case <-ctx.Done():
+		}
+	}
+	return cl, err
 }
 
 func (o *opened) netDialer() interface {
@@ -183,12 +194,15 @@ func (o *opened) dial(ctx context.Context, network, addr string) (radix.Conn, er
 			return nil, err
 		}
 	}
-	return o.track(conn)
+	return o.track(conn, nil)
 }
 
-// track records conn, to be closed by lazyClient.close if still open then:
-// radix's pool neither keeps nor closes one it dials while it closes.
-func (o *opened) track(conn radix.Conn) (radix.Conn, error) {
+// track records conn, to be closed by close if still open then: radix's
+// pool neither keeps nor closes one it dials while it closes.
+func (o *opened) track(conn radix.Conn, err error) (radix.Conn, error) {
+	if err != nil {
+		return nil, err
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.conns == nil {

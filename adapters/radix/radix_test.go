@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mediocregopher/radix/v4"
+	"github.com/mediocregopher/radix/v4/trace"
 	"go.uber.org/goleak"
 
 	"github.com/relock-go/relock"
@@ -33,11 +34,19 @@ func newPool(t testing.TB, addr string) radix.Client {
 func newPoolConfig(t testing.TB, addr string, cfg radix.PoolConfig) radix.Client {
 	t.Helper()
 	cfg.Dialer = trackingDialer(t, cfg.Dialer)
+	// Wait for the pool to dial all its connections, which it does in the
+	// background: a goroutine count taken meanwhile would find them new.
+	filled := make(chan struct{})
+	cfg.Trace.InitCompleted = func(trace.PoolInitCompleted) { close(filled) }
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p, err := cfg.New(ctx, "tcp", addr)
 	if err != nil {
 		t.Fatalf("radix pool to %s: %v", addr, err)
+	}
+	select {
+	case <-filled:
+	case <-ctx.Done():
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	return p

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mediocregopher/radix/v4"
+	"github.com/mediocregopher/radix/v4/trace"
 	"go.uber.org/goleak"
 
 	radixadapter "github.com/relock-go/relock/adapters/radix"
@@ -36,11 +37,17 @@ func newPool(t *testing.T, addr string) radix.Client {
 		}
 		return c, err
 	}}}
+	filled := make(chan struct{}) // the pool dials in the background
+	cfg.Trace.InitCompleted = func(trace.PoolInitCompleted) { close(filled) }
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p, err := cfg.New(ctx, "tcp", addr)
 	if err != nil {
 		t.Fatalf("radix pool to %s: %v", addr, err)
+	}
+	select {
+	case <-filled:
+	case <-ctx.Done():
 	}
 	t.Cleanup(func() {
 		_ = p.Close()
