@@ -1,6 +1,6 @@
 module github.com/relock-go/relock/adapters/radix
 
-go 1.26.0
+go 1.25.0
 
 replace github.com/relock-go/relock => ../..
 

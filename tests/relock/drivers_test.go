@@ -5,6 +5,7 @@ package relock_test
 import (
 	_ "github.com/relock-go/relock/adapters/goredis"
 	_ "github.com/relock-go/relock/adapters/goredisv8"
+	_ "github.com/relock-go/relock/adapters/radix"
 	_ "github.com/relock-go/relock/adapters/redigo"
 	_ "github.com/relock-go/relock/adapters/rueidis"
 	_ "github.com/relock-go/relock/adapters/valkey"
