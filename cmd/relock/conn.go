@@ -21,8 +21,11 @@ import (
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/goredis"
+	"github.com/relock-go/relock/adapters/goredisv8"
+	radixadapter "github.com/relock-go/relock/adapters/radix"
 	redigoadapter "github.com/relock-go/relock/adapters/redigo"
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
+	valkeyadapter "github.com/relock-go/relock/adapters/valkey"
 	"github.com/relock-go/relock/driver"
 )
 
@@ -48,19 +51,25 @@ const (
 // it keeps the driver.Conn: release --force of a value relock did not
 // write needs a raw compare-and-delete.
 var drivers = map[string]driver.Driver{
-	"goredis": goredis.Driver{},
-	"redigo":  redigoadapter.Driver{},
-	"rueidis": rueidisadapter.Driver{},
+	"goredis":   goredis.Driver{},
+	"goredisv8": goredisv8.Driver{},
+	"radix":     radixadapter.Driver{},
+	"redigo":    redigoadapter.Driver{},
+	"rueidis":   rueidisadapter.Driver{},
+	"valkey":    valkeyadapter.Driver{},
 }
 
 // timeoutOptions are the URL query options through which each driver's
 // Open takes the connect timeout and the per-call timeout.
 var timeoutOptions = map[string]struct{ connect, call []string }{
-	"goredis": {[]string{"dial_timeout"}, []string{"read_timeout", "write_timeout"}},
-	"redigo":  {[]string{"dial_timeout"}, []string{"read_timeout", "write_timeout"}},
-	// rueidis has no read timeout: its write timeout also bounds the
-	// background PINGs that find a dead connection.
+	"goredis":   {[]string{"dial_timeout"}, []string{"read_timeout", "write_timeout"}},
+	"goredisv8": {[]string{"dial_timeout"}, []string{"read_timeout", "write_timeout"}},
+	"radix":     {[]string{"dial_timeout"}, []string{"read_timeout", "write_timeout"}},
+	"redigo":    {[]string{"dial_timeout"}, []string{"read_timeout", "write_timeout"}},
+	// rueidis and valkey-go have no read timeout: the write timeout also
+	// bounds the background PINGs that find a dead connection.
 	"rueidis": {[]string{"dial_timeout"}, []string{"write_timeout"}},
+	"valkey":  {[]string{"dial_timeout"}, []string{"write_timeout"}},
 }
 
 // connFlags are the connection flags that run (and the commands that talk to

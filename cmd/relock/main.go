@@ -42,8 +42,11 @@ import (
 	// The adapters register the drivers "goredis", "redigo" and "rueidis",
 	// which the demo opens by name with relock.Open.
 	_ "github.com/relock-go/relock/adapters/goredis"
+	_ "github.com/relock-go/relock/adapters/goredisv8"
+	_ "github.com/relock-go/relock/adapters/radix"
 	_ "github.com/relock-go/relock/adapters/redigo"
 	_ "github.com/relock-go/relock/adapters/rueidis"
+	_ "github.com/relock-go/relock/adapters/valkey"
 )
 
 func main() {
@@ -126,7 +129,7 @@ Commands:
   version print relock's version (also --version)
 
 Redis: -url URL (default $REDIS_URL, else `+defaultURL+`),
-       -driver goredis|redigo|rueidis (default `+defaultDriver+`),
+       -driver goredis|goredisv8|radix|redigo|rueidis|valkey (default `+defaultDriver+`),
        -timeout (per call, default `+defaultTimeout.String()+`),
        -connect-timeout (default `+defaultConnectTimeout.String()+`).
 Flags go before or after KEY.
