@@ -16,8 +16,10 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
+	github.com/tilinna/clock v1.0.2 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 )
 
 replace github.com/relock-go/relock => ../
@@ -37,3 +39,20 @@ replace github.com/relock-go/relock/adapters/rueidis => ../adapters/rueidis
 require github.com/relock-go/relock/tests v0.0.0
 
 replace github.com/relock-go/relock/tests => ../tests
+
+require github.com/relock-go/relock/adapters/goredisv8 v0.0.0
+
+replace github.com/relock-go/relock/adapters/goredisv8 => ../adapters/goredisv8
+
+require github.com/relock-go/relock/adapters/radix v0.0.0
+
+replace github.com/relock-go/relock/adapters/radix => ../adapters/radix
+
+require (
+	github.com/go-redis/redis/v8 v8.11.5
+	github.com/mediocregopher/radix/v4 v4.1.4
+	github.com/relock-go/relock/adapters/valkey v0.0.0
+	github.com/valkey-io/valkey-go v1.0.80
+)
+
+replace github.com/relock-go/relock/adapters/valkey => ../adapters/valkey

@@ -10,17 +10,23 @@ import (
 	"time"
 
 	"github.com/bsm/redislock"
+	goredisv8lib "github.com/go-redis/redis/v8"
 	"github.com/go-redsync/redsync/v4"
 	redsyncgoredis "github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	redigo "github.com/gomodule/redigo/redis"
+	radixlib "github.com/mediocregopher/radix/v4"
 	goredislib "github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 	"github.com/redis/rueidis/rueidislock"
+	valkeylib "github.com/valkey-io/valkey-go"
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/goredis"
+	"github.com/relock-go/relock/adapters/goredisv8"
+	radixadapter "github.com/relock-go/relock/adapters/radix"
 	redigoadapter "github.com/relock-go/relock/adapters/redigo"
 	rueidisadapter "github.com/relock-go/relock/adapters/rueidis"
+	valkeyadapter "github.com/relock-go/relock/adapters/valkey"
 	"github.com/relock-go/relock/driver"
 )
 
@@ -57,6 +63,28 @@ var relockAdapters = []struct {
 			return nil, nil, err
 		}
 		return rueidisadapter.New(c), func() error { c.Close(); return nil }, nil
+	}},
+	// The three newer adapters' clients are built with default options
+	// but the pool size; their commands are not counted client-side
+	// (Sent), only server-side.
+	{"goredisv8", func(cfg Config) (driver.Conn, func() error, error) {
+		rdb := goredisv8lib.NewClient(&goredisv8lib.Options{Addr: cfg.Addr, DB: cfg.DB, Password: cfg.Password, PoolSize: cfg.PoolSize})
+		return goredisv8.New(rdb), rdb.Close, nil
+	}},
+	{"valkey", func(cfg Config) (driver.Conn, func() error, error) {
+		c, err := valkeylib.NewClient(valkeylib.ClientOption{InitAddress: []string{cfg.Addr}, SelectDB: cfg.DB, Password: cfg.Password, DisableCache: true})
+		if err != nil {
+			return nil, nil, err
+		}
+		return valkeyadapter.New(c), func() error { c.Close(); return nil }, nil
+	}},
+	{"radix", func(cfg Config) (driver.Conn, func() error, error) {
+		dialer := radixlib.Dialer{AuthPass: cfg.Password, SelectDB: fmt.Sprint(cfg.DB)}
+		pool, err := radixlib.PoolConfig{Size: cfg.PoolSize, PingInterval: -1, Dialer: dialer}.New(context.Background(), "tcp", cfg.Addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		return radixadapter.New(pool, radixadapter.WithDialer(dialer)), pool.Close, nil
 	}},
 }
 
