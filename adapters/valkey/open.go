@@ -141,13 +141,16 @@ func (l *lazyClient) get(ctx context.Context, wg *sync.WaitGroup) (valkey.Client
 	}
 }
 
-// close makes get fail and, once no NewClient runs, closes the client.
-func (l *lazyClient) close(wg *sync.WaitGroup) {
+// close makes get fail and closes the client, once a NewClient in flight
+// returned.
+func (l *lazyClient) close() {
 	l.mu.Lock()
 	l.stopped = true
+	a := l.try
 	l.mu.Unlock()
-	wg.Wait()
-	if a := l.try; a != nil && a.client != nil {
-		a.client.Close()
+	if a != nil {
+		if <-a.done; a.client != nil {
+			a.client.Close()
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package valkeyadapter
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,15 +12,15 @@ import (
 	"github.com/relock-go/relock/driver"
 )
 
-type script func(valkey.Builder) valkey.Completed
+type command = func(valkey.Builder) valkey.Completed
 
-func eval(src string, keys, args []string) script {
+func eval(src string, keys, args []string) command {
 	return func(b valkey.Builder) valkey.Completed {
 		return b.Eval().Script(src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 	}
 }
 
-func evalSha(sha1 string, keys, args []string) script {
+func evalSha(sha1 string, keys, args []string) command {
 	return func(b valkey.Builder) valkey.Completed {
 		return b.Evalsha().Sha1(sha1).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 	}
@@ -35,12 +37,12 @@ func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...
 	return c.run(ctx, evalSha(sha1, keys, args))
 }
 
-func (c *Conn) run(ctx context.Context, s script) (any, error) {
+func (c *Conn) run(ctx context.Context, cmd command) (any, error) {
 	cl, err := c.use(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r, err := build(func() valkey.ValkeyResult { return cl.Do(ctx, s(cl.B())) })
+	r, err := build(func() valkey.ValkeyResult { return cl.Do(ctx, cmd(cl.B())) })
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +63,7 @@ func (c *Conn) EvalWait(ctx context.Context, src string, keys, args []string, re
 	return c.evalWait(ctx, eval(src, keys, args), replicas, timeout)
 }
 
-func (c *Conn) evalWait(ctx context.Context, s script, replicas int, timeout time.Duration) (any, int, error) {
+func (c *Conn) evalWait(ctx context.Context, script command, replicas int, timeout time.Duration) (any, int, error) {
 	ms, err := driver.WaitTimeout(replicas, timeout)
 	if err != nil {
 		return nil, 0, fmt.Errorf("relock/valkey: %w", err)
@@ -70,8 +72,8 @@ func (c *Conn) evalWait(ctx context.Context, s script, replicas int, timeout tim
 	if err != nil {
 		return nil, 0, err
 	}
-	cmds, err := build(func() []valkey.Completed {
-		return []valkey.Completed{s(cl.B()), cl.B().Wait().Numreplicas(int64(replicas)).Timeout(ms).Build()}
+	cmds, err := build(func() valkey.Commands {
+		return valkey.Commands{script(cl.B()), cl.B().Wait().Numreplicas(int64(replicas)).Timeout(ms).Build()}
 	})
 	if err != nil {
 		return nil, 0, err
@@ -80,8 +82,8 @@ func (c *Conn) evalWait(ctx context.Context, s script, replicas int, timeout tim
 	if err != nil {
 		return nil, 0, err
 	}
-	defer release()
 	resps := dc.DoMulti(ctx, cmds...)
+	c.unpin(dc, release, resps[0].NonValkeyError() != nil || resps[1].NonValkeyError() != nil)
 	v, err := result(resps[0])
 	if err != nil {
 		return nil, 0, err
@@ -91,4 +93,90 @@ func (c *Conn) evalWait(ctx context.Context, s script, replicas int, timeout tim
 		return v, 0, fmt.Errorf("relock/valkey: WAIT after the script: %w", wrap(err))
 	}
 	return v, int(n), nil
+}
+
+// Watch pins a connection, runs WATCH keys... on it and calls fn with a Tx
+// on it. Unless fn ran EXEC, the connection gets UNWATCH (within a second,
+// even after ctx ended) before it goes back to the pool; one on which a
+// command was left without its reply is closed instead.
+func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
+	cl, err := c.use(ctx)
+	switch {
+	case err != nil:
+		return err
+	case fn == nil || len(keys) == 0:
+		return errors.New("relock/valkey: Watch needs a function and at least one key")
+	}
+	dc, release, err := c.dedicate(ctx, cl)
+	if err != nil {
+		return err
+	}
+	t := &tx{dc: dc}
+	defer func() {
+		if !t.execd && !t.broken {
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			t.check(dc.Do(uctx, dc.B().Unwatch().Build()))
+			cancel()
+		}
+		c.unpin(dc, release, t.broken)
+	}()
+	r, err := build(func() valkey.ValkeyResult { return t.check(dc.Do(ctx, dc.B().Watch().Key(keys...).Build())) })
+	if err != nil || r.Error() != nil {
+		return cmp.Or(err, wrap(r.Error()))
+	}
+	return fn(t)
+}
+
+// tx is the Tx of one Watch. Once Watch returned, valkey fails its calls.
+type tx struct {
+	dc     valkey.DedicatedClient
+	execd  bool // EXEC dropped the watch
+	broken bool // a command got no reply
+}
+
+// check notes a result without a reply from the server.
+func (t *tx) check(r valkey.ValkeyResult) valkey.ValkeyResult {
+	t.broken = t.broken || r.NonValkeyError() != nil
+	return r
+}
+
+func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
+	r, err := build(func() valkey.ValkeyResult { return t.check(t.dc.Do(ctx, t.dc.B().Get().Key(key).Build())) })
+	if err != nil {
+		return "", false, err
+	}
+	return getReply(r)
+}
+
+// Exec sends MULTI, cmds and EXEC in one round trip.
+func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
+	resps, err := build(func() []valkey.ValkeyResult {
+		multi := valkey.Commands{t.dc.B().Multi().Build()}
+		for _, cmd := range cmds {
+			multi = append(multi, t.dc.B().Arbitrary(cmd...).Build())
+		}
+		return t.dc.DoMulti(ctx, append(multi, t.dc.B().Exec().Build())...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range resps {
+		t.check(r)
+	}
+	exec := resps[len(resps)-1]
+	err = exec.Error()
+	t.execd = err == nil || valkey.IsValkeyNil(err)
+	if valkey.IsValkeyNil(err) {
+		return nil, driver.ErrTxAborted
+	}
+	for _, r := range resps { // a network error, or the first error reply
+		if err := r.Error(); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	v, err := result(exec)
+	if out, ok := v.([]any); err != nil || ok && len(out) == len(cmds) {
+		return out, err
+	}
+	return nil, fmt.Errorf("relock/valkey: EXEC replied %v to %d commands", v, len(cmds))
 }

@@ -7,23 +7,22 @@
 //	locks, err := relock.New(valkeyadapter.New(c))
 //
 // Importing it registers the driver "valkey" for relock.Open (see
-// [Driver.Open]). [Conn] implements driver.Conn, Scripter (EVAL and EVALSHA;
-// NOSCRIPT is relock's to handle), Watcher (WATCH on a connection pinned
-// with Client.Dedicate, then MULTI, the commands and EXEC in one round
-// trip), ReplicaWaiter (the script and WAIT pipelined on one pinned
-// connection: on a cluster, the node of the script's keys) and Subscriber
-// (one pinned connection that does not reconnect). Replies go through
-// driver.ConvertReply and error replies through driver.WrapServerError,
-// which keeps *valkey.ValkeyError for errors.As.
-//
-// Dedicate takes no context and may dial: it runs in a goroutine that the
-// caller leaves when its context ends, and Close waits for it. Against
-// miniredis, which lacks CLIENT TRACKING and answers CLUSTER SLOTS, set
-// DisableCache and ForceSingleClient.
+// [Driver.Open]). [Conn] implements driver.Conn, Validator, Scripter (EVAL
+// and EVALSHA; NOSCRIPT is relock's to handle), Watcher, ReplicaWaiter and
+// Subscriber. Watch, the ReplicaWaiter calls and Subscribe pin a
+// connection with Client.Dedicate, which takes no context and may dial: it
+// runs in a goroutine that the caller leaves when its context ends, and a
+// pinned connection on which a command was left without its reply is
+// closed in the background, not reused (valkey would wait for the reply,
+// and gives a silent peer a second before it drops the socket). Close
+// waits for those goroutines, which valkey ends within its dial and write
+// timeouts. Replies go through driver.ConvertReply, error replies through
+// driver.WrapServerError (errors.As still finds the *valkey.ValkeyError).
+// Against miniredis, which lacks CLIENT TRACKING and answers CLUSTER
+// SLOTS, set DisableCache and ForceSingleClient.
 package valkeyadapter
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,7 +61,7 @@ type Conn struct {
 	client  valkey.Client
 	lazy    *lazyClient // instead of client, for a Conn made by Driver.Open
 	closed  atomic.Bool
-	pinning sync.WaitGroup // the Dedicate and NewClient calls running
+	pinning sync.WaitGroup // goroutines left dialling, pinning or closing
 }
 
 // New returns a Conn over c, which stays the caller's: Conn.Close leaves
@@ -94,15 +93,15 @@ func (c *Conn) use(ctx context.Context) (valkey.Client, error) {
 	return c.lazy.get(ctx, &c.pinning)
 }
 
-// Close makes later calls fail, waits for the Dedicate calls that callers
-// left (valkey ends them within its dial and write timeouts) and closes
-// the client that Driver.Open made. It is safe to call more than once.
+// Close makes later calls fail, closes the client that Driver.Open made
+// and waits for the goroutines left dialling, pinning or closing a
+// connection. It is safe to call more than once.
 func (c *Conn) Close() error {
 	if c == nil || c.closed.Swap(true) {
 		return nil
 	}
 	if c.lazy != nil {
-		c.lazy.close(&c.pinning)
+		c.lazy.close()
 	}
 	c.pinning.Wait()
 	return nil
@@ -135,6 +134,16 @@ func (c *Conn) dedicate(ctx context.Context, cl valkey.Client) (valkey.Dedicated
 	}
 }
 
+// unpin gives a pinned connection back, or closes it in the background
+// when a command on it was left without its reply.
+func (c *Conn) unpin(dc valkey.DedicatedClient, release func(), broken bool) {
+	if broken {
+		c.pinning.Go(dc.Close)
+	} else {
+		release()
+	}
+}
+
 // SetNX runs SET key value NX PX ms and reports whether the key was set.
 func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
 	cl, err := c.use(ctx)
@@ -163,86 +172,6 @@ func getReply(r valkey.ValkeyResult) (string, bool, error) {
 		return "", false, nil
 	}
 	return s, err == nil, wrap(err)
-}
-
-// Watch pins a connection, runs WATCH keys... on it and calls fn with a Tx
-// on it. Unless fn ran EXEC, the connection gets UNWATCH before it goes
-// back to the pool.
-func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
-	cl, err := c.use(ctx)
-	switch {
-	case err != nil:
-		return err
-	case fn == nil || len(keys) == 0:
-		return errors.New("relock/valkey: Watch needs a function and at least one key")
-	}
-	dc, release, err := c.dedicate(ctx, cl)
-	if err != nil {
-		return err
-	}
-	defer release()
-	t := &tx{dc: dc}
-	defer t.finish(ctx)
-	r, err := build(func() valkey.ValkeyResult { return dc.Do(ctx, dc.B().Watch().Key(keys...).Build()) })
-	if err != nil || r.Error() != nil {
-		return cmp.Or(err, wrap(r.Error()))
-	}
-	return fn(t)
-}
-
-// tx is the Tx of one Watch. Once Watch returned, valkey fails its calls
-// with ErrDedicatedClientRecycled.
-type tx struct {
-	dc    valkey.DedicatedClient
-	execd bool // EXEC dropped the watch
-}
-
-// finish sends UNWATCH unless EXEC dropped the watch, within a second even
-// after ctx ended. Should the connection break instead, valkey drops it.
-func (t *tx) finish(ctx context.Context) {
-	if !t.execd {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		t.dc.Do(uctx, t.dc.B().Unwatch().Build())
-	}
-}
-
-func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
-	r, err := build(func() valkey.ValkeyResult { return t.dc.Do(ctx, t.dc.B().Get().Key(key).Build()) })
-	if err != nil {
-		return "", false, err
-	}
-	return getReply(r)
-}
-
-// Exec sends MULTI, cmds and EXEC in one round trip.
-func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
-	resps, err := build(func() []valkey.ValkeyResult {
-		multi := []valkey.Completed{t.dc.B().Multi().Build()}
-		for _, cmd := range cmds {
-			multi = append(multi, t.dc.B().Arbitrary(cmd...).Build())
-		}
-		return t.dc.DoMulti(ctx, append(multi, t.dc.B().Exec().Build())...)
-	})
-	if err != nil {
-		return nil, err
-	}
-	exec := resps[len(resps)-1]
-	err = exec.Error()
-	t.execd = err == nil || valkey.IsValkeyNil(err)
-	if valkey.IsValkeyNil(err) {
-		return nil, driver.ErrTxAborted
-	}
-	for _, r := range resps { // a network error, or the first error reply
-		if err := r.Error(); err != nil {
-			return nil, wrap(err)
-		}
-	}
-	v, err := result(exec)
-	if out, ok := v.([]any); err != nil || ok && len(out) == len(cmds) {
-		return out, err
-	}
-	return nil, fmt.Errorf("relock/valkey: EXEC replied %v to %d commands", v, len(cmds))
 }
 
 // build runs f, turning a panic of valkey's command builder or of a
