@@ -1,7 +1,6 @@
 package valkeyadapter
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/relock-go/relock/driver"
 )
-
-type command = func(valkey.Builder) valkey.Completed
 
 func eval(src string, keys, args []string) command {
 	return func(b valkey.Builder) valkey.Completed {
@@ -28,25 +25,13 @@ func evalSha(sha1 string, keys, args []string) command {
 
 // Eval runs EVAL script numkeys keys... args....
 func (c *Conn) Eval(ctx context.Context, src string, keys []string, args ...string) (any, error) {
-	return c.run(ctx, eval(src, keys, args))
+	return result(c.do(ctx, eval(src, keys, args)))
 }
 
 // EvalSha runs EVALSHA sha1 numkeys keys... args...; an unknown script
 // gives an error matching driver.ErrNoScript.
 func (c *Conn) EvalSha(ctx context.Context, sha1 string, keys []string, args ...string) (any, error) {
-	return c.run(ctx, evalSha(sha1, keys, args))
-}
-
-func (c *Conn) run(ctx context.Context, cmd command) (any, error) {
-	cl, err := c.use(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r, err := build(func() valkey.ValkeyResult { return cl.Do(ctx, cmd(cl.B())) })
-	if err != nil {
-		return nil, err
-	}
-	return result(r)
+	return result(c.do(ctx, evalSha(sha1, keys, args)))
 }
 
 // EvalShaWait sends EVALSHA and WAIT replicas timeout-in-ms pipelined on
@@ -68,22 +53,17 @@ func (c *Conn) evalWait(ctx context.Context, script command, replicas int, timeo
 	if err != nil {
 		return nil, 0, fmt.Errorf("relock/valkey: %w", err)
 	}
-	cl, err := c.use(ctx)
+	dc, unpin, err := c.pin(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	cmds, err := build(func() valkey.Commands {
-		return valkey.Commands{script(cl.B()), cl.B().Wait().Numreplicas(int64(replicas)).Timeout(ms).Build()}
+	resps, err := build(func() []valkey.ValkeyResult {
+		return dc.DoMulti(ctx, script(dc.B()), dc.B().Wait().Numreplicas(int64(replicas)).Timeout(ms).Build())
 	})
+	unpin(err != nil || resps[1].NonValkeyError() != nil) // the replies come in order
 	if err != nil {
 		return nil, 0, err
 	}
-	dc, release, err := c.dedicate(ctx, cl)
-	if err != nil {
-		return nil, 0, err
-	}
-	resps := dc.DoMulti(ctx, cmds...)
-	c.unpin(dc, release, resps[0].NonValkeyError() != nil || resps[1].NonValkeyError() != nil)
 	v, err := result(resps[0])
 	if err != nil {
 		return nil, 0, err
@@ -100,14 +80,10 @@ func (c *Conn) evalWait(ctx context.Context, script command, replicas int, timeo
 // even after ctx ended) before it goes back to the pool; one on which a
 // command was left without its reply is closed instead.
 func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
-	cl, err := c.use(ctx)
-	switch {
-	case err != nil:
-		return err
-	case fn == nil || len(keys) == 0:
+	if fn == nil || len(keys) == 0 {
 		return errors.New("relock/valkey: Watch needs a function and at least one key")
 	}
-	dc, release, err := c.dedicate(ctx, cl)
+	dc, unpin, err := c.pin(ctx)
 	if err != nil {
 		return err
 	}
@@ -118,11 +94,10 @@ func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) erro
 			t.check(dc.Do(uctx, dc.B().Unwatch().Build()))
 			cancel()
 		}
-		c.unpin(dc, release, t.broken)
+		unpin(t.broken)
 	}()
-	r, err := build(func() valkey.ValkeyResult { return t.check(dc.Do(ctx, dc.B().Watch().Key(keys...).Build())) })
-	if err != nil || r.Error() != nil {
-		return cmp.Or(err, wrap(r.Error()))
+	if err := t.do(ctx, func(b valkey.Builder) valkey.Completed { return b.Watch().Key(keys...).Build() }).Error(); err != nil {
+		return wrap(err)
 	}
 	return fn(t)
 }
@@ -140,12 +115,12 @@ func (t *tx) check(r valkey.ValkeyResult) valkey.ValkeyResult {
 	return r
 }
 
+func (t *tx) do(ctx context.Context, cmd command) valkey.ValkeyResult {
+	return t.check(send(ctx, t.dc, cmd))
+}
+
 func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
-	r, err := build(func() valkey.ValkeyResult { return t.check(t.dc.Do(ctx, t.dc.B().Get().Key(key).Build())) })
-	if err != nil {
-		return "", false, err
-	}
-	return getReply(r)
+	return getReply(t.do(ctx, func(b valkey.Builder) valkey.Completed { return b.Get().Key(key).Build() }))
 }
 
 // Exec sends MULTI, cmds and EXEC in one round trip.
@@ -160,10 +135,7 @@ func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range resps {
-		t.check(r)
-	}
-	exec := resps[len(resps)-1]
+	exec := t.check(resps[len(resps)-1]) // the replies come in order
 	err = exec.Error()
 	t.execd = err == nil || valkey.IsValkeyNil(err)
 	if valkey.IsValkeyNil(err) {

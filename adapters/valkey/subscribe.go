@@ -1,6 +1,7 @@
 package valkeyadapter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,13 +16,6 @@ import (
 
 var errSubEnded = fmt.Errorf("relock/valkey: subscription ended: %w", net.ErrClosed)
 
-func ended(err error) error {
-	if err == nil {
-		return errSubEnded
-	}
-	return fmt.Errorf("%w: %w", errSubEnded, err)
-}
-
 // Subscribe pins one connection with Client.Dedicate and receives its
 // messages through Pub/Sub hooks, called from the connection's reading
 // goroutine. SUBSCRIBE and UNSUBSCRIBE go out on it with Do, which returns
@@ -32,14 +26,10 @@ func ended(err error) error {
 // closes with the first; on a cluster the connection goes to the node of
 // the first SUBSCRIBE. onMessage must not call Close.
 func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload string)) (driver.Subscription, error) {
-	cl, err := c.use(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if onMessage == nil {
 		return nil, errors.New("relock/valkey: Subscribe with a nil message handler")
 	}
-	dc, _, err := c.dedicate(ctx, cl) // dc.Close gives it back
+	dc, _, err := c.pin(ctx) // dc.Close gives it back
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +38,7 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 	select {
 	case err := <-errs: // the connection could not be made
 		dc.Close()
-		return nil, ended(err)
+		return nil, cmp.Or(err, errSubEnded)
 	default:
 	}
 	go func() {
@@ -121,7 +111,7 @@ func (s *subscription) send(ctx context.Context, channels []string, cmd command)
 		return ctx.Err()
 	}
 	s.end()
-	return ended(err)
+	return fmt.Errorf("%w: %w", errSubEnded, err)
 }
 
 // Done is closed when the connection broke or Close was called.

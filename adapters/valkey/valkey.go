@@ -1,5 +1,5 @@
-// Package valkeyadapter is the relock driver for github.com/valkey-io/valkey-go,
-// named so that it imports next to valkey without an alias:
+// Package valkeyadapter is the relock driver for github.com/valkey-io/valkey-go
+// (a fork of rueidis), named so that it imports next to valkey:
 //
 //	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
 //	...
@@ -7,19 +7,19 @@
 //	locks, err := relock.New(valkeyadapter.New(c))
 //
 // Importing it registers the driver "valkey" for relock.Open (see
-// [Driver.Open]). [Conn] implements driver.Conn, Validator, Scripter (EVAL
-// and EVALSHA; NOSCRIPT is relock's to handle), Watcher, ReplicaWaiter and
-// Subscriber. Watch, the ReplicaWaiter calls and Subscribe pin a
-// connection with Client.Dedicate, which takes no context and may dial: it
-// runs in a goroutine that the caller leaves when its context ends, and a
-// pinned connection on which a command was left without its reply is
-// closed in the background, not reused (valkey would wait for the reply,
-// and gives a silent peer a second before it drops the socket). Close
-// waits for those goroutines, which valkey ends within its dial and write
-// timeouts. Replies go through driver.ConvertReply, error replies through
-// driver.WrapServerError (errors.As still finds the *valkey.ValkeyError).
-// Against miniredis, which lacks CLIENT TRACKING and answers CLUSTER
-// SLOTS, set DisableCache and ForceSingleClient.
+// [Driver.Open]). [Conn] implements driver.Conn, Validator, Scripter,
+// Watcher, ReplicaWaiter and Subscriber. Watch, the ReplicaWaiter calls
+// and Subscribe pin a connection with Client.Dedicate, which takes no
+// context and may dial: it runs in a goroutine that the caller leaves when
+// its context ends. A pinned connection on which a command was left
+// without its reply is closed in the background, not reused: valkey would
+// wait for the reply, and gives a silent peer a second before it drops
+// the socket. Conn.Close waits for those goroutines, which valkey ends
+// within its dial and write timeouts. Replies go through
+// driver.ConvertReply, error replies through driver.WrapServerError
+// (errors.As still finds the *valkey.ValkeyError). On miniredis, which
+// lacks CLIENT TRACKING and answers CLUSTER SLOTS, set DisableCache and
+// ForceSingleClient.
 package valkeyadapter
 
 import (
@@ -46,9 +46,7 @@ var (
 	_ driver.Watcher       = (*Conn)(nil)
 	_ driver.ReplicaWaiter = (*Conn)(nil)
 	_ driver.Subscriber    = (*Conn)(nil)
-)
 
-var (
 	// ErrNilClient reports a Conn that New made from a nil client.
 	ErrNilClient = errors.New("relock/valkey: nil valkey.Client")
 	// ErrClosed reports a call after Close; it matches net.ErrClosed.
@@ -107,10 +105,16 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// dedicate pins a connection with Dedicate in a goroutine, and returns
-// ctx's error as soon as ctx ends: the goroutine then gives it back.
-func (c *Conn) dedicate(ctx context.Context, cl valkey.Client) (valkey.DedicatedClient, func(), error) {
-	if err := ctx.Err(); err != nil {
+// pin pins a connection with Client.Dedicate in a goroutine, and returns
+// ctx's error as soon as ctx ends: the goroutine then gives it back. unpin
+// gives it back too, or closes it in the background if broken, when a
+// command on it was left without its reply.
+func (c *Conn) pin(ctx context.Context) (dc valkey.DedicatedClient, unpin func(broken bool), err error) {
+	cl, err := c.use(ctx)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	type pinned struct {
@@ -128,29 +132,23 @@ func (c *Conn) dedicate(ctx context.Context, cl valkey.Client) (valkey.Dedicated
 	})
 	select {
 	case p := <-got:
-		return p.dc, p.release, nil
+		return p.dc, func(broken bool) {
+			if broken {
+				c.pinning.Go(p.dc.Close)
+			} else {
+				p.release()
+			}
+		}, nil
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
 }
 
-// unpin gives a pinned connection back, or closes it in the background
-// when a command on it was left without its reply.
-func (c *Conn) unpin(dc valkey.DedicatedClient, release func(), broken bool) {
-	if broken {
-		c.pinning.Go(dc.Close)
-	} else {
-		release()
-	}
-}
-
 // SetNX runs SET key value NX PX ms and reports whether the key was set.
 func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
-	cl, err := c.use(ctx)
-	if err != nil {
-		return false, err
-	}
-	s, ok, err := getReply(cl.Do(ctx, cl.B().Set().Key(key).Value(value).Nx().PxMilliseconds(ttl.Milliseconds()).Build()))
+	s, ok, err := getReply(c.do(ctx, func(b valkey.Builder) valkey.Completed {
+		return b.Set().Key(key).Value(value).Nx().PxMilliseconds(ttl.Milliseconds()).Build()
+	}))
 	if ok && s != "OK" {
 		err = fmt.Errorf("relock/valkey: SET NX replied %q", s)
 	}
@@ -159,11 +157,7 @@ func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) 
 
 // Get runs GET key; a missing key gives ok == false and a nil error.
 func (c *Conn) Get(ctx context.Context, key string) (string, bool, error) {
-	cl, err := c.use(ctx)
-	if err != nil {
-		return "", false, err
-	}
-	return getReply(cl.Do(ctx, cl.B().Get().Key(key).Build()))
+	return getReply(c.do(ctx, func(b valkey.Builder) valkey.Completed { return b.Get().Key(key).Build() }))
 }
 
 func getReply(r valkey.ValkeyResult) (string, bool, error) {
@@ -172,6 +166,30 @@ func getReply(r valkey.ValkeyResult) (string, bool, error) {
 		return "", false, nil
 	}
 	return s, err == nil, wrap(err)
+}
+
+type command = func(valkey.Builder) valkey.Completed
+
+// do sends cmd with the client; a failure to get the client is the
+// result's error.
+func (c *Conn) do(ctx context.Context, cmd command) valkey.ValkeyResult {
+	cl, err := c.use(ctx)
+	if err != nil {
+		return valkey.NewErrorResult(err)
+	}
+	return send(ctx, cl, cmd)
+}
+
+// send sends cmd with d, a failure to build it being the result's error.
+func send(ctx context.Context, d interface {
+	B() valkey.Builder
+	Do(context.Context, valkey.Completed) valkey.ValkeyResult
+}, cmd command) valkey.ValkeyResult {
+	r, err := build(func() valkey.ValkeyResult { return d.Do(ctx, cmd(d.B())) })
+	if err != nil {
+		return valkey.NewErrorResult(err)
+	}
+	return r
 }
 
 // build runs f, turning a panic of valkey's command builder or of a
