@@ -56,8 +56,7 @@ type subscription struct {
 	dc        valkey.DedicatedClient
 	onMessage func(channel, payload string)
 
-	gate sync.Mutex // held while onMessage runs
-	off  bool       // under gate: deliver nothing more
+	gate sync.Mutex // held while onMessage runs and while done closes
 
 	endOnce, closeOnce sync.Once
 	done, exited       chan struct{} // Done; the end of the goroutine watching the hooks
@@ -67,7 +66,9 @@ type subscription struct {
 func (s *subscription) deliver(m valkey.PubSubMessage) {
 	s.gate.Lock()
 	defer s.gate.Unlock()
-	if !s.off {
+	select {
+	case <-s.done:
+	default:
 		s.onMessage(m.Channel, m.Message)
 	}
 }
@@ -76,9 +77,8 @@ func (s *subscription) deliver(m valkey.PubSubMessage) {
 func (s *subscription) end() {
 	s.endOnce.Do(func() {
 		s.gate.Lock()
-		s.off = true
-		s.gate.Unlock()
 		close(s.done)
+		s.gate.Unlock()
 	})
 }
 

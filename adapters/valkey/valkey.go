@@ -1,5 +1,5 @@
-// Package valkeyadapter is the relock driver for github.com/valkey-io/valkey-go
-// (a fork of rueidis), named so that it imports next to valkey:
+// Package valkeyadapter is the relock driver for github.com/valkey-io/valkey-go,
+// a fork of rueidis, named so that it imports next to valkey:
 //
 //	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
 //	...
@@ -8,14 +8,7 @@
 //
 // Importing it registers the driver "valkey" for relock.Open (see
 // [Driver.Open]). [Conn] implements driver.Conn, Validator, Scripter,
-// Watcher, ReplicaWaiter and Subscriber. Watch, the ReplicaWaiter calls
-// and Subscribe pin a connection with Client.Dedicate, which takes no
-// context and may dial: it runs in a goroutine that the caller leaves when
-// its context ends. A pinned connection on which a command was left
-// without its reply is closed in the background, not reused: valkey would
-// wait for the reply, and gives a silent peer a second before it drops
-// the socket. Conn.Close waits for those goroutines, which valkey ends
-// within its dial and write timeouts. Replies go through
+// Watcher, ReplicaWaiter and Subscriber. Replies go through
 // driver.ConvertReply, error replies through driver.WrapServerError
 // (errors.As still finds the *valkey.ValkeyError). On miniredis, which
 // lacks CLIENT TRACKING and answers CLUSTER SLOTS, set DisableCache and
@@ -85,6 +78,8 @@ func (c *Conn) use(ctx context.Context) (valkey.Client, error) {
 		return nil, ErrNilClient
 	case c.closed.Load():
 		return nil, ErrClosed
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
 	case c.client != nil:
 		return c.client, nil
 	}
@@ -93,7 +88,8 @@ func (c *Conn) use(ctx context.Context) (valkey.Client, error) {
 
 // Close makes later calls fail, closes the client that Driver.Open made
 // and waits for the goroutines left dialling, pinning or closing a
-// connection. It is safe to call more than once.
+// connection (see pin), which valkey ends within its dial and write
+// timeouts. It is safe to call more than once.
 func (c *Conn) Close() error {
 	if c == nil || c.closed.Swap(true) {
 		return nil
@@ -105,15 +101,14 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// pin pins a connection with Client.Dedicate in a goroutine, and returns
-// ctx's error as soon as ctx ends: the goroutine then gives it back. unpin
-// gives it back too, or closes it in the background if broken, when a
-// command on it was left without its reply.
+// pin pins a connection for Watch, the ReplicaWaiter calls and Subscribe.
+// Client.Dedicate takes no context and may dial: it runs in a goroutine
+// that gives the connection back if ctx ends first. unpin gives it back,
+// or, broken (a command on it was left without its reply), closes it in
+// the background: valkey would wait for the reply before reusing it, and
+// waits a second for a silent peer's PING before closing it.
 func (c *Conn) pin(ctx context.Context) (dc valkey.DedicatedClient, unpin func(broken bool), err error) {
 	cl, err := c.use(ctx)
-	if err == nil {
-		err = ctx.Err()
-	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -181,10 +176,7 @@ func (c *Conn) do(ctx context.Context, cmd command) valkey.ValkeyResult {
 }
 
 // send sends cmd with d, a failure to build it being the result's error.
-func send(ctx context.Context, d interface {
-	B() valkey.Builder
-	Do(context.Context, valkey.Completed) valkey.ValkeyResult
-}, cmd command) valkey.ValkeyResult {
+func send(ctx context.Context, d valkey.CoreClient, cmd command) valkey.ValkeyResult {
 	r, err := build(func() valkey.ValkeyResult { return d.Do(ctx, cmd(d.B())) })
 	if err != nil {
 		return valkey.NewErrorResult(err)
