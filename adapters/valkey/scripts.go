@@ -96,7 +96,8 @@ func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) erro
 		}
 		unpin(t.broken)
 	}()
-	if err := t.do(ctx, func(b valkey.Builder) valkey.Completed { return b.Watch().Key(keys...).Build() }).Error(); err != nil {
+	watch := func(b valkey.Builder) valkey.Completed { return b.Watch().Key(keys...).Build() }
+	if err := t.check(send(ctx, dc, watch)).Error(); err != nil {
 		return wrap(err)
 	}
 	return fn(t)
@@ -115,12 +116,8 @@ func (t *tx) check(r valkey.ValkeyResult) valkey.ValkeyResult {
 	return r
 }
 
-func (t *tx) do(ctx context.Context, cmd command) valkey.ValkeyResult {
-	return t.check(send(ctx, t.dc, cmd))
-}
-
 func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
-	return getReply(t.do(ctx, func(b valkey.Builder) valkey.Completed { return b.Get().Key(key).Build() }))
+	return getReply(t.check(send(ctx, t.dc, func(b valkey.Builder) valkey.Completed { return b.Get().Key(key).Build() })))
 }
 
 // Exec sends MULTI, cmds and EXEC in one round trip.
