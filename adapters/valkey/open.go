@@ -28,16 +28,13 @@ type Driver struct{}
 //	unix:///path/to/socket[?db=N]
 //
 // rediss:// is TLS, valkey:// and valkeys:// are redis:// and rediss://.
-// The options are valkey.ParseURL's, master_name, read_timeout
-// (ConnWriteTimeout is valkey's one timeout for a reply: it becomes the
-// larger of the two) and pool_size (BlockingPoolSize: the connections that
-// Watch, EvalShaWait and Subscribe pin). Any other option, or a malformed
-// URL, fails with relock.ErrInvalidArgument. The client-side cache is off.
-//
-// Open does not dial: valkey.NewClient runs on the first call, within its
-// context (on in the background after it, until valkey's own timeouts:
-// the next call waits for it), and a failure is every call's error until
-// one connects.
+// The options are valkey.ParseURL's, master_name, read_timeout (valkey's
+// one timeout for a reply, ConnWriteTimeout, becomes the larger of the
+// two) and pool_size (BlockingPoolSize, the connections that pin takes).
+// Any other option, or a malformed URL, fails with
+// relock.ErrInvalidArgument. The client-side cache is off. Open does not
+// dial: valkey.NewClient runs on the first call, on in the background if
+// that call's context ends first, and is tried again after a failure.
 func (Driver) Open(dsn string) (driver.Conn, error) {
 	opt, err := parseDSN(dsn)
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
@@ -108,9 +105,6 @@ type attempt struct {
 // get returns the client, waiting until ctx ends for the NewClient in
 // flight, or for one it starts in a goroutine that wg counts.
 func (l *lazyClient) get(ctx context.Context, wg *sync.WaitGroup) (valkey.Client, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	l.mu.Lock()
 	a := l.try
 	if l.stopped {
@@ -141,13 +135,16 @@ func (l *lazyClient) get(ctx context.Context, wg *sync.WaitGroup) (valkey.Client
 	}
 }
 
-// close makes get fail and, once no NewClient runs, closes the client.
-func (l *lazyClient) close(wg *sync.WaitGroup) {
+// close makes get fail and closes the client, once a NewClient in flight
+// returned.
+func (l *lazyClient) close() {
 	l.mu.Lock()
 	l.stopped = true
+	a := l.try
 	l.mu.Unlock()
-	wg.Wait()
-	if a := l.try; a != nil && a.client != nil {
-		a.client.Close()
+	if a != nil {
+		if <-a.done; a.client != nil {
+			a.client.Close()
+		}
 	}
 }

@@ -19,23 +19,21 @@ var errSubEnded = fmt.Errorf("relock/valkey: subscription ended: %w", net.ErrClo
 // Subscribe pins one connection with Client.Dedicate and receives its
 // messages through Pub/Sub hooks, called from the connection's reading
 // goroutine. SUBSCRIBE and UNSUBSCRIBE go out on it with Do, which returns
-// once the server confirmed them. There is no reconnection: when the
-// connection breaks (valkey also drops one that stops answering its
-// pings), Done closes. On a cluster the connection goes to the node of the
-// first SUBSCRIBE. onMessage must not call Close.
+// once the server confirmed them. There is no reconnection: Done closes
+// when valkey reports the connection gone (the server closed it, or its
+// health check found it silent) or a command on it fails, and relock opens
+// a new one. Over RESP2 valkey runs Pub/Sub on a second connection that it
+// closes with the first; on a cluster the connection goes to the node of
+// the first SUBSCRIBE. onMessage must not call Close.
 func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload string)) (driver.Subscription, error) {
-	cl, err := c.use(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if onMessage == nil {
 		return nil, errors.New("relock/valkey: Subscribe with a nil message handler")
 	}
-	dc, _, err := c.dedicate(ctx, cl) // dc.Close gives it back
+	dc, _, err := c.pin(ctx) // dc.Close gives it back
 	if err != nil {
 		return nil, err
 	}
-	s := &subscription{dc: dc, onMessage: onMessage, done: make(chan struct{}), watched: make(chan struct{})}
+	s := &subscription{conn: c, dc: dc, onMessage: onMessage, done: make(chan struct{}), exited: make(chan struct{})}
 	errs := dc.SetPubSubHooks(valkey.PubSubHooks{OnMessage: s.deliver})
 	select {
 	case err := <-errs: // the connection could not be made
@@ -43,50 +41,44 @@ func (c *Conn) Subscribe(ctx context.Context, onMessage func(channel, payload st
 		return nil, cmp.Or(err, errSubEnded)
 	default:
 	}
-	go s.watch(errs)
+	go func() {
+		defer close(s.exited)
+		<-errs
+		s.end()
+		for range errs { // valkey closes it once it drops the hooks
+		}
+	}()
 	return s, nil
 }
 
 type subscription struct {
+	conn      *Conn
 	dc        valkey.DedicatedClient
 	onMessage func(channel, payload string)
-	mu        sync.Mutex // held while onMessage runs
-	off       bool       // onMessage is not to be called again
-	once      sync.Once
-	ended     atomic.Bool   // set before done is closed
-	done      chan struct{} // closed when the connection has ended
-	watched   chan struct{} // closed when watch has returned
+
+	gate sync.Mutex // held while onMessage runs and while done closes
+
+	endOnce, closeOnce sync.Once
+	done, exited       chan struct{} // Done; the end of the goroutine watching the hooks
+	unanswered         atomic.Bool   // a command was left without its reply
 }
 
 func (s *subscription) deliver(m valkey.PubSubMessage) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.off {
+	s.gate.Lock()
+	defer s.gate.Unlock()
+	select {
+	case <-s.done:
+	default:
 		s.onMessage(m.Channel, m.Message)
 	}
 }
 
-// watch ends the subscription when the hooks' error channel fires: the
-// connection broke or was closed. valkey closes the channel once it no
-// longer uses the hooks.
-func (s *subscription) watch(errs <-chan error) {
-	defer close(s.watched)
-	<-errs
-	s.ended.Store(true)
-	close(s.done)
-	s.shut()
-	for range errs {
-	}
-}
-
-// shut stops delivery, waiting for a running onMessage, and closes the
-// connection, which valkey then drops rather than pools.
-func (s *subscription) shut() {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.off = true
-		s.mu.Unlock()
-		s.dc.Close()
+// end stops delivery, once a running onMessage returned, and closes Done.
+func (s *subscription) end() {
+	s.endOnce.Do(func() {
+		s.gate.Lock()
+		close(s.done)
+		s.gate.Unlock()
 	})
 }
 
@@ -100,10 +92,13 @@ func (s *subscription) Remove(ctx context.Context, channels ...string) error {
 	return s.send(ctx, channels, func(b valkey.Builder) valkey.Completed { return b.Unsubscribe().Channel(channels...).Build() })
 }
 
-// send runs cmd on the connection, unless the subscription ended.
-func (s *subscription) send(ctx context.Context, channels []string, cmd func(valkey.Builder) valkey.Completed) error {
-	if s.ended.Load() {
+// send runs cmd. An error reply (NOPERM) is returned as valkey reports
+// it; any other failure but the context's ends the subscription.
+func (s *subscription) send(ctx context.Context, channels []string, cmd command) error {
+	select {
+	case <-s.done:
 		return errSubEnded
+	default:
 	}
 	if err := ctx.Err(); err != nil || len(channels) == 0 {
 		return err
@@ -111,20 +106,30 @@ func (s *subscription) send(ctx context.Context, channels []string, cmd func(val
 	err := s.dc.Do(ctx, cmd(s.dc.B())).Error()
 	if _, reply := valkey.IsValkeyErr(err); err == nil || reply {
 		return wrap(err)
+	} else if ctx.Err() != nil {
+		s.unanswered.Store(true)
+		return ctx.Err()
 	}
-	if s.ended.Load() {
-		return errSubEnded
-	}
-	return cmp.Or(ctx.Err(), err)
+	s.end()
+	return fmt.Errorf("%w: %w", errSubEnded, err)
 }
 
 // Done is closed when the connection broke or Close was called.
 func (s *subscription) Done() <-chan struct{} { return s.done }
 
-// Close closes the connection and returns once onMessage is not running
-// and will not be called again, and the subscription's goroutine ended.
+// Close ends delivery, once a running onMessage returned, closes the
+// connection and waits for the goroutine watching it. When a command was
+// left without its reply, valkey may wait up to a second to close the
+// connection: Close then returns at once and Conn.Close waits for it.
 func (s *subscription) Close() error {
-	s.shut()
-	<-s.watched
+	s.closeOnce.Do(func() {
+		s.end()
+		closeConn := func() { s.dc.Close(); <-s.exited }
+		if s.unanswered.Load() {
+			s.conn.pinning.Go(closeConn)
+		} else {
+			closeConn()
+		}
+	})
 	return nil
 }

@@ -125,3 +125,40 @@ func TestSubscribeMisuse(t *testing.T) {
 		t.Fatal("Subscribe with a nil handler succeeded")
 	}
 }
+
+// TestSubscribeUnconfirmed checks, on a paused server, that Add waits for
+// the confirmation until its context ends, and that Close then does not
+// wait for the server: the connection is closed in the background, which
+// Conn.Close waits for.
+func TestSubscribeUnconfirmed(t *testing.T) {
+	testredis.SkipShort(t, "stalls a private server for seconds")
+	srv := testredis.Start(t)
+	conn := valkeyadapter.New(newClient(t, srv.Addr(), nil))
+	defer conn.Close()
+	r := adaptertest.NewRecorder(t)
+	s := adaptertest.Subscribe(t, conn, r)
+	adaptertest.MustAdd(t, s, channel())
+	if _, err := srv.Do("CLIENT", "PAUSE", "2000", "ALL"); err != nil {
+		t.Fatalf("CLIENT PAUSE: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := s.Add(ctx, channel()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Add on a paused server: %v; want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Add returned %v after its context's deadline", d)
+	}
+	start = time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	r.Stop()
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("Close on a paused server took %v", d)
+	}
+	if err := s.Add(context.Background(), channel()); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Add after Close: %v; want an error matching net.ErrClosed", err)
+	}
+}

@@ -1,5 +1,5 @@
 // Package valkeyadapter is the relock driver for github.com/valkey-io/valkey-go,
-// named so that it imports next to valkey without an alias:
+// a fork of rueidis, named so that it imports next to valkey:
 //
 //	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
 //	...
@@ -7,23 +7,15 @@
 //	locks, err := relock.New(valkeyadapter.New(c))
 //
 // Importing it registers the driver "valkey" for relock.Open (see
-// [Driver.Open]). [Conn] implements driver.Conn, Scripter (EVAL and EVALSHA;
-// NOSCRIPT is relock's to handle), Watcher (WATCH on a connection pinned
-// with Client.Dedicate, then MULTI, the commands and EXEC in one round
-// trip), ReplicaWaiter (the script and WAIT pipelined on one pinned
-// connection: on a cluster, the node of the script's keys) and Subscriber
-// (one pinned connection that does not reconnect). Replies go through
-// driver.ConvertReply and error replies through driver.WrapServerError,
-// which keeps *valkey.ValkeyError for errors.As.
-//
-// Dedicate takes no context and may dial: it runs in a goroutine that the
-// caller leaves when its context ends, and Close waits for it. Against
-// miniredis, which lacks CLIENT TRACKING and answers CLUSTER SLOTS, set
-// DisableCache and ForceSingleClient.
+// [Driver.Open]). [Conn] implements driver.Conn, Validator, Scripter,
+// Watcher, ReplicaWaiter and Subscriber. Replies go through
+// driver.ConvertReply, error replies through driver.WrapServerError
+// (errors.As still finds the *valkey.ValkeyError). On miniredis, which
+// lacks CLIENT TRACKING and answers CLUSTER SLOTS, set DisableCache and
+// ForceSingleClient.
 package valkeyadapter
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -47,9 +39,7 @@ var (
 	_ driver.Watcher       = (*Conn)(nil)
 	_ driver.ReplicaWaiter = (*Conn)(nil)
 	_ driver.Subscriber    = (*Conn)(nil)
-)
 
-var (
 	// ErrNilClient reports a Conn that New made from a nil client.
 	ErrNilClient = errors.New("relock/valkey: nil valkey.Client")
 	// ErrClosed reports a call after Close; it matches net.ErrClosed.
@@ -62,7 +52,7 @@ type Conn struct {
 	client  valkey.Client
 	lazy    *lazyClient // instead of client, for a Conn made by Driver.Open
 	closed  atomic.Bool
-	pinning sync.WaitGroup // the Dedicate and NewClient calls running
+	pinning sync.WaitGroup // goroutines left dialling, pinning or closing
 }
 
 // New returns a Conn over c, which stays the caller's: Conn.Close leaves
@@ -88,30 +78,38 @@ func (c *Conn) use(ctx context.Context) (valkey.Client, error) {
 		return nil, ErrNilClient
 	case c.closed.Load():
 		return nil, ErrClosed
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
 	case c.client != nil:
 		return c.client, nil
 	}
 	return c.lazy.get(ctx, &c.pinning)
 }
 
-// Close makes later calls fail, waits for the Dedicate calls that callers
-// left (valkey ends them within its dial and write timeouts) and closes
-// the client that Driver.Open made. It is safe to call more than once.
+// Close makes later calls fail, closes the client that Driver.Open made
+// and waits for the goroutines left dialling, pinning or closing a
+// connection (see pin), which valkey ends within its dial and write
+// timeouts. It is safe to call more than once.
 func (c *Conn) Close() error {
 	if c == nil || c.closed.Swap(true) {
 		return nil
 	}
 	if c.lazy != nil {
-		c.lazy.close(&c.pinning)
+		c.lazy.close()
 	}
 	c.pinning.Wait()
 	return nil
 }
 
-// dedicate pins a connection with Dedicate in a goroutine, and returns
-// ctx's error as soon as ctx ends: the goroutine then gives it back.
-func (c *Conn) dedicate(ctx context.Context, cl valkey.Client) (valkey.DedicatedClient, func(), error) {
-	if err := ctx.Err(); err != nil {
+// pin pins a connection for Watch, the ReplicaWaiter calls and Subscribe.
+// Client.Dedicate takes no context and may dial: it runs in a goroutine
+// that gives the connection back if ctx ends first. unpin gives it back,
+// or, broken (a command on it was left without its reply), closes it in
+// the background: valkey would wait for the reply before reusing it, and
+// waits a second for a silent peer's PING before closing it.
+func (c *Conn) pin(ctx context.Context) (dc valkey.DedicatedClient, unpin func(broken bool), err error) {
+	cl, err := c.use(ctx)
+	if err != nil {
 		return nil, nil, err
 	}
 	type pinned struct {
@@ -129,7 +127,13 @@ func (c *Conn) dedicate(ctx context.Context, cl valkey.Client) (valkey.Dedicated
 	})
 	select {
 	case p := <-got:
-		return p.dc, p.release, nil
+		return p.dc, func(broken bool) {
+			if broken {
+				c.pinning.Go(p.dc.Close)
+			} else {
+				p.release()
+			}
+		}, nil
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
@@ -137,11 +141,9 @@ func (c *Conn) dedicate(ctx context.Context, cl valkey.Client) (valkey.Dedicated
 
 // SetNX runs SET key value NX PX ms and reports whether the key was set.
 func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
-	cl, err := c.use(ctx)
-	if err != nil {
-		return false, err
-	}
-	s, ok, err := getReply(cl.Do(ctx, cl.B().Set().Key(key).Value(value).Nx().PxMilliseconds(ttl.Milliseconds()).Build()))
+	s, ok, err := getReply(c.do(ctx, func(b valkey.Builder) valkey.Completed {
+		return b.Set().Key(key).Value(value).Nx().PxMilliseconds(ttl.Milliseconds()).Build()
+	}))
 	if ok && s != "OK" {
 		err = fmt.Errorf("relock/valkey: SET NX replied %q", s)
 	}
@@ -150,11 +152,7 @@ func (c *Conn) SetNX(ctx context.Context, key, value string, ttl time.Duration) 
 
 // Get runs GET key; a missing key gives ok == false and a nil error.
 func (c *Conn) Get(ctx context.Context, key string) (string, bool, error) {
-	cl, err := c.use(ctx)
-	if err != nil {
-		return "", false, err
-	}
-	return getReply(cl.Do(ctx, cl.B().Get().Key(key).Build()))
+	return getReply(c.do(ctx, func(b valkey.Builder) valkey.Completed { return b.Get().Key(key).Build() }))
 }
 
 func getReply(r valkey.ValkeyResult) (string, bool, error) {
@@ -165,84 +163,25 @@ func getReply(r valkey.ValkeyResult) (string, bool, error) {
 	return s, err == nil, wrap(err)
 }
 
-// Watch pins a connection, runs WATCH keys... on it and calls fn with a Tx
-// on it. Unless fn ran EXEC, the connection gets UNWATCH before it goes
-// back to the pool.
-func (c *Conn) Watch(ctx context.Context, keys []string, fn func(driver.Tx) error) error {
+type command = func(valkey.Builder) valkey.Completed
+
+// do sends cmd with the client; a failure to get the client is the
+// result's error.
+func (c *Conn) do(ctx context.Context, cmd command) valkey.ValkeyResult {
 	cl, err := c.use(ctx)
-	switch {
-	case err != nil:
-		return err
-	case fn == nil || len(keys) == 0:
-		return errors.New("relock/valkey: Watch needs a function and at least one key")
-	}
-	dc, release, err := c.dedicate(ctx, cl)
 	if err != nil {
-		return err
+		return valkey.NewErrorResult(err)
 	}
-	defer release()
-	t := &tx{dc: dc}
-	defer t.finish(ctx)
-	r, err := build(func() valkey.ValkeyResult { return dc.Do(ctx, dc.B().Watch().Key(keys...).Build()) })
-	if err != nil || r.Error() != nil {
-		return cmp.Or(err, wrap(r.Error()))
-	}
-	return fn(t)
+	return send(ctx, cl, cmd)
 }
 
-// tx is the Tx of one Watch. Once Watch returned, valkey fails its calls
-// with ErrDedicatedClientRecycled.
-type tx struct {
-	dc    valkey.DedicatedClient
-	execd bool // EXEC dropped the watch
-}
-
-// finish sends UNWATCH unless EXEC dropped the watch, within a second even
-// after ctx ended. Should the connection break instead, valkey drops it.
-func (t *tx) finish(ctx context.Context) {
-	if !t.execd {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		t.dc.Do(uctx, t.dc.B().Unwatch().Build())
-	}
-}
-
-func (t *tx) Get(ctx context.Context, key string) (string, bool, error) {
-	r, err := build(func() valkey.ValkeyResult { return t.dc.Do(ctx, t.dc.B().Get().Key(key).Build()) })
+// send sends cmd with d, a failure to build it being the result's error.
+func send(ctx context.Context, d valkey.CoreClient, cmd command) valkey.ValkeyResult {
+	r, err := build(func() valkey.ValkeyResult { return d.Do(ctx, cmd(d.B())) })
 	if err != nil {
-		return "", false, err
+		return valkey.NewErrorResult(err)
 	}
-	return getReply(r)
-}
-
-// Exec sends MULTI, cmds and EXEC in one round trip.
-func (t *tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
-	resps, err := build(func() []valkey.ValkeyResult {
-		multi := []valkey.Completed{t.dc.B().Multi().Build()}
-		for _, cmd := range cmds {
-			multi = append(multi, t.dc.B().Arbitrary(cmd...).Build())
-		}
-		return t.dc.DoMulti(ctx, append(multi, t.dc.B().Exec().Build())...)
-	})
-	if err != nil {
-		return nil, err
-	}
-	exec := resps[len(resps)-1]
-	err = exec.Error()
-	t.execd = err == nil || valkey.IsValkeyNil(err)
-	if valkey.IsValkeyNil(err) {
-		return nil, driver.ErrTxAborted
-	}
-	for _, r := range resps { // a network error, or the first error reply
-		if err := r.Error(); err != nil {
-			return nil, wrap(err)
-		}
-	}
-	v, err := result(exec)
-	if out, ok := v.([]any); err != nil || ok && len(out) == len(cmds) {
-		return out, err
-	}
-	return nil, fmt.Errorf("relock/valkey: EXEC replied %v to %d commands", v, len(cmds))
+	return r
 }
 
 // build runs f, turning a panic of valkey's command builder or of a

@@ -33,13 +33,4 @@ func newConn(t *testing.T, b adaptertest.Backend) driver.Conn {
 	return valkeyadapter.New(c)
 }
 
-func TestConformance(t *testing.T) { minitest.RunConformance(t, newConn, knownFailures) }
-
-// knownFailures are those of the adapter's own conformance test, which
-// the rueidis adapter lists too: see adapters/valkey/conformance_test.go.
-var knownFailures = map[string]string{
-	"Driver/Context/InFlight/Watch":     "WATCH on a dedicated connection ignores a cancellation without a deadline (issue 21)",
-	"Driver/Context/Deadline/Subscribe": "Subscription.Close after an Add left unanswered takes about 1 s (issue 21)",
-	"Driver/Context/InFlight/Subscribe": "Subscription.Close after an Add left unanswered takes about 1 s (issue 21)",
-	"Driver/Network/Silent/Subscribe":   "Subscription.Close after an Add left unanswered takes about 1 s (issue 21)",
-}
+func TestConformance(t *testing.T) { minitest.RunConformance(t, newConn, nil) }
