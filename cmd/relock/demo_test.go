@@ -15,7 +15,7 @@ import (
 )
 
 // The adapters main.go imports; a dropped import must fail the tests.
-var wantAdapters = []string{"goredis", "redigo", "rueidis"}
+var wantAdapters = []string{"goredis", "goredisv8", "radix", "redigo", "rueidis", "valkey"}
 
 // tableRows returns the demo table's rows by their first column, each split
 // into its columns (the no-lock row's name is one column too).

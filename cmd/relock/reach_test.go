@@ -53,6 +53,7 @@ func timedRelock(t *testing.T, args ...string) (int, string, time.Duration) {
 // or speaks plaintext behind a rediss:// URL, through every driver; and
 // that go-redis's own log lines stay off stderr.
 func TestUnavailable(t *testing.T) {
+	t.Parallel() // a private server of its own; mostly waiting on timeouts
 	plain := testredis.Start(t)
 	silent := adaptertest.SilentServer(t)
 	refused := refusedAddr(t)
@@ -224,6 +225,7 @@ func TestRunFlagsAfterKeyAndShell(t *testing.T) {
 // TestHold checks relock hold: it prints the token, holds the lock until
 // SIGTERM, releases it and exits 0.
 func TestHold(t *testing.T) {
+	t.Parallel() // a private server of its own; mostly waiting on timeouts
 	s := testredis.Start(t)
 	const key = "relock-cli:hold"
 	out := filepath.Join(t.TempDir(), "token")
@@ -370,6 +372,7 @@ func slicesEqual(a, b []string) bool {
 // to tell. With a core that reports ErrUnavailable this holds directly;
 // before it, relock's last look at the key finds no answer.
 func TestRunServerStopsAnsweringWhileWaiting(t *testing.T) {
+	t.Parallel() // a private server of its own; mostly waiting on timeouts
 	s := testredis.Start(t)
 	const key = "relock-cli:frozen"
 	holderProc, _, _ := holder(t, s.URL(), key, "-ttl", "30s")

@@ -292,6 +292,7 @@ const overlapScript = `echo "start $RELOCK_FENCE $(date +%s%N)" >> "$0"; sleep 0
 // each, per driver: the critical sections they log must never interleave,
 // and the fences must strictly increase.
 func TestRunNoOverlap(t *testing.T) {
+	t.Parallel() // a private server of its own; mostly waiting on timeouts
 	s := testredis.Start(t)
 	const procs, rounds = 3, 2
 	for _, driver := range wantAdapters {
@@ -426,6 +427,7 @@ func alive(pid int) bool {
 // CMD with -kill-signal, or SIGKILL after -grace, and exits 122 whatever
 // CMD's own status.
 func TestRunLockLost(t *testing.T) {
+	t.Parallel() // a private server of its own; mostly waiting on timeouts
 	s := testredis.Start(t)
 	tests := []struct {
 		name      string

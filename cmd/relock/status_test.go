@@ -126,6 +126,7 @@ func TestStatusDefaultMetadata(t *testing.T) {
 // without --force, -token, the hand-over to a waiter, and the holder
 // stopping its CMD with exit 122.
 func TestReleaseForce(t *testing.T) {
+	t.Parallel() // a private server of its own; mostly waiting on timeouts
 	s := testredis.Start(t)
 	const key = "relock-cli:release"
 	a, _, env := holder(t, s.URL(), key, "-ttl", "3s")
