@@ -97,6 +97,7 @@
 // client library and the server keep their own text.
 // [WaitTimeout] checks the arguments of a replica WAIT and gives its
 // timeout in whole milliseconds, rounded up so it is never 0.
+//
 // [ParseURL] (or [URL.Parse], over an adapter's defaults) reads the DSN
 // vocabulary every adapter's Open takes (redis://, rediss:// and unix://
 // URLs, the database as the path or db=, user and password from the
