@@ -98,6 +98,15 @@
 // [WaitTimeout] checks the arguments of a replica WAIT and gives its
 // timeout in whole milliseconds, rounded up so it is never 0.
 //
+// [ParseURL] (or [URL.Parse], over an adapter's defaults) reads the DSN
+// vocabulary every adapter's Open takes (redis://, rediss:// and unix://
+// URLs, the database as the path or db=, user and password from the
+// userinfo, the [Options] pool_size, dial_timeout, read_timeout,
+// write_timeout, client_name, addr and master_name, and the
+// client-specific options an adapter names) and rejects any other
+// option; its errors match [ErrInvalidURL], which Open reports as
+// matching relock.ErrInvalidArgument, and never show the password.
+//
 // # Time
 //
 // relock passes TTLs of at least 1 ms, in whole milliseconds. A key whose

@@ -3,11 +3,8 @@ package radixadapter
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,8 +23,6 @@ type Driver struct{}
 
 func init() { relock.Register("radix", Driver{}) }
 
-var openOptions = []string{"db", "dial_timeout", "read_timeout", "write_timeout", "client_name", "pool_size", "addr", "master_name"}
-
 // Open returns a Conn that owns the radix client dsn describes:
 //
 //	redis://[[user]:password@]host[:port][/db][?option=value...]   (rediss:// for TLS)
@@ -43,94 +38,24 @@ var openOptions = []string{"db", "dial_timeout", "read_timeout", "write_timeout"
 // context, and again on the next while that fails. Its errors match
 // relock.ErrInvalidArgument.
 func (Driver) Open(dsn string) (driver.Conn, error) {
-	o, err := parseDSN(dsn)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL, password included
-		}
+	o := &opened{URL: driver.URL{PoolSize: 4, DialTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second},
+		sem: make(chan struct{}, 1), conns: map[*trackedConn]bool{}}
+	if err := o.Parse(dsn); err != nil {
 		return nil, fmt.Errorf("relock/radix: invalid DSN: %w: %w", relock.ErrInvalidArgument, err)
 	}
-	return &Conn{lazy: o, dial: o.dial, timeout: o.read + o.write}, nil
+	o.tls = o.TLSConfig()
+	return &Conn{lazy: o, dial: o.dial, timeout: o.ReadTimeout + o.WriteTimeout}, nil
 }
 
 // opened is what Open read in a DSN, and the client it makes on first use.
 type opened struct {
-	network, addr, master, user, password, name string
-	seeds                                       []string // addr and the addr options
-	auth                                        bool
-	db, size                                    int
-	connect, read, write                        time.Duration
-	tls                                         *tls.Config
-	sem                                         chan struct{} // held while the client is made, and by close
-	closed                                      bool          // under sem
-	client                                      atomic.Pointer[closer]
-	mu                                          sync.Mutex
-	conns                                       map[*trackedConn]bool // nil once closed
-}
-
-func parseDSN(dsn string) (*opened, error) {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return nil, err
-	}
-	o := &opened{network: "tcp", addr: u.Host, size: 4, connect: 5 * time.Second, read: 10 * time.Second,
-		write: 10 * time.Second, sem: make(chan struct{}, 1), conns: map[*trackedConn]bool{}}
-	switch u.Scheme {
-	case "redis", "rediss":
-		if u.Opaque != "" || u.Host == "" {
-			return nil, errors.New("want redis://host[:port][/db]")
-		}
-		if _, _, err := net.SplitHostPort(o.addr); err != nil {
-			o.addr = net.JoinHostPort(u.Hostname(), "6379")
-		}
-		if p := strings.TrimPrefix(u.Path, "/"); p != "" {
-			if o.db, err = strconv.Atoi(p); err != nil || o.db < 0 {
-				return nil, fmt.Errorf("database %q: want a number", p)
-			}
-		}
-		if u.Scheme == "rediss" {
-			o.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
-		}
-	case "unix":
-		if u.Opaque != "" || u.Path == "" {
-			return nil, errors.New("want unix:///path/to/socket")
-		}
-		o.network, o.addr = "unix", u.Path
-	default:
-		return nil, fmt.Errorf("scheme %q: want redis, rediss or unix", u.Scheme)
-	}
-	q := u.Query()
-	for name := range q {
-		if !slices.Contains(openOptions, name) {
-			return nil, fmt.Errorf("unknown option %s (known: %s)", name, strings.Join(openOptions, ", "))
-		}
-	}
-	for name, p := range map[string]any{"db": &o.db, "pool_size": &o.size, "dial_timeout": &o.connect, "read_timeout": &o.read, "write_timeout": &o.write} {
-		v, bad := q.Get(name), false
-		if !q.Has(name) {
-			continue
-		}
-		switch p := p.(type) {
-		case *int:
-			n, err := strconv.Atoi(v)
-			*p, bad = n, err != nil || n < 0
-		case *time.Duration:
-			d, err := time.ParseDuration(v)
-			*p, bad = d, err != nil || d < 0
-		}
-		if bad {
-			return nil, fmt.Errorf("option %s=%q: want a number, or a duration such as 3s", name, v)
-		}
-	}
-	o.seeds, o.master, o.name = append([]string{o.addr}, q["addr"]...), q.Get("master_name"), q.Get("client_name")
-	if u.User != nil {
-		o.user = u.User.Username()
-		if o.password, o.auth = u.User.Password(); !o.auth && o.user != "" { // redis://secret@host
-			o.user, o.password, o.auth = "", o.user, true
-		}
-	}
-	return o, nil
+	driver.URL
+	tls    *tls.Config
+	sem    chan struct{} // held while the client is made, and by close
+	closed bool          // under sem
+	client atomic.Pointer[closer]
+	mu     sync.Mutex
+	conns  map[*trackedConn]bool // nil once closed
 }
 
 // closer is a radix client that Open made.
@@ -140,21 +65,21 @@ type closer interface {
 }
 
 func (o *opened) build(ctx context.Context) (closer, error) {
-	pc := radix.PoolConfig{Dialer: radix.Dialer{CustomConn: o.dial}, Size: o.size, PingInterval: -1}
+	pc := radix.PoolConfig{Dialer: radix.Dialer{CustomConn: o.dial}, Size: o.PoolSize, PingInterval: -1}
 	switch {
-	case o.master != "":
+	case o.MasterName != "":
 		sd := radix.Dialer{CustomConn: func(ctx context.Context, network, addr string) (radix.Conn, error) {
 			return o.track(radix.Dialer{NetDialer: o.netDialer()}.Dial(ctx, network, addr))
 		}}
-		return radix.SentinelConfig{PoolConfig: pc, SentinelDialer: sd}.New(ctx, o.master, o.seeds)
-	case len(o.seeds) > 1:
-		return radix.ClusterConfig{PoolConfig: pc}.New(ctx, o.seeds)
+		return radix.SentinelConfig{PoolConfig: pc, SentinelDialer: sd}.New(ctx, o.MasterName, o.Addrs)
+	case len(o.Addrs) > 1:
+		return radix.ClusterConfig{PoolConfig: pc}.New(ctx, o.Addrs)
 	}
 	// Wait (within ctx) for the pool to dial all its connections, which it
 	// does in the background: its Close meanwhile takes 100 ms for each.
 	filled := make(chan struct{})
 	pc.Trace.InitCompleted = func(trace.PoolInitCompleted) { close(filled) }
-	cl, err := pc.New(ctx, o.network, o.addr)
+	cl, err := pc.New(ctx, o.Network, o.Addrs[0])
 	if err == nil {
 		select {
 		case <-filled:
@@ -168,9 +93,9 @@ func (o *opened) netDialer() interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 } {
 	if o.tls != nil {
-		return &tls.Dialer{NetDialer: &net.Dialer{Timeout: o.connect}, Config: o.tls}
+		return &tls.Dialer{NetDialer: &net.Dialer{Timeout: o.DialTimeout}, Config: o.tls}
 	}
-	return &net.Dialer{Timeout: o.connect}
+	return &net.Dialer{Timeout: o.DialTimeout}
 }
 
 // dial opens a connection and sends AUTH, SELECT and CLIENT SETNAME. A
@@ -181,12 +106,12 @@ func (o *opened) dial(ctx context.Context, network, addr string) (radix.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	cmds := [][]string{{"AUTH", o.user, o.password}, {"SELECT", strconv.Itoa(o.db)}, {"CLIENT", "SETNAME", o.name}}
-	if o.user == "" {
-		cmds[0] = []string{"AUTH", o.password}
+	cmds := [][]string{{"AUTH", o.Username, o.Password}, {"SELECT", strconv.Itoa(o.DB)}, {"CLIENT", "SETNAME", o.ClientName}}
+	if o.Username == "" {
+		cmds[0] = []string{"AUTH", o.Password}
 	}
 	for i, c := range cmds {
-		if i == 0 && !o.auth || i == 1 && o.db == 0 || i == 2 && o.name == "" {
+		if i == 0 && o.Password == "" || i == 1 && o.DB == 0 || i == 2 && o.ClientName == "" {
 			continue
 		}
 		if err := conn.Do(ctx, radix.Cmd(nil, c[0], c[1:]...)); err != nil && !(i == 0 && len(c) == 2 && strings.Contains(err.Error(), "without any password configured")) {
@@ -242,7 +167,7 @@ func (o *opened) get(ctx context.Context) (Client, error) {
 	} else if cl := o.client.Load(); cl != nil {
 		return *cl, ctx.Err()
 	}
-	if d := o.connect + o.read + o.write; d > 0 {
+	if d := o.DialTimeout + o.ReadTimeout + o.WriteTimeout; d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()

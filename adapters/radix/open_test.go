@@ -9,7 +9,8 @@ import (
 
 // TestOpenRules checks the rules Open follows on every driver.
 func TestOpenRules(t *testing.T) {
-	adaptertest.CheckOpen(t, radixadapter.Driver{}, "unix://", "redis://127.0.0.1:6379?pool_size=-1")
+	adaptertest.CheckOpen(t, radixadapter.Driver{}, "unix://", "redis://127.0.0.1:6379?pool_size=-1",
+		"redis://user:s3cret@127.0.0.1/1?db=2", "redis://127.0.0.1?addr=")
 }
 
 // TestOpenVocabulary checks the query options the adapters share.

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -53,74 +51,33 @@ func (Driver) Open(dsn string) (driver.Conn, error) {
 }
 
 func openPool(dsn string) (*redis.Pool, error) {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return nil, errors.Unwrap(err) // the url.Error repeats the URL, password included
-	}
-	network, addr := "tcp", u.Host
-	switch {
-	case u.Scheme == "unix" && u.Opaque == "" && u.Path != "":
-		network, addr = "unix", u.Path
-	case (u.Scheme == "redis" || u.Scheme == "rediss") && u.Opaque == "" && u.Host != "":
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			addr = net.JoinHostPort(u.Hostname(), "6379")
-		}
-	default:
-		return nil, errors.New("want redis://host[:port][/db], rediss://... or unix:///path/to/socket")
-	}
-	pool := &redis.Pool{MaxIdle: 10 * runtime.GOMAXPROCS(0), IdleTimeout: 5 * time.Minute}
-	var db int
-	if p := strings.TrimPrefix(u.Path, "/"); p != "" && network == "tcp" {
-		if db, err = strconv.Atoi(p); err != nil || db < 0 {
-			return nil, fmt.Errorf("database %q: want a number", p)
-		}
-	}
-	dialTimeout, read, write := 5*time.Second, 10*time.Second, 10*time.Second
-	q := u.Query()
-	if q.Has("pool_size") && q.Has("max_active") {
+	u := driver.URL{DialTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	if err := u.Parse(dsn, "max_active", "max_idle", "idle_timeout"); err != nil {
+		return nil, err
+	} else if len(u.Addrs) > 1 || u.MasterName != "" {
+		return nil, errors.New("options addr and master_name: redigo has no cluster or sentinel client")
+	} else if u.Has("pool_size") && u.Has("max_active") {
 		return nil, errors.New("pool_size and max_active (its old name) both given")
 	}
-	counts := map[string]*int{"db": &db, "max_idle": &pool.MaxIdle, "max_active": &pool.MaxActive, "pool_size": &pool.MaxActive}
-	durations := map[string]*time.Duration{"dial_timeout": &dialTimeout, "read_timeout": &read, "write_timeout": &write, "idle_timeout": &pool.IdleTimeout}
-	for name := range q {
-		v := q.Get(name)
-		if p := counts[name]; p != nil {
-			if *p, err = strconv.Atoi(v); err != nil || *p < 0 {
-				return nil, fmt.Errorf("option %s=%q: want a number", name, v)
-			}
-		} else if p := durations[name]; p != nil {
-			if *p, err = time.ParseDuration(v); err != nil || *p < 0 {
-				return nil, fmt.Errorf("option %s=%q: want a duration such as 3s", name, v)
-			}
-		} else if name == "addr" || name == "master_name" || name == "master_set" {
-			return nil, fmt.Errorf("option %s: redigo has no cluster or sentinel client", name)
-		} else if name != "client_name" {
-			return nil, fmt.Errorf("unknown option %s", name)
-		}
+	pool := &redis.Pool{MaxActive: u.PoolSize, MaxIdle: 10 * runtime.GOMAXPROCS(0), IdleTimeout: 5 * time.Minute}
+	if err := errors.Join(u.Int("max_active", &pool.MaxActive), u.Int("max_idle", &pool.MaxIdle), u.Duration("idle_timeout", &pool.IdleTimeout)); err != nil {
+		return nil, err
 	}
-	opts := []redis.DialOption{redis.DialReadTimeout(read), redis.DialWriteTimeout(write),
-		redis.DialDatabase(db), redis.DialClientName(q.Get("client_name")),
-		redis.DialContextFunc(dialer(dialTimeout, u))}
-	user, password, hasPassword := "", "", false
-	if u.User != nil {
-		user = u.User.Username()
-		if password, hasPassword = u.User.Password(); !hasPassword && user != "" {
-			user, password, hasPassword = "", user, true // redis://secret@host, as redis-cli takes it
-		}
-	}
+	opts := []redis.DialOption{redis.DialReadTimeout(u.ReadTimeout), redis.DialWriteTimeout(u.WriteTimeout),
+		redis.DialDatabase(u.DB), redis.DialClientName(u.ClientName), redis.DialContextFunc(dialer(u.DialTimeout, u.TLSConfig()))}
 	pool.DialContext = func(ctx context.Context) (redis.Conn, error) {
-		rc, err := redis.DialContext(ctx, network, addr, opts...)
-		if err != nil || !hasPassword {
+		rc, err := redis.DialContext(ctx, u.Network, u.Addrs[0], opts...)
+		if err != nil || u.Password == "" {
 			return rc, err
 		}
-		args := []any{user, password}
-		if user == "" {
+		args := []any{u.Username, u.Password}
+		if u.Username == "" {
 			args = args[1:]
 		}
 		// A server without a password answers a lone one with an error
 		// that says so: accepted, as go-redis and rueidis accept it.
 		if _, err = redis.DoContext(rc, ctx, "AUTH", args...); err != nil &&
-			(user != "" || !strings.Contains(err.Error(), "without any password configured")) {
+			(u.Username != "" || !strings.Contains(err.Error(), "without any password configured")) {
 			_ = rc.Close()
 			return nil, err
 		}
@@ -132,7 +89,7 @@ func openPool(dsn string) (*redis.Pool, error) {
 // dialer connects, and for rediss:// runs the TLS handshake, within the
 // context and the dial timeout (redigo bounds its own handshake by a timer
 // only).
-func dialer(timeout time.Duration, u *url.URL) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func dialer(timeout time.Duration, tlsConfig *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if timeout > 0 {
 			var cancel context.CancelFunc
@@ -140,10 +97,10 @@ func dialer(timeout time.Duration, u *url.URL) func(ctx context.Context, network
 			defer cancel()
 		}
 		c, err := new(net.Dialer).DialContext(ctx, network, addr)
-		if err != nil || u.Scheme != "rediss" {
+		if err != nil || tlsConfig == nil {
 			return c, err
 		}
-		tc := tls.Client(c, &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12})
+		tc := tls.Client(c, tlsConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			_ = c.Close()
 			return nil, err
