@@ -93,7 +93,8 @@ func (t *tinyConn) do(ctx context.Context, args ...string) (any, error) {
 	}
 	deadline, hasDeadline := ctx.Deadline() // the zero time: no deadline
 	_ = t.c.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = t.c.SetDeadline(time.Unix(1, 0)) })
+	c := t.c // the callback may run after do has dropped t.c
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	v, err := t.roundTrip(args)
 	stop()
 	var reply *replyError
