@@ -247,8 +247,8 @@ func leaderOf(info Info) Leader {
 // holds a subscription connection of its own to the election's hand-over
 // channel, so hand-overs to waiting campaigners are seen at once; it also
 // reads the lock with Inspect every interval (ObserveInterval, or
-// WithObserveInterval), more often for a while after a change, and when
-// the leader's key is due to expire, which catches what pub/sub does not
+// WithObserveInterval), more often for a while after a change or a failed
+// read, and when the leader's key is due to expire, which catches what pub/sub does not
 // announce, and everything on drivers without it. While Redis does not
 // answer, nothing is sent. A name Inspect refuses for good (invalid,
 // ErrWrongType, ErrNoPermission) closes the channel at once: Leader
@@ -302,6 +302,7 @@ func (e *Election) observe(ctx context.Context, out chan Leader, keys lockKeys) 
 	var last Leader
 	sent := false
 	soon := e.interval // after a change: soonest, doubling up to the interval
+	retry := soonest   // after a failed read: doubling up to a second
 	t := time.NewTimer(e.interval)
 	defer t.Stop()
 	for {
@@ -311,6 +312,7 @@ func (e *Election) observe(ctx context.Context, out chan Leader, keys lockKeys) 
 		wait := e.interval
 		switch {
 		case err == nil:
+			retry = soonest
 			cur := leaderOf(info)
 			if !sent || cur.Token != last.Token {
 				offer(out, cur)
@@ -327,6 +329,9 @@ func (e *Election) observe(ctx context.Context, out chan Leader, keys lockKeys) 
 		case errors.Is(err, ErrInvalidArgument), errors.Is(err, ErrWrongType),
 			errors.Is(err, ErrNoPermission), errors.Is(err, ErrUnsupported), errors.Is(err, ErrClosed):
 			return
+		default: // Redis did not answer, or refused for now
+			wait = min(wait, retry)
+			retry = min(2*retry, time.Second)
 		}
 		if soon < e.interval {
 			wait = min(wait, soon)
@@ -379,6 +384,9 @@ func listen(ctx context.Context, sub driver.Subscriber, channel string, wake cha
 			}
 		}
 		cancel()
+		if err != nil && classify(err).permanent() {
+			return // NOPERM on the channel, say: Observe polls
+		}
 		if err == nil {
 			poke("", "")
 			select {

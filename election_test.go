@@ -418,6 +418,37 @@ func TestElectionObserveSeesExpiry(t *testing.T) {
 	nextLeader(t, obs, func(l relock.Leader) bool { return l.Token == second.Token() }, func(relock.Leader) bool { return false })
 }
 
+// TestElectionObserveRetriesFailedReads: reads that fail are tried again
+// soon (doubling up to a second), whatever the interval (an hour here).
+func TestElectionObserveRetriesFailedReads(t *testing.T) {
+	store := memdriver.New()
+	cut := &cuttableConn{Conn: store.Conn()}
+	o := newClient(t, cut)
+	c := newClient(t, store.Conn())
+	ctx := ctxT(t, 20*time.Second)
+	term, err := c.Election("elect:retry").Campaign(ctx, "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Resign(ctx)
+	cut.cut.Store(true)
+	obs := o.Election("elect:retry", relock.WithObserveInterval(time.Hour)).Observe(ctx)
+	select {
+	case l := <-obs:
+		t.Fatalf("Observe sent %+v while its reads fail", l)
+	case <-time.After(200 * time.Millisecond):
+	}
+	cut.cut.Store(false)
+	select {
+	case l := <-obs:
+		if l.Token != term.Token() {
+			t.Errorf("Observe sent %+v; want a's term", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Observe did not read again within 5 s of Redis coming back")
+	}
+}
+
 // TestElectionObserveKeepsLatest: a receiver that falls behind gets the
 // latest leader.
 func TestElectionObserveKeepsLatest(t *testing.T) {
@@ -530,4 +561,41 @@ func ExampleElection() {
 	// elected: web-2 with a higher fence: true
 	// leader seen: web-2
 	// true
+}
+
+// ExampleElection_Campaign leads while the term lasts, fencing every write
+// (docs/election.md shows the lines between the README markers).
+func ExampleElection_Campaign() {
+	rdb, stop := exampleRedis()
+	defer stop()
+	client, err := relock.New(rdb.Conn())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	store := &fencedStore{}
+	jobs := []string{"job 1", "job 2"}
+
+	// README:begin
+	term, err := client.Election("scheduler").Campaign(ctx, "web-1", 10*time.Second) // waits until elected
+	if err != nil {
+		log.Fatal(err) // ErrNotObtained when ctx (or WithMaxWait) ended the wait
+	}
+	defer term.Resign(ctx) // the next campaigner in line takes over
+	for _, job := range jobs {
+		select {
+		case <-term.Done(): // the term ended (term.Err() says why): stop leading now
+			log.Fatal(term.Err())
+		default:
+		}
+		// Storage that rejects fences lower than the highest it has seen
+		// turns away a leader whose term ended during a pause.
+		if err := store.Write(term.Fence(), job); err != nil {
+			log.Fatal(err)
+		}
+	}
+	// README:end
+	fmt.Println(store.value)
+	// Output: job 2
 }
