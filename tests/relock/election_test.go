@@ -299,3 +299,58 @@ func TestElectionCluster(t *testing.T) {
 	}
 	handOverRound(t, clients[0], clients[1], clients[2], "{election}:leader", true)
 }
+
+// TestElectionObserveResubscribes: the observer's connections are reset;
+// its subscription comes back, and the next hand-over is seen through it
+// (its interval is an hour, and the leader's key 20 s or more from
+// expiring), on every adapter.
+func TestElectionObserveResubscribes(t *testing.T) {
+	addr := testredis.Addr(t)
+	for _, adapter := range chaos.Adapters {
+		t.Run(adapter, func(t *testing.T) {
+			px, err := chaos.NewProxy(addr, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := electClient(t, adapter, px.Addr())
+			t.Cleanup(func() { _ = px.Close() }) // before o closes
+			a := electClient(t, adapter, addr)
+			b := electClient(t, adapter, addr)
+			name := freshKey(t, "leader")
+			ctx := ctxT(t, 30*time.Second)
+			const ttl = 30 * time.Second
+
+			first, err := a.Election(name).Campaign(ctx, "a", ttl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			obs := o.Election(name, relock.WithObserveInterval(time.Hour)).Observe(ctx)
+			waitLeader(t, obs, first.Token(), 10*time.Second)
+			next := campaignAsync(ctx, b.Election(name), "b", ttl)
+			waitWaiters(t, a, name, 1)
+			time.Sleep(100 * time.Millisecond) // subscribed by now
+
+			before, _ := px.Stats()
+			if n := px.Reset(0); n == 0 {
+				t.Fatal("the observer has no connection to reset")
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				if accepted, _ := px.Stats(); accepted > before {
+					break // the subscription reconnects
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the observer did not reconnect within 5 s of the reset")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond)
+			if err := first.Resign(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r := elected(t, next, 10*time.Second)
+			defer r.t.Resign(ctx)
+			waitLeader(t, obs, r.t.Token(), 10*time.Second)
+		})
+	}
+}
