@@ -247,10 +247,10 @@ func leaderOf(info Info) Leader {
 // holds a subscription connection of its own to the election's hand-over
 // channel, so hand-overs to waiting campaigners are seen at once; it also
 // reads the lock with Inspect every interval (ObserveInterval, or
-// WithObserveInterval), more often for a while after a change or a failed
-// read, and when the leader's key is due to expire, which catches what pub/sub does not
-// announce, and everything on drivers without it. While Redis does not
-// answer, nothing is sent. A name Inspect refuses for good (invalid,
+// WithObserveInterval), more often for a while after a change or a
+// failed read, and when the leader's key is due to expire: that catches
+// what pub/sub does not announce, and everything on drivers without it.
+// While Redis does not answer, nothing is sent. A name Inspect refuses for good (invalid,
 // ErrWrongType, ErrNoPermission) closes the channel at once: Leader
 // tells why.
 //
