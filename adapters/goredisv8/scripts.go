@@ -181,6 +181,9 @@ func (t tx) Exec(ctx context.Context, cmds ...[]string) ([]any, error) {
 	if len(cmds) == 0 || slices.ContainsFunc(cmds, func(c []string) bool { return len(c) == 0 }) {
 		return nil, errors.New("relock/goredisv8: Exec of no command, or of an empty one")
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // nothing sent: go-redis v8 writes a pipeline on a pinned cluster connection whatever ctx says
+	}
 	done, err := t.t.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, c := range cmds {
 			p.Do(ctx, anys(c)...)
