@@ -313,7 +313,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	}
 	o := obtainer{c: c, ctx: ctx, lock: lock, req: req, st: &st, start: time.Now()}
 	l, err := o.run()
-	o.done()
+	o.done(l != nil)
 	if l != nil && l.ready != nil {
 		defer close(l.ready) // the refresher may go on
 	}
@@ -384,17 +384,22 @@ type obtainer struct {
 	handed <-chan string // set once registered with the notifier
 	placed bool          // the last try queued or renewed our place
 	queued bool          // a try may have put us in the waiter queue
-	// sent is when the last try was sent. A try that queued us ran at
-	// local time queuedSent or later, at server time serverAt: the pair
-	// maps server times to lower bounds in local time. (A later try that
-	// failed moves sent, not the pair.)
+	// pending is the try on the wire while the call listens for a
+	// hand-over, and confirming the confirmation of a hand-over (see
+	// detached); nil when none.
+	pending, confirming *detached
+	// sent is when the last try was sent. clockLo, once clockKnown, is a
+	// lower bound of the server's clock less ours, in microseconds, from
+	// every try whose reply told the server's clock: the server ran it
+	// between its sending and its reply.
 	sent       time.Time
-	queuedSent time.Time
-	serverAt   int64
-	placeUntil time.Time // our place in the queue lasts at least until then
+	clockLo    int64
+	clockKnown bool
 	// lastRTT and maxRTT are the round trips of the last try answered
-	// and the longest one in this call.
-	lastRTT, maxRTT time.Duration
+	// and the longest one in this call; queuedRTT the longest after the
+	// first try, which may have paid for a new connection or loaded a
+	// script.
+	lastRTT, maxRTT, queuedRTT time.Duration
 }
 
 func (o *obtainer) run() (*Lock, error) {
@@ -410,9 +415,9 @@ func (o *obtainer) run() (*Lock, error) {
 		o.register()
 	}
 	for n := 1; ; n++ {
-		res, err := o.try(n)
-		if err != nil {
-			return nil, err
+		res, l, err := o.try(n)
+		if l != nil || err != nil {
+			return o.result(l, err)
 		}
 		if res.ok {
 			if l, err := o.won(res); l != nil || err != nil {
@@ -465,47 +470,190 @@ func (o *obtainer) queueMode() queueMode {
 
 // try sends try number n. An error ends the call; a failure that a later
 // try may get past (see failed) gives a result that is not ok, with no
-// holder known.
-func (o *obtainer) try(n int) (obtainRes, error) {
+// holder known. While the call listens for a hand-over, a try after the
+// first runs detached, and a hand-over that arrives meanwhile is taken at
+// once: the lock it gives then ends the call.
+func (o *obtainer) try(n int) (obtainRes, *Lock, error) {
+	o.prepare(n == 1)
+	if o.handed == nil || n == 1 {
+		res, err := o.c.path.obtain(o.ctx, o.req)
+		return o.tried(res, err, o.req.mode, o.sent, time.Now())
+	}
+	d := o.detach(func(ctx context.Context, q *obtainReq) (obtainRes, error) {
+		return o.c.path.obtain(ctx, q)
+	})
+	if l, err := o.await(d); l != nil || err != nil {
+		return obtainRes{holder: -1}, l, err
+	}
+	return o.tried(d.res, d.err, d.mode, d.sent, d.at)
+}
+
+// prepare fills the request for the next try: its queue mode, and how
+// long a place it asks for.
+func (o *obtainer) prepare(first bool) {
 	req := o.req
-	req.first = n == 1
+	req.first = first
 	req.mode = o.queueMode()
+	req.lease, req.placeEnd = 0, 0
+	if req.mode != noQueue {
+		if end, ok := o.placeEnd(); ok {
+			if o.clockKnown {
+				req.placeEnd = (end.UnixMicro() + o.clockLo) / 1000
+			} else if left := time.Until(end) - o.lastRTT; left <= 0 {
+				req.placeEnd = 1 // long past: a plain try (that honours a tombstone)
+			} else if left < waiterLease {
+				// The server's clock is not known yet: a place that
+				// lives from when the try reaches Redis, which may take
+				// its whole round trip.
+				req.lease = left
+			}
+		}
+	}
 	o.queued = o.queued || req.mode != noQueue
 	o.tries++
 	o.sent = time.Now()
-	// A place in the queue is asked for no longer than the call may
-	// wait: a waiter whose call ended then blocks no release, even when
-	// its leave is slow to arrive; the release hands the lock to the
-	// next one instead. The place lives from when the try reaches Redis,
-	// so it lasts at least until the deadline.
-	lease := waiterLease
-	req.lease = 0
-	if d, ok := o.ctx.Deadline(); ok && req.mode != noQueue {
-		if left := d.Sub(o.sent); left < waiterLease {
-			lease = max(left, time.Millisecond)
-			req.lease = lease
-		}
-	}
-	res, err := o.c.path.obtain(o.ctx, req)
+}
+
+// tried files what a try in mode, sent at sent, found, answered at at.
+func (o *obtainer) tried(res obtainRes, err error, mode queueMode, sent, at time.Time) (obtainRes, *Lock, error) {
 	if err != nil {
-		return obtainRes{holder: -1}, o.failed(err)
+		return obtainRes{holder: -1}, nil, o.failed(err)
 	}
 	o.failing = 0
-	o.lastRTT = time.Since(o.sent)
+	o.lastRTT = at.Sub(sent)
 	o.maxRTT = max(o.maxRTT, o.lastRTT)
+	if o.tries > 1 {
+		o.queuedRTT = max(o.queuedRTT, o.lastRTT)
+	}
 	if !res.ok {
 		o.seen = true // an answer: another owner holds it
+	}
+	if res.serverTime != 0 {
+		// The server ran the try between its sending and its reply.
+		lo := res.serverTime - sent.UnixMicro() - o.lastRTT.Microseconds()
+		if !o.clockKnown || lo > o.clockLo {
+			o.clockLo, o.clockKnown = lo, true
+		}
 	}
 	switch {
 	case res.ok:
 		o.placed, o.queued = false, false // the script took us out of the queue
 	case res.queued:
-		o.placed, o.queuedSent, o.serverAt = true, o.sent, res.serverTime
-		o.placeUntil = o.sent.Add(lease)
+		o.placed = true
 	case res.lapsed:
 		o.placed = false
+	case mode != noQueue:
+		// Taken and not queued: past the end of the place we asked for.
+		o.placed = false
 	}
-	return res, nil
+	return res, nil, nil
+}
+
+// detached is a call to Redis that an Obtain listening for a hand-over
+// makes in a goroutine of its own: a try (a renewal of its place, say) or
+// the confirmation of a hand-over. The call does not wait for a try
+// before it takes a hand-over that arrives meanwhile, and the call's end
+// does not cut a detached call at once: cutting a command on the wire
+// costs its connection (go-redis and redigo close it), and the clean-up
+// that follows (leaving the queue, or passing the lock on) would need a
+// new one, several round trips on a slow link, while a lock waits for it.
+// A detached call gets detachGrace after the call's end; Close cuts it at
+// once, and waits for it (it is a clean-up).
+type detached struct {
+	done chan struct{} // closed once the call returned
+	sent time.Time     // when it was sent
+	mode queueMode     // the try's
+	res  obtainRes     // set before done is closed
+	err  error
+	at   time.Time // when it returned
+
+	mu       sync.Mutex
+	finished bool
+	grace    *time.Timer // started at the call's end
+}
+
+// detachGrace is how long a detached call may go on after the Obtain that
+// made it ended, given the call's longest round trip.
+func detachGrace(rtt time.Duration) time.Duration {
+	return max(cleanupAttempt, 2*rtt)
+}
+
+// detach runs fn in a goroutine, on a copy of the request, and returns at
+// once. The call's clean-up waits for it (see done).
+func (o *obtainer) detach(fn func(context.Context, *obtainReq) (obtainRes, error)) *detached {
+	c, q := o.c, *o.req
+	q.rtt = o.maxRTT
+	d := &detached{done: make(chan struct{}), sent: o.sent, mode: o.req.mode}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(o.ctx))
+	grace := detachGrace(o.maxRTT)
+	stopEnd := context.AfterFunc(o.ctx, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if !d.finished {
+			d.grace = time.AfterFunc(grace, cancel)
+		}
+	})
+	stopClose := context.AfterFunc(c.life, cancel)
+	c.cleanups.goFunc(func() {
+		res, err := fn(ctx, &q)
+		at := time.Now()
+		stopEnd()
+		stopClose()
+		d.mu.Lock()
+		d.finished = true
+		if d.grace != nil {
+			d.grace.Stop()
+		}
+		d.res, d.err, d.at = res, err, at
+		d.mu.Unlock()
+		cancel()
+		close(d.done)
+	})
+	return d
+}
+
+// placeEnd is when the call's place in the queue ends at the latest, in
+// local time: a release that hands it the lock then still reaches it, and
+// its confirmation is answered, before the call's deadline (the
+// announcement's one way and the confirmation's round trip), with room for
+// jitter: two of the longest round trips the call has seen since its
+// first try. A place that outlived it would draw hand-overs that the call
+// cannot take in time, and the lock would wait for the call's clean-up,
+// or for the claim to end. Without a deadline, none. Past it, the call's
+// tries are plain ones: they take the lock if it is free and nobody live
+// queues ahead.
+func (o *obtainer) placeEnd() (time.Time, bool) {
+	d, ok := o.ctx.Deadline()
+	if !ok {
+		return time.Time{}, false
+	}
+	rtt := o.queuedRTT
+	if rtt == 0 {
+		rtt = o.maxRTT
+	}
+	return d.Add(-2 * rtt), true
+}
+
+// await waits for the detached try d, taking any hand-over that arrives
+// meanwhile. It returns the lock so obtained, or the error that ends the
+// call, or nil, nil once d has returned.
+func (o *obtainer) await(d *detached) (*Lock, error) {
+	o.pending = d
+	for {
+		select {
+		case <-d.done:
+			o.pending = nil
+			return nil, nil
+		case payload := <-o.handed:
+			if l, err := o.takeOver(payload); l != nil || err != nil {
+				return l, err
+			}
+		case <-o.ctx.Done():
+			return nil, o.notObtained(o.ctx.Err())
+		case <-o.c.life.Done():
+			return nil, errorf("relock: obtain %q: %w", o.req.key, ErrClosed)
+		}
+	}
 }
 
 // failed files the error of a try (or of giving back a lock dead on
@@ -692,22 +840,6 @@ func (o *obtainer) nextWait(n int, res obtainRes) (time.Duration, error) {
 		// milliseconds and comes again.
 		wait = min(wait, res.holder-o.lastRTT)
 	}
-	if end, ok := o.ctx.Deadline(); ok && o.handed != nil && o.placed && o.failing == 0 && res.holder >= 0 {
-		// A renewal that cannot be answered before the call's deadline
-		// is of no use, and it is cut by the deadline, which costs its
-		// connection (go-redis and redigo close it): the leave that
-		// follows at the deadline then needs a new one, several round
-		// trips on a slow link, while a lock handed to us, gone, waits
-		// for it. When the holder's key outlives the deadline, only a
-		// release frees the lock before then, and a release hands it
-		// over: listen for that until the deadline instead, as our place
-		// lasts until then. (With the lock free, or its key about to
-		// expire, the head of the queue must try: keep trying.)
-		left := time.Until(end)
-		if left < wait+o.maxRTT && res.holder-o.lastRTT > left && !o.placeUntil.Before(end) {
-			wait = left + waiterRenew // the deadline ends the sleep first
-		}
-	}
 	if !o.budgetEnd.IsZero() {
 		left := time.Until(o.budgetEnd)
 		if left <= 0 {
@@ -795,28 +927,81 @@ func (o *obtainer) register() bool {
 //
 // A hand-over sets the key to our token for a short claim only (see
 // handoverClaim): we confirm it by setting its expiry to our TTL, and the
-// lock's validity counts from that confirming write.
+// lock's validity counts from that confirming write. A renewal already on
+// the wire that reached Redis after the hand-over confirms it too:
+// whichever answers first with the key ours gives the lock.
 func (o *obtainer) takeOver(payload string) (*Lock, error) {
+	// (The try that queued us may not have answered yet: the release
+	// found our place, so it reached Redis.)
 	h, ok := parseHandover(payload)
-	if !ok || o.serverAt == 0 {
+	if !ok {
 		return nil, nil
 	}
 	req := o.req
 	o.placed, o.queued = false, false // the release took us out of the queue
+	// The key holds our claim: should the call end before it is
+	// confirmed, the call's clean-up gives it back (to the next waiter).
+	unknown := o.unknown
+	o.unknown = true
+	// Detached, like a try: a confirmation that the call's end cut would
+	// cost its connection, which the clean-up then needs. The refresh
+	// script writes only a key that holds our token: one that arrives
+	// late, after the lock was released, writes nothing.
 	at := time.Now()
-	ok, _, err := o.c.path.refresh(o.ctx, req.keys, req.token, req.ttl, nil)
-	if err != nil {
-		// The claim may be ours still: the next try finds it so (and
-		// confirms it), or the call's clean-up gives it back. No clean-up
-		// now: the next try uses the same token.
-		return nil, o.failed(err)
+	d := o.detach(func(ctx context.Context, q *obtainReq) (obtainRes, error) {
+		ok, _, err := o.c.path.refresh(ctx, q.keys, q.token, q.ttl, nil)
+		return obtainRes{ok: ok}, err
+	})
+	o.confirming = d
+	var renewal <-chan struct{}
+	p := o.pending
+	if p != nil {
+		renewal = p.done
 	}
-	if !ok {
-		return nil, nil // the claim ran out first
+	for {
+		select {
+		case <-d.done:
+			o.confirming = nil
+			if d.err != nil {
+				// The claim may be ours still: the next try finds it so
+				// (and confirms it), or the call's clean-up gives it
+				// back. No clean-up now: the next try uses the same token.
+				return nil, o.failed(d.err)
+			}
+			if !d.res.ok {
+				o.unknown = unknown
+				return nil, nil // the claim ran out first
+			}
+			l, err := o.accept(at, h.fence)
+			return o.handedLock(l, err, unknown)
+		case <-renewal:
+			renewal = nil
+			if p.err != nil || !p.res.ok {
+				continue // it ran before the hand-over: the confirmation tells
+			}
+			o.pending = nil
+			res, _, err := o.tried(p.res, nil, p.mode, p.sent, p.at)
+			if err != nil {
+				return nil, err
+			}
+			l, err := o.won(res)
+			return o.handedLock(l, err, unknown)
+		case <-o.ctx.Done():
+			return nil, o.notObtained(o.ctx.Err())
+		case <-o.c.life.Done():
+			return nil, errorf("relock: obtain %q: %w", req.key, ErrClosed)
+		}
 	}
-	l, err := o.accept(at, h.fence)
+}
+
+// handedLock finishes takeOver with what accepting the lock gave: the lock,
+// or nothing (given back: unknown is what the call knew before), or the
+// error that ends the call.
+func (o *obtainer) handedLock(l *Lock, err error, unknown bool) (*Lock, error) {
 	if l != nil {
 		o.handedOver = true
+	} else if err == nil {
+		o.unknown = unknown // given back
 	}
 	return l, err
 }
@@ -824,13 +1009,25 @@ func (o *obtainer) takeOver(payload string) (*Lock, error) {
 // done leaves the queue, if a try may have put us there, and the notifier,
 // and, for a call that failed after a try of unknown outcome, deletes the
 // key if that try left our token in it.
-func (o *obtainer) done() {
+func (o *obtainer) done(won bool) {
 	if o.timer != nil {
 		o.timer.Stop()
 	}
 	if o.queued || o.unknown {
 		o.req.rtt = o.maxRTT
-		o.c.cleanUp(o.req, o.queued, nil)
+		// After the calls still on the wire: the clean-up then undoes
+		// what they did too (a try that took the lock or queued us), and
+		// goes out on the connection they free rather than a new one
+		// (go-redis needs several round trips to open one).
+		var after []*detached
+		if !won {
+			for _, d := range []*detached{o.pending, o.confirming} {
+				if d != nil {
+					after = append(after, d)
+				}
+			}
+		}
+		o.c.cleanUpAfter(o.req, o.queued, after)
 	}
 	if o.handed != nil {
 		o.c.notifier.leave(o.req.token, o.req.keys.channel)
@@ -954,12 +1151,22 @@ func (c *Client) cleanUp(req *obtainReq, leave bool, cause error) {
 	if cause != nil && !classify(cause).written {
 		return // nothing was written
 	}
+	c.cleanUpAfter(req, leave, nil)
+}
+
+// cleanUpAfter is cleanUp once the detached calls after have returned
+// (they end by their grace, or at once when Close cuts them).
+func (c *Client) cleanUpAfter(req *obtainReq, leave bool, after []*detached) {
 	keys, token := req.keys, req.token
 	// The first attempt has time for a new connection's dial and
 	// handshake and the script at the round trips the tries saw.
 	first := max(cleanupAttempt, 4*req.rtt)
-	until := time.Now().Add(max(waiterLease, min(req.ttl, cleanupFor), 2*first))
+	lasts := max(waiterLease, min(req.ttl, cleanupFor), 2*first)
 	c.cleanups.goFunc(func() {
+		for _, d := range after {
+			<-d.done
+		}
+		until := time.Now().Add(lasts)
 		pause, attempt := 10*time.Millisecond, first
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), min(attempt, max(time.Until(until), 10*time.Millisecond)))

@@ -33,7 +33,10 @@ type obtainReq struct {
 	// lease, when set and shorter than waiterLease, is the place this try
 	// asks for in the queue: no longer than the call may wait.
 	lease time.Duration
-	wait  *replicaWait // nil: no WAIT
+	// placeEnd, when not 0, is when the place must end at the latest, in
+	// the server's clock (ms since the epoch): see obtainer.placeEnd.
+	placeEnd int64
+	wait     *replicaWait // nil: no WAIT
 	// settled, for a quorum, closes when every call of the previous try
 	// has finished and its clean-up is done, so that a clean-up of one try
 	// never undoes the next try with the same token.
@@ -148,9 +151,11 @@ type obtainRes struct {
 	leftKnown bool
 	fence     int64 // the fencing number, when asked for and ok
 	acked     int   // replicas that acknowledged, when asked for
-	queued    bool  // we are in the waiter queue; serverTime is set
+	queued    bool  // we are in the waiter queue
 	lapsed    bool  // a renewal found our place gone: join again
-	// serverTime is the server's clock, in microseconds, when the try ran.
+	// serverTime is the server's clock, in microseconds, when the try ran;
+	// 0 when the reply does not tell (ours, left, the WATCH path, the
+	// obtain script of an earlier version when not queued).
 	serverTime int64
 }
 
@@ -320,7 +325,11 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 	if q.lease > 0 && q.lease < waiterLease {
 		lease = strconv.FormatInt(int64((q.lease+time.Millisecond-1)/time.Millisecond), 10) // rounded up
 	}
-	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, lease, q.meta, fenceLifeArg, claim)
+	end := ""
+	if q.placeEnd > 0 && q.mode != noQueue {
+		end = strconv.FormatInt(q.placeEnd, 10)
+	}
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, lease, q.meta, fenceLifeArg, claim, end)
 	if err != nil {
 		return res, err
 	}
@@ -338,9 +347,9 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 	case obtainQueued:
 		res.holder, res.queued, res.serverTime = asDuration(rep.pttl), true, rep.serverTime
 	case obtainLapsed:
-		res.holder, res.lapsed = asDuration(rep.pttl), true
+		res.holder, res.lapsed, res.serverTime = asDuration(rep.pttl), true, rep.serverTime
 	default:
-		res.holder = asDuration(rep.pttl)
+		res.holder, res.serverTime = asDuration(rep.pttl), rep.serverTime
 	}
 	return res, nil
 }

@@ -100,6 +100,12 @@ func (l *Lock) autoRefresh(ctx, refreshCtx context.Context, done chan struct{}) 
 		case <-life.Done():
 			return
 		case <-t.C:
+			if ctx.Err() != nil {
+				// Stopped too (Release, Close): select picks at random
+				// among ready cases, and a refresh sent now would hold up
+				// the release behind it.
+				continue
+			}
 		}
 		rctx, cancel := context.WithDeadline(refreshCtx, l.ValidUntil())
 		err := l.refresh(rctx, 0) // to the TTL of the last write

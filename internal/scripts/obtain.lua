@@ -12,11 +12,21 @@
 -- (it reads it in our waiter key): new waiters give a short claim, the
 -- smaller of their ttl and a few hundred ms, which they confirm to their
 -- ttl once woken (a try that finds the key ours sets its expiry to ttl);
--- so a waiter that died keeps a free lock for its claim only.
+-- so a waiter that died keeps a free lock for its claim only. ARGV[9]
+-- (optional, "" for none) is when our place must end at the latest, in
+-- the server's time in ms: a waiter asks for no place that a release
+-- could hand the lock to too late for it to confirm before its call ends.
+-- Past it, a join or renewal is a plain try (mode "0").
+--
+-- A renewal takes a free lock only while its place is live: renewals run
+-- in the background while the waiter listens for a hand-over, so one may
+-- arrive after a hand-over consumed its place and the waiter has since
+-- released the lock; it then writes nothing.
 --
 -- Every key this script writes expires: the lock key after ttl, a waiter
--- key after ARGV[5] ms, the queue no earlier than its last waiter key (each
--- join or renewal extends it to ARGV[5] ms unless it lives longer), the
+-- key after ARGV[5] ms at most, the queue no earlier than its last waiter
+-- key (each join or renewal extends it to that waiter key's lifetime
+-- unless it lives longer), the
 -- fencing counter after ARGV[7] ms.
 --
 -- Returns {status, pttl, fence, seconds, microseconds}, always five
@@ -26,10 +36,12 @@
 --     short claim: its expiry is set to ttl here, which confirms it); pttl
 --     is ours, fence the fencing number (0 without a counter);
 --   0 taken (pttl is the holder's, -1 unknown), not queued;
---   2 taken or held for a waiter ahead, and we are queued: seconds and
---     microseconds are the server's clock;
+--   2 taken or held for a waiter ahead, and we are queued;
 --   3 our place had lapsed (a renewal): join again;
 --   4 this token left the queue for good: nothing was written.
+-- In statuses 0, 2 and 3, seconds and microseconds are the server's clock
+-- (a waiter maps its call's deadline to it for ARGV[9]).
+-- A join or renewal gets status 0 only past ARGV[9].
 -- In statuses 0, 2 and 3, pttl is when to look again at the latest: the
 -- holder's PTTL, or, when the key is free but a waiter ahead keeps it,
 -- what is left of that waiter's lease.
@@ -37,6 +49,7 @@
 local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
 local token, ttl, mode, meta = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
 local wkey = ARGV[4] .. token
+local lease = tonumber(ARGV[5])
 local value = token
 if meta ~= '' then
   value = token .. '|' .. meta
@@ -74,8 +87,23 @@ if v == token or v == value or (v and string.sub(v, 1, #token + 1) == token .. '
   redis.call('PEXPIRE', lock, ttl)
   return {1, tonumber(ttl), n, 0, 0}
 end
-if queue and mode ~= '0' and redis.call('GET', wkey) == '-' then
-  return {4, -1, 0, 0, 0}
+-- Our place: the waiter key's value, nil when we have none.
+local place
+if queue and mode ~= '0' then
+  place = redis.call('GET', wkey)
+  if place == '-' then
+    return {4, -1, 0, 0, 0}
+  end
+  if ARGV[9] and ARGV[9] ~= '' then
+    local t = redis.call('TIME')
+    local left = tonumber(ARGV[9]) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+    if left < lease then
+      lease = left
+    end
+    if lease <= 0 then
+      mode = '0' -- too late for a place: a plain try
+    end
+  end
 end
 local pttl = -1
 if v then
@@ -103,13 +131,15 @@ else
       redis.call('LPOP', queue) -- a waiter that left, or stopped renewing
     end
   end
-  if not ahead then
+  -- A renewal whose place is gone (consumed by a hand-over, or lapsed)
+  -- does not take it: it reports the lapse, and the waiter joins again.
+  if not ahead and (mode ~= '2' or place) then
     local n = 0
     if fence then
       n = nextFence()
     end
     redis.call('SET', lock, value, 'PX', ttl)
-    if mode ~= '0' then
+    if place then
       redis.call('DEL', wkey)
     end
     return {1, tonumber(ttl), n, 0, 0}
@@ -126,20 +156,22 @@ if queue and mode ~= '0' then
   if mode == '2' then
     -- Renew only a live place: a renewal that arrives late (after a stall)
     -- never revives a waiter that has since given up.
-    if not redis.call('SET', wkey, want, 'PX', ARGV[5], 'XX') then
-      return {3, pttl, 0, 0, 0}
+    if not redis.call('SET', wkey, want, 'PX', lease, 'XX') then
+      local t = redis.call('TIME')
+      return {3, pttl, 0, tonumber(t[1]), tonumber(t[2])}
     end
   else
     -- Join. A token listed twice (its place had lapsed) is harmless: the
     -- first entry to be served consumes the waiter key.
-    redis.call('SET', wkey, want, 'PX', ARGV[5])
+    redis.call('SET', wkey, want, 'PX', lease)
     redis.call('RPUSH', queue, token)
   end
   -- The queue outlives every waiter key in it, and no more.
-  if redis.call('PTTL', queue) < tonumber(ARGV[5]) then
-    redis.call('PEXPIRE', queue, ARGV[5])
+  if redis.call('PTTL', queue) < lease then
+    redis.call('PEXPIRE', queue, lease)
   end
   local t = redis.call('TIME')
   return {2, pttl, 0, tonumber(t[1]), tonumber(t[2])}
 end
-return {0, pttl, 0, 0, 0}
+local t = redis.call('TIME')
+return {0, pttl, 0, tonumber(t[1]), tonumber(t[2])}

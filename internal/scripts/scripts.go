@@ -36,7 +36,7 @@ var (
 var (
 	// Obtain: see obtain.lua. KEYS lock[, queue[, fence]]; ARGV token,
 	// ttl ms, queue mode, waiter key prefix, waiter key ms, metadata,
-	// fencing counter ms, hand-over claim ms.
+	// fencing counter ms, hand-over claim ms, end of the place (server ms, "" for none).
 	Obtain = newScript(obtainSrc)
 	// Release: see release.lua. KEYS lock[, queue, fence]; ARGV token,
 	// waiter key prefix, channel, "leave", tombstone ms, fencing counter

@@ -66,29 +66,37 @@ const (
 	latencyMin = 30 * time.Millisecond
 	latencyMax = 150 * time.Millisecond
 	maxRTT     = 2 * latencyMax
-	// waiterRenew is relock's: how often a queued waiter renews its place.
-	waiterRenew = 200 * time.Millisecond
-	// latencyGapBound is issue 19.2's target for the latency scenario: the
+	// waiterRenew is relock's: how often a queued waiter renews its place
+	// (after the previous renewal answered).
+	waiterRenew = 125 * time.Millisecond
+	// latencyGapBound is issue 19.2's aim for the latency scenario: the
 	// longest time the lock sits free while a live waiter is queued. A
 	// release reaches the server and its hand-over reaches the waiter
-	// within one round trip; a key that expires instead is found by the
-	// head of the queue's next poll, within one renewal period and one
-	// more round trip. It does not hold yet: the scenario logs it, and
-	// asserts latencyLivenessBound.
+	// within one round trip, and the waiter's confirmation takes one more;
+	// a key that expires instead is found by the head of the queue's next
+	// renewal, within one renewal period and a round trip.
 	latencyGapBound = 2*maxRTT + waiterRenew
-	// latencyLivenessBound is what the latency scenario asserts. With the
-	// workload's 2 s Obtain deadline and 4–5 hand-overs a second, most
-	// waiters' calls end while queued; a release that hands the lock to
-	// one whose call has just ended leaves it there until its leave
-	// arrives, and the next such waiter may be next in line. Measured
-	// (2-core machine, loaded, 20 runs): longest free with waiters
-	// 0.64–1.54 s, held 18–35 % (client side: each hand-over costs a
-	// one-way trip each way on top of the 20–50 ms holds); before the
-	// timing fixes of issue 19.2, 0.96–1.85 s and 9–17 %, and once in
-	// nine runs an overlap of 26 ms (suspected: a hand-over's validity
-	// counted from the send time of a later, failed try; fixed, and not
-	// seen since in 20 runs).
-	latencyLivenessBound = 3 * time.Second
+	// latencyGapMargin is what the scenario allows above latencyGapBound
+	// (725 ms). Measured after issue 19.2's fixes (2-core machine, other
+	// test runs alongside, -race), after the warm-up: 0.49–0.80 s in 20
+	// runs (median 0.58 s; 19 at most 0.73 s), and at most 0.82 s in 10
+	// more under a load of 3; before them, 0.78–1.68 s. The margin covers
+	// the longest seen with about 30 ms to spare.
+	latencyGapMargin = 125 * time.Millisecond
+	// latencyWarmup is how long the latency scenario lets its clients
+	// start before it measures the gap against latencyGapBound: over the
+	// jittery link, the first calls of each client dial (go-redis and
+	// rueidis then need round trips of handshake), meet a script cache
+	// that does not know relock's scripts yet (NOSCRIPT, then EVAL: one
+	// more round trip per script) and open their subscription, and no
+	// waiter is queued yet.
+	latencyWarmup = time.Second
+	// latencyLivenessBound bounds the longest free stretch over the whole
+	// latency scenario, start-up included: 0.58–1.03 s in the same 20 runs
+	// (the longest, in most runs, in the first second); before issue
+	// 19.2's fixes, 0.78–1.68 s here and up to 1.85 s in earlier runs (it
+	// was 3 s).
+	latencyLivenessBound = 1500 * time.Millisecond
 )
 
 // A scenario is one fault against the workload.
@@ -105,9 +113,9 @@ type scenario struct {
 	holdMax  time.Duration
 	// behindProxy: held to proxyLivenessBound instead of livenessBound.
 	behindProxy bool
-	// bound, if set, replaces the liveness bound; target, if set, is a
-	// tighter aim, logged with the longest free stretch.
-	bound, target time.Duration
+	// bound, if set, replaces the liveness bound. gap, if set, bounds the
+	// longest free stretch with waiters from warmup after the start.
+	bound, gap, warmup time.Duration
 	// setup starts the servers and the workers (e.workers).
 	setup func(e *env)
 	// faults runs from the test's goroutine while the workers run, starting
@@ -328,7 +336,7 @@ func scenarios() []scenario {
 		},
 		{
 			name: "latency: 30–150 ms each way, drawn per chunk", safe: true, duration: 10 * time.Second,
-			bound: latencyLivenessBound, target: latencyGapBound,
+			bound: latencyLivenessBound, gap: latencyGapBound + latencyGapMargin, warmup: latencyWarmup,
 			setup: func(e *env) {
 				e.srv = testredis.Start(e.t)
 				p, err := chaos.NewJitterProxy(e.srv.Addr(), latencyMin, latencyMax)
@@ -719,8 +727,12 @@ func runScenario(t *testing.T, sc scenario) {
 	if r.LongestFreeWithWaiters > 0 {
 		t.Logf("  longest free with waiters: %v from %v", r.LongestFreeWithWaiters.Round(time.Millisecond), r.FreeGapAt.Sub(snap.Start).Round(time.Millisecond))
 	}
-	if sc.target > 0 {
-		t.Logf("  target for the longest free stretch: %v (met: %v)", sc.target, r.LongestFreeWithWaiters <= sc.target)
+	var warm chaos.Report
+	if sc.gap > 0 {
+		ws := snap
+		ws.Start = snap.Start.Add(sc.warmup)
+		warm = chaos.Check(ws)
+		t.Logf("  longest free with waiters after the first %v: %v from %v (bound %v)", sc.warmup, warm.LongestFreeWithWaiters.Round(time.Millisecond), warm.FreeGapAt.Sub(snap.Start).Round(time.Millisecond), sc.gap)
 	}
 	if len(r.Violations) > 0 {
 		t.Logf("overlaps:\n%s", r.Describe(snap.Start))
@@ -783,6 +795,9 @@ func runScenario(t *testing.T, sc scenario) {
 	}
 	if r.LongestFreeWithWaiters > bound {
 		t.Errorf("the lock sat free for %v while workers waited; the bound is %v", r.LongestFreeWithWaiters, bound)
+	}
+	if sc.gap > 0 && warm.LongestFreeWithWaiters > sc.gap {
+		t.Errorf("after the first %v, the lock sat free for %v while workers waited; the bound is %v", sc.warmup, warm.LongestFreeWithWaiters, sc.gap)
 	}
 }
 
