@@ -47,17 +47,20 @@ var RelockVariants = []struct {
 // client.
 var relockAdapters = []struct {
 	Name string
+	// Raw is the raw loop to compare with, when the adapter's client has
+	// none of its own ("": raw/<Name>).
+	Raw  string
 	Open func(cfg Config) (driver.Conn, func() error, error)
 }{
-	{"goredis", func(cfg Config) (driver.Conn, func() error, error) {
+	{"goredis", "", func(cfg Config) (driver.Conn, func() error, error) {
 		rdb := newGoRedis(cfg)
 		return goredis.New(rdb), rdb.Close, nil
 	}},
-	{"redigo", func(cfg Config) (driver.Conn, func() error, error) {
+	{"redigo", "", func(cfg Config) (driver.Conn, func() error, error) {
 		pool := newRedigoPool(cfg)
 		return redigoadapter.New(pool), pool.Close, nil
 	}},
-	{"rueidis", func(cfg Config) (driver.Conn, func() error, error) {
+	{"rueidis", "", func(cfg Config) (driver.Conn, func() error, error) {
 		c, err := newRueidis(cfg)
 		if err != nil {
 			return nil, nil, err
@@ -65,26 +68,29 @@ var relockAdapters = []struct {
 		return rueidisadapter.New(c), func() error { c.Close(); return nil }, nil
 	}},
 	// The three newer adapters' clients are built with default options
-	// but the pool size; their commands are not counted client-side
-	// (Sent), only server-side.
-	{"goredisv8", func(cfg Config) (driver.Conn, func() error, error) {
+	// but the pool size. Their clients have no raw loop here: they are
+	// compared with raw/goredis.
+	{"goredisv8", RawName, func(cfg Config) (driver.Conn, func() error, error) {
 		rdb := goredisv8lib.NewClient(&goredisv8lib.Options{Addr: cfg.Addr, DB: cfg.DB, Password: cfg.Password, PoolSize: cfg.PoolSize})
+		if cfg.Sent != nil {
+			rdb.AddHook(goredisv8Counter{n: cfg.Sent})
+		}
 		return goredisv8.New(rdb), rdb.Close, nil
 	}},
-	{"valkey", func(cfg Config) (driver.Conn, func() error, error) {
+	{"valkey", RawName, func(cfg Config) (driver.Conn, func() error, error) {
 		c, err := valkeylib.NewClient(valkeylib.ClientOption{InitAddress: []string{cfg.Addr}, SelectDB: cfg.DB, Password: cfg.Password, DisableCache: true})
 		if err != nil {
 			return nil, nil, err
 		}
-		return valkeyadapter.New(c), func() error { c.Close(); return nil }, nil
+		return valkeyadapter.New(countValkey(c, cfg.Sent)), func() error { c.Close(); return nil }, nil
 	}},
-	{"radix", func(cfg Config) (driver.Conn, func() error, error) {
+	{"radix", RawName, func(cfg Config) (driver.Conn, func() error, error) {
 		dialer := radixlib.Dialer{AuthPass: cfg.Password, SelectDB: fmt.Sprint(cfg.DB)}
 		pool, err := radixlib.PoolConfig{Size: cfg.PoolSize, PingInterval: -1, Dialer: dialer}.New(context.Background(), "tcp", cfg.Addr)
 		if err != nil {
 			return nil, nil, err
 		}
-		return radixadapter.New(pool, radixadapter.WithDialer(dialer)), pool.Close, nil
+		return radixadapter.New(countRadix(pool, cfg.Sent), radixadapter.WithDialer(dialer)), pool.Close, nil
 	}},
 }
 
@@ -97,6 +103,7 @@ func Contenders() []Contender {
 				Name:        "relock/" + a.Name + "/" + v.Name,
 				Library:     "relock",
 				Client:      a.Name,
+				Raw:         a.Raw,
 				Settings:    v.Settings,
 				MustExclude: true,
 				Open: func(cfg Config) (Session, error) {

@@ -2,12 +2,18 @@ package lockbench
 
 import (
 	"context"
+	"net"
 	"sync/atomic"
 	"time"
 
+	goredisv8lib "github.com/go-redis/redis/v8"
 	redigo "github.com/gomodule/redigo/redis"
+	radixlib "github.com/mediocregopher/radix/v4"
 	goredislib "github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
+	valkeylib "github.com/valkey-io/valkey-go"
+
+	radixadapter "github.com/relock-go/relock/adapters/radix"
 )
 
 // The wrappers below count the commands each library hands to its client
@@ -106,4 +112,66 @@ func (r redigoCounter) ReceiveContext(ctx context.Context) (any, error) {
 
 func (r redigoCounter) ReceiveWithTimeout(d time.Duration) (any, error) {
 	return redigo.ReceiveWithTimeout(r.Conn, d)
+}
+
+// goredisv8Counter is a go-redis v8 hook.
+type goredisv8Counter struct{ n *atomic.Int64 }
+
+func (h goredisv8Counter) BeforeProcess(ctx context.Context, _ goredisv8lib.Cmder) (context.Context, error) {
+	h.n.Add(1)
+	return ctx, nil
+}
+
+func (goredisv8Counter) AfterProcess(context.Context, goredisv8lib.Cmder) error { return nil }
+
+func (h goredisv8Counter) BeforeProcessPipeline(ctx context.Context, cmds []goredisv8lib.Cmder) (context.Context, error) {
+	h.n.Add(int64(len(cmds)))
+	return ctx, nil
+}
+
+func (goredisv8Counter) AfterProcessPipeline(context.Context, []goredisv8lib.Cmder) error { return nil }
+
+// valkeyCounter wraps a valkey.Client.
+type valkeyCounter struct {
+	valkeylib.Client
+	n *atomic.Int64
+}
+
+func countValkey(c valkeylib.Client, n *atomic.Int64) valkeylib.Client {
+	if n == nil {
+		return c
+	}
+	return valkeyCounter{Client: c, n: n}
+}
+
+func (v valkeyCounter) Do(ctx context.Context, cmd valkeylib.Completed) valkeylib.ValkeyResult {
+	v.n.Add(1)
+	return v.Client.Do(ctx, cmd)
+}
+
+func (v valkeyCounter) DoMulti(ctx context.Context, multi ...valkeylib.Completed) []valkeylib.ValkeyResult {
+	v.n.Add(int64(len(multi)))
+	return v.Client.DoMulti(ctx, multi...)
+}
+
+// radixCounter counts the actions handed to a radix pool: one per
+// command, a pipeline counting as one. It keeps the pool's Addr, which the
+// adapter's subscriptions dial.
+type radixCounter struct {
+	c radixlib.Client
+	n *atomic.Int64
+}
+
+func countRadix(c radixlib.Client, n *atomic.Int64) radixadapter.Client {
+	if n == nil {
+		return c
+	}
+	return radixCounter{c: c, n: n}
+}
+
+func (r radixCounter) Addr() net.Addr { return r.c.Addr() }
+
+func (r radixCounter) Do(ctx context.Context, a radixlib.Action) error {
+	r.n.Add(1)
+	return r.c.Do(ctx, a)
 }
