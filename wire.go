@@ -26,7 +26,10 @@ type obtainReply struct {
 	status int64
 	pttl   int64 // ours when status is obtainOurs, else the holder's; -1 unknown
 	fence  int64 // the fencing number when ours and fenced, else 0
-	// serverTime is the server's clock in microseconds when we queued.
+	// serverTime is the server's clock in microseconds when the script
+	// ran: set when we queued, and in every reply that is not ours
+	// (statuses 0 and 3), so a waiter can convert its deadline to server
+	// time.
 	serverTime int64
 }
 
