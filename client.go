@@ -122,7 +122,7 @@ func (c *Client) applyDefaults(opts []Option) error {
 		return err
 	}
 	c.defaults.prefixGiven = false // given to New: Obtain checks its own options
-	return c.validate(&c.defaults)
+	return c.validate(&c.defaults, c.path)
 }
 
 var (
@@ -272,6 +272,17 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	if c == nil {
 		return nil, invalid("nil client")
 	}
+	return c.obtain(ctx, key, ttl, c.path, opts)
+}
+
+// obtain is Obtain through p: the Client's path for a Lock, a primitive's
+// own for its leases (a semaphore's permit, a read or write lock). Every
+// primitive gets Obtain's waiting, queueing, hand-overs, clean-ups and
+// events this way.
+func (c *Client) obtain(ctx context.Context, key string, ttl time.Duration, p path, opts []Option) (*Lock, error) {
+	if c == nil {
+		return nil, invalid("nil client")
+	}
 	if ctx == nil {
 		return nil, invalid("nil context")
 	}
@@ -290,7 +301,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 	}
 	// The Lock is made now, with the request inside it: one allocation
 	// for both, and one more for the token and the companions' names.
-	lock := &Lock{req: obtainReq{ttl: ttl, meta: st.metadata, plen: len(c.defaults.prefix)}}
+	lock := &Lock{req: obtainReq{path: p, ttl: ttl, meta: st.metadata, plen: len(c.defaults.prefix)}}
 	req := &lock.req
 	req.init(key)
 	if err := c.checkSettings(&st, req); err != nil {
@@ -476,11 +487,11 @@ func (o *obtainer) queueMode() queueMode {
 func (o *obtainer) try(n int) (obtainRes, *Lock, error) {
 	o.prepare(n == 1)
 	if o.handed == nil || n == 1 {
-		res, err := o.c.path.obtain(o.ctx, o.req)
+		res, err := o.req.path.obtain(o.ctx, o.req)
 		return o.tried(res, err, o.req.mode, o.sent, time.Now())
 	}
 	d := o.detach(func(ctx context.Context, q *obtainReq) (obtainRes, error) {
-		return o.c.path.obtain(ctx, q)
+		return q.path.obtain(ctx, q)
 	})
 	if l, err := o.await(d); l != nil || err != nil {
 		return obtainRes{holder: -1}, l, err
@@ -745,7 +756,7 @@ func (o *obtainer) holderInfo() string {
 	// lastTryGrace, and by the caller's deadline.
 	ctx, cancel := context.WithTimeout(o.ctx, holderInquiry)
 	defer cancel()
-	st, err := o.c.path.inspect(ctx, o.req.keys)
+	st, err := o.req.path.inspect(ctx, o.req.keys)
 	if err != nil || !st.exists {
 		return ""
 	}
@@ -797,7 +808,7 @@ func (o *obtainer) accept(at time.Time, fence int64) (*Lock, error) {
 		// Dead on arrival. Give it back now, not in the background: the
 		// next try uses the same token, and a late release must not undo
 		// it.
-		if _, err := o.c.path.release(o.ctx, req.keys, req.token, false); err != nil {
+		if _, err := req.path.release(o.ctx, req.keys, req.token, false); err != nil {
 			// The key may still hold our token: the next try finds it
 			// ours, or the clean-up at the end deletes it.
 			return nil, o.failed(err)
@@ -949,7 +960,7 @@ func (o *obtainer) takeOver(payload string) (*Lock, error) {
 	// late, after the lock was released, writes nothing.
 	at := time.Now()
 	d := o.detach(func(ctx context.Context, q *obtainReq) (obtainRes, error) {
-		ok, _, err := o.c.path.refresh(ctx, q.keys, q.token, q.ttl, nil)
+		ok, _, err := q.path.refresh(ctx, q.keys, q.token, q.ttl, nil)
 		return obtainRes{ok: ok}, err
 	})
 	o.confirming = d
@@ -1037,7 +1048,7 @@ func (o *obtainer) done(won bool) {
 // checkSettings validates the options of one Obtain and fills req from
 // them.
 func (c *Client) checkSettings(st *settings, req *obtainReq) error {
-	if err := c.validate(st); err != nil {
+	if err := c.validate(st, req.path); err != nil {
 		return err
 	}
 	if st.prefixGiven {
@@ -1055,7 +1066,7 @@ func (c *Client) checkSettings(st *settings, req *obtainReq) error {
 
 // validate checks settings that do not depend on the key: New checks the
 // Client's defaults with it, Obtain each call's.
-func (c *Client) validate(st *settings) error {
+func (c *Client) validate(st *settings, p path) error {
 	if st.maxWait < 0 {
 		return invalid("negative wait budget %v", st.maxWait)
 	}
@@ -1069,11 +1080,11 @@ func (c *Client) validate(st *settings) error {
 		if w.n < 1 || w.timeout < time.Millisecond {
 			return invalid("WithReplicas(%d, %v): want at least 1 replica and 1ms", w.n, w.timeout)
 		}
-		if !c.path.canWait() {
+		if !p.canWait() {
 			return errorf("relock: %w: WithReplicas needs a single master whose driver implements driver.ReplicaWaiter and driver.Scripter", ErrUnsupported)
 		}
 	}
-	if st.fencing && !c.path.canFence() {
+	if st.fencing && !p.canFence() {
 		return errorf("relock: %w: WithFencing on a quorum of masters", ErrUnsupported)
 	}
 	return nil
@@ -1157,7 +1168,7 @@ func (c *Client) cleanUp(req *obtainReq, leave bool, cause error) {
 // cleanUpAfter is cleanUp once the detached calls after have returned
 // (they end by their grace, or at once when Close cuts them).
 func (c *Client) cleanUpAfter(req *obtainReq, leave bool, after []*detached) {
-	keys, token := req.keys, req.token
+	keys, token, p := req.keys, req.token, req.path
 	// The first attempt has time for a new connection's dial and
 	// handshake and the script at the round trips the tries saw.
 	first := max(cleanupAttempt, 4*req.rtt)
@@ -1171,7 +1182,7 @@ func (c *Client) cleanUpAfter(req *obtainReq, leave bool, after []*detached) {
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), min(attempt, max(time.Until(until), 10*time.Millisecond)))
 			attempt *= 2
-			_, err := c.path.release(ctx, keys, token, leave)
+			_, err := p.release(ctx, keys, token, leave)
 			cancel()
 			if err == nil || classify(err).permanent() || !time.Now().Before(until) {
 				return

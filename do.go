@@ -114,6 +114,6 @@ func (l *Lock) releaseInBackground() {
 		l.released(nil)
 		return
 	}
-	l.client.cleanUp(&obtainReq{keys: l.req.keys, token: l.req.token, ttl: l.currentTTL()}, false, nil)
+	l.client.cleanUp(&obtainReq{path: l.req.path, keys: l.req.keys, token: l.req.token, ttl: l.currentTTL()}, false, nil)
 	l.released(nil)
 }

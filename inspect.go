@@ -163,7 +163,7 @@ func (c *Client) Attach(ctx context.Context, key, token string, opts ...Option) 
 		ttl = MaxTTL // no expiry: valid until Redis says otherwise
 	}
 	_, meta, _ := strings.Cut(st.value, "|")
-	l := &Lock{req: obtainReq{key: key, plen: plen, keys: keys, token: token, value: st.value, ttl: max(ttl, time.Millisecond), meta: meta}}
+	l := &Lock{req: obtainReq{path: c.path, key: key, plen: plen, keys: keys, token: token, value: st.value, ttl: max(ttl, time.Millisecond), meta: meta}}
 	l.req.setReleaseArgs()
 	st2 := c.defaults
 	st2.autoRefresh = given.autoRefresh

@@ -543,9 +543,9 @@ func (l *Lock) release(ctx context.Context) (err error) {
 	var ok bool
 	if left := l.minHoldLeft(); left > 0 && cause == nil {
 		// WithMinHold: let the key expire when the minimum hold ends.
-		ok, _, err = l.client.path.refresh(ctx, l.req.keys, l.req.token, left, nil)
+		ok, _, err = l.req.path.refresh(ctx, l.req.keys, l.req.token, left, nil)
 	} else {
-		ok, err = l.client.path.release(ctx, l.req.keys, l.req.token, false)
+		ok, err = l.req.path.release(ctx, l.req.keys, l.req.token, false)
 	}
 	if err != nil {
 		return opError("release", l.req.key, err)
@@ -601,7 +601,7 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) (err error) {
 	cctx := l.begin(EventRefreshing, ttl)
 	defer func() { l.done(cctx, err) }()
 	at := time.Now()
-	ok, acked, err := l.client.path.refresh(ctx, l.req.keys, l.req.token, ttl, l.req.wait)
+	ok, acked, err := l.req.path.refresh(ctx, l.req.keys, l.req.token, ttl, l.req.wait)
 	if err != nil {
 		l.mayHaveWritten(at, ttl)
 		err = opError("refresh", l.req.key, err)
@@ -634,7 +634,7 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) (err error) {
 // releaseLocked is release for a caller that holds l.writes; cctx is the
 // caller's call context for the observer.
 func (l *Lock) releaseLocked(ctx, cctx context.Context) error {
-	ok, err := l.client.path.release(ctx, l.req.keys, l.req.token, false)
+	ok, err := l.req.path.release(ctx, l.req.keys, l.req.token, false)
 	switch {
 	case err != nil:
 		return opError("release", l.req.key, err)
@@ -659,7 +659,7 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 		return 0, l.endedError("ttl", cause)
 	}
 	sent := time.Now()
-	d, ok, err := l.client.path.pttl(ctx, l.req.keys, l.req.token)
+	d, ok, err := l.req.path.pttl(ctx, l.req.keys, l.req.token)
 	if err != nil {
 		return 0, opError("ttl", l.req.key, err)
 	}

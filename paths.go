@@ -20,6 +20,9 @@ type replicaWait struct {
 
 // obtainReq is one obtain try.
 type obtainReq struct {
+	// path runs the owner-checked operations of this lock: the Client's,
+	// or a primitive's own (a semaphore permit, a read or write lock).
+	path       path
 	key, token string
 	plen       int    // how many bytes of key are the Client's prefix
 	value      string // what the key holds when ours: the token, then "|" and meta if any

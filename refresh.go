@@ -79,7 +79,7 @@ func (l *Lock) autoRefresh(ctx, refreshCtx context.Context, done chan struct{}) 
 				// to block others until its TTL (bounded, best effort).
 				rctx, cancel := context.WithTimeout(context.Background(), min(l.req.ttl, cleanupAttempt))
 				cctx := l.begin(EventReleasing, l.req.ttl)
-				released, err := l.client.path.release(rctx, l.req.keys, l.req.token, false)
+				released, err := l.req.path.release(rctx, l.req.keys, l.req.token, false)
 				cancel()
 				if cause := l.because(ErrClosed); l.finish(cause) {
 					if released && err == nil {
