@@ -96,8 +96,7 @@ func (l *Lock) releaseForDo(ctx context.Context) error {
 		l.releaseInBackground()
 		return nil
 	}
-	l.stopAutoRefresh(ctx)
-	err := l.release(ctx)
+	err := l.releaseSoon(ctx)
 	if err != nil && !errors.Is(err, ErrNotHeld) {
 		l.releaseInBackground()
 		return nil

@@ -50,6 +50,10 @@ type Lock struct {
 	// or automatic): one at a time, so that the last one to return is the
 	// last one Redis applied, and the validity follows it.
 	writes sync.Mutex
+	// releases orders the releases (Release, Do's release) among
+	// themselves. A release that deletes the key does not wait for
+	// writes: see releaseSoon.
+	releases sync.Mutex
 
 	mu sync.Mutex
 	// life ends when the lock does; its cause says why. It and the expiry
@@ -66,6 +70,10 @@ type Lock struct {
 	cutAuto    context.CancelFunc // cuts the refresh it has on the wire
 	autoDone   chan struct{}      // closed when the refresher is gone
 	obsCtx     context.Context    // the lock's context, for a ContextObserver
+	// releasing is set while a release that did not wait for writes is
+	// on the wire; goneSeen records that a refresh meanwhile found the
+	// key not ours, which ends the lock as lost should the release fail.
+	releasing, goneSeen bool
 }
 
 // drift is the margin taken off a lock's validity for clock drift between
@@ -502,8 +510,28 @@ func (l *Lock) Release(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), min(l.currentTTL(), ReleaseTimeout))
 		defer cancel()
 	}
-	l.stopAutoRefresh(ctx)
-	return l.release(ctx)
+	return l.releaseSoon(ctx)
+}
+
+// releaseSoon stops the auto-refresh, if any, and releases the lock. A
+// release that deletes the key (or hands it over) is sent at once, also
+// while a refresh is on the wire, and the refresher is waited for after
+// it: on a slow link, waiting for the refresh first delayed the hand-over
+// by up to two round trips (issue 19.2). That is safe because both scripts
+// check the token: a refresh that reaches Redis after the release finds
+// the key gone or another owner's and writes nothing, and its "not ours"
+// does not count as a loss (the release's answer decides). A release
+// within the minimum hold (WithMinHold) is itself a write of the expiry:
+// it waits for the refresh, so that it is the last write.
+func (l *Lock) releaseSoon(ctx context.Context) error {
+	if l.minHoldLeft() > 0 {
+		l.stopAutoRefresh(ctx)
+		return l.release(ctx)
+	}
+	finish := l.haltAutoRefresh()
+	err := l.release(ctx)
+	finish(ctx)
+	return err
 }
 
 // minHoldLeft is how much of the minimum hold (WithMinHold) is left, rounded
@@ -526,8 +554,27 @@ const ReleaseTimeout = 5 * time.Second
 
 // release deletes the key if it holds our token and ends the lock.
 func (l *Lock) release(ctx context.Context) (err error) {
-	l.writes.Lock()
-	defer l.writes.Unlock()
+	l.releases.Lock()
+	defer l.releases.Unlock()
+	if l.minHoldLeft() > 0 {
+		l.writes.Lock()
+		defer l.writes.Unlock()
+	} else {
+		l.mu.Lock()
+		l.releasing, l.goneSeen = true, false
+		l.mu.Unlock()
+		defer func() {
+			l.mu.Lock()
+			gone := l.goneSeen
+			l.releasing, l.goneSeen = false, false
+			l.mu.Unlock()
+			if gone && err != nil && !errors.Is(err, ErrNotHeld) {
+				// No answer to the release, but a refresh meanwhile found
+				// the key not ours: the lock is gone either way.
+				_ = l.notHeld(nil, "refresh")
+			}
+		}()
+	}
 	cause := l.endedCause()
 	if errors.Is(cause, ErrReleased) {
 		return nil
@@ -612,6 +659,17 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) (err error) {
 		return err
 	}
 	if !ok {
+		l.mu.Lock()
+		releasing := l.releasing
+		if releasing {
+			l.goneSeen = true
+		}
+		l.mu.Unlock()
+		if releasing {
+			// A release is on the wire and may have run first: its answer
+			// decides (see releaseSoon).
+			return errorf("relock: refresh %q: %w", l.req.key, ErrNotHeld)
+		}
 		return l.notHeld(cctx, "refresh")
 	}
 	l.rtt.Store(int64(time.Since(at)))

@@ -50,6 +50,20 @@ func (l *Lock) stopAutoRefresh(ctx context.Context) {
 	<-done
 }
 
+// haltAutoRefresh stops the refresher, if any, from sending another
+// refresh, and returns the function that waits until it is gone: it lets a
+// refresh on the wire finish as stopAutoRefresh does, then cuts it.
+func (l *Lock) haltAutoRefresh() func(context.Context) {
+	l.mu.Lock()
+	stop := l.stopAuto
+	l.mu.Unlock()
+	if stop == nil {
+		return func(context.Context) {}
+	}
+	stop()
+	return l.stopAutoRefresh
+}
+
 // refreshGrace is how long Release lets a refresh on the wire finish,
 // given the lock's last round trip.
 func refreshGrace(rtt time.Duration) time.Duration {

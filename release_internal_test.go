@@ -1,0 +1,224 @@
+package relock
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relock-go/relock/internal/scripts"
+	"github.com/relock-go/relock/internal/testkit/testredis"
+)
+
+// hookConn is rawConn whose script calls pass through hooks: before runs
+// before the call is sent, after between the server's answer and its
+// delivery. Either may hold the call back.
+type hookConn struct {
+	*rawConn
+	before, after func(ctx context.Context, sha string) error
+}
+
+func (c *hookConn) EvalSha(ctx context.Context, sha string, keys []string, args ...string) (any, error) {
+	if c.before != nil {
+		if err := c.before(ctx, sha); err != nil {
+			return nil, err
+		}
+	}
+	r, err := c.rawConn.EvalSha(ctx, sha, keys, args...)
+	if c.after != nil {
+		if herr := c.after(ctx, sha); herr != nil {
+			return nil, herr
+		}
+	}
+	return r, err
+}
+
+// events records an observer's event kinds.
+type events struct {
+	mu    sync.Mutex
+	kinds []EventKind
+}
+
+func (e *events) Observe(ev Event) {
+	e.mu.Lock()
+	e.kinds = append(e.kinds, ev.Kind)
+	e.mu.Unlock()
+}
+
+func (e *events) count(k EventKind) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, got := range e.kinds {
+		if got == k {
+			n++
+		}
+	}
+	return n
+}
+
+// Issue 19.2: Release sends its release at once, while an auto-refresh is
+// on the wire, instead of waiting for the refresh's answer first (up to
+// two round trips, a second at most, on a slow link: the hand-over came
+// that much later). Here the refresh's answer is held back for 2 s and the
+// lock's round trip is set to 500 ms, so waiting would send the release
+// about a second late, after cutting the refresh.
+func TestReleaseDoesNotWaitForARefreshOnTheWire(t *testing.T) {
+	addr := testredis.Addr(t)
+	rdb := &rawRedis{addr: addr}
+	s := &rawServer{addr: addr, rdb: rdb}
+	key := s.key(t, "{early}")
+	var mu sync.Mutex
+	var stalling, refreshPending bool
+	refreshStalled := make(chan struct{}, 1)
+	var releaseSent time.Time
+	var pendingAtRelease bool
+	conn := &hookConn{rawConn: &rawConn{rdb: rdb}}
+	conn.before = func(ctx context.Context, sha string) error {
+		if sha == scripts.Release.SHA1 {
+			mu.Lock()
+			releaseSent, pendingAtRelease = time.Now(), refreshPending
+			mu.Unlock()
+		}
+		return nil
+	}
+	conn.after = func(ctx context.Context, sha string) error {
+		mu.Lock()
+		stall := stalling && sha == scripts.Refresh.SHA1
+		if stall {
+			refreshPending = true
+		}
+		mu.Unlock()
+		if !stall {
+			return nil
+		}
+		select {
+		case refreshStalled <- struct{}{}:
+		default:
+		}
+		defer func() {
+			mu.Lock()
+			refreshPending = false
+			mu.Unlock()
+		}()
+		select {
+		case <-time.After(2 * time.Second):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c, err := New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ev events
+	l, err := c.Obtain(ctx, key, 600*time.Millisecond, WithAutoRefresh(), WithObserver(&ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	stalling = true
+	mu.Unlock()
+	<-refreshStalled
+	l.rtt.Store(int64(500 * time.Millisecond)) // a slow link: the grace is a second
+	called := time.Now()
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	mu.Lock()
+	sent, pending := releaseSent, pendingAtRelease
+	mu.Unlock()
+	t.Logf("release sent %v after Release was called; refresh still on the wire: %v", sent.Sub(called), pending)
+	if !pending {
+		t.Fatal("the release was sent after the refresh on the wire ended: Release waited for it")
+	}
+	if _, held := s.get(t, key); held {
+		t.Fatal("the key is still there after Release")
+	}
+	if err := l.Err(); !errors.Is(err, ErrReleased) {
+		t.Fatalf("Err() = %v, want ErrReleased", err)
+	}
+	if n := ev.count(EventLost); n != 0 {
+		t.Fatalf("%d EventLost for a lock that was released", n)
+	}
+}
+
+// A refresh that reaches Redis after the release finds the key gone. While
+// the release has not answered, that is not a loss: the release's answer
+// decides. Here the refresh is held back until the server has run the
+// release, and the release's answer until the refresh has returned; the
+// lock must end released, with no EventLost.
+func TestRefreshOvertakenByReleaseIsNoLoss(t *testing.T) {
+	addr := testredis.Addr(t)
+	rdb := &rawRedis{addr: addr}
+	s := &rawServer{addr: addr, rdb: rdb}
+	key := s.key(t, "{overtaken}")
+	var mu sync.Mutex
+	armed := false
+	refreshWaiting := make(chan struct{})
+	releaseRan := make(chan struct{})
+	refreshDone := make(chan struct{})
+	var refreshOnce, ranOnce sync.Once
+	conn := &hookConn{rawConn: &rawConn{rdb: rdb}}
+	conn.before = func(ctx context.Context, sha string) error {
+		mu.Lock()
+		on := armed
+		mu.Unlock()
+		if on && sha == scripts.Refresh.SHA1 {
+			refreshOnce.Do(func() { close(refreshWaiting) })
+			<-releaseRan // sent only once the server has run the release
+		}
+		return nil
+	}
+	conn.after = func(ctx context.Context, sha string) error {
+		mu.Lock()
+		on := armed
+		mu.Unlock()
+		switch {
+		case on && sha == scripts.Release.SHA1:
+			ranOnce.Do(func() { close(releaseRan) })
+			<-refreshDone // answered only once the refresh has returned
+		case on && sha == scripts.Refresh.SHA1:
+			defer close(refreshDone)
+		}
+		return nil
+	}
+	c, err := New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ev events
+	l, err := c.Obtain(ctx, key, 300*time.Millisecond, WithAutoRefresh(), WithObserver(&ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	<-refreshWaiting
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	select {
+	case <-refreshDone:
+	default:
+		t.Fatal("the refresh had not returned: the test did not make the case")
+	}
+	if err := l.Err(); !errors.Is(err, ErrReleased) {
+		t.Fatalf("Err() = %v, want ErrReleased", err)
+	}
+	if n := ev.count(EventLost); n != 0 {
+		t.Fatalf("%d EventLost: the refresh that the release overtook counted as a loss", n)
+	}
+	if n := ev.count(EventReleased); n != 1 {
+		t.Fatalf("%d EventReleased, want 1", n)
+	}
+}
