@@ -941,3 +941,108 @@ func Example_rwLock() {
 	// true true
 	// true 2 0
 }
+
+// rwRound: a writer holds; three readers (a, b, c) queue behind it and a
+// writer (d) behind them; the release hands the lock to the three readers
+// together, by hand-over, and the last reader's release hands it to d.
+func rwRound(t *testing.T, cs [4]*relock.Client, name string) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	holder := cs[0].RWLock(name, relock.WithFencing())
+	w, err := holder.ObtainWrite(ctx, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		l      *relock.Lock
+		handed bool
+		err    error
+	}
+	obtain := func(c *relock.Client, write bool, ch chan<- got) {
+		var handed atomic.Bool
+		rw := c.RWLock(name, relock.WithFencing(), relock.WithObserver(relock.ObserverFunc(func(e relock.Event) {
+			if e.Kind == relock.EventObtained && e.HandedOver {
+				handed.Store(true)
+			}
+		})))
+		var l *relock.Lock
+		var err error
+		if write {
+			l, err = rw.ObtainWrite(ctx, 10*time.Second)
+		} else {
+			l, err = rw.ObtainRead(ctx, 10*time.Second)
+		}
+		ch <- got{l, handed.Load(), err}
+	}
+	readers := make(chan got, 3)
+	for _, c := range cs[1:] {
+		go obtain(c, false, readers)
+	}
+	waitRWWaiters(t, holder, 3)
+	writer := make(chan got, 1)
+	go obtain(cs[0], true, writer)
+	waitRWWaiters(t, holder, 4)
+	if err := w.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ls []*relock.Lock
+	for range 3 {
+		g := <-readers
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		if !g.handed || g.l.Fence() != w.Fence() {
+			t.Errorf("reader: handed over %v, fence %d (writer's %d)", g.handed, g.l.Fence(), w.Fence())
+		}
+		ls = append(ls, g.l)
+	}
+	for _, l := range ls {
+		if err := l.Release(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	g := <-writer
+	if g.err != nil {
+		t.Fatal(g.err)
+	}
+	if !g.handed || g.l.Fence() <= w.Fence() {
+		t.Errorf("writer: handed over %v, fence %d (previous %d)", g.handed, g.l.Fence(), w.Fence())
+	}
+	_ = g.l.Release(ctx)
+}
+
+// TestRWLockEveryDriver: the batch hand-over and the writer's after it
+// through each registered driver (all six adapters), opened by name.
+func TestRWLockEveryDriver(t *testing.T) {
+	addr := testredis.Addr(t)
+	for _, d := range relock.Drivers() {
+		t.Run(d, func(t *testing.T) {
+			var cs [4]*relock.Client
+			for i := range cs {
+				c, err := relock.Open(d, "redis://"+addr, relock.WithKeyPrefix("rw-test:"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = c.Close() })
+				cs[i] = c
+			}
+			rwRound(t, cs, freshKey(t, "rw"))
+		})
+	}
+}
+
+// TestRWLockCluster: a Redis Cluster through go-redis: every key of the
+// lock in one slot (no CROSSSLOT), hand-overs through the cluster's
+// pub/sub.
+func TestRWLockCluster(t *testing.T) {
+	testredis.SkipShort(t, "starts a Redis Cluster")
+	cl := testredis.StartCluster(t)
+	var cs [4]*relock.Client
+	for i := range cs {
+		rdb := goredislib.NewClusterClient(&goredislib.ClusterOptions{Addrs: cl.Addrs()})
+		t.Cleanup(func() { _ = rdb.Close() })
+		cs[i] = newClient(t, goredis.New(rdb))
+	}
+	rwRound(t, cs, "{doc}:rw")
+	rwRound(t, cs, "plain-name")
+}
