@@ -120,8 +120,10 @@ if free then
   local ahead = false
   local head = true -- no live entry seen yet
   local list = redis.call('LRANGE', queue, 0, 999)
+  local seen = #list < 1000 -- the whole queue, or up to our own entry
   for _, tok in ipairs(list) do
     if tok == token then
+      seen = true
       break
     end
     local w = redis.call('GET', wprefix .. tok)
@@ -143,8 +145,8 @@ if free then
       end
     end
   end
-  if #list == 1000 and not ahead then
-    ahead = true -- a queue this long: wait for the release to hand it on
+  if not seen and not ahead then
+    ahead = true -- past the first 1000 entries: wait for a hand-over
   end
   -- A renewal whose place is gone (consumed by a hand-over, or lapsed)
   -- does not take it: it reports the lapse, and the waiter joins again.
