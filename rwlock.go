@@ -49,7 +49,8 @@ import (
 // the other at its next renewal (within about 125 ms), not at once. Do not
 // mix them where that matters. Client.Inspect of the name shows the
 // marker's token "rw:readers" while readers hold it; RWLock.Inspect tells
-// who.
+// who. Client.Attach rebuilds a writer's lock only, as a mutex lock (its
+// release does not hand the lock to the read-write queue).
 //
 // An RWLock is safe for concurrent use and holds no resources: make one
 // per name, or one per call. See docs/rwlock.md.
