@@ -1100,3 +1100,53 @@ func TestRWLockCluster(t *testing.T) {
 	rwRound(t, cs, "{doc}:rw")
 	rwRound(t, cs, "plain-name")
 }
+
+// TestRWLockPrefixACL: an ACL user confined to its prefix's keys and
+// channels (~P* &P*) with the command categories docs/rwlock.md lists
+// runs the batch hand-over and the writer's after it.
+func TestRWLockPrefixACL(t *testing.T) {
+	addr := testredis.Addr(t)
+	user := fmt.Sprintf("rwacl%d", time.Now().UnixNano())
+	prefix := user + ":"
+	if _, err := testredis.Do(addr, "ACL", "SETUSER", user, "on", ">pw", "resetkeys", "resetchannels", "~"+prefix+"*", "&"+prefix+"*",
+		"-@all", "+@scripting", "+@string", "+@list", "+@sortedset", "+@hash", "+@keyspace", "+@pubsub", "+time", "+ping"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = testredis.Do(addr, "ACL", "DELUSER", user) })
+	var cs [4]*relock.Client
+	for i := range cs {
+		rdb := goredislib.NewClient(&goredislib.Options{Addr: addr, Username: user, Password: "pw", ContextTimeoutEnabled: true})
+		t.Cleanup(func() { _ = rdb.Close() })
+		cs[i] = newClient(t, goredis.New(rdb), relock.WithKeyPrefix(prefix))
+	}
+	rwRound(t, cs, freshKey(t, "rw"))
+	if _, err := cs[0].RWLock(freshKey(t, "rw")).Inspect(ctxT(t, 5*time.Second)); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestRWLockMinHold: a read lock released at once under WithMinHold keeps
+// writers out for the minimum hold, and lets them in after it.
+func TestRWLockMinHold(t *testing.T) {
+	addr := testredis.Addr(t)
+	ctx := ctxT(t, 10*time.Second)
+	rw := electClient(t, "goredis", addr).RWLock(freshKey(t, "rw"))
+	r, err := rw.ObtainRead(ctx, 5*time.Second, relock.WithMinHold(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rw.TryObtainWrite(ctx, time.Second); !errors.Is(err, relock.ErrNotObtained) {
+		t.Fatalf("a writer within the reader's minimum hold: %v", err)
+	}
+	w, err := rw.ObtainWrite(ctx, time.Second, relock.WithMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held := time.Since(r.ObtainedAt()); held < 300*time.Millisecond {
+		t.Errorf("the writer got in %v after the reader's obtain, within its minimum hold", held)
+	}
+	_ = w.Release(ctx)
+}
