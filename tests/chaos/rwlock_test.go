@@ -4,7 +4,7 @@ package chaos_test
 // and one per adapter, each on a Client of its own, auto-refreshed and
 // fenced) take one read-write lock again and again while the server is
 // suspended, killed off its clients, flushed of its scripts, put to sleep,
-// or a writer crashes holding it. CheckRW holds the history to the
+// or a writer or a reader crashes holding it. CheckRW holds the history to the
 // read-write rule (no writer's hold overlaps any other hold; readers do
 // overlap); Check gives the fenced writes (a reader's number checked as a
 // write: it must not be below one accepted before), the recoveries and
@@ -65,9 +65,10 @@ func (e *env) addRWWorkers(addr string) {
 	}
 }
 
-// crashRWWriter takes the write lock through a client of its own and
-// crashes holding it: its key frees at its TTL, the fault's end.
-func (e *env) crashRWWriter() {
+// crashRW takes a read lock (or, with write, the write lock) through a
+// client of its own and crashes holding it: it frees at its TTL, the
+// fault's end.
+func (e *env) crashRW(write bool) {
 	conn, closeClient, err := chaos.NewConn("goredis", e.srv.Addr())
 	if err != nil {
 		e.t.Fatal(err)
@@ -77,7 +78,11 @@ func (e *env) crashRWWriter() {
 		closeClient()
 		e.t.Fatal(err)
 	}
-	w := chaos.Worker{Name: chaos.WriterPrefix + "crashing", Locker: chaos.RWLocker{Client: c, Write: true, Options: []relock.Option{relock.WithAutoRefresh(), relock.WithFencing()}}}
+	name, what := "reader-crashing", "a reader"
+	if write {
+		name, what = chaos.WriterPrefix+"crashing", "a writer"
+	}
+	w := chaos.Worker{Name: name, Locker: chaos.RWLocker{Client: c, Write: write, Options: []relock.Option{relock.WithAutoRefresh(), relock.WithFencing()}}}
 	crash := func() {
 		closeClient()
 		_ = c.Close()
@@ -99,7 +104,7 @@ func (e *env) crashRWWriter() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	e.h.AddFault("a writer crashed holding the lock (until its key expired)", abandon, until)
+	e.h.AddFault(what+" crashed holding the lock (until its lease ended)", abandon, until)
 }
 
 func rwScenarios() []rwScenario {
@@ -133,7 +138,11 @@ func rwScenarios() []rwScenario {
 		}},
 		{name: "a writer crashes holding the lock", duration: 6 * time.Second, faults: func(e *env) {
 			e.at(1500 * time.Millisecond)
-			e.crashRWWriter()
+			e.crashRW(true)
+		}},
+		{name: "a reader crashes holding the lock", duration: 6 * time.Second, faults: func(e *env) {
+			e.at(1500 * time.Millisecond)
+			e.crashRW(false)
 		}},
 	}
 }
@@ -141,7 +150,7 @@ func rwScenarios() []rwScenario {
 // TestRWFaults runs the read-write workload under each scenario.
 func TestRWFaults(t *testing.T) {
 	if testing.Short() {
-		t.Skip("fault injection takes about 40 s; skipped under -short")
+		t.Skip("fault injection takes about 45 s; skipped under -short")
 	}
 	for _, sc := range rwScenarios() {
 		t.Run(sc.name, func(t *testing.T) { runRWScenario(t, sc) })
