@@ -11,7 +11,7 @@ import "strings"
 // with prefix P (often "") and a lock named N, whose Redis key is P+N,
 // their names are
 //
-//	P + "{" + tag + "}:relock:" + role + ":" + N     (role q, f or c)
+//	P + "{" + tag + "}:relock:" + role + ":" + N     (role q, f or c; a read-write lock's r, rm, rq)
 //	P + "{" + tag + "}:relock:w:" + N + ":" + token  (a waiter's lease)
 //
 // where tag is the text Redis Cluster hashes in P+N: its hash tag (the
@@ -178,4 +178,14 @@ func checkPrefix(prefix string) error {
 		}
 	}
 	return nil
+}
+
+// companionOf returns the companion of role of the lock whose waiter queue
+// is queue (see buildKeys): the same name with role in place of "q". A
+// read-write lock (rwlock.go) keeps its readers ("r"), their metadata
+// ("rm") and its own waiter queue ("rq") there. Roles hold no ':', so the
+// names stay injective.
+func companionOf(queue, role string) string {
+	i := strings.Index(queue, reservedMark) + len(reservedMark) // at "q:"
+	return queue[:i] + role + queue[i+1:]
 }
