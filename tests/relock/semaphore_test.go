@@ -23,6 +23,7 @@ import (
 
 	"github.com/relock-go/relock"
 	"github.com/relock-go/relock/adapters/goredis"
+	"github.com/relock-go/relock/internal/scripts"
 	"github.com/relock-go/relock/internal/testkit/testredis"
 	"github.com/relock-go/relock/tests/chaos"
 )
@@ -657,4 +658,102 @@ func TestSemaphoreCluster(t *testing.T) {
 		}
 		releasePermit(t, r.l)
 	}
+}
+
+// TestSemaphoreScriptContract runs the semaphore's scripts by hand and
+// checks the replies the obtainer relies on (obtain.lua's contract):
+// statuses 1 (taken, and again: ours), 0 (all taken, pttl the earliest
+// expiry, the server's clock), 2 (queued, a waiter key holding the
+// claim), 3 (a renewal whose place is gone), 4 (a token that left), and a
+// release that hands the free permit to the first live waiter (skipping a
+// dead one) with its claim and metadata.
+func TestSemaphoreScriptContract(t *testing.T) {
+	forEachSem(t, false, func(t *testing.T, b semBackend) {
+		name := semName(t, b, "sem")
+		tag := "{" + name + "}:relock:"
+		sem, q, hold, lim, fence, w := name, tag+"q:"+name, tag+"sh:"+name, tag+"sl:"+name, tag+"f:"+name, tag+"w:"+name+":"
+		t.Cleanup(func() { _, _ = testredis.Do(b.addr, "DEL", q, fence, w+"c", w+"d", w+"e") })
+		eval := func(src string, keys []string, args ...string) any {
+			t.Helper()
+			cmd := append([]string{"EVAL", src, fmt.Sprint(len(keys))}, keys...)
+			return b.do(t, append(cmd, args...)...)
+		}
+		obtain := func(token, mode string) []any {
+			t.Helper()
+			r, _ := eval(scripts.SemObtain.Src, []string{sem, q, hold, lim}, token, "10000", mode, w, "5000", "", "86400000", "250", "", "2").([]any)
+			if len(r) != 5 {
+				t.Fatalf("obtain reply %v", r)
+			}
+			return r
+		}
+		status := func(r []any) int64 { n, _ := r[0].(int64); return n }
+		if r := obtain("a", "0"); status(r) != 1 || r[1] != int64(10000) {
+			t.Fatalf("free: %v", r)
+		}
+		if r := obtain("a", "0"); status(r) != 1 {
+			t.Fatalf("ours again: %v", r)
+		}
+		if r := obtain("b", "0"); status(r) != 1 {
+			t.Fatalf("second permit: %v", r)
+		}
+		r := obtain("c", "0")
+		if pttl, _ := r[1].(int64); status(r) != 0 || pttl <= 9000 || pttl > 10000 || r[3] == int64(0) {
+			t.Fatalf("all taken: %v", r)
+		}
+		if r := obtain("c", "1"); status(r) != 2 {
+			t.Fatalf("join: %v", r)
+		}
+		if v := b.do(t, "GET", w+"c"); v != "250" {
+			t.Fatalf("waiter key: %v, want the claim", v)
+		}
+		if r := obtain("c", "2"); status(r) != 2 {
+			t.Fatalf("renew: %v", r)
+		}
+		b.do(t, "DEL", w+"c")
+		if r := obtain("c", "2"); status(r) != 3 {
+			t.Fatalf("renewal of a lapsed place: %v", r)
+		}
+		// d queues, dies (its waiter key goes), e queues behind it.
+		obtain("d", "1")
+		r2, _ := eval(scripts.SemObtain.Src, []string{sem, q, hold, lim}, "e", "10000", "1", w, "5000", "meta-e", "86400000", "250", "", "2").([]any)
+		if status(r2) != 2 {
+			t.Fatalf("join e: %v", r2)
+		}
+		b.do(t, "DEL", w+"d")
+		if r := eval(scripts.SemRelease.Src, []string{sem, q, hold, lim, fence}, "a", w, "chan", "", "10000", "86400000", "2"); r != int64(1) {
+			t.Fatalf("release: %v", r)
+		}
+		if r := eval(scripts.SemRelease.Src, []string{sem, q, hold, lim, fence}, "a", w, "chan", "", "10000", "86400000", "2"); r != int64(0) {
+			t.Fatalf("second release: %v", r)
+		}
+		if s, _ := b.do(t, "ZSCORE", sem, "d").(string); s != "" {
+			t.Fatalf("the dead waiter got a permit")
+		}
+		if left := eval(scripts.SemPTTL.Src, []string{sem}, "e"); left.(int64) <= 0 || left.(int64) > 250 {
+			t.Fatalf("e's handed permit: %v ms left, want its claim (250)", left)
+		}
+		if v := b.do(t, "HGET", hold, "e"); v != "0|meta-e" {
+			t.Fatalf("e's entry: %v", v)
+		}
+		if r := eval(scripts.SemRefresh.Src, []string{sem, hold}, "e", "10000"); r != int64(1) {
+			t.Fatalf("confirm: %v", r)
+		}
+		if r := eval(scripts.SemRefresh.Src, []string{sem, hold}, "a", "10000"); r != int64(0) {
+			t.Fatalf("refresh of a released permit: %v", r)
+		}
+		if r := eval(scripts.SemPTTL.Src, []string{sem}, "a"); r != int64(-3) {
+			t.Fatalf("pttl of a released permit: %v", r)
+		}
+		// c leaves for good: a late join is refused.
+		eval(scripts.SemRelease.Src, []string{sem, q, hold, lim, fence}, "c", w, "chan", "leave", "10000", "86400000", "2")
+		if r := obtain("c", "1"); status(r) != 4 {
+			t.Fatalf("join after leaving: %v", r)
+		}
+		for _, tok := range []string{"b", "e"} {
+			eval(scripts.SemRelease.Src, []string{sem, q, hold, lim, fence}, tok, w, "chan", "", "10000", "86400000", "2")
+		}
+		if r := b.do(t, "EXISTS", sem, hold); r != int64(0) {
+			t.Fatalf("keys left after the last release: %v", r)
+		}
+	})
 }
