@@ -757,3 +757,79 @@ func TestSemaphoreScriptContract(t *testing.T) {
 		}
 	})
 }
+
+// TestSemaphoreEveryDriver: through every registered driver (the six
+// adapters, opened by name), two permits are taken with fencing and
+// metadata, a waiter from another Client is handed the first one released
+// (by hand-over, its fence above both), and Inspect lists the holders.
+func TestSemaphoreEveryDriver(t *testing.T) {
+	url := testredis.URL(t)
+	ctx := context.Background()
+	for _, drv := range relock.Drivers() {
+		t.Run(drv, func(t *testing.T) {
+			open := func() *relock.Client {
+				c, err := relock.Open(drv, url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = c.Close() })
+				return c
+			}
+			b := semBackend{addr: testredis.Addr(t), real: true}
+			name := semName(t, b, "sem")
+			t.Cleanup(func() { _, _ = testredis.Do(b.addr, "DEL", "{"+name+"}:relock:f:"+name) })
+			s := open().Semaphore(name, 2, relock.WithFencing())
+			a := mustPermit(t, s, 30*time.Second, relock.WithMetadata("a"))
+			c := mustPermit(t, s, 30*time.Second, relock.WithMetadata("c"))
+			var handed atomic.Bool
+			obs := relock.ObserverFunc(func(e relock.Event) {
+				if e.Kind == relock.EventObtained && e.HandedOver {
+					handed.Store(true)
+				}
+			})
+			out := make(chan permitResult, 1)
+			permitAsync(ctx, open().Semaphore(name, 2, relock.WithFencing()), 30*time.Second, 0, out, relock.WithMaxWait(10*time.Second), relock.WithObserver(obs))
+			waitSemWaiters(t, s, 1)
+			info, err := s.Inspect(ctx)
+			if err != nil || len(info.Holders) != 2 || info.Holders[0].Metadata+info.Holders[1].Metadata != "ac" && info.Holders[0].Metadata+info.Holders[1].Metadata != "ca" {
+				t.Fatalf("Inspect: %+v, %v", info, err)
+			}
+			start := time.Now()
+			releasePermit(t, a)
+			r := <-out
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			t.Logf("hand-over in %v", r.at.Sub(start))
+			if !handed.Load() || r.l.Fence() <= c.Fence() || c.Fence() <= a.Fence() {
+				t.Fatalf("handed over: %v; fences %d, %d, then %d", handed.Load(), a.Fence(), c.Fence(), r.l.Fence())
+			}
+			releasePermit(t, r.l)
+			releasePermit(t, c)
+		})
+	}
+}
+
+// TestSemaphoreWatchPath: a Client on the WATCH path (a real go-redis
+// client without scripts) cannot run a semaphore: ErrUnsupported, and
+// nothing is written.
+func TestSemaphoreWatchPath(t *testing.T) {
+	addr := testredis.Addr(t)
+	conn, closeConn, err := chaos.NewConn("goredis", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeConn)
+	w, err := chaos.NewWatchOnly(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := semName(t, semBackend{addr: addr}, "sem")
+	s := newClient(t, w).Semaphore(name, 2)
+	if _, err := s.Obtain(context.Background(), time.Second); !errors.Is(err, relock.ErrUnsupported) {
+		t.Fatalf("Obtain: %v, want ErrUnsupported", err)
+	}
+	if r, _ := testredis.Do(addr, "EXISTS", name); r != int64(0) {
+		t.Fatalf("EXISTS: %v", r)
+	}
+}
