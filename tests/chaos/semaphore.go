@@ -36,6 +36,9 @@ type PermitReport struct {
 	// Excess lists the holds of each instant at which more than the limit
 	// overlapped (the first such instant of each excess stretch).
 	Excess [][]Hold
+	// DuplicateFences counts holds whose fencing number (not 0) an
+	// earlier hold had: every permit's must be its own.
+	DuplicateFences int
 }
 
 // CheckPermits reads a history of permits of a semaphore with limit n: at
@@ -45,6 +48,15 @@ type PermitReport struct {
 // overlap. It is a pure function of the snapshot.
 func CheckPermits(s Snapshot, n int) PermitReport {
 	r := PermitReport{Acquisitions: len(s.Holds)}
+	fences := map[int64]bool{}
+	for _, h := range s.Holds {
+		if h.Fence != 0 {
+			if fences[h.Fence] {
+				r.DuplicateFences++
+			}
+			fences[h.Fence] = true
+		}
+	}
 	type event struct {
 		at    time.Time
 		start bool

@@ -17,7 +17,8 @@ import (
 
 // TestCheckPermits: the permit checker counts overlapping intervals, lets
 // touching ones pass, ends an interval at the earliest of release, Done
-// and validity, and names the holds of an excess.
+// and validity, names the holds of an excess, and counts fencing numbers
+// given twice.
 func TestCheckPermits(t *testing.T) {
 	base := time.Now()
 	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
@@ -47,8 +48,12 @@ func TestCheckPermits(t *testing.T) {
 	if strings.Join(names, ",") != "a,b,f" {
 		t.Fatalf("excess holds: %v", names)
 	}
-	if r := chaos.CheckPermits(s, 3); len(r.Excess) != 0 {
+	if r := chaos.CheckPermits(s, 3); len(r.Excess) != 0 || r.DuplicateFences != 0 {
 		t.Fatalf("limit 3: %+v", r)
+	}
+	s.Holds[0].Fence, s.Holds[1].Fence, s.Holds[2].Fence = 7, 8, 7
+	if r := chaos.CheckPermits(s, 3); r.DuplicateFences != 1 {
+		t.Fatalf("fences 7, 8, 7: %d duplicates, want 1", r.DuplicateFences)
 	}
 }
 
@@ -154,6 +159,9 @@ func runSemScenario(t *testing.T, sc scenario) {
 	}
 	if r.Acquisitions == 0 {
 		t.Fatal("no permits at all")
+	}
+	if r.DuplicateFences > 0 {
+		t.Errorf("%d permits with a fencing number another permit had", r.DuplicateFences)
 	}
 	if r.MaxHolders < 2 {
 		t.Errorf("at most %d permit held at once: the workload shows nothing about the limit", r.MaxHolders)
