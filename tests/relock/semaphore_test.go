@@ -833,3 +833,30 @@ func TestSemaphoreWatchPath(t *testing.T) {
 		t.Fatalf("EXISTS: %v", r)
 	}
 }
+
+// TestSemaphoreReplicas: on a server with one replica, a permit taken
+// WithReplicas(1, ...) is on the replica when Obtain returns, and so is
+// its refresh, through every adapter.
+func TestSemaphoreReplicas(t *testing.T) {
+	testredis.SkipShort(t, "starts a server and a replica")
+	primary := testredis.Start(t)
+	replica := testredis.StartReplica(t, primary)
+	for _, adapter := range chaos.Adapters {
+		t.Run(adapter, func(t *testing.T) {
+			ctx := context.Background()
+			name := "sem-replicas-" + adapter
+			s := electClient(t, adapter, primary.Addr()).Semaphore(name, 2)
+			l, err := s.Obtain(ctx, 30*time.Second, relock.WithReplicas(1, time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err := testredis.Do(replica.Addr(), "ZSCORE", name, l.Token()); err != nil || r == nil {
+				t.Fatalf("the permit is not on the replica when Obtain returns: %v, %v", r, err)
+			}
+			if err := l.Refresh(ctx, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			releasePermit(t, l)
+		})
+	}
+}
