@@ -307,6 +307,7 @@ func TestSemaphoreDeadHolder(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer releasePermit(t, l)
+		t.Logf("taken %v after the dead holder's permit", l.ObtainedAt().Sub(start))
 		if got := l.ObtainedAt().Sub(start); got < 280*time.Millisecond || got > 700*time.Millisecond {
 			t.Fatalf("permit taken %v after the dead holder's, whose TTL was 300ms", got)
 		}
@@ -336,6 +337,7 @@ func TestSemaphoreDeadWaiter(t *testing.T) {
 			t.Fatal(r.err)
 		}
 		defer releasePermit(t, r.l)
+		t.Logf("the live waiter got the permit %v after the release", r.at.Sub(start))
 		if got := r.at.Sub(start); got > 900*time.Millisecond {
 			t.Fatalf("the live waiter waited %v behind a dead one (lease 500ms, claim 250ms)", got)
 		}
