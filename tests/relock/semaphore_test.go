@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -860,5 +861,46 @@ func TestSemaphoreReplicas(t *testing.T) {
 			}
 			releasePermit(t, l)
 		})
+	}
+}
+
+// TestSemaphoreACL: a Redis user with the lock's ACL line of
+// docs/permissions.md plus the commands docs/semaphore.md lists, confined
+// to its prefix, runs every semaphore operation (a hand-over included).
+func TestSemaphoreACL(t *testing.T) {
+	srv := testredis.Start(t)
+	const line = "reset on >s3cret ~app:* &app:* +set +get +del +pexpire +pttl +exists +incr +time +lindex +lpop +rpush +lrange +lrem +eval +evalsha +publish +subscribe +unsubscribe +ping +wait" +
+		" +zadd +zrem +zscore +zcard +zrange +zrangebyscore +zremrangebyscore +hset +hget +hdel +pexpireat"
+	if _, err := testredis.Do(srv.Addr(), append([]string{"ACL", "SETUSER", "app"}, strings.Fields(line)...)...); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *relock.Client {
+		rdb := goredislib.NewClient(&goredislib.Options{Addr: srv.Addr(), Username: "app", Password: "s3cret"})
+		t.Cleanup(func() { _ = rdb.Close() })
+		return newClient(t, goredis.New(rdb), relock.WithKeyPrefix("app:"))
+	}
+	ctx := context.Background()
+	s := open().Semaphore("jobs", 1, relock.WithFencing(), relock.WithMetadata("m"))
+	l := mustPermit(t, s, 30*time.Second)
+	out := make(chan permitResult, 1)
+	permitAsync(ctx, open().Semaphore("jobs", 1), 30*time.Second, 0, out, relock.WithMaxWait(5*time.Second))
+	waitSemWaiters(t, s, 1)
+	if err := s.SetLimit(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Refresh(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.TTL(ctx); err != nil {
+		t.Fatal(err)
+	}
+	releasePermit(t, l)
+	r := <-out
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	releasePermit(t, r.l)
+	if err := s.SetLimit(ctx, 0); err != nil {
+		t.Fatal(err)
 	}
 }
