@@ -56,6 +56,7 @@ type runConfig struct {
 	key          string
 	argv         []string // CMD and its arguments
 	path         string   // CMD resolved in $PATH
+	permits      int      // -permits: a permit of the semaphore KEY (permits.go)
 }
 
 // secondsFlag is a flag.Value for a duration given as seconds, as
@@ -214,6 +215,7 @@ func parseRunFlags(args []string, stderr io.Writer, hold bool) (runConfig, error
 		defaultMeta = "host=HOST pid=PID start=TIME cmd=hold"
 	}
 	fs.StringVar(&cfg.meta, "meta", "", "`text` stored with the lock for relock status to show (at most "+strconv.Itoa(relock.MaxMetadataLen)+" bytes); default "+defaultMeta)
+	registerPermits(fs, &cfg)
 	fs.BoolVar(&cfg.verbose, "v", false, "report on stderr when the lock is obtained, refreshed and released (failed refreshes are always reported), and let the client library log")
 	rest, err := parseFlags(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -279,6 +281,8 @@ func parseRunFlags(args []string, stderr io.Writer, hold bool) (runConfig, error
 		return cfg, errors.New("-n and -wait: give one of them")
 	case cfg.grace < 0:
 		return cfg, fmt.Errorf("-grace %v: must not be negative", cfg.grace)
+	case cfg.permits < 0:
+		return cfg, fmt.Errorf("-permits %d: want 1 or more (0: the lock)", cfg.permits)
 	case cfg.conflictCode < 0 || cfg.conflictCode > 255:
 		return cfg, fmt.Errorf("-E %d: want 0 to 255", cfg.conflictCode)
 	}
@@ -388,7 +392,7 @@ func runRun(parent context.Context, args []string, stdout, stderr io.Writer, hol
 func (r *runner) check(parent context.Context, client *relock.Client) int {
 	ctx, cancel := r.cfg.conn.callContext(parent, 1)
 	defer cancel()
-	_, err := client.Inspect(ctx, r.cfg.key)
+	err := r.cfg.look(ctx, client)
 	if err == nil || parent.Err() != nil {
 		// An interrupted check: obtain sees the signal or the context.
 		return exitOK
@@ -439,7 +443,7 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		r.logf("obtaining %q (ttl %v)", cfg.key, cfg.ttl)
 	}
 	start := time.Now()
-	lock, err := client.Obtain(ctx, cfg.key, cfg.ttl, opts...)
+	lock, err := cfg.take(ctx, client, opts)
 	close(obtained)
 	sig, interrupted := <-watched
 
@@ -456,7 +460,7 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		// ErrUnavailable reports that as not obtained too). A last look
 		// tells which.
 		cctx, ccancel := cfg.conn.callContext(context.Background(), 1)
-		_, ierr := client.Inspect(cctx, cfg.key)
+		ierr := cfg.look(cctx, client)
 		ccancel()
 		if ierr != nil {
 			// The holder seen earlier may be gone: what is known now is
