@@ -125,9 +125,8 @@ Commands:
           take the lock KEY, print its token, hold it until SIGINT,
           SIGTERM or SIGHUP, then release it (exit 0)
   leader  relock leader [flags] NAME [flags] [--] CMD [ARGS...]
-          campaign in the election NAME and run CMD while leading, as
-          relock run does under a lock (exit codes as run's: 75 not
-          elected, 122 leadership lost); RELOCK_FENCE, RELOCK_VALUE
+          campaign in the election NAME and run CMD only while leading,
+          as relock run runs it under a lock; resign when CMD exits
   status  relock status [-json] KEY
           show whether KEY is held, its token, metadata, TTL, fence and
           waiters (exit 0 held, 1 free)
@@ -144,7 +143,8 @@ Redis: -url URL (default $REDIS_URL, else `+defaultURL+`),
        -connect-timeout (default `+defaultConnectTimeout.String()+`).
 Flags go before or after KEY.
 
-Exit status of relock run (and hold):
+Exit status of relock run (and hold; leader, where 75 is not elected
+and 122 leadership lost):
   CMD's own  CMD ran while the lock was held throughout (hold: 0)
   128+N      CMD was killed by signal N, or relock was interrupted by
              signal N while waiting for the lock
