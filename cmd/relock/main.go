@@ -14,6 +14,10 @@
 // usage, 126 and 127 the command cannot run or is not found (checked before
 // the lock is taken). Run "relock run -h" for the details.
 //
+// "relock leader NAME -- CMD" campaigns in the election NAME and runs CMD
+// while it leads, with run's flags, signals and exit codes (75 not
+// elected, 122 leadership lost).
+//
 // "relock hold KEY" takes the lock, prints its token and holds it until a
 // signal; "relock status" and "relock release --force" are for operators;
 // "relock --version" prints the version.
@@ -51,8 +55,8 @@ import (
 
 func main() {
 	ctx, stop := context.Background(), context.CancelFunc(func() {})
-	if len(os.Args) < 2 || (os.Args[1] != "run" && os.Args[1] != "hold") {
-		// relock run and hold handle the signals themselves.
+	if len(os.Args) < 2 || (os.Args[1] != "run" && os.Args[1] != "hold" && os.Args[1] != "leader") {
+		// relock run, hold and leader handle the signals themselves.
 		ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	}
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -88,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRun(ctx, args[1:], stdout, stderr, false)
 	case "hold":
 		return runRun(ctx, args[1:], stdout, stderr, true)
+	case "leader":
+		return runLeader(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionLine())
 		return exitOK
@@ -118,6 +124,9 @@ Commands:
   hold    relock hold [flags] KEY
           take the lock KEY, print its token, hold it until SIGINT,
           SIGTERM or SIGHUP, then release it (exit 0)
+  leader  relock leader [flags] NAME [flags] [--] CMD [ARGS...]
+          campaign in the election NAME and run CMD only while leading,
+          as relock run runs it under a lock; resign when CMD exits
   status  relock status [-json] KEY
           show whether KEY is held, its token, metadata, TTL, fence and
           waiters (exit 0 held, 1 free)
@@ -134,7 +143,8 @@ Redis: -url URL (default $REDIS_URL, else `+defaultURL+`),
        -connect-timeout (default `+defaultConnectTimeout.String()+`).
 Flags go before or after KEY.
 
-Exit status of relock run (and hold):
+Exit status of relock run (and hold; leader, where 75 is not elected
+and 122 leadership lost):
   CMD's own  CMD ran while the lock was held throughout (hold: 0)
   128+N      CMD was killed by signal N, or relock was interrupted by
              signal N while waiting for the lock

@@ -313,6 +313,9 @@ type runner struct {
 	sigs chan os.Signal
 	hold bool // relock hold
 
+	leader bool     // relock leader (leader.go)
+	env    []string // added to CMD's environment
+
 	mu     sync.Mutex // serialises writes to stderr
 	stderr io.Writer
 }
@@ -323,6 +326,9 @@ func (r *runner) logf(format string, args ...any) {
 	name := "relock run: "
 	if r.hold {
 		name = "relock hold: "
+	}
+	if r.leader {
+		name = "relock leader: "
 	}
 	line := fmt.Sprintf(name+format+"\n", args...)
 	r.mu.Lock()
@@ -538,7 +544,7 @@ func signalExit(sig os.Signal) int {
 }
 
 // release releases lock within releaseTimeout and returns the error.
-func (r *runner) release(lock *relock.Lock) error {
+func (r *runner) release(lock heldLock) error {
 	ctx, cancel := context.WithTimeout(context.Background(), min(releaseTimeout, r.cfg.ttl+time.Second))
 	defer cancel()
 	return lock.Release(ctx)
@@ -546,7 +552,7 @@ func (r *runner) release(lock *relock.Lock) error {
 
 // runHolding runs CMD while lock is held, stops it if the lock is lost,
 // releases the lock, and returns the exit code.
-func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
+func (r *runner) runHolding(parent context.Context, lock heldLock) int {
 	cfg := r.cfg
 	cmd := exec.Command(cfg.argv[0], cfg.argv[1:]...)
 	if cfg.path != "" {
@@ -557,6 +563,7 @@ func (r *runner) runHolding(parent context.Context, lock *relock.Lock) int {
 	if cfg.fence {
 		cmd.Env = append(cmd.Env, "RELOCK_FENCE="+strconv.FormatInt(lock.Fence(), 10))
 	}
+	cmd.Env = append(cmd.Env, r.env...)
 	tty := foregroundTTY()
 	cmd.SysProcAttr = childAttr(tty)
 
