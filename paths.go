@@ -320,6 +320,19 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 			keys = append(keys, q.keys.fence)
 		}
 	}
+	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, obtainArgs(q)...)
+	if err != nil {
+		return res, err
+	}
+	return obtainResult(r, acked)
+}
+
+// obtainArgs returns the ARGV that every obtain script (a lock's, a
+// semaphore's, a read-write lock's) starts with, ARGV[1] to ARGV[9]: token,
+// ttl, queue mode, waiter key prefix, waiter lease, metadata, fencing
+// counter life, hand-over claim and end of the place (see obtain.lua);
+// then extra.
+func obtainArgs(q *obtainReq, extra ...string) []string {
 	claim := handoverClaimArg
 	if q.ttl < handoverClaim {
 		claim = millis(q.ttl)
@@ -332,11 +345,13 @@ func (p scriptPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error)
 	if q.placeEnd > 0 && q.mode != noQueue {
 		end = strconv.FormatInt(q.placeEnd, 10)
 	}
-	r, acked, err := p.run(ctx, scripts.Obtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, lease, q.meta, fenceLifeArg, claim, end)
-	if err != nil {
-		return res, err
-	}
-	res.acked = acked
+	return append([]string{q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, lease, q.meta, fenceLifeArg, claim, end}, extra...)
+}
+
+// obtainResult turns an obtain script's reply (see obtainReply), sent with
+// acked replicas acknowledging, into what the try found.
+func obtainResult(r any, acked int) (obtainRes, error) {
+	res := obtainRes{holder: -1, acked: acked}
 	rep, err := parseObtainReply(r)
 	if err != nil {
 		return res, err

@@ -2,7 +2,6 @@ package relock
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"time"
 
@@ -239,46 +238,15 @@ func (p rwPath) run(ctx context.Context, sc *scripts.Script, keys []string, w *r
 }
 
 func (p rwPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
-	res := obtainRes{holder: -1}
-	claim := handoverClaimArg
-	if q.ttl < handoverClaim {
-		claim = millis(q.ttl)
-	}
-	lease := waiterLeaseArg
-	if q.lease > 0 && q.lease < waiterLease {
-		lease = millis(q.lease + time.Millisecond - 1) // rounded up
-	}
-	end := ""
-	if q.placeEnd > 0 && q.mode != noQueue {
-		end = strconv.FormatInt(q.placeEnd, 10)
-	}
 	fenced := ""
 	if q.fenced {
 		fenced = "f"
 	}
-	r, acked, err := p.run(ctx, scripts.RWObtain, rwKeys(q.keys), q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, lease, q.meta, fenceLifeArg, claim, end, p.kind(), fenced)
+	r, acked, err := p.run(ctx, scripts.RWObtain, rwKeys(q.keys), q.wait, obtainArgs(q, p.kind(), fenced)...)
 	if err != nil {
-		return res, err
+		return obtainRes{holder: -1}, err
 	}
-	res.acked = acked
-	rep, err := parseObtainReply(r)
-	if err != nil {
-		return res, err
-	}
-	switch rep.status {
-	case obtainOurs:
-		res.ok, res.fence = true, rep.fence
-		if rep.pttl >= 0 {
-			res.left, res.leftKnown = asDuration(rep.pttl), true
-		}
-	case obtainQueued:
-		res.holder, res.queued, res.serverTime = asDuration(rep.pttl), true, rep.serverTime
-	case obtainLapsed:
-		res.holder, res.lapsed, res.serverTime = asDuration(rep.pttl), true, rep.serverTime
-	default:
-		res.holder, res.serverTime = asDuration(rep.pttl), rep.serverTime
-	}
-	return res, nil
+	return obtainResult(r, acked)
 }
 
 func (p rwPath) release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error) {

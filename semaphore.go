@@ -260,41 +260,11 @@ func (p *semPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
 	if q.fenced {
 		keys = append(keys, q.keys.fence)
 	}
-	claim := handoverClaimArg
-	if q.ttl < handoverClaim {
-		claim = millis(q.ttl)
-	}
-	lease := waiterLeaseArg
-	if q.lease > 0 && q.lease < waiterLease {
-		lease = strconv.FormatInt(int64((q.lease+time.Millisecond-1)/time.Millisecond), 10) // rounded up
-	}
-	end := ""
-	if q.placeEnd > 0 && q.mode != noQueue {
-		end = strconv.FormatInt(q.placeEnd, 10)
-	}
-	r, acked, err := p.run(ctx, scripts.SemObtain, keys, q.wait, q.token, millis(q.ttl), queueModeArg[q.mode], q.keys.waiter, lease, q.meta, fenceLifeArg, claim, end, p.n)
+	r, acked, err := p.run(ctx, scripts.SemObtain, keys, q.wait, obtainArgs(q, p.n)...)
 	if err != nil {
 		return res, err
 	}
-	res.acked = acked
-	rep, err := parseObtainReply(r)
-	if err != nil {
-		return res, err
-	}
-	switch rep.status {
-	case obtainOurs:
-		res.ok, res.fence = true, rep.fence
-		if rep.pttl >= 0 {
-			res.left, res.leftKnown = asDuration(rep.pttl), true
-		}
-	case obtainQueued:
-		res.holder, res.queued, res.serverTime = asDuration(rep.pttl), true, rep.serverTime
-	case obtainLapsed:
-		res.holder, res.lapsed, res.serverTime = asDuration(rep.pttl), true, rep.serverTime
-	default:
-		res.holder, res.serverTime = asDuration(rep.pttl), rep.serverTime
-	}
-	return res, nil
+	return obtainResult(r, acked)
 }
 
 func (p *semPath) release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error) {
