@@ -90,9 +90,9 @@ func TestObtainReqInit(t *testing.T) {
 	if want := keysFor("{user:1}:lock"); r.keys.queue != want.queue || r.keys.channel != want.channel || r.keys.waiter != want.waiter || r.keys.fence != want.fence {
 		t.Fatalf("init's keys %+v differ from keysFor's %+v", r.keys, want)
 	}
-	// A release sends the short form (release.lua): the lock key, its
-	// queue and the token; a waiter that leaves, the full form.
-	if got := r.keys.relKeys; len(got) != 2 || got[0] != r.key || got[1] != r.keys.queue {
+	// A release sends the short form (release.lua): the lock's keys and
+	// the token; a waiter that leaves, the full form.
+	if got := r.keys.relKeys; len(got) != 3 || got[0] != r.key || got[1] != r.keys.queue || got[2] != r.keys.fence {
 		t.Fatalf("release KEYS %q", got)
 	}
 	if got := r.keys.leaveKeys; len(got) != 3 || got[0] != r.key || got[1] != r.keys.queue || got[2] != r.keys.fence {
@@ -120,7 +120,7 @@ func TestObtainReqInitWithPrefix(t *testing.T) {
 	if r.keys.lock != "app:job" || r.keys.queue != want.queue || r.keys.fence != want.fence || r.keys.waiter != want.waiter || r.keys.channel != want.channel {
 		t.Fatalf("init's keys %+v differ from keysIn's %+v", r.keys, want)
 	}
-	if got := r.keys.relKeys; len(got) != 2 || got[1] != "app:{app:job}:relock:q:job" || r.keys.leaveArgs[2] != "app:{app:job}:relock:c:job" {
+	if got := r.keys.relKeys; len(got) != 3 || got[1] != "app:{app:job}:relock:q:job" || r.keys.leaveArgs[2] != "app:{app:job}:relock:c:job" {
 		t.Fatalf("release KEYS %q, leave ARGV %q", got, r.keys.leaveArgs)
 	}
 }
@@ -348,7 +348,8 @@ func FuzzKeys(f *testing.F) {
 }
 
 // The short form of the release script (release.lua) names a lock's
-// fencing counter, waiter keys and channel after its queue, by replacing
+// waiter keys and channel after its queue (as the fencing counter would
+// be), by replacing
 // the role that follows the first "}:relock:", and gives the counter
 // fenceLife, which it spells out: both must agree with buildKeys and
 // paths.go.

@@ -66,9 +66,9 @@ func (r *obtainReq) init(key string) {
 }
 
 // setReleaseArgs builds the release script's KEYS and ARGV for r's keys and
-// token into r's own storage: the short form (the lock key and its queue,
-// the token alone; see release.lua) for a release, the full form for a
-// waiter that leaves.
+// token into r's own storage: the short form (the lock's keys, the token
+// alone; see release.lua) for a release, the full form for a waiter that
+// leaves.
 func (r *obtainReq) setReleaseArgs() {
 	k := &r.keys
 	r.relKeys[0] = k.lock
@@ -80,7 +80,7 @@ func (r *obtainReq) setReleaseArgs() {
 	r.relArgs = [6]string{r.token, k.waiter, k.channel, "", leftTombstoneArg, fenceLifeArg}
 	r.leaveArgs = r.relArgs
 	r.leaveArgs[3] = "leave"
-	k.relKeys, k.relArgs = r.relKeys[:min(n, 2)], r.relArgs[:1]
+	k.relKeys, k.relArgs = r.relKeys[:n], r.relArgs[:1]
 	k.leaveKeys, k.leaveArgs = r.relKeys[:n], r.leaveArgs[:]
 }
 
@@ -376,18 +376,15 @@ func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave
 }
 
 // releaseArgs returns the release script's KEYS and ARGV: the short form,
-// the lock key and its queue and the token alone, unless leave (a waiter
-// that gives up), which needs the full form. See release.lua.
+// the lock's keys and the token alone, unless leave (a waiter that gives
+// up), which needs the full form. See release.lua.
 func releaseArgs(k lockKeys, token string, leave bool) (keys, args []string) {
 	keys = []string{k.lock}
-	if !leave {
-		if k.queue != "" {
-			keys = append(keys, k.queue)
-		}
-		return keys, []string{token}
-	}
 	if k.queue != "" {
 		keys = append(keys, k.queue, k.fence)
+	}
+	if !leave {
+		return keys, []string{token}
 	}
 	return keys, []string{token, k.waiter, k.channel, "leave", leftTombstoneArg, fenceLifeArg}
 }

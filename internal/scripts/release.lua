@@ -7,15 +7,14 @@
 --          first, for good (its waiter key becomes "-" for ARGV[5] ms, so a
 --          join that arrives late is refused); ARGV[6] how long an unused
 --          fencing counter lives, in ms.
---   short: KEYS[1] lock key; KEYS[2] (optional) its waiter queue. ARGV[1]
---          token, alone. The other names are derived from the queue's
---          (see keys.go: P.."{"..tag.."}:relock:q:"..N, whose first
---          "}:relock:" follows the tag; the waiter prefix, fencing counter
---          and channel differ only in the role, "w:"..N..":", "f:", "c:"),
---          and only when a waiter is served, and a fencing counter lives
+--   short: KEYS as in the full form; ARGV[1] token, alone. The waiter
+--          prefix and channel are named after the queue (see keys.go:
+--          P.."{"..tag.."}:relock:q:"..N, whose first "}:relock:" follows
+--          the tag; they differ only in the role, "w:"..N..":" and "c:"),
+--          only when a waiter is served, and a fencing counter lives
 --          86400000 ms (fenceLife in paths.go). A release of a lock nobody
---          waits for thus carries what a plain compare-and-delete does
---          plus the queue's name, and costs the server one LPOP more.
+--          waits for thus carries the keys and the token, as a plain
+--          compare-and-delete does, and costs the server one LPOP more.
 -- Releases of earlier versions send the full form; this script serves both.
 --
 -- When the key holds the token, it goes to the next waiter (SET with the
@@ -42,11 +41,10 @@ if queue then
       break
     end
     if not wprefix then
-      -- The short form: name the companions after the queue.
+      -- The short form: name the waiter keys and channel after the queue.
       local i = string.find(queue, '}:relock:q:', 1, true)
       local base, name = string.sub(queue, 1, i + 8), string.sub(queue, i + 11)
-      wprefix, channel = base .. 'w:' .. name .. ':', base .. 'c:' .. name
-      fence, fenceLife = base .. 'f:' .. name, '86400000'
+      wprefix, channel, fenceLife = base .. 'w:' .. name .. ':', base .. 'c:' .. name, '86400000'
     end
     local wkey = wprefix .. nxt
     local want = redis.call('GET', wkey)

@@ -57,9 +57,9 @@ func (c *scriptLog) last(t *testing.T) (keys, args []string) {
 	return r[0], r[1]
 }
 
-// An uncontended release carries what a compare-and-delete does, plus the
-// queue's name: the full form's fencing counter, waiter prefix, channel
-// and constants are left to the script, which needs them only to serve a
+// An uncontended release carries the lock's keys and the token, as a
+// compare-and-delete does: the full form's waiter prefix, channel and
+// constants are left to the script, which needs them only to serve a
 // waiter. An attached lock releases the same way.
 func TestUncontendedReleaseSendsTheShortForm(t *testing.T) {
 	eachServer(t, func(t *testing.T, s *srv) {
@@ -77,8 +77,9 @@ func TestUncontendedReleaseSendsTheShortForm(t *testing.T) {
 		check := func(what string) {
 			t.Helper()
 			keys, args := conn.last(t)
-			if len(keys) != 2 || keys[0] != "app:"+key || keys[1] != "app:{short-"+key[len("{short-"):len(key)-len("}:job")]+"}:relock:q:"+key {
-				t.Errorf("%s: release KEYS %q, want the lock key and its queue", what, keys)
+			tag := "app:{short-" + key[len("{short-"):len(key)-len("}:job")] + "}:relock:"
+			if len(keys) != 3 || keys[0] != "app:"+key || keys[1] != tag+"q:"+key || keys[2] != tag+"f:"+key {
+				t.Errorf("%s: release KEYS %q, want the lock key, its queue and fencing counter", what, keys)
 			}
 			if len(args) != 1 || len(args[0]) != 32 {
 				t.Errorf("%s: release ARGV %q, want the token alone", what, args)
