@@ -61,9 +61,10 @@ type lockKeys struct {
 	channel string // where hand-overs are announced
 
 	// For a lock of ours (see obtainReq.init), the release script's KEYS
-	// and ARGV, built once so that a release allocates nothing; nil
-	// otherwise.
-	relKeys, relArgs, leaveArgs []string
+	// and ARGV, built once so that a release allocates nothing: the short
+	// form for a release, the full one for a waiter that leaves (see
+	// release.lua); nil otherwise.
+	relKeys, relArgs, leaveKeys, leaveArgs []string
 }
 
 // keysFor returns the keys of the lock whose Redis key is key, taken by a

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/relock-go/relock/internal/scripts"
 )
 
 func TestKeysFor(t *testing.T) {
@@ -88,10 +90,15 @@ func TestObtainReqInit(t *testing.T) {
 	if want := keysFor("{user:1}:lock"); r.keys.queue != want.queue || r.keys.channel != want.channel || r.keys.waiter != want.waiter || r.keys.fence != want.fence {
 		t.Fatalf("init's keys %+v differ from keysFor's %+v", r.keys, want)
 	}
+	// A release sends the short form (release.lua): the lock's keys and
+	// the token; a waiter that leaves, the full form.
 	if got := r.keys.relKeys; len(got) != 3 || got[0] != r.key || got[1] != r.keys.queue || got[2] != r.keys.fence {
 		t.Fatalf("release KEYS %q", got)
 	}
-	if a, l := r.keys.relArgs, r.keys.leaveArgs; a[0] != r.token || a[3] != "" || l[3] != "leave" || a[1] != r.keys.waiter || a[2] != r.keys.channel {
+	if got := r.keys.leaveKeys; len(got) != 3 || got[0] != r.key || got[1] != r.keys.queue || got[2] != r.keys.fence {
+		t.Fatalf("leave KEYS %q", got)
+	}
+	if a, l := r.keys.relArgs, r.keys.leaveArgs; len(a) != 1 || a[0] != r.token || l[0] != r.token || l[3] != "leave" || l[1] != r.keys.waiter || l[2] != r.keys.channel || l[5] != fenceLifeArg {
 		t.Fatalf("release ARGV %q, leave ARGV %q", a, l)
 	}
 	var s obtainReq
@@ -113,8 +120,8 @@ func TestObtainReqInitWithPrefix(t *testing.T) {
 	if r.keys.lock != "app:job" || r.keys.queue != want.queue || r.keys.fence != want.fence || r.keys.waiter != want.waiter || r.keys.channel != want.channel {
 		t.Fatalf("init's keys %+v differ from keysIn's %+v", r.keys, want)
 	}
-	if got := r.keys.relKeys; len(got) != 3 || got[1] != "app:{app:job}:relock:q:job" || r.keys.relArgs[2] != "app:{app:job}:relock:c:job" {
-		t.Fatalf("release KEYS %q, ARGV %q", got, r.keys.relArgs)
+	if got := r.keys.relKeys; len(got) != 3 || got[1] != "app:{app:job}:relock:q:job" || r.keys.leaveArgs[2] != "app:{app:job}:relock:c:job" {
+		t.Fatalf("release KEYS %q, leave ARGV %q", got, r.keys.leaveArgs)
 	}
 }
 
@@ -338,4 +345,37 @@ func FuzzKeys(f *testing.F) {
 			checkPair(t, n, b)
 		}
 	})
+}
+
+// The short form of the release script (release.lua) names a lock's
+// waiter keys and channel after its queue (as the fencing counter would
+// be), by replacing
+// the role that follows the first "}:relock:", and gives the counter
+// fenceLife, which it spells out: both must agree with buildKeys and
+// paths.go.
+func TestReleaseScriptDerivesCompanions(t *testing.T) {
+	if !strings.Contains(scripts.Release.Src, "'"+fenceLifeArg+"'") {
+		t.Fatalf("release.lua does not give a fencing counter fenceLife (%s ms)", fenceLifeArg)
+	}
+	derive := func(queue string) (fence, waiter, channel string) {
+		i := strings.Index(queue, "}:relock:q:")
+		base, name := queue[:i+9], queue[i+11:]
+		return base + "f:" + name, base + "w:" + name + ":", base + "c:" + name
+	}
+	for _, c := range []struct {
+		key  string
+		plen int
+	}{
+		{"job", 0}, {"{user:1}:job", 0}, {"app:job", 4}, {"app:{u}:job", 4}, {"{t}:job", 4},
+		{"a:relock:q:b", 0}, {"{x}:relock:q:y", 0}, {"p:q:{a}b", 4},
+	} {
+		k := keysIn(c.key, c.plen)
+		if k.queue == "" {
+			t.Fatalf("%q: no companions", c.key)
+		}
+		f, w, ch := derive(k.queue)
+		if f != k.fence || w != k.waiter || ch != k.channel {
+			t.Errorf("%q (prefix %q): derived %q %q %q, want %q %q %q", c.key, c.key[:c.plen], f, w, ch, k.fence, k.waiter, k.channel)
+		}
+	}
 }

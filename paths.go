@@ -69,7 +69,9 @@ func (r *obtainReq) init(key string) {
 }
 
 // setReleaseArgs builds the release script's KEYS and ARGV for r's keys and
-// token into r's own storage.
+// token into r's own storage: the short form (the lock's keys, the token
+// alone; see release.lua) for a release, the full form for a waiter that
+// leaves.
 func (r *obtainReq) setReleaseArgs() {
 	k := &r.keys
 	r.relKeys[0] = k.lock
@@ -81,7 +83,8 @@ func (r *obtainReq) setReleaseArgs() {
 	r.relArgs = [6]string{r.token, k.waiter, k.channel, "", leftTombstoneArg, fenceLifeArg}
 	r.leaveArgs = r.relArgs
 	r.leaveArgs[3] = "leave"
-	k.relKeys, k.relArgs, k.leaveArgs = r.relKeys[:n], r.relArgs[:], r.leaveArgs[:]
+	k.relKeys, k.relArgs = r.relKeys[:n], r.relArgs[:1]
+	k.leaveKeys, k.leaveArgs = r.relKeys[:n], r.leaveArgs[:]
 }
 
 // queueMode says what a try does with the waiter queue when the lock is
@@ -375,20 +378,12 @@ func obtainResult(r any, acked int) (obtainRes, error) {
 func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave bool) (bool, error) {
 	keys, args := k.relKeys, k.relArgs
 	if leave {
-		args = k.leaveArgs
+		keys, args = k.leaveKeys, k.leaveArgs
 	}
 	if keys == nil || args[0] != token {
 		// Not built for this token (a lock rebuilt by Attach builds them
 		// too; this is the general case).
-		keys = []string{k.lock}
-		if k.queue != "" {
-			keys = append(keys, k.queue, k.fence)
-		}
-		mode := ""
-		if leave {
-			mode = "leave"
-		}
-		args = []string{token, k.waiter, k.channel, mode, leftTombstoneArg, fenceLifeArg}
+		keys, args = releaseArgs(k, token, leave)
 	}
 	r, _, err := p.run(ctx, scripts.Release, keys, nil, args...)
 	if err != nil {
@@ -396,6 +391,20 @@ func (p scriptPath) release(ctx context.Context, k lockKeys, token string, leave
 	}
 	n, err := asInt64(r)
 	return n == 1, err
+}
+
+// releaseArgs returns the release script's KEYS and ARGV: the short form,
+// the lock's keys and the token alone, unless leave (a waiter that gives
+// up), which needs the full form. See release.lua.
+func releaseArgs(k lockKeys, token string, leave bool) (keys, args []string) {
+	keys = []string{k.lock}
+	if k.queue != "" {
+		keys = append(keys, k.queue, k.fence)
+	}
+	if !leave {
+		return keys, []string{token}
+	}
+	return keys, []string{token, k.waiter, k.channel, "leave", leftTombstoneArg, fenceLifeArg}
 }
 
 func (p scriptPath) refresh(ctx context.Context, k lockKeys, token string, ttl time.Duration, w *replicaWait) (bool, int, error) {
