@@ -451,3 +451,32 @@ func TestObserverAllocations(t *testing.T) {
 		t.Errorf("Obtain+Refresh+Release: %v allocations with a plain observer, %v without", plain, none)
 	}
 }
+
+// Issue 19.3: an uncontended Obtain and Release with default options
+// allocate at most maxPairAllocations times in relock (the driver's own
+// allocations aside: cannedScripts answers from memory).
+func TestPairAllocations(t *testing.T) {
+	if raceEnabled() {
+		t.Skip("the race detector changes what escapes to the heap; .ci/run counts them in a step of its own, without -race")
+	}
+	const maxPairAllocations = 3
+	c, err := relock.New(&cannedScripts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	n := testing.AllocsPerRun(500, func() {
+		l, err := c.Obtain(ctx, "allocs:pair", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("Obtain+Release: %v allocations", n)
+	if n > maxPairAllocations {
+		t.Errorf("Obtain+Release: %v allocations, want at most %d", n, maxPairAllocations)
+	}
+}
