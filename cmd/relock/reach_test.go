@@ -41,6 +41,7 @@ func refusedAddr(t *testing.T) string {
 // how long it took.
 func timedRelock(t *testing.T, args ...string) (int, string, time.Duration) {
 	t.Helper()
+	relockBinary(t) // not timed: the build
 	start := time.Now()
 	p := startRelock(t, args...)
 	code := p.wait(60 * time.Second)
@@ -151,6 +152,7 @@ func inspect(t *testing.T, s *testredis.Server, key string) relock.Info {
 // 127 (126 not executable) before relock touches Redis: with a server, no
 // key is set; without one, the exit status is still 127, not 69.
 func TestRunCommandResolvedFirst(t *testing.T) {
+	t.Parallel() // a private server of its own
 	s := testredis.Start(t)
 	notExec := filepath.Join(t.TempDir(), "script")
 	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
@@ -176,6 +178,7 @@ func TestRunCommandResolvedFirst(t *testing.T) {
 // TestRunFlagsAfterKeyAndShell checks flags after KEY, -c, and -wait and
 // -E against a held lock.
 func TestRunFlagsAfterKeyAndShell(t *testing.T) {
+	t.Parallel() // a private server of its own; waits for -wait
 	s := testredis.Start(t)
 	const key = "relock-cli:after"
 
