@@ -125,7 +125,7 @@ func TestDriversRegistered(t *testing.T) {
 // TestDemoEmbedded runs the demo as "relock demo" does on a machine without
 // Redis: with the embedded miniredis and every registered adapter.
 func TestDemoEmbedded(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, ignoreBuild)
 	const workers, rounds = 4, 10
 	code, out, errOut := runForTest(t, "demo", "-workers", strconv.Itoa(workers), "-rounds", strconv.Itoa(rounds))
 	if code != exitOK {
@@ -216,7 +216,7 @@ func TestDemoTimeout(t *testing.T) {
 // TestDemoInterrupted checks that a cancelled context (Ctrl-C) ends the
 // demo promptly with exit code 130.
 func TestDemoInterrupted(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, ignoreBuild)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	var out, errOut bytes.Buffer

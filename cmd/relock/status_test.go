@@ -172,7 +172,7 @@ func TestReleaseForce(t *testing.T) {
 // miniredis with every driver, for the race detector and machines without
 // Redis.
 func TestStatusReleaseInProcess(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, ignoreBuild)
 	mr, err := miniredis.Run()
 	if err != nil {
 		t.Fatal(err)

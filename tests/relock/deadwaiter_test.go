@@ -53,13 +53,17 @@ func chaosClient(t *testing.T, adapter, addr string) *relock.Client {
 	return c
 }
 
-// waitWaiters waits until Inspect counts n live waiters on key.
+// waitWaiters waits until Inspect counts n live waiters on key, or more:
+// under -race on a loaded 2-core machine the count went past n between
+// two polls (38 seen while waiting for 30: issue 19 item 4 load run,
+// TestManyDeadWaitersHoldAFreeLockBriefly/cut), and an exact match then
+// never came. The tests' bounds on what follows stay as they are.
 func waitWaiters(t *testing.T, c *relock.Client, key string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		info, err := c.Inspect(context.Background(), key)
-		if err == nil && info.Waiters == n {
+		if err == nil && info.Waiters >= n {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -85,7 +85,10 @@ func TestEveryContender(t *testing.T) {
 		t.Run(strings.ReplaceAll(c.Name, "/", "_"), func(t *testing.T) {
 			for _, sc := range scenarios {
 				for _, perWorker := range []bool{false, true} {
-					if perWorker && sc.Kind == Uncontended {
+					if perWorker && (sc.Kind == Uncontended || testing.Short()) {
+						// Under -short the per-worker clients are left to
+						// the full run: 29 contenders, a contended run of
+						// 200 ms and its drain each.
 						continue
 					}
 					p := p

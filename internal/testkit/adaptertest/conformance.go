@@ -133,7 +133,7 @@ func stall(t *testing.T, d time.Duration, replicas ...*testredis.Server) {
 
 // waitAsleep returns once the server at addr leaves a PING unanswered for
 // 50 ms, or fails t after 2 s.
-func waitAsleep(t *testing.T, addr string) {
+func waitAsleep(t testing.TB, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
 	for {

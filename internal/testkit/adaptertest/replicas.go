@@ -175,7 +175,9 @@ func (rp *ReplicaPair) CheckAcks(t testing.TB, ctx context.Context, w driver.Rep
 		_, err := rp.Replica.Do("DEBUG", "SLEEP", sleep)
 		slept <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Asleep, seen, rather than 100 ms later: the sleep's start is what
+	// the checks below are timed from.
+	waitAsleep(t, rp.Replica.Addr())
 	if n, err := rp.Primary.Do("WAIT", "1", "300"); n != int64(1) || err != nil {
 		t.Fatalf("WAIT on a fresh connection = %#v, %v; want 1", n, err)
 	}

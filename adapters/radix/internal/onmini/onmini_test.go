@@ -14,6 +14,7 @@ import (
 	"github.com/relock-go/relock/driver"
 	"github.com/relock-go/relock/internal/testkit/adaptertest"
 	"github.com/relock-go/relock/internal/testkit/minitest"
+	"github.com/relock-go/relock/internal/testkit/testredis"
 )
 
 func TestMain(m *testing.M) {
@@ -61,7 +62,10 @@ func newPool(t *testing.T, addr string) radix.Client {
 }
 
 // TestConformance runs the conformance suite on miniredis, through a pool
-// (New) and through Open.
+// (New) and through Open. Under -short only New runs (18 s each on this
+// 2-core machine): Open builds the same pool from the URL, and
+// TestDeadlineSilentServer/Open and TestOpenRules in adapters/radix cover
+// Open under -short.
 func TestConformance(t *testing.T) {
 	t.Run("New", func(t *testing.T) {
 		minitest.RunConformance(t, func(t *testing.T, b adaptertest.Backend) driver.Conn {
@@ -69,6 +73,7 @@ func TestConformance(t *testing.T) {
 		}, nil)
 	})
 	t.Run("Open", func(t *testing.T) {
+		testredis.SkipShort(t, "the conformance suite a second time, through Open")
 		minitest.RunConformance(t, func(t *testing.T, b adaptertest.Backend) driver.Conn {
 			c, err := radixadapter.Driver{}.Open("redis://" + b.Addr)
 			if err != nil {
