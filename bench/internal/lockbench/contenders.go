@@ -96,6 +96,12 @@ var relockAdapters = []struct {
 
 // Contenders returns every contender, in table order.
 func Contenders() []Contender {
+	cs := append([]Contender(nil), mutexContenders()...)
+	return append(cs, primitiveContenders()...)
+}
+
+// mutexContenders are relock's mutex through every adapter and its peers.
+func mutexContenders() []Contender {
 	var cs []Contender
 	for _, a := range relockAdapters {
 		for _, v := range RelockVariants {

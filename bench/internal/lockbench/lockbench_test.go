@@ -146,6 +146,26 @@ func TestExclusionGuard(t *testing.T) {
 	}
 }
 
+// TestPermitGuard checks the guard of a contender with permits: 8 workers
+// of a lock that excludes nobody exceed 4 permits, and never 8.
+func TestPermitGuard(t *testing.T) {
+	p := Params{ContendedDuration: 100 * time.Millisecond, Hold: time.Millisecond, Drain: time.Second}
+	sc := Scenario{Name: "contended-8", Kind: Contended, Workers: 8}
+	for _, permits := range []int{4, 8} {
+		c := Contender{Name: "nolock", Permits: permits, Open: func(Config) (Session, error) { return noLock{}, nil }}
+		r := Run(context.Background(), c, sc, Config{}, p, nil)
+		if r.SetupErr != nil {
+			t.Fatal(r.SetupErr)
+		}
+		switch {
+		case permits < sc.Workers && r.Violations == 0:
+			t.Errorf("%d permits: no violation seen with %d acquisitions by %d workers of a lock that excludes nobody", permits, r.Acquisitions, sc.Workers)
+		case permits >= sc.Workers && r.Violations != 0:
+			t.Errorf("%d permits: %d violations with only %d workers", permits, r.Violations, sc.Workers)
+		}
+	}
+}
+
 type noLock struct{}
 
 func (noLock) Lock(context.Context, string) (Unlock, error) {

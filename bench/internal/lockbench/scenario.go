@@ -323,10 +323,17 @@ func Run(ctx context.Context, c Contender, sc Scenario, cfg Config, p Params, ad
 		var inSection, violations atomic.Int64
 		for w := range sc.Workers {
 			wg.Go(func() {
-				contendedWorker(ctx, session(w), prefix, end, p, &inSection, &violations, &stats[w])
+				contendedWorker(ctx, session(w), prefix, end, p, int64(max(c.Permits, 1)), &inSection, &violations, &stats[w])
 			})
 		}
-		defer func() { res.Violations = violations.Load() }()
+		defer func() {
+			res.Violations = violations.Load()
+			for _, s := range sessions {
+				if sc, ok := s.(selfChecked); ok {
+					res.Violations += sc.Violations()
+				}
+			}
+		}()
 	}
 	wg.Wait()
 	res.Wall = time.Since(start)
@@ -446,7 +453,7 @@ func uncontendedWorker(ctx context.Context, s Session, key string, end time.Time
 	}
 }
 
-func contendedWorker(ctx context.Context, s Session, key string, end time.Time, p Params,
+func contendedWorker(ctx context.Context, s Session, key string, end time.Time, p Params, permits int64,
 	inSection, violations *atomic.Int64, st *workerStats) {
 	for {
 		t0 := time.Now()
@@ -463,7 +470,7 @@ func contendedWorker(ctx context.Context, s Session, key string, end time.Time, 
 			return
 		}
 		st.waits = append(st.waits, got.Sub(t0))
-		if inSection.Add(1) != 1 {
+		if inSection.Add(1) > permits {
 			violations.Add(1)
 		}
 		inWindow := got.Before(end)

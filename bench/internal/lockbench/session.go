@@ -69,6 +69,9 @@ type Contender struct {
 	// MustExclude is set for contenders whose mutual exclusion is asserted
 	// (the harness test fails on any violation); peers are only reported.
 	MustExclude bool
+	// Permits is how many holders of one key may overlap (a semaphore's
+	// permits); 0 means 1, a mutex.
+	Permits int
 	// Raw, if set, names the raw loop this contender is compared with
 	// (a client built with other options than the usual one).
 	Raw string
