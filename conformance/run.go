@@ -45,6 +45,12 @@ import (
 //   - Wake: waiters woken by a hand-over on release (driver.Subscriber),
 //     promptly (woken, not polling), the fallback when a notification is
 //     lost, FIFO order, and no subscription left after Close.
+//   - Primitives: the semaphore (Primitives/Semaphore) and the read-write
+//     lock (Primitives/RWLock) through the portable API: what they need of
+//     a driver beyond the mutex (their scripts' replies; several hand-overs
+//     announced by one script call, each delivered: two permits freed at
+//     once, a batch of readers woken by a writer's release); on the WATCH
+//     path, ErrUnsupported.
 //   - Paths/SameAnswers: where a driver has both paths, one scenario gives
 //     the same answers through each.
 //
@@ -71,6 +77,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("BadInput", paths(h, testBadInput))
 	t.Run("Lease", func(t *testing.T) { testLease(t, h) })
 	t.Run("Wake", func(t *testing.T) { testWake(t, h) })
+	t.Run("Primitives", func(t *testing.T) { testPrimitives(t, h) })
 	t.Run("Paths", func(t *testing.T) {
 		t.Run("SameAnswers", func(t *testing.T) { testSameAnswers(t, h) })
 	})

@@ -1,0 +1,153 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/relock-go/relock"
+)
+
+// testPrimitives checks what relock's semaphore and read-write lock need
+// of a driver beyond what the mutex needs: their scripts' replies (sorted
+// sets, hashes, several keys written in one call) mapped as the driver
+// package says, and several hand-overs announced by one script call (a
+// release that frees two permits, a writer's release that wakes a batch
+// of readers), each delivered to its waiter. Both need the script path;
+// on the WATCH path they must be refused with ErrUnsupported.
+func testPrimitives(t *testing.T, h Harness) {
+	t.Run("Semaphore", paths(h, func(t *testing.T, s *setup) {
+		if s.path == pathWatch {
+			_, err := s.client.Semaphore(s.key("sem"), 2).TryObtain(bg(), time.Second)
+			if !errors.Is(err, relock.ErrUnsupported) {
+				t.Fatalf("Semaphore.TryObtain on the WATCH path = %v, want ErrUnsupported", err)
+			}
+			return
+		}
+		wakeSetup(t, s)
+		k := s.key("sem")
+		sem := s.client.Semaphore(k, 2)
+		a := mustObtain(t)(sem.TryObtain(bg(), 10*time.Second))
+		b := mustObtain(t)(sem.TryObtain(bg(), 10*time.Second))
+		if l, err := sem.TryObtain(bg(), 10*time.Second); !errors.Is(err, relock.ErrNotObtained) {
+			t.Fatalf("a third permit of 2: %v, %v; want ErrNotObtained", l, err)
+		}
+		info, err := sem.Inspect(bg())
+		if err != nil {
+			t.Fatalf("Inspect: %v", err)
+		}
+		if len(info.Holders) != 2 {
+			t.Fatalf("Inspect: %d holders, want 2 (%+v)", len(info.Holders), info)
+		}
+		// Two waiters that never poll; raising the limit to 4 frees two
+		// permits in one script call, announced twice.
+		w1 := s.startPrimitiveWaiter(func(c *relock.Client, ctx context.Context) (*relock.Lock, error) {
+			return c.Semaphore(k, 2).Obtain(ctx, 10*time.Second)
+		})
+		w2 := s.startPrimitiveWaiter(func(c *relock.Client, ctx context.Context) (*relock.Lock, error) {
+			return c.Semaphore(k, 2).Obtain(ctx, 10*time.Second)
+		})
+		if err := sem.SetLimit(bg(), 4); err != nil {
+			t.Fatalf("SetLimit(4): %v", err)
+		}
+		l1 := w1.wait(t, "a semaphore waiter when the limit rose")
+		l2 := w2.wait(t, "a semaphore waiter when the limit rose")
+		w1.wantWoken(t, l1, "the first semaphore waiter")
+		w2.wantWoken(t, l2, "the second semaphore waiter")
+		if err := sem.SetLimit(bg(), 0); err != nil {
+			t.Fatalf("SetLimit(0): %v", err)
+		}
+		for _, l := range []*relock.Lock{a, b, l1, l2} {
+			if err := l.Release(bg()); err != nil {
+				t.Fatalf("Release of a permit: %v", err)
+			}
+		}
+		if info, err := sem.Inspect(bg()); err != nil || len(info.Holders) != 0 {
+			t.Fatalf("Inspect after every release: %+v, %v; want no holder", info, err)
+		}
+	}))
+	t.Run("RWLock", paths(h, func(t *testing.T, s *setup) {
+		if s.path == pathWatch {
+			_, err := s.client.RWLock(s.key("rw")).TryObtainRead(bg(), time.Second)
+			if !errors.Is(err, relock.ErrUnsupported) {
+				t.Fatalf("RWLock.TryObtainRead on the WATCH path = %v, want ErrUnsupported", err)
+			}
+			return
+		}
+		wakeSetup(t, s)
+		k := s.key("rw")
+		rw := s.client.RWLock(k)
+		wl := mustObtain(t)(rw.TryObtainWrite(bg(), 10*time.Second))
+		if l, err := rw.TryObtainRead(bg(), 10*time.Second); !errors.Is(err, relock.ErrNotObtained) {
+			t.Fatalf("a read lock while a writer holds: %v, %v; want ErrNotObtained", l, err)
+		}
+		var ws []*waiter
+		for range 3 {
+			ws = append(ws, s.startPrimitiveWaiter(func(c *relock.Client, ctx context.Context) (*relock.Lock, error) {
+				return c.RWLock(k).ObtainRead(ctx, 10*time.Second)
+			}))
+		}
+		if err := wl.Release(bg()); err != nil {
+			t.Fatalf("Release of the write lock: %v", err)
+		}
+		var readers []*relock.Lock
+		for _, w := range ws {
+			l := w.wait(t, "a reader queued behind a writer")
+			w.wantWoken(t, l, "a reader of the batch")
+			readers = append(readers, l)
+		}
+		info, err := rw.Inspect(bg())
+		if err != nil {
+			t.Fatalf("Inspect: %v", err)
+		}
+		if len(info.Readers) != 3 || info.Writer != nil {
+			t.Fatalf("Inspect after the batch: %d readers, writer %v; want 3 readers and no writer", len(info.Readers), info.Writer)
+		}
+		for _, l := range readers {
+			if err := l.Release(bg()); err != nil {
+				t.Fatalf("Release of a read lock: %v", err)
+			}
+		}
+	}))
+}
+
+// mustObtain returns a function that returns the lock an obtain returned,
+// and fails t if it returned an error.
+func mustObtain(t *testing.T) func(*relock.Lock, error) *relock.Lock {
+	return func(l *relock.Lock, err error) *relock.Lock {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("obtain: %v", err)
+		}
+		return l
+	}
+}
+
+// startPrimitiveWaiter starts obtain on a client of its own whose retry
+// strategy never polls (an hour between tries), and returns once the
+// client has subscribed and a try after the first has answered: it is
+// then queued.
+func (s *setup) startPrimitiveWaiter(obtain func(*relock.Client, context.Context) (*relock.Lock, error)) *waiter {
+	s.t.Helper()
+	c, p := s.other(relock.WithRetry(relock.FixedRetry(time.Hour)))
+	ch := make(chan obtained, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.t.Cleanup(cancel)
+	go func() {
+		l, err := obtain(c, ctx)
+		ch <- obtained{l, err}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.total("EvalSha returned") < 2 || p.total("Subscribe") < 1 {
+		if time.Now().After(deadline) {
+			s.t.Fatal("the waiter did not subscribe and queue within 10s")
+		}
+		select {
+		case r := <-ch:
+			s.t.Fatalf("the waiter returned before waiting: %v", r.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return &waiter{probe: p, got: ch}
+}
