@@ -119,13 +119,15 @@ func (s *subscription) settle(channel string, err error) {
 	}
 }
 
-// end records why the subscription ended, closes done and the PubSub.
+// end records why the subscription ended, closes the PubSub, then done:
+// once Done is seen, the connection go-redis may have dialled again by
+// itself after the failure is closed too.
 func (s *subscription) end(err error) {
 	s.once.Do(func() {
 		s.err = err
-		close(s.done)
 		s.cancel()
 		_ = s.ps.Close()
+		close(s.done)
 	})
 }
 
