@@ -379,3 +379,25 @@ func TestReleaseScriptDerivesCompanions(t *testing.T) {
 		}
 	}
 }
+
+// TestSemCompanionNames pins the names of a semaphore's companion keys,
+// which Redis already holds for semaphores in use: the lock's queue name
+// with the role in place of "q", for keys with and without a prefix, a
+// hash tag of their own, or a tag in the prefix.
+func TestSemCompanionNames(t *testing.T) {
+	for _, tc := range []struct {
+		key  string
+		plen int
+		want string
+	}{
+		{"pool", 0, "{pool}:relock:sh:pool"},
+		{"{user:1}:pool", 0, "{user:1}:relock:sh:{user:1}:pool"},
+		{"app:pool", 4, "app:{app:pool}:relock:sh:pool"},
+		{"{app}:pool", 6, "{app}:{app}:relock:sh:pool"},
+		{"a{b", 0, "{a{b}:relock:sh:a{b"},
+	} {
+		if got := companionOf(keysIn(tc.key, tc.plen).queue, semHoldRole); got != tc.want {
+			t.Errorf("the holders' companion of %q (prefix length %d) = %q, want %q", tc.key, tc.plen, got, tc.want)
+		}
+	}
+}

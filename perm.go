@@ -79,6 +79,17 @@ func permErr(err error) error {
 	return err
 }
 
+// scriptRefusal makes the error of a call that only a script can serve
+// (the semaphore's and the read-write lock's, which have no WATCH path)
+// match ErrNoPermission when the server refused it: scripting itself, or
+// one of its keys or channels.
+func scriptRefusal(err error) error {
+	if scriptingRefused(err) {
+		return noPermission(err, "EVALSHA, EVAL: grant @scripting")
+	}
+	return permErr(err)
+}
+
 // scripts runs fn on the script path unless scripting was refused, and
 // reports whether the caller should run it on the WATCH path instead.
 func (p permPath) scripts(fn func() error) (fallback bool, err error) {

@@ -222,3 +222,86 @@ func TestRefreshOvertakenByReleaseIsNoLoss(t *testing.T) {
 		t.Fatalf("%d EventReleased, want 1", n)
 	}
 }
+
+// TestRefreshNotOursThenReleaseFailsIsLoss drives the other end of
+// TestRefreshOvertakenByReleaseIsNoLoss: the release runs on the server,
+// an auto-refresh then finds the key not ours, and the release's answer is
+// lost (a timeout). The lock must not go on believing it holds the key:
+// it ends as lost (Err matches ErrLost and ErrNotHeld, Done is closed,
+// one EventLost), and Release reports the failure.
+func TestRefreshNotOursThenReleaseFailsIsLoss(t *testing.T) {
+	addr := testredis.Addr(t)
+	rdb := &rawRedis{addr: addr}
+	s := &rawServer{addr: addr, rdb: rdb}
+	key := s.key(t, "{notours}")
+	var mu sync.Mutex
+	armed := false
+	refreshWaiting := make(chan struct{})
+	releaseRan := make(chan struct{})
+	refreshDone := make(chan struct{})
+	var refreshOnce, ranOnce sync.Once
+	lostReply := errors.New("the release's reply was lost")
+	conn := &hookConn{rawConn: &rawConn{rdb: rdb}}
+	conn.before = func(ctx context.Context, sha string) error {
+		mu.Lock()
+		on := armed
+		mu.Unlock()
+		if on && sha == scripts.Refresh.SHA1 {
+			refreshOnce.Do(func() { close(refreshWaiting) })
+			<-releaseRan // sent only once the server has run the release
+		}
+		return nil
+	}
+	conn.after = func(ctx context.Context, sha string) error {
+		mu.Lock()
+		on := armed
+		mu.Unlock()
+		switch {
+		case on && sha == scripts.Release.SHA1:
+			ranOnce.Do(func() { close(releaseRan) })
+			<-refreshDone // the refresh's "not ours" comes first
+			return lostReply
+		case on && sha == scripts.Refresh.SHA1:
+			defer close(refreshDone)
+		}
+		return nil
+	}
+	c, err := New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ev events
+	l, err := c.Obtain(ctx, key, 300*time.Millisecond, WithAutoRefresh(), WithObserver(&ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	<-refreshWaiting
+	if err := l.Release(ctx); !errors.Is(err, lostReply) {
+		t.Fatalf("Release: %v, want the lost reply's error", err)
+	}
+	select {
+	case <-refreshDone:
+	default:
+		t.Fatal("the refresh had not returned: the test did not make the case")
+	}
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("Done is open: the lock still believes it holds a key that Redis deleted")
+	}
+	if err := l.Err(); !errors.Is(err, ErrLost) || !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Err() = %v, want ErrLost and ErrNotHeld", err)
+	}
+	if n := ev.count(EventLost); n != 1 {
+		t.Fatalf("%d EventLost, want 1", n)
+	}
+	if n, err := rdb.do("EXISTS", key); err != nil || n != int64(0) {
+		t.Fatalf("EXISTS key: %v, %v: the release did not run", n, err)
+	}
+}

@@ -229,10 +229,7 @@ func rwKeys(k lockKeys) []string {
 func (p rwPath) run(ctx context.Context, sc *scripts.Script, keys []string, w *replicaWait, args ...string) (any, int, error) {
 	r, acked, err := p.sp.run(ctx, sc, keys, w, args...)
 	if err != nil {
-		if scriptingRefused(err) {
-			return nil, 0, noPermission(err, "EVALSHA, EVAL: grant @scripting")
-		}
-		return nil, 0, permErr(err)
+		return nil, 0, scriptRefusal(err)
 	}
 	return r, acked, nil
 }

@@ -107,20 +107,11 @@ func (c *Client) Semaphore(name string, n int, opts ...Option) *Semaphore {
 		sp:    pp.scriptPath,
 		st:    pp.st,
 		keys:  k,
-		hold:  semCompanion(s.key, plen, semHoldRole),
-		limit: semCompanion(s.key, plen, semLimitRole),
+		hold:  companionOf(k.queue, semHoldRole),
+		limit: companionOf(k.queue, semLimitRole),
 		n:     strconv.Itoa(n),
 	}
 	return s
-}
-
-// semCompanion names the companion of the semaphore key key (of which the
-// first plen bytes are the Client's prefix) with role, as keys.go names a
-// lock's: same prefix, same tag, so the same slot.
-func semCompanion(key string, plen int, role string) string {
-	prefix, name := key[:plen], key[plen:]
-	tag, _ := companionTag(prefix, key)
-	return prefix + "{" + tag + "}" + reservedInfix + role + ":" + name
 }
 
 // Name returns the semaphore's name, as given to Client.Semaphore.
@@ -241,17 +232,13 @@ func (p *semPath) run(ctx context.Context, sc *scripts.Script, keys []string, w 
 		return nil, 0, noPermission(errors.New("the Redis user may not run scripts"), "EVALSHA")
 	}
 	r, acked, err := p.sp.run(ctx, sc, keys, w, args...)
-	switch {
-	case err == nil:
-		if p.st != nil {
-			p.st.proven.Store(true)
-		}
-	case scriptingRefused(err):
-		err = noPermission(err, "EVALSHA, EVAL: grant @scripting")
-	default:
-		err = permErr(err)
+	if err != nil {
+		return nil, 0, scriptRefusal(err)
 	}
-	return r, acked, err
+	if p.st != nil {
+		p.st.proven.Store(true)
+	}
+	return r, acked, nil
 }
 
 func (p *semPath) obtain(ctx context.Context, q *obtainReq) (obtainRes, error) {
