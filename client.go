@@ -406,6 +406,13 @@ type obtainer struct {
 	sent       time.Time
 	clockLo    int64
 	clockKnown bool
+	// syncSent and syncServer, once syncKnown, are the send time of the
+	// last try whose reply told the server's clock, and that clock, in
+	// microseconds: the server's clock read at most syncServer at
+	// syncSent (see claimHolds).
+	syncSent   time.Time
+	syncServer int64
+	syncKnown  bool
 	// lastRTT and maxRTT are the round trips of the last try answered
 	// and the longest one in this call; queuedRTT the longest after the
 	// first try, which may have paid for a new connection or loaded a
@@ -545,6 +552,7 @@ func (o *obtainer) tried(res obtainRes, err error, mode queueMode, sent, at time
 		if !o.clockKnown || lo > o.clockLo {
 			o.clockLo, o.clockKnown = lo, true
 		}
+		o.syncSent, o.syncServer, o.syncKnown = sent, res.serverTime, true
 	}
 	switch {
 	case res.ok:
@@ -954,6 +962,9 @@ func (o *obtainer) takeOver(payload string) (*Lock, error) {
 	// confirmed, the call's clean-up gives it back (to the next waiter).
 	unknown := o.unknown
 	o.unknown = true
+	if l, err, early := o.takeOverEarly(h); early {
+		return o.handedLock(l, err, unknown)
+	}
 	// Detached, like a try: a confirmation that the call's end cut would
 	// cost its connection, which the clean-up then needs. The refresh
 	// script writes only a key that holds our token: one that arrives
@@ -1003,6 +1014,84 @@ func (o *obtainer) takeOver(payload string) (*Lock, error) {
 			return nil, errorf("relock: obtain %q: %w", req.key, ErrClosed)
 		}
 	}
+}
+
+// earlyMargin is how much of a hand-over's claim must be left, beyond two of
+// the call's longest round trips, for takeOverEarly to give the lock before
+// its confirmation answers.
+const earlyMargin = 20 * time.Millisecond
+
+// claimHolds returns until when, in local time, a key whose expiry is
+// expiry (the server's clock, in microseconds) surely holds, given a try
+// sent at sent whose reply told the server's clock, server: the server ran
+// that try after it was sent, so at sent its clock read at most server,
+// and reaches expiry no earlier than sent + (expiry - server) by our clock,
+// less the drift margin for that span. ok is false when expiry is not
+// later than server.
+func claimHolds(sent time.Time, server, expiry int64) (time.Time, bool) {
+	span := time.Duration(expiry-server) * time.Microsecond
+	if span <= 0 {
+		return time.Time{}, false
+	}
+	return sent.Add(span - drift(span)), true
+}
+
+// takeOverEarly gives the lock that hand-over h announced at once, before
+// its confirmation answers, when the announcement tells when the claim
+// expires and enough of it is left; nil when it does not (the caller then
+// waits for the confirmation). The release script sets the claim's expiry
+// to an absolute time and announces that time (release.lua), so the
+// lock's validity is the claim's, mapped to our clock by the last try
+// that told the server's (claimHolds): never later than Redis keeps the
+// key. The confirmation, which sets the key's expiry to our TTL, goes on
+// in the background holding the lock's writes, so that no Refresh passes
+// it; its answer extends the validity (Lock.confirmed). On a slow link
+// this saves the hand-over a round trip (issue 19.3). Releases of earlier
+// versions announce the time of the hand-over instead, an expiry already
+// past: their hand-overs are confirmed first, as before. early is false
+// when the caller is to confirm first.
+func (o *obtainer) takeOverEarly(h handover) (_ *Lock, _ error, early bool) {
+	req, c := o.req, o.c
+	if req.wait != nil || !o.syncKnown {
+		return nil, nil, false // WithReplicas: the confirmation's answer is needed
+	}
+	until, ok := claimHolds(o.syncSent, o.syncServer, h.serverTime)
+	if !ok || time.Until(until) < 2*o.maxRTT+earlyMargin {
+		return nil, nil, false
+	}
+	if !c.cleanups.start(1) {
+		return nil, nil, false // closing
+	}
+	at := time.Now()
+	l := o.lock
+	l.validUntil = until
+	l.confirming = make(chan struct{})
+	if o.st.observer != nil {
+		l.ready = make(chan struct{}) // no loss reported before EventObtained
+	}
+	l.writes.Lock()
+	octx := o.ctx // not o, which would then escape to the heap
+	confirm := func() {
+		defer c.cleanups.done()
+		defer close(l.confirming)
+		defer l.writes.Unlock()
+		// Bounded by the claim: past it, the lock has ended anyway.
+		ctx, cancel := context.WithDeadline(context.WithoutCancel(octx), until)
+		stop := context.AfterFunc(c.life, cancel)
+		ok, _, err := l.req.path.refresh(ctx, l.req.keys, l.req.token, l.req.ttl, nil)
+		stop()
+		cancel()
+		if l.ready != nil {
+			<-l.ready
+		}
+		l.confirmed(at, ok, err)
+	}
+	nl, err := c.newLock(l, h.fence, at, o.st)
+	if err != nil && l.ready != nil {
+		close(l.ready) // no Lock for Obtain to close it
+	}
+	go confirm()
+	return nl, err, true
 }
 
 // handedLock finishes takeOver with what accepting the lock gave: the lock,
@@ -1149,6 +1238,7 @@ func (c *Client) Ping(ctx context.Context) error {
 const (
 	cleanupAttempt = 250 * time.Millisecond
 	cleanupFor     = 5 * time.Second
+	lastCleanup    = 2 * cleanupAttempt // Close's last attempt, at most
 )
 
 // cleanUp deletes the key, or hands it on, if a try left our token in it,
@@ -1180,7 +1270,18 @@ func (c *Client) cleanUpAfter(req *obtainReq, leave bool, after []*detached) {
 		until := time.Now().Add(lasts)
 		pause, attempt := 10*time.Millisecond, first
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), min(attempt, max(time.Until(until), 10*time.Millisecond)))
+			d := min(attempt, max(time.Until(until), 10*time.Millisecond))
+			if attempt == 0 {
+				// Close's last attempt: as long as a first one, up to
+				// lastCleanup, so that a server paused for a moment still
+				// answers it (10 ms left a hand-over's claim in the key
+				// after Close: issue 19.4). A claim lasts handoverClaim at
+				// most, so one this attempt cannot delete has expired by
+				// its end; a token a try wrote with its TTL, and whose
+				// reply was lost, stays until that TTL.
+				d = min(first, lastCleanup)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), d)
 			attempt *= 2
 			_, err := p.release(ctx, keys, token, leave)
 			cancel()
@@ -1192,7 +1293,7 @@ func (c *Client) cleanUpAfter(req *obtainReq, leave bool, after []*detached) {
 			case <-t.C:
 			case <-c.life.Done():
 				t.Stop()
-				until = time.Now() // Close: one last attempt
+				until, attempt = time.Now(), 0 // Close: one last attempt
 			}
 			pause = min(2*pause, 200*time.Millisecond)
 		}

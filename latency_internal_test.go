@@ -306,6 +306,15 @@ func TestHandOverWhileARenewalIsOnTheWire(t *testing.T) {
 	if took > time.Second {
 		t.Fatalf("the waiter took the hand-over %v after the release: it waited for its renewal (held back 2s)", took)
 	}
+	if c := r.l.confirming; c != nil {
+		// Given on the claim (takeOverEarly): its confirmation, also sent
+		// while the renewal is on the wire, sets the validity.
+		select {
+		case <-c:
+		case <-time.After(time.Second):
+			t.Fatal("the confirmation had not answered 1s after the hand-over: it waited for the renewal")
+		}
+	}
 	if !r.l.ValidUntil().After(time.Now().Add(4 * time.Second)) {
 		t.Fatalf("the lock is valid until %v, want about 5s from now: the claim was not confirmed", r.l.ValidUntil())
 	}

@@ -70,6 +70,11 @@ type Lock struct {
 	cutAuto    context.CancelFunc // cuts the refresh it has on the wire
 	autoDone   chan struct{}      // closed when the refresher is gone
 	obsCtx     context.Context    // the lock's context, for a ContextObserver
+	// confirming, made by takeOverEarly for a lock given before its
+	// hand-over was confirmed, is closed once the confirmation has
+	// answered (or failed) and the validity follows it: Release and the
+	// refresher wait for it.
+	confirming chan struct{}
 	// releasing is set while a release that did not wait for writes is
 	// on the wire; goneSeen records that a refresh meanwhile found the
 	// key not ours, which ends the lock as lost should the release fail.
@@ -85,14 +90,17 @@ func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecon
 func (c *Client) newLock(l *Lock, fence int64, at time.Time, st *settings) (*Lock, error) {
 	req := &l.req
 	l.client, l.fence, l.obtainedAt, l.observer, l.minHold = c, fence, at, st.observer, st.minHold
-	l.ttl, l.validUntil = req.ttl, validity(at, req.ttl)
+	l.ttl = req.ttl
+	if l.validUntil.IsZero() {
+		l.validUntil = validity(at, req.ttl)
+	} // else a hand-over's claim, until its confirmation answers: takeOverEarly
 	l.endReleased = lockEnd{key: req.key, reason: ErrReleased}
 	l.endClosed = lockEnd{key: req.key, reason: ErrClosed}
 	if st.observer != nil {
 		l.ctxObs, _ = st.observer.(ContextObserver)
 	}
 	if st.autoRefresh {
-		if l.ctxObs != nil {
+		if l.ctxObs != nil && l.ready == nil {
 			l.ready = make(chan struct{}) // closed by Obtain
 		}
 		if !c.startAutoRefresh(l) {
@@ -531,7 +539,35 @@ func (l *Lock) releaseSoon(ctx context.Context) error {
 	finish := l.haltAutoRefresh()
 	err := l.release(ctx)
 	finish(ctx)
+	if l.confirming != nil {
+		<-l.confirming // bounded by the claim
+	}
 	return err
+}
+
+// confirmed files the answer to the confirmation of a hand-over that
+// takeOverEarly gave before it answered, sent at at; the caller holds
+// l.writes. The key now expires ttl after it (the validity follows that
+// write), or, without an answer, may (the validity stays the claim's, the
+// earlier), or did not hold our token: lost, unless a release on the wire
+// overtook it (its answer decides, as for a refresh).
+func (l *Lock) confirmed(at time.Time, ok bool, err error) {
+	switch {
+	case err != nil:
+		l.mayHaveWritten(at, l.req.ttl)
+	case ok:
+		l.wrote(at, l.req.ttl)
+	default:
+		l.mu.Lock()
+		releasing := l.releasing
+		if releasing {
+			l.goneSeen = true
+		}
+		l.mu.Unlock()
+		if !releasing {
+			_ = l.notHeld(nil, "obtain")
+		}
+	}
 }
 
 // minHoldLeft is how much of the minimum hold (WithMinHold) is left, rounded

@@ -82,6 +82,15 @@ func (l *Lock) autoRefresh(ctx, refreshCtx context.Context, done chan struct{}) 
 	if l.ready != nil {
 		<-l.ready // EventObtained first
 	}
+	if l.confirming != nil {
+		// A hand-over given before its confirmation: the refreshes
+		// follow from the validity that the confirmation sets.
+		select {
+		case <-l.confirming:
+		case <-ctx.Done():
+			return
+		}
+	}
 	life := l.lifeCtx()
 	t := time.NewTimer(l.nextRefresh())
 	defer t.Stop()

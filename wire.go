@@ -54,10 +54,15 @@ func parseObtainReply(r any) (obtainReply, error) {
 
 // handover is a hand-over announcement: the release script publishes
 // "token:seconds:microseconds:fence" on the lock's channel when it gives
-// the lock to the waiter with that token.
+// the lock to the waiter with that token. seconds and microseconds are,
+// from the mutex's release script, when the claim it set expires, in the
+// server's clock (the key is ours at least until then); from the
+// semaphore's and read-write lock's scripts, and from releases of earlier
+// versions, when the hand-over ran: an expiry already past, which makes
+// the waiter confirm the claim before it relies on it (takeOverEarly).
 type handover struct {
 	token      string
-	serverTime int64 // microseconds
+	serverTime int64 // microseconds: see above
 	fence      int64
 }
 

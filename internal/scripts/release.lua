@@ -17,9 +17,13 @@
 --          compare-and-delete does, and costs the server one LPOP more.
 -- Releases of earlier versions send the full form; this script serves both.
 --
--- When the key holds the token, it goes to the next waiter (SET with the
--- ttl in the waiter's key, then PUBLISH the hand-over: see handover in
--- wire.go), or is deleted when nobody waits. Waiters put a short claim in
+-- When the key holds the token, it goes to the next waiter (SET, with an
+-- expiry the ttl in the waiter's key from now, as an absolute time, then
+-- PUBLISH the hand-over "token:seconds:microseconds:fence", where seconds
+-- and microseconds are that expiry in the server's clock: see handover in
+-- wire.go; releases before this one announced the time of the hand-over,
+-- which a waiter reads as an expiry already past), or is deleted when
+-- nobody waits. Waiters put a short claim in
 -- their key, not their ttl, and confirm it to their ttl once woken, so one
 -- that died keeps the lock only for its claim. (Waiters of versions before
 -- the claim put their ttl, and get it.) Returns 1 if the key held the
@@ -65,9 +69,15 @@ if queue then
         end
         redis.call('PEXPIRE', fence, fenceLife)
       end
-      redis.call('SET', lock, nxt .. meta, 'PX', ttl)
+      -- The claim ends at an absolute time, which the announcement
+      -- carries: the waiter can rely on the lock until then by its own
+      -- clock, before its confirmation answers (takeOverEarly).
       local t = redis.call('TIME')
-      redis.call('PUBLISH', channel, nxt .. ':' .. t[1] .. ':' .. t[2] .. ':' .. n)
+      local ends = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ttl)
+      redis.call('SET', lock, nxt .. meta)
+      redis.call('PEXPIREAT', lock, string.format('%d', ends))
+      redis.call('PUBLISH', channel, nxt .. ':' .. string.format('%d', math.floor(ends / 1000)) .. ':' ..
+        string.format('%d', (ends % 1000) * 1000) .. ':' .. n)
       return 1
     end
   end

@@ -1,0 +1,76 @@
+-- Release a lock, handing it to the first live waiter in its queue.
+-- Two forms:
+--   full:  KEYS[1] lock key; KEYS[2], KEYS[3] (optional, together) its
+--          waiter queue and fencing counter. ARGV[1] token; ARGV[2] prefix
+--          of waiter keys; ARGV[3] channel to announce a hand-over on;
+--          ARGV[4] "leave" when a waiter gives up: take it out of the queue
+--          first, for good (its waiter key becomes "-" for ARGV[5] ms, so a
+--          join that arrives late is refused); ARGV[6] how long an unused
+--          fencing counter lives, in ms.
+--   short: KEYS as in the full form; ARGV[1] token, alone. The waiter
+--          prefix and channel are named after the queue (see keys.go:
+--          P.."{"..tag.."}:relock:q:"..N, whose first "}:relock:" follows
+--          the tag; they differ only in the role, "w:"..N..":" and "c:"),
+--          only when a waiter is served, and a fencing counter lives
+--          86400000 ms (fenceLife in paths.go). A release of a lock nobody
+--          waits for thus carries the keys and the token, as a plain
+--          compare-and-delete does, and costs the server one LPOP more.
+-- Releases of earlier versions send the full form; this script serves both.
+--
+-- When the key holds the token, it goes to the next waiter (SET with the
+-- ttl in the waiter's key, then PUBLISH the hand-over: see handover in
+-- wire.go), or is deleted when nobody waits. Waiters put a short claim in
+-- their key, not their ttl, and confirm it to their ttl once woken, so one
+-- that died keeps the lock only for its claim. (Waiters of versions before
+-- the claim put their ttl, and get it.) Returns 1 if the key held the
+-- token, else 0.
+local lock, queue, fence = KEYS[1], KEYS[2], KEYS[3]
+local wprefix, channel, fenceLife = ARGV[2], ARGV[3], ARGV[6]
+if queue and ARGV[4] == 'leave' then
+  redis.call('LREM', queue, 0, ARGV[1])
+  redis.call('SET', ARGV[2] .. ARGV[1], '-', 'PX', ARGV[5])
+end
+local v = redis.call('GET', lock)
+if v ~= ARGV[1] and not (v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '|') then
+  return 0
+end
+if queue then
+  for _ = 1, 100 do
+    local nxt = redis.call('LPOP', queue)
+    if not nxt then
+      break
+    end
+    if not wprefix then
+      -- The short form: name the waiter keys and channel after the queue.
+      local i = string.find(queue, '}:relock:q:', 1, true)
+      local base, name = string.sub(queue, 1, i + 8), string.sub(queue, i + 11)
+      wprefix, channel, fenceLife = base .. 'w:' .. name .. ':', base .. 'c:' .. name, '86400000'
+    end
+    local wkey = wprefix .. nxt
+    local want = redis.call('GET', wkey)
+    if want and want ~= '-' then
+      redis.call('DEL', wkey)
+      -- want is ttl[:f][|metadata]
+      local ttl, fenced, meta = string.match(want, '^(%d+)(:?f?)(.*)$')
+      local n = '0'
+      if fenced == ':f' then
+        if redis.call('EXISTS', fence) == 1 then
+          -- %d, not tostring: Redis's Lua prints a number this large
+          -- as 1.79e+15, which no reader parses.
+          n = string.format('%d', redis.call('INCR', fence))
+        else
+          local t = redis.call('TIME')
+          n = t[1] .. string.format('%06d', tonumber(t[2]))
+          redis.call('SET', fence, n)
+        end
+        redis.call('PEXPIRE', fence, fenceLife)
+      end
+      redis.call('SET', lock, nxt .. meta, 'PX', ttl)
+      local t = redis.call('TIME')
+      redis.call('PUBLISH', channel, nxt .. ':' .. t[1] .. ':' .. t[2] .. ':' .. n)
+      return 1
+    end
+  end
+end
+redis.call('DEL', lock)
+return 1
