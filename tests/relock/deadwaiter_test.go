@@ -10,6 +10,7 @@ package relock_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -274,10 +275,10 @@ func (c *slowConfirm) EvalSha(ctx context.Context, sha string, keys []string, ar
 	return c.Conn.EvalSha(ctx, sha, keys, args...)
 }
 
-// A woken waiter whose confirmation comes after its claim ran out does not
-// get the lock from that hand-over: the waiter behind it takes the lock
-// when the claim ends, and the late one queues again and gets it next.
-// Nobody holds it at the same time as another.
+// A woken waiter whose confirmation comes after its claim ran out: the
+// lock it was given on the claim (before the confirmation answered) ends
+// at the claim's end, lost, before the waiter behind takes the lock when
+// the claim runs out. Nobody holds it at the same time as another.
 func TestHandoverClaimRunsOutBeforeTheConfirmation(t *testing.T) {
 	testredis.SkipShort(t, "starts a private Redis server")
 	srv := testredis.Start(t)
@@ -301,28 +302,32 @@ func TestHandoverClaimRunsOutBeforeTheConfirmation(t *testing.T) {
 	if err := a.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
+	rl := <-gotLate
+	if rl.err != nil {
+		t.Fatal(rl.err)
+	}
+	if left := rl.l.ValidUntil().Sub(rl.at); left > 250*time.Millisecond {
+		t.Fatalf("the late waiter's lock, given before its confirmation answered, is valid for %v: past its claim (250ms)", left)
+	}
 	r := <-gotNext
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	t.Logf("the waiter behind got the lock %v after the release", r.at.Sub(released).Round(time.Millisecond))
-	if d, err := r.l.TTL(ctx); err != nil || d < ttl-time.Second {
-		t.Fatalf("its TTL: %v, %v; want about %v", d, err, ttl)
+	t.Logf("the late waiter had the lock %v after the release, valid for %v; the waiter behind got it %v after the release",
+		rl.at.Sub(released).Round(time.Millisecond), rl.l.ValidUntil().Sub(rl.at).Round(time.Millisecond), r.at.Sub(released).Round(time.Millisecond))
+	if !rl.l.ValidUntil().Before(r.at) {
+		t.Fatalf("the late waiter's lock is valid until %v, after the next one got it (%v)", rl.l.ValidUntil(), r.at)
 	}
 	select {
-	case r := <-gotLate:
-		t.Fatalf("the late waiter got the lock (%v) while the next one held it", r.err)
-	case <-time.After(300 * time.Millisecond):
+	case <-rl.l.Done():
+	case <-time.After(time.Second):
+		t.Fatal("the late waiter's lock was not done 1s after the next one got it")
 	}
-	if err := r.l.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r = <-gotLate
-	if r.err != nil {
-		t.Fatal(r.err)
+	if err := rl.l.Err(); !errors.Is(err, relock.ErrLost) {
+		t.Fatalf("the late waiter's lock ended with %v, want ErrLost", err)
 	}
 	if d, err := r.l.TTL(ctx); err != nil || d < ttl-time.Second {
-		t.Fatalf("the late waiter's TTL: %v, %v; want about %v", d, err, ttl)
+		t.Fatalf("its TTL: %v, %v; want about %v", d, err, ttl)
 	}
 	if err := r.l.Release(ctx); err != nil {
 		t.Fatal(err)
