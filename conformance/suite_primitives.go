@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -51,8 +52,8 @@ func testPrimitives(t *testing.T, h Harness) {
 		}
 		l1 := w1.wait(t, "a semaphore waiter when the limit rose")
 		l2 := w2.wait(t, "a semaphore waiter when the limit rose")
-		w1.wantWoken(t, l1, "the first semaphore waiter")
-		w2.wantWoken(t, l2, "the second semaphore waiter")
+		w1.wantWoken(t, l1, "the first of two semaphore waiters handed a permit by one SetLimit")
+		w2.wantWoken(t, l2, "the second of two semaphore waiters handed a permit by one SetLimit")
 		if err := sem.SetLimit(bg(), 0); err != nil {
 			t.Fatalf("SetLimit(0): %v", err)
 		}
@@ -90,9 +91,9 @@ func testPrimitives(t *testing.T, h Harness) {
 			t.Fatalf("Release of the write lock: %v", err)
 		}
 		var readers []*relock.Lock
-		for _, w := range ws {
+		for i, w := range ws {
 			l := w.wait(t, "a reader queued behind a writer")
-			w.wantWoken(t, l, "a reader of the batch")
+			w.wantWoken(t, l, fmt.Sprintf("reader %d of 3 handed the lock by one writer's release", i+1))
 			readers = append(readers, l)
 		}
 		info, err := rw.Inspect(bg())
