@@ -38,7 +38,7 @@ func testPrimitives(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatalf("Inspect: %v", err)
 		}
-		wantTokens(t, "Inspect's holders", permitTokens(info.Holders), a, b)
+		wantTokens(t, "Inspect's holders", len(info.Holders), permitTokens(info.Holders), a, b)
 		// Two waiters that never poll; raising the limit to 4 frees two
 		// permits in one script call, announced twice.
 		w1 := s.startPrimitiveWaiter(func(c *relock.Client, ctx context.Context) (*relock.Lock, error) {
@@ -103,7 +103,7 @@ func testPrimitives(t *testing.T, h Harness) {
 		if info.Writer != nil {
 			t.Fatalf("Inspect after the batch: writer %+v; want none", *info.Writer)
 		}
-		wantTokens(t, "Inspect's readers after the batch", readerTokens(info.Readers), readers...)
+		wantTokens(t, "Inspect's readers after the batch", len(info.Readers), readerTokens(info.Readers), readers...)
 		for _, l := range readers {
 			if err := l.Release(bg()); err != nil {
 				t.Fatalf("Release of a read lock: %v", err)
@@ -132,13 +132,13 @@ func readerTokens(rs []relock.RWHolder) map[string]time.Duration {
 	return m
 }
 
-// wantTokens fails unless got (token to TTL left, as an Inspect read
-// them from its script's nested reply) holds exactly the tokens of want,
-// each with a TTL left of the 10s they were taken for: a count alone
-// passes a driver that mangles the strings of a nested reply.
-func wantTokens(t *testing.T, what string, got map[string]time.Duration, want ...*relock.Lock) {
+// wantTokens fails unless the n entries an Inspect read from its
+// script's nested reply (got: token to TTL left) are exactly the tokens of
+// want, each with a TTL left of the 10s they were taken for: a count
+// alone passes a driver that mangles the strings of a nested reply.
+func wantTokens(t *testing.T, what string, n int, got map[string]time.Duration, want ...*relock.Lock) {
 	t.Helper()
-	ok := len(got) == len(want)
+	ok := n == len(want) && len(got) == len(want)
 	for _, l := range want {
 		if d, found := got[l.Token()]; !found || d <= 0 || d > 10*time.Second {
 			ok = false
@@ -149,7 +149,7 @@ func wantTokens(t *testing.T, what string, got map[string]time.Duration, want ..
 		for i, l := range want {
 			tokens[i] = l.Token()
 		}
-		t.Fatalf("%s: %v (token: TTL left); want exactly the tokens %q, each with a TTL left in (0, 10s]", what, got, tokens)
+		t.Fatalf("%s: %d entries, %v (token: TTL left); want exactly the tokens %q, each with a TTL left in (0, 10s]", what, n, got, tokens)
 	}
 }
 

@@ -39,7 +39,7 @@ var brokenDriversPrimitives = map[string]brokenDriver{
 		},
 		mustSay: []string{
 			"where a semaphore holder (token, ms, entry) was due",
-			"Inspect's readers after the batch: map[:",
+			"Inspect's readers after the batch: 3 entries, map[:",
 		},
 	},
 	"DropsLastNestedElement": {base: "mini",
