@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -37,9 +38,7 @@ func testPrimitives(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatalf("Inspect: %v", err)
 		}
-		if len(info.Holders) != 2 {
-			t.Fatalf("Inspect: %d holders, want 2 (%+v)", len(info.Holders), info)
-		}
+		wantTokens(t, "Inspect's holders", len(info.Holders), permitTokens(info.Holders), a, b)
 		// Two waiters that never poll; raising the limit to 4 frees two
 		// permits in one script call, announced twice.
 		w1 := s.startPrimitiveWaiter(func(c *relock.Client, ctx context.Context) (*relock.Lock, error) {
@@ -53,8 +52,8 @@ func testPrimitives(t *testing.T, h Harness) {
 		}
 		l1 := w1.wait(t, "a semaphore waiter when the limit rose")
 		l2 := w2.wait(t, "a semaphore waiter when the limit rose")
-		w1.wantWoken(t, l1, "the first semaphore waiter")
-		w2.wantWoken(t, l2, "the second semaphore waiter")
+		w1.wantWoken(t, l1, "the first of two semaphore waiters handed a permit by one SetLimit")
+		w2.wantWoken(t, l2, "the second of two semaphore waiters handed a permit by one SetLimit")
 		if err := sem.SetLimit(bg(), 0); err != nil {
 			t.Fatalf("SetLimit(0): %v", err)
 		}
@@ -92,24 +91,66 @@ func testPrimitives(t *testing.T, h Harness) {
 			t.Fatalf("Release of the write lock: %v", err)
 		}
 		var readers []*relock.Lock
-		for _, w := range ws {
+		for i, w := range ws {
 			l := w.wait(t, "a reader queued behind a writer")
-			w.wantWoken(t, l, "a reader of the batch")
+			w.wantWoken(t, l, fmt.Sprintf("reader %d of 3 handed the lock by one writer's release", i+1))
 			readers = append(readers, l)
 		}
 		info, err := rw.Inspect(bg())
 		if err != nil {
 			t.Fatalf("Inspect: %v", err)
 		}
-		if len(info.Readers) != 3 || info.Writer != nil {
-			t.Fatalf("Inspect after the batch: %d readers, writer %v; want 3 readers and no writer", len(info.Readers), info.Writer)
+		if info.Writer != nil {
+			t.Fatalf("Inspect after the batch: writer %+v; want none", *info.Writer)
 		}
+		wantTokens(t, "Inspect's readers after the batch", len(info.Readers), readerTokens(info.Readers), readers...)
 		for _, l := range readers {
 			if err := l.Release(bg()); err != nil {
 				t.Fatalf("Release of a read lock: %v", err)
 			}
 		}
 	}))
+}
+
+// permitTokens returns the tokens and TTLs Inspect read of a semaphore's
+// holders.
+func permitTokens(hs []relock.PermitInfo) map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for _, h := range hs {
+		m[h.Token] = h.TTL
+	}
+	return m
+}
+
+// readerTokens returns the tokens and TTLs Inspect read of a read-write
+// lock's readers.
+func readerTokens(rs []relock.RWHolder) map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for _, r := range rs {
+		m[r.Token] = r.TTL
+	}
+	return m
+}
+
+// wantTokens fails unless the n entries an Inspect read from its
+// script's nested reply (got: token to TTL left) are exactly the tokens of
+// want, each with a TTL left of the 10s they were taken for: a count
+// alone passes a driver that mangles the strings of a nested reply.
+func wantTokens(t *testing.T, what string, n int, got map[string]time.Duration, want ...*relock.Lock) {
+	t.Helper()
+	ok := n == len(want) && len(got) == len(want)
+	for _, l := range want {
+		if d, found := got[l.Token()]; !found || d <= 0 || d > 10*time.Second {
+			ok = false
+		}
+	}
+	if !ok {
+		tokens := make([]string, len(want))
+		for i, l := range want {
+			tokens[i] = l.Token()
+		}
+		t.Fatalf("%s: %d entries, %v (token: TTL left); want exactly the tokens %q, each with a TTL left in (0, 10s]", what, n, got, tokens)
+	}
 }
 
 // mustObtain returns a function that returns the lock an obtain returned,

@@ -93,6 +93,9 @@ type brokenDriver struct {
 	// server address, if it has one.
 	wrap     func(c driver.Conn, addr string) driver.Conn
 	mustFail []string
+	// mustSay are texts the failures must print: the check that caught
+	// the bug names it, so the failure is not one of the base's.
+	mustSay []string
 }
 
 var brokenDrivers = map[string]brokenDriver{
@@ -377,6 +380,11 @@ func TestSuiteCatchesBrokenDrivers(t *testing.T) {
 			for _, sub := range bd.mustFail {
 				if !strings.Contains(out, "--- FAIL: TestBrokenDriver/"+sub+" ") {
 					t.Errorf("subtest %s did not fail for a driver that %s", sub, name)
+				}
+			}
+			for _, text := range bd.mustSay {
+				if !strings.Contains(out, text) {
+					t.Errorf("no failure said %q for a driver that %s", text, name)
 				}
 			}
 			if t.Failed() {
