@@ -327,18 +327,21 @@ func (p rwPath) inspectRW(ctx context.Context, k lockKeys) (RWLockInfo, error) {
 		return RWLockInfo{}, errorf("relock: driver replied %v to the read-write inspect script: malformed lists of readers or waiters", a)
 	}
 	for i := 0; i < len(rs); i += 3 {
-		token, _ := rs[i].(string)
+		token, ok1 := rs[i].(string)
+		meta, ok2 := rs[i+2].(string)
 		ms, err := asInt64(rs[i+1])
-		if err != nil {
-			return RWLockInfo{}, err
+		if !ok1 || !ok2 || err != nil || token == "" {
+			return RWLockInfo{}, errorf("relock: driver replied %v where a reader (token, ms, metadata) was due in the read-write inspect script's reply", rs[i:i+3])
 		}
-		meta, _ := rs[i+2].(string)
 		info.Readers = append(info.Readers, RWHolder{Token: token, Metadata: meta, TTL: asDuration(ms)})
 	}
 	for i := 0; i < len(ws); i += 3 {
-		token, _ := ws[i].(string)
-		kind, _ := ws[i+1].(string)
-		meta, _ := ws[i+2].(string)
+		token, ok1 := ws[i].(string)
+		kind, ok2 := ws[i+1].(string)
+		meta, ok3 := ws[i+2].(string)
+		if !ok1 || !ok2 || !ok3 || token == "" || kind != "r" && kind != "w" {
+			return RWLockInfo{}, errorf("relock: driver replied %v where a waiter (token, r or w, metadata) was due in the read-write inspect script's reply", ws[i:i+3])
+		}
 		info.Waiters = append(info.Waiters, RWWaiter{Token: token, Write: kind == "w", Metadata: meta})
 	}
 	return info, nil
