@@ -20,9 +20,10 @@
 --   - A hand-over consumes the waiter's place (DEL of its waiter key),
 --     gives it the lock or permit for the claim in its want (it confirms it
 --     to its ttl once woken), draws a fencing number if the want asks for
---     one, and announces it on the channel (see queueAnnounce).
+--     one, and announces it on the channel: queueTake, queueParse,
+--     queueFence and queueAnnounce, in queue_handover.lua.
 
--- The server's clock in ms, from t, a reply of TIME.
+-- queueMs is the server's clock in ms, from t, a reply of TIME.
 local function queueMs(t)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
@@ -30,8 +31,8 @@ end
 -- queueWant is a waiter key's value: claim (a string: the hand-over claim
 -- in ms; the read-write lock's is claim .. ":" .. kind, kind "r" or "w"),
 -- then ":f" when fenced (truthy: the waiter wants a fencing number), then
--- "|" .. meta unless meta (the waiter's metadata) is "". queueParse reads
--- it back.
+-- "|" .. meta unless meta (the waiter's metadata) is "". queueParse (in
+-- queue_handover.lua) reads it back.
 local function queueWant(claim, fenced, meta)
   local want = claim
   if fenced then
