@@ -1,4 +1,5 @@
--- Obtain a lock, or queue for it.
+-- Obtain a lock, or queue for it: the waiter-queue protocol of
+-- queue_common.lua (prepended, with queue_handover.lua, to this file).
 -- KEYS[1] lock key; KEYS[2] (optional) the lock's waiter queue, a list of
 -- tokens; KEYS[3] (optional) its fencing counter.
 -- ARGV[1] token; ARGV[2] ttl in ms; ARGV[3] queue mode: "0" do not queue,
@@ -55,24 +56,6 @@ if meta ~= '' then
   value = token .. '|' .. meta
 end
 
--- The next fencing number. A counter that is missing (first use, or a
--- server restarted empty) starts at the server's clock in microseconds, so
--- numbers keep increasing across a restart that forgot the counter.
--- An unused counter expires after ARGV[7] ms; one made again starts from
--- the clock too.
-local function nextFence()
-  local n
-  if redis.call('EXISTS', fence) == 1 then
-    n = redis.call('INCR', fence)
-  else
-    local t = redis.call('TIME')
-    n = tonumber(t[1] .. string.format('%06d', tonumber(t[2])))
-    redis.call('SET', fence, t[1] .. string.format('%06d', tonumber(t[2])))
-  end
-  redis.call('PEXPIRE', fence, ARGV[7])
-  return n
-end
-
 local v = redis.call('GET', lock)
 if v == token or v == value or (v and string.sub(v, 1, #token + 1) == token .. '|') then
   if mode ~= '0' then
@@ -89,21 +72,9 @@ if v == token or v == value or (v and string.sub(v, 1, #token + 1) == token .. '
 end
 -- Our place: the waiter key's value, nil when we have none.
 local place
-if queue and mode ~= '0' then
-  place = redis.call('GET', wkey)
-  if place == '-' then
-    return {4, -1, 0, 0, 0}
-  end
-  if ARGV[9] and ARGV[9] ~= '' then
-    local t = redis.call('TIME')
-    local left = tonumber(ARGV[9]) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-    if left < lease then
-      lease = left
-    end
-    if lease <= 0 then
-      mode = '0' -- too late for a place: a plain try
-    end
-  end
+place, mode, lease = queuePlace(queue, wkey, mode, lease, ARGV[9])
+if place == '-' then
+  return {4, -1, 0, 0, 0}
 end
 local pttl = -1
 if v then
@@ -136,7 +107,7 @@ else
   if not ahead and (mode ~= '2' or place) then
     local n = 0
     if fence then
-      n = nextFence()
+      n = tonumber(queueFence(fence, ARGV[7]))
     end
     redis.call('SET', lock, value, 'PX', ttl)
     if place then
@@ -146,32 +117,8 @@ else
   end
 end
 if queue and mode ~= '0' then
-  local want = ARGV[8]
-  if fence then
-    want = want .. ':f'
-  end
-  if meta ~= '' then
-    want = want .. '|' .. meta
-  end
-  if mode == '2' then
-    -- Renew only a live place: a renewal that arrives late (after a stall)
-    -- never revives a waiter that has since given up.
-    if not redis.call('SET', wkey, want, 'PX', lease, 'XX') then
-      local t = redis.call('TIME')
-      return {3, pttl, 0, tonumber(t[1]), tonumber(t[2])}
-    end
-  else
-    -- Join. A token listed twice (its place had lapsed) is harmless: the
-    -- first entry to be served consumes the waiter key.
-    redis.call('SET', wkey, want, 'PX', lease)
-    redis.call('RPUSH', queue, token)
-  end
-  -- The queue outlives every waiter key in it, and no more.
-  if redis.call('PTTL', queue) < lease then
-    redis.call('PEXPIRE', queue, lease)
-  end
-  local t = redis.call('TIME')
-  return {2, pttl, 0, tonumber(t[1]), tonumber(t[2])}
+  local want = queueWant(ARGV[8], fence, meta)
+  return queueJoin(queue, token, wkey, want, mode, lease, pttl)
 end
 local t = redis.call('TIME')
 return {0, pttl, 0, tonumber(t[1]), tonumber(t[2])}

@@ -1,4 +1,5 @@
--- Release a lock, handing it to the first live waiter in its queue.
+-- Release a lock, handing it to the first live waiter in its queue (the
+-- hand-over of queue_handover.lua: see the line that names it below).
 -- Two forms:
 --   full:  KEYS[1] lock key; KEYS[2], KEYS[3] (optional, together) its
 --          waiter queue and fencing counter. ARGV[1] token; ARGV[2] prefix
@@ -38,48 +39,45 @@ local v = redis.call('GET', lock)
 if v ~= ARGV[1] and not (v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '|') then
   return 0
 end
-if queue then
-  for _ = 1, 100 do
-    local nxt = redis.call('LPOP', queue)
+local nxt = queue and redis.call('LPOP', queue)
+if not nxt then
+  redis.call('DEL', lock) -- nobody waits
+  return 1
+end
+-- Someone may wait: hand the lock over. queue_handover.lua's functions are
+-- inserted at the next line (see withHandover in scripts.go), not at the
+-- top, so that a release that found nobody waiting returned above without
+-- creating them (a closure each, on every run).
+-- QUEUE_HANDOVER: replaced by queue_handover.lua
+if not wprefix then
+  -- The short form: name the waiter keys and channel after the queue.
+  local i = string.find(queue, '}:relock:q:', 1, true)
+  local base, name = string.sub(queue, 1, i + 8), string.sub(queue, i + 11)
+  wprefix, channel, fenceLife = base .. 'w:' .. name .. ':', base .. 'c:' .. name, '86400000'
+end
+for i = 1, 100 do -- at most 100 entries, the one popped above the first
+  if i > 1 then
+    nxt = redis.call('LPOP', queue)
     if not nxt then
       break
     end
-    if not wprefix then
-      -- The short form: name the waiter keys and channel after the queue.
-      local i = string.find(queue, '}:relock:q:', 1, true)
-      local base, name = string.sub(queue, 1, i + 8), string.sub(queue, i + 11)
-      wprefix, channel, fenceLife = base .. 'w:' .. name .. ':', base .. 'c:' .. name, '86400000'
+  end
+  local want = queueTake(wprefix .. nxt)
+  if want then
+    local claim, fenced, meta = queueParse(want)
+    local n = '0'
+    if fenced then
+      n = queueFence(fence, fenceLife)
     end
-    local wkey = wprefix .. nxt
-    local want = redis.call('GET', wkey)
-    if want and want ~= '-' then
-      redis.call('DEL', wkey)
-      -- want is ttl[:f][|metadata]
-      local ttl, fenced, meta = string.match(want, '^(%d+)(:?f?)(.*)$')
-      local n = '0'
-      if fenced == ':f' then
-        if redis.call('EXISTS', fence) == 1 then
-          -- %d, not tostring: Redis's Lua prints a number this large
-          -- as 1.79e+15, which no reader parses.
-          n = string.format('%d', redis.call('INCR', fence))
-        else
-          local t = redis.call('TIME')
-          n = t[1] .. string.format('%06d', tonumber(t[2]))
-          redis.call('SET', fence, n)
-        end
-        redis.call('PEXPIRE', fence, fenceLife)
-      end
-      -- The claim ends at an absolute time, which the announcement
-      -- carries: the waiter can rely on the lock until then by its own
-      -- clock, before its confirmation answers (takeOverEarly).
-      local t = redis.call('TIME')
-      local ends = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ttl)
-      redis.call('SET', lock, nxt .. meta)
-      redis.call('PEXPIREAT', lock, string.format('%d', ends))
-      redis.call('PUBLISH', channel, nxt .. ':' .. string.format('%d', math.floor(ends / 1000)) .. ':' ..
-        string.format('%d', (ends % 1000) * 1000) .. ':' .. n)
-      return 1
-    end
+    -- The claim ends at an absolute time, which the announcement carries
+    -- in place of the hand-over's: the waiter can rely on the lock until
+    -- then by its own clock, before its confirmation answers
+    -- (takeOverEarly in client.go).
+    local ends, at = queueClaimEnds(claim)
+    redis.call('SET', lock, nxt .. meta)
+    redis.call('PEXPIREAT', lock, ends)
+    queueAnnounce(channel, nxt, n, at)
+    return 1
   end
 end
 redis.call('DEL', lock)

@@ -1,5 +1,6 @@
 -- Shared head of the read-write lock's scripts (rw_*.lua), prepended to
--- each of them (see rwlock.go in this package).
+-- each of them (see rwlock.go in this package), after the waiter-queue
+-- protocol (queue_handover.lua, queue_common.lua).
 --
 -- KEYS, in every rw script: KEYS[1] the lock key (the write lock; while
 -- readers hold, a marker); KEYS[2] the readers, a sorted set of tokens
@@ -18,13 +19,14 @@
 --
 -- A waiter key (ARGV prefix .. token) holds claim ":" kind [":f"] ["|" meta]:
 -- the hand-over claim in ms, "r" for a reader or "w" for a writer, ":f"
--- when it wants a fencing number, and its metadata; "-" is a tombstone.
+-- when it wants a fencing number, and its metadata; "-" is a tombstone
+-- (queue_common.lua's protocol, the claim carrying the kind).
 local lock, readers, rmeta, queue, fence = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local MARK = 'rw:readers|readers of a read-write lock'
 
 local clock = redis.call('TIME')
 -- now is the server's clock in ms, read once per script.
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = queueMs(clock)
 
 -- holds reports whether the lock key's value v is the writer token's.
 local function holds(v, token)
@@ -75,37 +77,6 @@ local function syncMark()
   end
 end
 
--- nextFence draws a writer's fencing number: see obtain.lua. A missing
--- counter starts at the server's clock in microseconds.
-local function nextFence(life)
-  local n
-  if redis.call('EXISTS', fence) == 1 then
-    n = redis.call('INCR', fence)
-  else
-    n = tonumber(clock[1] .. string.format('%06d', tonumber(clock[2])))
-    redis.call('SET', fence, clock[1] .. string.format('%06d', tonumber(clock[2])))
-  end
-  redis.call('PEXPIRE', fence, life)
-  return n
-end
-
--- readFence is a reader's fencing number: the counter as it is, the
--- number of the last writer before the reader. A missing counter is made
--- from the clock as for a writer, so every later writer's number is
--- greater than the reader's.
-local function readFence(life)
-  local n
-  local s = redis.call('GET', fence)
-  if s then
-    n = tonumber(s)
-  else
-    n = tonumber(clock[1] .. string.format('%06d', tonumber(clock[2])))
-    redis.call('SET', fence, clock[1] .. string.format('%06d', tonumber(clock[2])))
-  end
-  redis.call('PEXPIRE', fence, life)
-  return n
-end
-
 -- addReader makes token a reader for ms, with meta ("" for none).
 local function addReader(token, ms, meta)
   redis.call('ZADD', readers, now + tonumber(ms), token)
@@ -114,21 +85,23 @@ local function addReader(token, ms, meta)
   end
 end
 
--- parseWant splits a waiter key's value: claim, kind, fenced, meta.
+-- parseWant splits a waiter key's value (queueParse, kinded): claim,
+-- kind, fenced, meta (without its "|", "" for none).
 local function parseWant(want)
-  local claim, kind, f, meta = string.match(want, '^(%d+):([rw])(:?f?)(.*)$')
+  local claim, fenced, meta, kind = queueParse(want, true)
   if meta and string.sub(meta, 1, 1) == '|' then
     meta = string.sub(meta, 2)
   end
-  return claim, kind, f == ':f', meta or ''
+  return claim, kind, fenced, meta or ''
 end
 
 -- handOver gives a free lock (no writer; readers perhaps) to the queue's
 -- head: a writer alone, once nobody reads, or every live reader ahead of
 -- the first live writer, together. Each gets the claim in its waiter key
--- and a hand-over announcement on ARGV channel (see handover in wire.go):
--- token:seconds:microseconds:fence. Waiters that left or stopped renewing
--- are dropped on the way. At most 1000 entries are looked at per call.
+-- and a hand-over announcement on ARGV channel (queueAnnounce); a writer
+-- draws a fencing number from the counter, a reader reads it (queueFence,
+-- peek), if it wants one. Waiters that left or stopped renewing are
+-- dropped on the way. At most 1000 entries are looked at per call.
 local function handOver(wprefix, channel, life)
   local v = redis.call('GET', lock)
   if v and v ~= MARK then
@@ -156,26 +129,24 @@ local function handOver(wprefix, channel, life)
         redis.call('DEL', wkey)
         local n = '0'
         if fenced then
-          -- %d, not tostring: Redis's Lua prints a number this large as
-          -- 1.79e+15, which no reader parses.
-          n = string.format('%d', nextFence(life))
+          n = queueFence(fence, life, clock)
         end
         local value = nxt
         if meta ~= '' then
           value = nxt .. '|' .. meta
         end
         redis.call('SET', lock, value, 'PX', claim)
-        redis.call('PUBLISH', channel, nxt .. ':' .. clock[1] .. ':' .. clock[2] .. ':' .. n)
+        queueAnnounce(channel, nxt, n, clock)
         return
       else
         redis.call('LPOP', queue)
         redis.call('DEL', wkey)
         local n = '0'
         if fenced then
-          n = string.format('%d', readFence(life))
+          n = queueFence(fence, life, clock, true)
         end
         addReader(nxt, claim, meta)
-        redis.call('PUBLISH', channel, nxt .. ':' .. clock[1] .. ':' .. clock[2] .. ':' .. n)
+        queueAnnounce(channel, nxt, n, clock)
         woke = woke + 1
       end
     end

@@ -1,6 +1,6 @@
 -- Obtain a read or write lock, or queue for it: obtain.lua's contract
--- (ARGV, replies, the waiter-key, lease, claim and tombstone protocol),
--- for the keys described in rw_common.lua.
+-- (ARGV, replies, and queue_common.lua's waiter-key, lease, claim and
+-- tombstone protocol), for the keys described in rw_common.lua.
 -- ARGV[1] token; ARGV[2] ttl in ms; ARGV[3] queue mode: "0" do not queue,
 -- "1" join the queue, "2" renew our place (never re-creates it); ARGV[4]
 -- prefix of waiter keys; ARGV[5] waiter key lifetime in ms; ARGV[6]
@@ -82,20 +82,9 @@ end
 
 -- Our place: the waiter key's value, nil when we have none.
 local place
-if mode ~= '0' then
-  place = redis.call('GET', wkey)
-  if place == '-' then
-    return {4, -1, 0, 0, 0}
-  end
-  if ARGV[9] and ARGV[9] ~= '' then
-    local left = tonumber(ARGV[9]) - now
-    if left < lease then
-      lease = left
-    end
-    if lease <= 0 then
-      mode = '0' -- too late for a place: a plain try
-    end
-  end
+place, mode, lease = queuePlace(queue, wkey, mode, lease, ARGV[9], now)
+if place == '-' then
+  return {4, -1, 0, 0, 0}
 end
 
 local pttl = -1
@@ -154,13 +143,13 @@ if free then
     local n = 0
     if reading then
       if fenced then
-        n = readFence(ARGV[7])
+        n = tonumber(queueFence(fence, ARGV[7], clock, true)) -- the last writer's
       end
       addReader(token, ttl, meta)
       syncMark()
     else
       if fenced then
-        n = nextFence(ARGV[7])
+        n = tonumber(queueFence(fence, ARGV[7], clock))
       end
       redis.call('SET', lock, value, 'PX', ttl)
     end
@@ -172,29 +161,7 @@ if free then
 end
 
 if mode ~= '0' then
-  local want = ARGV[8] .. ':' .. ARGV[10]
-  if fenced then
-    want = want .. ':f'
-  end
-  if meta ~= '' then
-    want = want .. '|' .. meta
-  end
-  if mode == '2' then
-    -- Renew only a live place: a renewal that arrives late (after a stall)
-    -- never revives a waiter that has since given up.
-    if not redis.call('SET', wkey, want, 'PX', lease, 'XX') then
-      return {3, pttl, 0, tonumber(clock[1]), tonumber(clock[2])}
-    end
-  else
-    -- Join. A token listed twice (its place had lapsed) is harmless: the
-    -- first entry to be served consumes the waiter key.
-    redis.call('SET', wkey, want, 'PX', lease)
-    redis.call('RPUSH', queue, token)
-  end
-  -- The queue outlives every waiter key in it, and no more.
-  if redis.call('PTTL', queue) < lease then
-    redis.call('PEXPIRE', queue, lease)
-  end
-  return {2, pttl, 0, tonumber(clock[1]), tonumber(clock[2])}
+  local want = queueWant(ARGV[8] .. ':' .. ARGV[10], fenced, meta)
+  return queueJoin(queue, token, wkey, want, mode, lease, pttl, clock)
 end
 return {0, pttl, 0, tonumber(clock[1]), tonumber(clock[2])}

@@ -1,5 +1,6 @@
 -- The semaphore's shared functions: semaphore.go prepends this file to
--- each sem_*.lua script (one Lua chunk each, so one EVALSHA).
+-- each sem_*.lua script (one Lua chunk each, so one EVALSHA), after the
+-- waiter-queue protocol (queue_handover.lua, queue_common.lua).
 --
 -- A semaphore named N whose Redis key is K (N after the Client's prefix)
 -- keeps (every key in K's hash slot: see keys.go):
@@ -14,9 +15,9 @@
 --   L   (role "sl") the limit an operator stored (SetLimit), which
 --       overrides every caller's; absent: each caller's own. No expiry.
 --   the lock's queue (q), waiter keys (w), fencing counter (f) and
---   hand-over channel (c), with exactly the lock's protocol (obtain.lua,
---   release.lua): a waiter key holds claim[:f][|metadata], "-" when the
---   waiter left; a hand-over publishes token:seconds:microseconds:fence.
+--   hand-over channel (c), with exactly the lock's protocol, the one in
+--   queue_common.lua: a waiter key holds claim[:f][|metadata], "-" when
+--   the waiter left; a hand-over publishes token:seconds:microseconds:fence.
 --
 -- Scripts that write and read TIME replicate their effects (the default
 -- from Redis 7; asked for on Redis 5 and 6).
@@ -27,7 +28,7 @@ end
 -- The server's clock in ms, and TIME's reply.
 local function semNow()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), t
+  return queueMs(t), t
 end
 
 -- Drops the permits that expired by now, and their entries in hold. The
@@ -65,29 +66,13 @@ local function semLimit(limkey, n)
   return tonumber(n), 0
 end
 
--- The next fencing number, as a string (%d: Redis's Lua would print a
--- number this large as 1.79e+15). A missing counter starts at the server's
--- clock in microseconds, as in obtain.lua, so numbers keep increasing
--- across a restart that forgot it; an unused one expires after life ms.
-local function semFence(fence, life)
-  local n
-  if redis.call('EXISTS', fence) == 1 then
-    n = string.format('%d', redis.call('INCR', fence))
-  else
-    local t = redis.call('TIME')
-    n = t[1] .. string.format('%06d', tonumber(t[2]))
-    redis.call('SET', fence, n)
-  end
-  redis.call('PEXPIRE', fence, life)
-  return n
-end
-
 -- Hands the free permits (limit less the live ones) to the first live
 -- waiters of the queue, in order, one each: a permit that expires at the
 -- claim the waiter wrote in its waiter key (it confirms it to its ttl once
 -- woken, so a waiter that died keeps the permit for its claim only), its
--- fencing number if it asked for one, and the hand-over announced on the
--- channel, as release.lua does for a lock. Entries of waiters that left or
+-- fencing number if it asked for one (from the counter fence, which lives
+-- life ms unused), and the hand-over announced on the channel, as
+-- release.lua does for a lock. Entries of waiters that left or
 -- stopped renewing are dropped on the way. At most 100 entries a call.
 local function semGrant(sem, queue, hold, fence, limit, now, wprefix, channel, life)
   local free = limit - redis.call('ZCARD', sem)
@@ -98,23 +83,17 @@ local function semGrant(sem, queue, hold, fence, limit, now, wprefix, channel, l
     if not nxt then
       break
     end
-    local wkey = wprefix .. nxt
-    local want = redis.call('GET', wkey)
-    if want and want ~= '-' then
-      redis.call('DEL', wkey)
-      if not redis.call('ZSCORE', sem, nxt) then
-        -- want is claim[:f][|metadata]
-        local ttl, fenced, meta = string.match(want, '^(%d+)(:?f?)(.*)$')
-        local n = '0'
-        if fenced == ':f' then
-          n = semFence(fence, life)
-        end
-        redis.call('ZADD', sem, string.format('%d', now + tonumber(ttl)), nxt)
-        redis.call('HSET', hold, nxt, n .. meta)
-        local t = redis.call('TIME')
-        redis.call('PUBLISH', channel, nxt .. ':' .. t[1] .. ':' .. t[2] .. ':' .. n)
-        free = free - 1
+    local want = queueTake(wprefix .. nxt)
+    if want and not redis.call('ZSCORE', sem, nxt) then
+      local claim, fenced, meta = queueParse(want)
+      local n = '0'
+      if fenced then
+        n = queueFence(fence, life)
       end
+      redis.call('ZADD', sem, string.format('%d', now + tonumber(claim)), nxt)
+      redis.call('HSET', hold, nxt, n .. meta)
+      queueAnnounce(channel, nxt, n)
+      free = free - 1
     end
   end
 end

@@ -1,6 +1,6 @@
 -- Obtain a permit of a semaphore, or queue for one: obtain.lua's contract
--- (ARGV, statuses, reply, queue protocol), with "the lock is free" read as
--- "fewer live permits than the limit".
+-- (ARGV, statuses, reply, and queue_common.lua's protocol), with "the lock
+-- is free" read as "fewer live permits than the limit".
 -- KEYS[1] the semaphore (sorted set); KEYS[2] its waiter queue; KEYS[3]
 -- its holders' hash; KEYS[4] its stored limit; KEYS[5] (optional: only
 -- when a fencing number is wanted) its fencing counter.
@@ -52,20 +52,9 @@ if redis.call('ZSCORE', sem, token) then
 end
 
 local place
-if mode ~= '0' then
-  place = redis.call('GET', wkey)
-  if place == '-' then
-    return {4, -1, 0, 0, 0}
-  end
-  if ARGV[9] and ARGV[9] ~= '' then
-    local left = tonumber(ARGV[9]) - now
-    if left < lease then
-      lease = left
-    end
-    if lease <= 0 then
-      mode = '0' -- too late for a place: a plain try
-    end
-  end
+place, mode, lease = queuePlace(queue, wkey, mode, lease, ARGV[9], now)
+if place == '-' then
+  return {4, -1, 0, 0, 0}
 end
 
 local limit = semLimit(limkey, ARGV[10])
@@ -111,7 +100,7 @@ if free > 0 then
   if ahead < free and (mode ~= '2' or place) then
     local n = '0'
     if fence then
-      n = semFence(fence, ARGV[7])
+      n = queueFence(fence, ARGV[7])
     end
     redis.call('ZADD', sem, string.format('%d', now + ttl), token)
     if meta ~= '' then
@@ -139,27 +128,7 @@ else
 end
 
 if mode ~= '0' then
-  local want = ARGV[8]
-  if fence then
-    want = want .. ':f'
-  end
-  if meta ~= '' then
-    want = want .. '|' .. meta
-  end
-  if mode == '2' then
-    -- Renew only a live place: a late renewal never revives a waiter that
-    -- has since given up.
-    if not redis.call('SET', wkey, want, 'PX', lease, 'XX') then
-      return {3, pttl, 0, tonumber(t[1]), tonumber(t[2])}
-    end
-  else
-    redis.call('SET', wkey, want, 'PX', lease)
-    redis.call('RPUSH', queue, token)
-  end
-  -- The queue outlives every waiter key in it, and no more.
-  if redis.call('PTTL', queue) < lease then
-    redis.call('PEXPIRE', queue, lease)
-  end
-  return {2, pttl, 0, tonumber(t[1]), tonumber(t[2])}
+  local want = queueWant(ARGV[8], fence, meta)
+  return queueJoin(queue, token, wkey, want, mode, lease, pttl, t)
 end
 return {0, pttl, 0, tonumber(t[1]), tonumber(t[2])}
