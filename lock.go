@@ -534,10 +534,10 @@ func (l *Lock) Release(ctx context.Context) error {
 func (l *Lock) releaseSoon(ctx context.Context) error {
 	if l.minHoldLeft() > 0 {
 		l.stopAutoRefresh(ctx)
-		return l.release(ctx)
+		return l.release(ctx, true)
 	}
 	finish := l.haltAutoRefresh()
-	err := l.release(ctx)
+	err := l.release(ctx, false)
 	finish(ctx)
 	if l.confirming != nil {
 		<-l.confirming // bounded by the claim
@@ -588,11 +588,13 @@ func (l *Lock) minHoldLeft() time.Duration {
 // bounds them too, since Redis drops the key by then anyway.
 const ReleaseTimeout = 5 * time.Second
 
-// release deletes the key if it holds our token and ends the lock.
-func (l *Lock) release(ctx context.Context) (err error) {
+// release deletes the key if it holds our token and ends the lock; within
+// the minimum hold (holding, as releaseSoon found it), it sets the key's
+// expiry to the hold's end instead, as the last of the lock's writes.
+func (l *Lock) release(ctx context.Context, holding bool) (err error) {
 	l.releases.Lock()
 	defer l.releases.Unlock()
-	if l.minHoldLeft() > 0 {
+	if holding {
 		l.writes.Lock()
 		defer l.writes.Unlock()
 	} else {
@@ -624,7 +626,7 @@ func (l *Lock) release(ctx context.Context) (err error) {
 	cctx := l.begin(EventReleasing, l.req.ttl)
 	defer func() { l.done(cctx, err) }()
 	var ok bool
-	if left := l.minHoldLeft(); left > 0 && cause == nil {
+	if left := l.minHoldLeft(); holding && left > 0 && cause == nil {
 		// WithMinHold: let the key expire when the minimum hold ends.
 		ok, _, err = l.req.path.refresh(ctx, l.req.keys, l.req.token, left, nil)
 	} else {
