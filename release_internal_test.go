@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,42 +149,38 @@ func TestReleaseDoesNotWaitForARefreshOnTheWire(t *testing.T) {
 	}
 }
 
-// A refresh that reaches Redis after the release finds the key gone. While
-// the release has not answered, that is not a loss: the release's answer
-// decides. Here the refresh is held back until the server has run the
-// release, and the release's answer until the refresh has returned; the
-// lock must end released, with no EventLost.
-func TestRefreshOvertakenByReleaseIsNoLoss(t *testing.T) {
+// overtakeRefresh obtains an auto-refreshed lock on a fresh key and makes
+// its next refresh reach Redis after the release, and answer before it:
+// the refresh is held back until the server has run the release, and the
+// release's answer until the refresh has returned; the release's answer is
+// then replaced by releaseErr when not nil. It returns the lock, its
+// events and what Release returned.
+func overtakeRefresh(t *testing.T, name string, releaseErr error) (*Lock, *events, error) {
+	t.Helper()
 	addr := testredis.Addr(t)
 	rdb := &rawRedis{addr: addr}
 	s := &rawServer{addr: addr, rdb: rdb}
-	key := s.key(t, "{overtaken}")
-	var mu sync.Mutex
-	armed := false
+	key := s.key(t, name)
+	var armed atomic.Bool
 	refreshWaiting := make(chan struct{})
 	releaseRan := make(chan struct{})
 	refreshDone := make(chan struct{})
 	var refreshOnce, ranOnce sync.Once
 	conn := &hookConn{rawConn: &rawConn{rdb: rdb}}
 	conn.before = func(ctx context.Context, sha string) error {
-		mu.Lock()
-		on := armed
-		mu.Unlock()
-		if on && sha == scripts.Refresh.SHA1 {
+		if armed.Load() && sha == scripts.Refresh.SHA1 {
 			refreshOnce.Do(func() { close(refreshWaiting) })
 			<-releaseRan // sent only once the server has run the release
 		}
 		return nil
 	}
 	conn.after = func(ctx context.Context, sha string) error {
-		mu.Lock()
-		on := armed
-		mu.Unlock()
 		switch {
-		case on && sha == scripts.Release.SHA1:
+		case armed.Load() && sha == scripts.Release.SHA1:
 			ranOnce.Do(func() { close(releaseRan) })
 			<-refreshDone // answered only once the refresh has returned
-		case on && sha == scripts.Refresh.SHA1:
+			return releaseErr
+		case armed.Load() && sha == scripts.Refresh.SHA1:
 			defer close(refreshDone)
 		}
 		return nil
@@ -192,25 +189,35 @@ func TestRefreshOvertakenByReleaseIsNoLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var ev events
-	l, err := c.Obtain(ctx, key, 300*time.Millisecond, WithAutoRefresh(), WithObserver(&ev))
+	ev := &events{}
+	l, err := c.Obtain(ctx, key, 300*time.Millisecond, WithAutoRefresh(), WithObserver(ev))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	armed = true
-	mu.Unlock()
+	armed.Store(true)
 	<-refreshWaiting
-	if err := l.Release(ctx); err != nil {
-		t.Fatalf("Release: %v", err)
-	}
+	rerr := l.Release(ctx)
 	select {
 	case <-refreshDone:
 	default:
 		t.Fatal("the refresh had not returned: the test did not make the case")
+	}
+	if n, err := rdb.do("EXISTS", key); err != nil || n != int64(0) {
+		t.Fatalf("EXISTS key: %v, %v: the release did not run", n, err)
+	}
+	return l, ev, rerr
+}
+
+// A refresh that reaches Redis after the release finds the key gone. While
+// the release has not answered, that is not a loss: the release's answer
+// decides. Here it answers: the lock must end released, with no EventLost.
+func TestRefreshOvertakenByReleaseIsNoLoss(t *testing.T) {
+	l, ev, err := overtakeRefresh(t, "{overtaken}", nil)
+	if err != nil {
+		t.Fatalf("Release: %v", err)
 	}
 	if err := l.Err(); !errors.Is(err, ErrReleased) {
 		t.Fatalf("Err() = %v, want ErrReleased", err)
@@ -223,72 +230,15 @@ func TestRefreshOvertakenByReleaseIsNoLoss(t *testing.T) {
 	}
 }
 
-// TestRefreshNotOursThenReleaseFailsIsLoss drives the other end of
-// TestRefreshOvertakenByReleaseIsNoLoss: the release runs on the server,
-// an auto-refresh then finds the key not ours, and the release's answer is
-// lost (a timeout). The lock must not go on believing it holds the key:
-// it ends as lost (Err matches ErrLost and ErrNotHeld, Done is closed,
-// one EventLost), and Release reports the failure.
+// The other end: the release's answer is lost (a timeout) after the
+// refresh found the key not ours. The lock must not go on believing it
+// holds the key: it ends as lost (Err matches ErrLost and ErrNotHeld, Done
+// is closed, one EventLost), and Release reports the failure.
 func TestRefreshNotOursThenReleaseFailsIsLoss(t *testing.T) {
-	addr := testredis.Addr(t)
-	rdb := &rawRedis{addr: addr}
-	s := &rawServer{addr: addr, rdb: rdb}
-	key := s.key(t, "{notours}")
-	var mu sync.Mutex
-	armed := false
-	refreshWaiting := make(chan struct{})
-	releaseRan := make(chan struct{})
-	refreshDone := make(chan struct{})
-	var refreshOnce, ranOnce sync.Once
 	lostReply := errors.New("the release's reply was lost")
-	conn := &hookConn{rawConn: &rawConn{rdb: rdb}}
-	conn.before = func(ctx context.Context, sha string) error {
-		mu.Lock()
-		on := armed
-		mu.Unlock()
-		if on && sha == scripts.Refresh.SHA1 {
-			refreshOnce.Do(func() { close(refreshWaiting) })
-			<-releaseRan // sent only once the server has run the release
-		}
-		return nil
-	}
-	conn.after = func(ctx context.Context, sha string) error {
-		mu.Lock()
-		on := armed
-		mu.Unlock()
-		switch {
-		case on && sha == scripts.Release.SHA1:
-			ranOnce.Do(func() { close(releaseRan) })
-			<-refreshDone // the refresh's "not ours" comes first
-			return lostReply
-		case on && sha == scripts.Refresh.SHA1:
-			defer close(refreshDone)
-		}
-		return nil
-	}
-	c, err := New(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var ev events
-	l, err := c.Obtain(ctx, key, 300*time.Millisecond, WithAutoRefresh(), WithObserver(&ev))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	armed = true
-	mu.Unlock()
-	<-refreshWaiting
-	if err := l.Release(ctx); !errors.Is(err, lostReply) {
+	l, ev, err := overtakeRefresh(t, "{notours}", lostReply)
+	if !errors.Is(err, lostReply) {
 		t.Fatalf("Release: %v, want the lost reply's error", err)
-	}
-	select {
-	case <-refreshDone:
-	default:
-		t.Fatal("the refresh had not returned: the test did not make the case")
 	}
 	select {
 	case <-l.Done():
@@ -300,8 +250,5 @@ func TestRefreshNotOursThenReleaseFailsIsLoss(t *testing.T) {
 	}
 	if n := ev.count(EventLost); n != 1 {
 		t.Fatalf("%d EventLost, want 1", n)
-	}
-	if n, err := rdb.do("EXISTS", key); err != nil || n != int64(0) {
-		t.Fatalf("EXISTS key: %v, %v: the release did not run", n, err)
 	}
 }
