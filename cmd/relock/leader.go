@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/relock-go/relock"
 )
 
@@ -170,21 +168,12 @@ func runLeader(parent context.Context, args []string, _, stderr io.Writer) int {
 	if err != nil {
 		return r.failf("%v", err)
 	}
-	if code, err := r.cfg.resolve(); err != nil {
-		r.logf("%v; no campaign was started", err)
+	client, code := r.start(parent, "no campaign was started")
+	if client == nil {
 		return code
 	}
-	signal.Notify(r.sigs, forwarded...)
 	defer signal.Stop(r.sigs)
-
-	client, _, err := cfg.conn.open(relock.WithObserver(relock.ObserverFunc(r.observe)))
-	if err != nil {
-		return r.failf("%v", err)
-	}
 	defer client.Close()
-	if code := r.check(parent, client); code != exitOK {
-		return code
-	}
 	term, code := r.campaign(parent, client)
 	if term == nil {
 		return code
@@ -197,64 +186,33 @@ func runLeader(parent context.Context, args []string, _, stderr io.Writer) int {
 // lock. It returns the term, or nil and the exit code.
 func (r *runner) campaign(parent context.Context, client *relock.Client) (*relock.Term, int) {
 	cfg := r.cfg
-	ctx, cancel := context.WithCancelCause(parent)
-	defer cancel(nil)
-	elected := make(chan struct{})
-	watched := make(chan os.Signal, 1)
-	go func() {
-		defer close(watched)
-		select {
-		case s := <-r.sigs:
-			watched <- s
-			cancel(fmt.Errorf("interrupted by %s", unix.SignalName(s.(syscall.Signal))))
-		case <-elected:
-		}
-	}()
-
+	var term *relock.Term
 	var opts []relock.Option
-	switch {
-	case cfg.nonblock:
-		opts = append(opts, relock.WithRetry(relock.NoRetry()))
-	case cfg.wait > 0:
-		opts = append(opts, relock.WithMaxWait(cfg.wait))
-	}
-	if cfg.verbose {
-		r.logf("campaigning in %q as %q (ttl %v)", cfg.key, cfg.meta, cfg.ttl)
-	}
-	start := time.Now()
-	term, err := client.Election(cfg.key, opts...).Campaign(ctx, cfg.meta, cfg.ttl)
-	close(elected)
-	sig, interrupted := <-watched
-
-	switch {
-	case interrupted || parent.Err() != nil:
-		if term != nil {
-			if rerr := r.release(leaderTerm{term}); rerr != nil {
-				r.logf("resign %q: %v", cfg.key, rerr)
+	code := r.seek(parent, client, seeking{
+		opts:    opts,
+		begin:   fmt.Sprintf("campaigning in %q as %q (ttl %v)", cfg.key, cfg.meta, cfg.ttl),
+		waiting: fmt.Sprintf("while campaigning in %q; CMD not run", cfg.key),
+		take: func(ctx context.Context, opts []relock.Option) (heldLock, error) {
+			t, err := client.Election(cfg.key, opts...).Campaign(ctx, cfg.meta, cfg.ttl)
+			if t == nil {
+				return nil, err // no typed nil in the interface
 			}
-		}
-		r.logf("%v while campaigning in %q; CMD not run", context.Cause(ctx), cfg.key)
-		return nil, signalExit(sig)
-	case errors.Is(err, relock.ErrNotObtained) && !errors.Is(err, relock.ErrUnavailable):
-		// Another leads, or Redis stopped answering while relock waited:
-		// a last look tells which, as in obtain.
-		cctx, ccancel := cfg.conn.callContext(context.Background(), 1)
-		_, ierr := client.Inspect(cctx, cfg.key)
-		ccancel()
-		if ierr != nil {
-			return nil, r.fail(fmt.Errorf("%w; before that: %v", ierr, err))
-		}
-		why := "another leads (-n)"
-		if !cfg.nonblock {
-			why = fmt.Sprintf("another still leads after -wait %v", cfg.wait)
-		}
-		r.logf("not elected in %q: %s", cfg.key, why)
-		return nil, cfg.conflictCode
-	case err != nil:
-		return nil, r.fail(err)
-	}
-	if cfg.verbose {
-		r.logf("elected in %q after %v (fence %d)", cfg.key, time.Since(start).Round(time.Millisecond), term.Fence())
+			term = t
+			return leaderTerm{t}, err
+		},
+		look: func(ctx context.Context) error {
+			_, err := client.Inspect(ctx, cfg.key)
+			return err
+		},
+		taken: fmt.Sprintf("not elected in %q: ", cfg.key),
+		held:  "another leads (-n)",
+		still: "another still leads after -wait %v",
+		won: func(h heldLock, took time.Duration) string {
+			return fmt.Sprintf("elected in %q after %v (fence %d)", cfg.key, took.Round(time.Millisecond), h.Fence())
+		},
+	})
+	if code != exitOK {
+		return nil, code
 	}
 	return term, exitOK
 }

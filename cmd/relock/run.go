@@ -364,22 +364,12 @@ func runRun(parent context.Context, args []string, stdout, stderr io.Writer, hol
 	if err != nil {
 		return r.failf("%v", err)
 	}
-	if code, err := r.cfg.resolve(); err != nil {
-		r.logf("%v; the lock was not taken", err)
+	client, code := r.start(parent, "the lock was not taken")
+	if client == nil {
 		return code
 	}
-	// From here on the signals are ours to pass on, not to end relock.
-	signal.Notify(r.sigs, forwarded...)
 	defer signal.Stop(r.sigs)
-
-	client, _, err := cfg.conn.open(relock.WithObserver(relock.ObserverFunc(r.observe)))
-	if err != nil {
-		return r.failf("%v", err)
-	}
 	defer client.Close()
-	if code := r.check(parent, client); code != exitOK {
-		return code
-	}
 
 	lock, code := r.obtain(parent, client)
 	if lock == nil {
@@ -421,9 +411,67 @@ func (r *runner) fail(err error) int {
 // the exit code.
 func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.Lock, int) {
 	cfg := r.cfg
+	opts := []relock.Option{relock.WithAutoRefresh(), relock.WithMetadata(cfg.meta)}
+	if cfg.fence {
+		opts = append(opts, relock.WithFencing())
+	}
+	var lock *relock.Lock
+	code := r.seek(parent, client, seeking{
+		opts:    opts,
+		begin:   fmt.Sprintf("obtaining %q (ttl %v)", cfg.key, cfg.ttl),
+		waiting: fmt.Sprintf("while waiting for %q; %s", cfg.key, r.notRun()),
+		take: func(ctx context.Context, opts []relock.Option) (heldLock, error) {
+			l, err := cfg.take(ctx, client, opts)
+			if l == nil {
+				return nil, err // no typed nil in the interface
+			}
+			lock = l
+			return l, err
+		},
+		look:  func(ctx context.Context) error { return cfg.look(ctx, client) },
+		taken: fmt.Sprintf("lock %q not obtained: ", cfg.key),
+		held:  "it is held (-n)",
+		still: "still held after -wait %v",
+		won: func(h heldLock, took time.Duration) string {
+			fence := ""
+			if cfg.fence {
+				fence = fmt.Sprintf(" (fence %d)", h.Fence())
+			}
+			return fmt.Sprintf("obtained %q after %v%s", cfg.key, took.Round(time.Millisecond), fence)
+		},
+	})
+	if code != exitOK {
+		return nil, code
+	}
+	return lock, exitOK
+}
+
+// seeking is what obtain (a lock) and campaign (a term) tell seek: the
+// options besides -n and -wait, how to take it and to look at the key
+// once more, and what to log.
+type seeking struct {
+	opts  []relock.Option
+	take  func(ctx context.Context, opts []relock.Option) (heldLock, error)
+	look  func(ctx context.Context) error
+	begin string // with -v, before
+	// waiting ends the line that reports an interruption.
+	waiting string
+	// taken, then held (-n) or still (with -wait's value), report that
+	// another has it.
+	taken, held, still string
+	won                func(h heldLock, took time.Duration) string // with -v
+}
+
+// seek waits for what s.take gets, as the flags say: at once (-n), up to
+// -wait, or until a signal, which ends the wait (and what was got after it
+// is let go). Not getting it is told apart from Redis that stopped
+// answering by a last look at the key. It returns exitOK, or the exit code
+// after reporting.
+func (r *runner) seek(parent context.Context, client *relock.Client, s seeking) int {
+	cfg := r.cfg
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
-	obtained := make(chan struct{})
+	got := make(chan struct{})
 	watched := make(chan os.Signal, 1)
 	go func() {
 		defer close(watched)
@@ -431,14 +479,11 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		case s := <-r.sigs:
 			watched <- s
 			cancel(fmt.Errorf("interrupted by %s", unix.SignalName(s.(syscall.Signal))))
-		case <-obtained:
+		case <-got:
 		}
 	}()
 
-	opts := []relock.Option{relock.WithAutoRefresh(), relock.WithMetadata(cfg.meta)}
-	if cfg.fence {
-		opts = append(opts, relock.WithFencing())
-	}
+	opts := s.opts
 	switch {
 	case cfg.nonblock:
 		opts = append(opts, relock.WithRetry(relock.NoRetry()))
@@ -446,50 +491,72 @@ func (r *runner) obtain(parent context.Context, client *relock.Client) (*relock.
 		opts = append(opts, relock.WithMaxWait(cfg.wait))
 	}
 	if cfg.verbose {
-		r.logf("obtaining %q (ttl %v)", cfg.key, cfg.ttl)
+		r.logf("%s", s.begin)
 	}
 	start := time.Now()
-	lock, err := cfg.take(ctx, client, opts)
-	close(obtained)
+	h, err := s.take(ctx, opts)
+	close(got)
 	sig, interrupted := <-watched
 
 	switch {
 	case interrupted || parent.Err() != nil:
-		if lock != nil {
-			r.release(lock)
+		if h != nil {
+			if rerr := r.release(h); rerr != nil {
+				r.logf("release %q: %v", cfg.key, rerr)
+			}
 		}
-		r.logf("%v while waiting for %q; %s", context.Cause(ctx), cfg.key, r.notRun())
-		return nil, signalExit(sig)
+		r.logf("%v %s", context.Cause(ctx), s.waiting)
+		return signalExit(sig)
 	case errors.Is(err, relock.ErrNotObtained) && !errors.Is(err, relock.ErrUnavailable):
 		// Not obtained: because another owner holds it, or because Redis
 		// stopped answering while relock waited (a core that does not say
 		// ErrUnavailable reports that as not obtained too). A last look
 		// tells which.
 		cctx, ccancel := cfg.conn.callContext(context.Background(), 1)
-		ierr := cfg.look(cctx, client)
+		ierr := s.look(cctx)
 		ccancel()
 		if ierr != nil {
 			// The holder seen earlier may be gone: what is known now is
 			// that Redis does not answer.
-			return nil, r.fail(fmt.Errorf("%w; before that: %v", ierr, err))
+			return r.fail(fmt.Errorf("%w; before that: %v", ierr, err))
 		}
-		why := "it is held (-n)"
+		why := s.held
 		if !cfg.nonblock {
-			why = fmt.Sprintf("still held after -wait %v", cfg.wait)
+			why = fmt.Sprintf(s.still, cfg.wait)
 		}
-		r.logf("lock %q not obtained: %s", cfg.key, why)
-		return nil, cfg.conflictCode
+		r.logf("%s%s", s.taken, why)
+		return cfg.conflictCode
 	case err != nil:
-		return nil, r.fail(err)
+		return r.fail(err)
 	}
 	if cfg.verbose {
-		fence := ""
-		if cfg.fence {
-			fence = fmt.Sprintf(" (fence %d)", lock.Fence())
-		}
-		r.logf("obtained %q after %v%s", cfg.key, time.Since(start).Round(time.Millisecond), fence)
+		r.logf("%s", s.won(h, time.Since(start)))
 	}
-	return lock, exitOK
+	return exitOK
+}
+
+// start resolves the flags, takes the signals to pass on, opens the Client
+// and checks that Redis answers; notTaken ends the line that reports a
+// failed resolution. It returns the Client (the caller closes it), or nil
+// and the exit code.
+func (r *runner) start(parent context.Context, notTaken string) (*relock.Client, int) {
+	if code, err := r.cfg.resolve(); err != nil {
+		r.logf("%v; %s", err, notTaken)
+		return nil, code
+	}
+	// From here on the signals are ours to pass on, not to end relock.
+	signal.Notify(r.sigs, forwarded...)
+	client, _, err := r.cfg.conn.open(relock.WithObserver(relock.ObserverFunc(r.observe)))
+	if err != nil {
+		signal.Stop(r.sigs)
+		return nil, r.failf("%v", err)
+	}
+	if code := r.check(parent, client); code != exitOK {
+		client.Close()
+		signal.Stop(r.sigs)
+		return nil, code
+	}
+	return client, exitOK
 }
 
 // notRun says what did not happen because the lock was not obtained.
