@@ -450,6 +450,45 @@ func scenarios() []scenario {
 	}
 }
 
+// runScenario runs e.wl for duration, with the faults that faults injects
+// (nil: none), and waits for the workers and their last holds: also when a
+// fault fails the test, the workers end before the clean-ups close their
+// clients.
+func (e *env) runScenario(duration time.Duration, faults func(*env)) {
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
+	e.ctx, e.start = ctx, time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.wl.Run(ctx)
+	}()
+	ended := func() bool {
+		cancel()
+		select {
+		case <-done:
+			return true
+		case <-time.After(10 * time.Second):
+			e.t.Errorf("the workers still run 10 s after the scenario's end")
+			return false
+		}
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			ended()
+		}
+	}()
+	if faults != nil {
+		faults(e)
+	}
+	<-ctx.Done()
+	finished = true
+	if !ended() {
+		e.t.FailNow()
+	}
+	e.wl.Wait()
+}
+
 // crashHolder obtains the lock through a client of its own and crashes
 // with it: its connections are cut first, as when a process dies, so that
 // nothing relock's Close then tries (its best-effort release included)
@@ -684,33 +723,7 @@ func runScenario(t *testing.T, sc scenario) {
 		LongEvery: long, LongMin: longMin, LongMax: longMax,
 		Fenced: !sc.unfenced, Workers: e.workers, History: e.h,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), sc.duration)
-	e.ctx, e.start = ctx, time.Now()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.wl.Run(ctx)
-	}()
-	defer func() {
-		// Also when a fault failed the test: the workers end before the
-		// clean-ups close their clients.
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("the workers still run 10 s after the scenario's end")
-		}
-	}()
-	if sc.faults != nil {
-		sc.faults(e)
-	}
-	<-ctx.Done()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the workers still run 10 s after the scenario's end")
-	}
-	e.wl.Wait()
+	e.runScenario(sc.duration, sc.faults)
 	elapsed := time.Since(e.start)
 
 	snap := e.h.Snapshot()

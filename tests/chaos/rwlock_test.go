@@ -11,7 +11,6 @@ package chaos_test
 // the longest free stretch with waiters.
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -173,24 +172,7 @@ func runRWScenario(t *testing.T, sc rwScenario) {
 		LongEvery: longEvery, LongMin: longMin, LongMax: longMax,
 		Fenced: true, Workers: e.workers, History: e.h,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), sc.duration)
-	defer cancel()
-	e.ctx, e.start = ctx, time.Now()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.wl.Run(ctx)
-	}()
-	if sc.faults != nil {
-		sc.faults(e)
-	}
-	<-ctx.Done()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the workers still run 10 s after the scenario's end")
-	}
-	e.wl.Wait()
+	e.runScenario(sc.duration, sc.faults)
 
 	snap := e.h.Snapshot()
 	rw := chaos.CheckRW(snap)

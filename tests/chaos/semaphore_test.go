@@ -1,7 +1,6 @@
 package chaos_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -128,24 +127,7 @@ func runSemScenario(t *testing.T, sc scenario) {
 		LongEvery: longEvery, LongMin: longMin, LongMax: longMax,
 		Workers: e.workers, History: e.h,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), sc.duration)
-	defer cancel()
-	e.ctx, e.start = ctx, time.Now()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.wl.Run(ctx)
-	}()
-	if sc.faults != nil {
-		sc.faults(e)
-	}
-	<-ctx.Done()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the workers still run 10 s after the scenario's end")
-	}
-	e.wl.Wait()
+	e.runScenario(sc.duration, sc.faults)
 
 	snap := e.h.Snapshot()
 	r := chaos.CheckPermits(snap, semPermits)
