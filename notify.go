@@ -366,7 +366,9 @@ func (n *notifier) reopen() {
 		first = false
 		s, err := n.connection(n.ctx)
 		if err != nil {
-			if n.ctx.Err() != nil {
+			if n.ctx.Err() != nil || len(n.staleChannels()) == 0 {
+				// Closing, or every waiter of a stale channel has left:
+				// nothing to reopen for (a later join dials again).
 				break
 			}
 			continue

@@ -199,6 +199,60 @@ func TestNotifierCloseDuringReopen(t *testing.T) {
 	within(t, "close during reopen", func() { _ = n.close() })
 }
 
+// TestNotifierReopenStopsWhenWaitersLeave: a reopen whose dials keep
+// failing stops dialling once the waiters of every stale channel have
+// left (their calls ended during the outage); the next join dials again.
+func TestNotifierReopenStopsWhenWaitersLeave(t *testing.T) {
+	f := &fakeSub{}
+	n := newNotifier(f)
+	defer n.close()
+	ctx := context.Background()
+	if _, err := n.join(ctx, "tok-a", "chan-a"); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.failDials = 1 << 30
+	f.mu.Unlock()
+	f.breakConn()
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(f.log(), "dial failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no dial after the break: %v", f.log())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	n.leave("tok-a", "chan-a")
+	// The backoff after a failed dial is at most a second or so: after
+	// the one under way, no more.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		n.mu.Lock()
+		reopening := n.reopening
+		n.mu.Unlock()
+		if !reopening {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still reopening 10 s after the last waiter left: %v", f.log())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	dials := len(f.log())
+	time.Sleep(300 * time.Millisecond)
+	if got := f.log(); len(got) != dials {
+		t.Fatalf("dials went on after the reopen stopped: %v", got[dials:])
+	}
+	f.mu.Lock()
+	f.failDials = 0
+	f.mu.Unlock()
+	if _, err := n.join(ctx, "tok-b", "chan-a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.log(); got[len(got)-1] != "add:chan-a" {
+		t.Errorf("a join after the reopen stopped: calls end %v", got[len(got)-3:])
+	}
+}
+
 // within fails t if f has not returned after a generous while: it detects a
 // call stuck behind another, not a slow one.
 func within(t *testing.T, what string, f func()) {
