@@ -143,15 +143,33 @@ func TestEarlyHandOver(t *testing.T) {
 	}
 	margin := checkWithinExpiry(t, s, key, wl)
 	t.Logf("validity ends about %v before the claim expires", -margin)
-	// A Refresh waits for the confirmation (one write at a time).
+	// TTL waits for the confirmation (it reads the TTL asked for, not the
+	// claim), and a Refresh too (one write at a time).
+	type ttlRead struct {
+		d   time.Duration
+		err error
+	}
+	ttl := make(chan ttlRead, 1)
+	go func() {
+		d, err := wl.TTL(context.Background())
+		ttl <- ttlRead{d, err}
+	}()
 	refreshed := make(chan error, 1)
-	go func() { refreshed <- wl.Refresh(context.Background(), 3*time.Second) }()
+	go func() {
+		time.Sleep(10 * time.Millisecond) // after the TTL read
+		refreshed <- wl.Refresh(context.Background(), 3*time.Second)
+	}()
 	select {
 	case err := <-refreshed:
 		t.Fatalf("Refresh returned (%v) while the confirmation was on the wire", err)
+	case r := <-ttl:
+		t.Fatalf("TTL returned (%v, %v) while the confirmation was on the wire", r.d, r.err)
 	case <-time.After(50 * time.Millisecond):
 	}
 	close(release)
+	if r := <-ttl; r.err != nil || r.d < 2*time.Second {
+		t.Fatalf("TTL after the confirmation: %v, %v; want about the 5s asked for (or the 3s of the Refresh after it)", r.d, r.err)
+	}
 	if err := <-refreshed; err != nil {
 		t.Fatal(err)
 	}

@@ -746,10 +746,19 @@ func (l *Lock) releaseLocked(ctx, cctx context.Context) error {
 // already ended. A negative duration means the key has no expiry (someone
 // outside relock removed it). When the key has less time left than the
 // lock's validity assumed (someone outside relock shortened it), the
-// validity shrinks to match.
+// validity shrinks to match. On a lock handed over and given before its
+// confirmation answered, TTL waits for that answer first (a round trip),
+// so that it reads the TTL the lock asked for, not the hand-over's claim.
 func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	if err := l.check(ctx, "ttl"); err != nil {
 		return 0, err
+	}
+	if c := l.confirming; c != nil {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return 0, opError("ttl", l.req.key, ctx.Err())
+		}
 	}
 	if cause := l.endedCause(); cause != nil {
 		return 0, l.endedError("ttl", cause)
