@@ -39,7 +39,7 @@ var brokenDriversPrimitives = map[string]brokenDriver{
 		},
 		mustSay: []string{
 			"where a semaphore holder (token, ms, entry) was due",
-			"Inspect's readers after the batch: 3 entries, map[:",
+			"where a reader (token, ms, metadata) was due in the read-write inspect script's reply",
 		},
 	},
 	"DropsLastNestedElement": {base: "mini",
