@@ -1127,7 +1127,7 @@ func (o *obtainer) done(won bool) {
 				}
 			}
 		}
-		o.c.cleanUpAfter(o.req, o.queued, after)
+		o.c.cleanUpAfter(o.req, o.queued, after, o.unknown && !won)
 	}
 	if o.handed != nil {
 		o.c.notifier.leave(o.req.token, o.req.keys.channel)
@@ -1252,27 +1252,32 @@ func (c *Client) cleanUp(req *obtainReq, leave bool, cause error) {
 	if cause != nil && !classify(cause).written {
 		return // nothing was written
 	}
-	c.cleanUpAfter(req, leave, nil)
+	c.cleanUpAfter(req, leave, nil, cause != nil)
 }
 
 // cleanUpAfter is cleanUp once the detached calls after have returned
-// (they end by their grace, or at once when Close cuts them).
-func (c *Client) cleanUpAfter(req *obtainReq, leave bool, after []*detached) {
+// (they end by their grace, or at once when Close cuts them). unknown
+// says that a call's outcome is unknown: it may still reach Redis, so the
+// clean-up releases once more at its end (see below).
+func (c *Client) cleanUpAfter(req *obtainReq, leave bool, after []*detached, unknown bool) {
 	keys, token, p := req.keys, req.token, req.path
 	// The first attempt has time for a new connection's dial and
 	// handshake and the script at the round trips the tries saw.
 	first := max(cleanupAttempt, 4*req.rtt)
 	lasts := max(waiterLease, min(req.ttl, cleanupFor), 2*first)
 	c.cleanups.goFunc(func() {
+		cut := unknown // a call was cut: it may reach Redis later
 		for _, d := range after {
 			<-d.done
+			cut = cut || d.err != nil
 		}
 		until := time.Now().Add(lasts)
 		pause, attempt := 10*time.Millisecond, first
 		for {
 			d := min(attempt, max(time.Until(until), 10*time.Millisecond))
 			if attempt == 0 {
-				// Close's last attempt: as long as a first one, up to
+				// The last attempt (Close's, or the second pass after a
+				// cut call): as long as a first one, up to
 				// lastCleanup, so that a server paused for a moment still
 				// answers it (10 ms left a hand-over's claim in the key
 				// after Close: issue 19.4). A claim lasts handoverClaim at
@@ -1285,6 +1290,24 @@ func (c *Client) cleanUpAfter(req *obtainReq, leave bool, after []*detached) {
 			attempt *= 2
 			_, err := p.release(ctx, keys, token, leave)
 			cancel()
+			if err == nil && cut {
+				// A call cut at the call's end may reach Redis after this
+				// release: a driver may send it on after its caller left
+				// (the go-redis adapter's worker does), and a plain try
+				// then takes a free key. Release once more when the
+				// clean-up's time is up, or at Close (issue 19.4: the
+				// lifecycle model found our token in the key after every
+				// Client had closed).
+				cut = false
+				t := time.NewTimer(time.Until(until))
+				select {
+				case <-t.C:
+				case <-c.life.Done():
+				}
+				t.Stop()
+				until, attempt = time.Now(), 0
+				continue
+			}
 			if err == nil || classify(err).permanent() || !time.Now().Before(until) {
 				return
 			}

@@ -252,3 +252,73 @@ func TestRefreshNotOursThenReleaseFailsIsLoss(t *testing.T) {
 		t.Fatalf("%d EventLost, want 1", n)
 	}
 }
+
+// lateConn is rawConn whose tries, once armed, are cut: the caller gets its
+// context's error when the context ends, while the command goes on and
+// reaches Redis delay later, as a driver that runs calls on a worker the
+// caller leaves (the go-redis adapter's) sends it.
+type lateConn struct {
+	*rawConn
+	armed  atomic.Bool
+	delay  time.Duration
+	landed chan struct{}
+}
+
+func (c *lateConn) SetNX(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
+	if !c.armed.Swap(false) {
+		return c.rawConn.SetNX(ctx, key, value, ttl)
+	}
+	go func() {
+		time.Sleep(c.delay)
+		_, _ = c.rawConn.SetNX(context.Background(), key, value, ttl)
+		close(c.landed)
+	}()
+	<-ctx.Done()
+	return false, ctx.Err()
+}
+
+func (c *lateConn) EvalSha(ctx context.Context, sha string, keys []string, args ...string) (any, error) {
+	if sha == scripts.Obtain.SHA1 && c.armed.Swap(false) {
+		go func() {
+			time.Sleep(c.delay)
+			_, _ = c.rawConn.EvalSha(context.Background(), sha, keys, args...)
+			close(c.landed)
+		}()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return c.rawConn.EvalSha(ctx, sha, keys, args...)
+}
+
+// Issue 19.4: a try cut at the call's end that reaches Redis after the
+// call's clean-up (here 300 ms after a 50 ms deadline) takes the free key
+// with our token. The clean-up releases once more at its end, or at
+// Close: after Close, the key does not hold the token of a call that
+// reported it not obtained.
+func TestCutTryLandingAfterTheCleanUp(t *testing.T) {
+	addr := testredis.Addr(t)
+	rdb := &rawRedis{addr: addr}
+	s := &rawServer{addr: addr, rdb: rdb}
+	key := s.key(t, "{cuttry}")
+	conn := &lateConn{rawConn: &rawConn{rdb: rdb}, delay: 300 * time.Millisecond, landed: make(chan struct{})}
+	conn.armed.Store(true)
+	c, err := New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if l, err := c.Obtain(ctx, key, 30*time.Second); err == nil {
+		t.Fatalf("Obtain = %v, want not obtained", l)
+	}
+	<-conn.landed
+	if v, err := rdb.do("GET", key); err != nil || v == nil {
+		t.Fatalf("the cut try did not land (%v, %v): the test did not make the case", v, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rdb.do("EXISTS", key); err != nil || n != int64(0) {
+		t.Fatalf("after Close the key still holds the token of a call reported not obtained (EXISTS %v, %v)", n, err)
+	}
+}
