@@ -90,6 +90,15 @@ func (e *Election) Campaign(ctx context.Context, value string, ttl time.Duration
 	if err != nil {
 		return nil, err
 	}
+	if c := l.confirming; c != nil {
+		// Handed over on its claim: a term starts once the key holds its
+		// TTL, so that Leader and Observe, read by anyone, show the term
+		// the leader asked for (a round trip more; bounded by the claim).
+		<-c
+		if err := l.Err(); err != nil {
+			return nil, errorf("relock: campaign %q: %w: %w", l.req.key, ErrNotObtained, err)
+		}
+	}
 	t := &Term{l: l, value: value}
 	t.life, t.end = context.WithCancelCause(l.lifeCtx())
 	return t, nil
