@@ -73,9 +73,17 @@ for i = 1, 100 do -- at most 100 entries, the one popped above the first
     -- in place of the hand-over's: the waiter can rely on the lock until
     -- then by its own clock, before its confirmation answers
     -- (takeOverEarly in client.go).
+    -- SET with PX first, so that the key expires whatever comes next; a
+    -- Redis user not allowed PEXPIREAT (an ACL written for earlier
+    -- versions: docs/permissions.md) keeps that expiry, and the time of
+    -- the hand-over is announced instead, which makes the waiter confirm
+    -- the claim before it relies on it.
     local ends, at = queueClaimEnds(claim)
-    redis.call('SET', lock, nxt .. meta)
-    redis.call('PEXPIREAT', lock, ends)
+    redis.call('SET', lock, nxt .. meta, 'PX', claim)
+    local r = redis.pcall('PEXPIREAT', lock, ends)
+    if type(r) == 'table' and r.err then
+      at = nil
+    end
     queueAnnounce(channel, nxt, n, at)
     return 1
   end

@@ -39,8 +39,9 @@ func (c scriptsOnly) EvalSha(ctx context.Context, sha string, keys []string, arg
 
 // exercise runs the lock API as a user would and fails t on any error:
 // obtain, contended obtain (another Client waits and gets the lock on
-// release), refresh, TTL, Inspect, release, Do.
-func exercise(t *testing.T, a, b *relock.Client, key string, opts ...relock.Option) {
+// release: handed over, when queued says that the waiter queues, which
+// exercise then waits for), refresh, TTL, Inspect, release, Do.
+func exercise(t *testing.T, a, b *relock.Client, key string, queued bool, opts ...relock.Option) {
 	t.Helper()
 	ctx := ctxT(t, 20*time.Second)
 	l, err := a.Obtain(ctx, key, 2*time.Second, opts...)
@@ -51,10 +52,19 @@ func exercise(t *testing.T, a, b *relock.Client, key string, opts ...relock.Opti
 	go func() {
 		l2, err := b.Obtain(ctx, key, 2*time.Second, opts...)
 		if err == nil {
+			var d time.Duration
+			if d, err = l2.TTL(ctx); err == nil && d <= 0 {
+				err = fmt.Errorf("the waiter's lock has TTL %v", d)
+			}
+		}
+		if err == nil {
 			err = l2.Release(ctx)
 		}
 		got <- err
 	}()
+	if queued {
+		waitWaiters(t, a, key, 1)
+	}
 	if err := l.Refresh(ctx, 3*time.Second); err != nil {
 		t.Fatalf("Refresh: %v", err)
 	}
@@ -99,8 +109,8 @@ func TestNoScriptingPermission(t *testing.T) {
 	for name, newConn := range userConns(srv.Addr(), "noscripts") {
 		t.Run(name, func(t *testing.T) {
 			a, b := newClient(t, newConn(t)), newClient(t, newConn(t))
-			exercise(t, a, b, "noscripts-"+name)
-			exercise(t, a, b, "noscripts-fenced-"+name, relock.WithFencing())
+			exercise(t, a, b, "noscripts-"+name, false)
+			exercise(t, a, b, "noscripts-fenced-"+name, false, relock.WithFencing())
 			// WAIT needs the scripts' connection: no replicas counted.
 			l, err := a.Obtain(ctxT(t, 5*time.Second), "noscripts-"+name+"-replicas", time.Second, relock.WithReplicas(1, 20*time.Millisecond))
 			if !errors.Is(err, relock.ErrNoPermission) || l != nil {
@@ -133,7 +143,7 @@ func TestCompanionKeysRefused(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			a, b := newClient(t, newConn(t)), newClient(t, newConn(t))
 			k := "job-" + name
-			exercise(t, a, b, k)
+			exercise(t, a, b, k, false)
 			ctx := ctxT(t, 5*time.Second)
 			fk := "job-fenced-" + name
 			l, err := newClient(t, newConn(t)).Obtain(ctx, fk, 10*time.Second, relock.WithFencing())
@@ -194,7 +204,7 @@ func TestPermissionsDoc(t *testing.T) {
 				prefix := user + ":"
 				a := newClient(t, newConn(t), relock.WithKeyPrefix(prefix))
 				b := newClient(t, newConn(t), relock.WithKeyPrefix(prefix))
-				exercise(t, a, b, "job-"+name, relock.WithFencing(), relock.WithMetadata("m"))
+				exercise(t, a, b, "job-"+name, user == "app", relock.WithFencing(), relock.WithMetadata("m"))
 
 				ctx := ctxT(t, 10*time.Second)
 				l, err := a.Obtain(ctx, "attach-"+name, 5*time.Second)
@@ -240,4 +250,55 @@ func asText(v any) string {
 		return string(b)
 	}
 	return fmt.Sprint(v)
+}
+
+// TestHandOverWithoutPexpireat: a Redis user whose ACL predates the early
+// hand-over (docs/permissions.md's line without +pexpireat) still gets
+// every hand-over: the release script keeps the claim's relative expiry
+// when PEXPIREAT is refused, and announces the hand-over's time, so the
+// waiter confirms first. The key always has an expiry, and the only
+// refusal is PEXPIREAT's.
+func TestHandOverWithoutPexpireat(t *testing.T) {
+	testredis.SkipShort(t, "starts a private Redis server")
+	srv := testredis.Start(t)
+	if _, err := srv.Do("ACL", "SETUSER", "old", "reset", "on", ">pw", "~old:*", "&old:*",
+		"+set", "+get", "+del", "+pexpire", "+pttl", "+exists", "+incr", "+time", "+lindex", "+lpop", "+rpush",
+		"+lrange", "+lrem", "+eval", "+evalsha", "+publish", "+subscribe", "+unsubscribe", "+ping"); err != nil {
+		t.Fatal(err)
+	}
+	for name, newConn := range userConns(srv.Addr(), "old") {
+		t.Run(name, func(t *testing.T) {
+			a := newClient(t, newConn(t), relock.WithKeyPrefix("old:"))
+			b := newClient(t, newConn(t), relock.WithKeyPrefix("old:"))
+			exercise(t, a, b, "job-"+name, true, relock.WithFencing())
+			if r, err := srv.Do("PTTL", "old:job-"+name); err != nil || r.(int64) == -1 {
+				t.Fatalf("PTTL of the lock key: %v, %v: a key without expiry", r, err)
+			}
+		})
+	}
+	r, err := srv.Do("ACL", "LOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, e := range r.([]any) {
+		fields, _ := e.([]any)
+		kv := map[string]string{}
+		for i := 0; i+1 < len(fields); i += 2 {
+			kv[asText(fields[i])] = asText(fields[i+1])
+		}
+		if kv["username"] != "old" {
+			continue
+		}
+		switch kv["object"] {
+		case "pexpireat":
+			refused++
+		case "cluster|slots": // rueidis asks; see TestPermissionsDoc
+		default:
+			t.Errorf("the server refused %s %q (%s)", kv["reason"], kv["object"], kv["context"])
+		}
+	}
+	if refused == 0 {
+		t.Error("no PEXPIREAT was refused: the hand-overs did not go through the release script's fallback")
+	}
 }
