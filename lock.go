@@ -558,16 +558,24 @@ func (l *Lock) confirmed(at time.Time, ok bool, err error) {
 	case ok:
 		l.wrote(at, l.req.ttl)
 	default:
-		l.mu.Lock()
-		releasing := l.releasing
-		if releasing {
-			l.goneSeen = true
-		}
-		l.mu.Unlock()
-		if !releasing {
+		if !l.goneWhileReleasing() {
 			_ = l.notHeld(nil, "obtain")
 		}
 	}
+}
+
+// goneWhileReleasing is for a write that found the key not ours: when a
+// release that did not wait for writes is on the wire, it may have run
+// first, so the release's answer decides (goneSeen records the finding
+// for it, see release), and it reports true; otherwise false, and the
+// caller ends the lock as lost.
+func (l *Lock) goneWhileReleasing() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.releasing {
+		l.goneSeen = true
+	}
+	return l.releasing
 }
 
 // minHoldLeft is how much of the minimum hold (WithMinHold) is left, rounded
@@ -697,15 +705,7 @@ func (l *Lock) refresh(ctx context.Context, ttl time.Duration) (err error) {
 		return err
 	}
 	if !ok {
-		l.mu.Lock()
-		releasing := l.releasing
-		if releasing {
-			l.goneSeen = true
-		}
-		l.mu.Unlock()
-		if releasing {
-			// A release is on the wire and may have run first: its answer
-			// decides (see releaseSoon).
+		if l.goneWhileReleasing() {
 			return errorf("relock: refresh %q: %w", l.req.key, ErrNotHeld)
 		}
 		return l.notHeld(cctx, "refresh")
